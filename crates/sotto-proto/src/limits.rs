@@ -1,0 +1,40 @@
+//! Every bound the protocol enforces. Each resource a peer can make the other
+//! side store or allocate has a `MAX_*` here, documented in `docs/PROTOCOL.md`.
+
+/// Largest frame (kind byte and body, excluding the 4-byte length prefix)
+/// accepted from a logged-in peer. Checked before any buffer is allocated.
+/// Large enough for one file attachment of [`MAX_FILE_LEN`] plus framing.
+pub const MAX_FRAME_LEN: usize = 11 * 1024 * 1024;
+
+/// Largest frame accepted before login completes: hello and login frames are
+/// tiny, so an unauthenticated peer cannot make the server buffer megabytes.
+pub const MAX_PRELOGIN_FRAME_LEN: usize = 16 * 1024;
+
+/// Longest text of one message, in bytes of UTF-8 (lobby, private or group).
+pub const MAX_TEXT_LEN: usize = 4096;
+
+/// Largest opaque payload of a private or group envelope, in bytes.
+pub const MAX_PAYLOAD_LEN: usize = 10 * 1024 * 1024 + 64 * 1024;
+
+/// Largest file that can be sent as an attachment, in bytes.
+pub const MAX_FILE_LEN: usize = 10 * 1024 * 1024;
+
+/// Longest file name carried with an attachment, in bytes.
+pub const MAX_FILE_NAME_LEN: usize = 255;
+
+/// Username and group name length bounds, in characters (ASCII only).
+pub const MIN_NAME_LEN: usize = 1;
+/// See [`MIN_NAME_LEN`].
+pub const MAX_NAME_LEN: usize = 32;
+
+/// Longest password (account or server password), in bytes.
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Most members one group may have, owner included.
+pub const MAX_GROUP_MEMBERS: usize = 10_000;
+
+/// Most events one history request returns.
+pub const MAX_HISTORY: u32 = 1000;
+
+/// Longest client name in the hello frame.
+pub const MAX_CLIENT_NAME_LEN: usize = 128;

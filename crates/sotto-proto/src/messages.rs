@@ -1,0 +1,427 @@
+//! Requests, replies and events: the typed contents of frames.
+//!
+//! Clients send [`Hello`] once, then [`Request`]s (each with a request id and
+//! exactly one reply) and [`Ack`]s (no reply). The server answers the hello
+//! with a [`HelloReply`], each request with a [`Response`] or an
+//! [`ErrorReply`], and pushes [`EventBody`]s in per-connection sequence.
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{DeviceId, GroupName, Password, Username};
+
+/// First frame a client sends. Its encoding never changes between protocol
+/// versions, so any server can tell any client to upgrade.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The [`crate::PROTOCOL_VERSION`] the client speaks.
+    pub version: u32,
+    /// Free-form client name and version, for logs.
+    pub client: String,
+}
+
+/// The server's answer to [`Hello`]. Stable across versions like `Hello`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReply {
+    /// The protocol version the server speaks.
+    pub version: u32,
+    /// Server software name and version.
+    pub server: String,
+    /// What the client must do next, or why it cannot go on.
+    pub result: Result<HelloOk, ErrorReply>,
+}
+
+/// What a server tells a client whose hello it accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloOk {
+    /// The login must carry the server password.
+    pub server_password_required: bool,
+    /// Unknown usernames are registered on first login.
+    pub registration_open: bool,
+}
+
+/// A client request. Every request gets exactly one reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    /// Log in (or register, where registration is open) on this connection.
+    Login(Login),
+    /// Post plain text to the lobby, which every user sees.
+    SendLobby { text: String },
+    /// Send an opaque payload to one user (a direct room).
+    SendDirect {
+        to: Username,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Send an opaque payload to a group the sender belongs to.
+    SendGroup {
+        group: GroupName,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// Create a group owned by the sender, with the sender and `members`.
+    GroupCreate {
+        group: GroupName,
+        members: Vec<Username>,
+    },
+    /// Add members to a group (owner only).
+    GroupAdd {
+        group: GroupName,
+        members: Vec<Username>,
+    },
+    /// Remove members from a group (owner only).
+    GroupKick {
+        group: GroupName,
+        members: Vec<Username>,
+    },
+    /// Leave a group. An owner who leaves hands ownership to the oldest member.
+    GroupLeave { group: GroupName },
+    /// Delete a group (owner only); every member is notified.
+    GroupDelete { group: GroupName },
+    /// List the groups the sender belongs to.
+    GroupList,
+    /// List online users and their status.
+    Names,
+    /// Read the sender's own status.
+    GetStatus,
+    /// Change the sender's status; everyone online is told.
+    SetStatus { status: Status },
+    /// The last `limit` events the sender can see (lobby, direct, groups),
+    /// oldest first. `limit` is capped at [`crate::limits::MAX_HISTORY`].
+    History { limit: u32 },
+    /// Liveness check.
+    Ping,
+}
+
+impl Request {
+    /// A short name for logs and metrics (never includes content).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Login(_) => "login",
+            Request::SendLobby { .. } => "send_lobby",
+            Request::SendDirect { .. } => "send_direct",
+            Request::SendGroup { .. } => "send_group",
+            Request::GroupCreate { .. } => "group_create",
+            Request::GroupAdd { .. } => "group_add",
+            Request::GroupKick { .. } => "group_kick",
+            Request::GroupLeave { .. } => "group_leave",
+            Request::GroupDelete { .. } => "group_delete",
+            Request::GroupList => "group_list",
+            Request::Names => "names",
+            Request::GetStatus => "get_status",
+            Request::SetStatus { .. } => "set_status",
+            Request::History { .. } => "history",
+            Request::Ping => "ping",
+        }
+    }
+}
+
+/// Login credentials. `Debug` redacts both passwords.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Login {
+    pub user: Username,
+    pub password: Password,
+    /// This device's stable id; a new id registers a new device.
+    pub device_id: DeviceId,
+    /// Required when the server has a server password.
+    pub server_password: Option<Password>,
+    /// `true`: only create a new account, failing if the name is taken.
+    /// `false`: log in, registering the name first if it is free and the
+    /// server's registration is open.
+    pub register_only: bool,
+}
+
+/// A user's availability, shown to everyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Status {
+    /// Available.
+    #[default]
+    Normal,
+    /// Do not disturb: private messages are held until the user leaves dnd.
+    Dnd,
+    /// Away: messages are delivered but senders are told the user may not respond.
+    Away,
+}
+
+impl Status {
+    /// The lower-case name used in commands and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Normal => "normal",
+            Status::Dnd => "dnd",
+            Status::Away => "away",
+        }
+    }
+
+    /// Parses `normal`, `dnd` or `away` (any case).
+    pub fn parse(input: &str) -> Option<Self> {
+        match input.to_ascii_lowercase().as_str() {
+            "normal" => Some(Status::Normal),
+            "dnd" => Some(Status::Dnd),
+            "away" => Some(Status::Away),
+            _ => None,
+        }
+    }
+}
+
+/// An acknowledgement that the client has stored every event of a room up to
+/// and including `seq`. Sent without a request id and never answered; the
+/// server delivers nothing at or below an acknowledged position again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub room_id: u64,
+    pub seq: u64,
+}
+
+/// A successful reply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// Login succeeded.
+    LoggedIn(LoggedIn),
+    /// A message was durably stored at `seq` in room `room_id`.
+    Sent {
+        room_id: u64,
+        seq: u64,
+        ts: i64,
+        /// Something the sender should know about delivery.
+        note: Option<DeliveryNote>,
+    },
+    /// The request succeeded and has nothing to return.
+    Done,
+    /// Online users.
+    Names { users: Vec<UserPresence> },
+    /// The sender's status.
+    Status { status: Status },
+    /// One group (after create/add/kick).
+    Group(GroupInfo),
+    /// The sender's groups.
+    Groups { groups: Vec<GroupInfo> },
+    /// History, oldest first.
+    History { events: Vec<EventBody> },
+    /// Answer to [`Request::Ping`].
+    Pong,
+}
+
+/// What a successful login returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoggedIn {
+    pub user: Username,
+    pub device_id: DeviceId,
+    /// The account was created by this login.
+    pub registered: bool,
+    /// Users online now, including this one.
+    pub online: Vec<UserPresence>,
+    /// Groups this user belongs to.
+    pub groups: Vec<GroupInfo>,
+}
+
+/// Something a sender is told about a private message's delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryNote {
+    /// The recipient is offline; delivered at their next login.
+    RecipientOffline,
+    /// The recipient is in do-not-disturb; held until they leave it.
+    RecipientDnd,
+    /// The recipient is away and may not respond.
+    RecipientAway,
+}
+
+/// A user and their status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPresence {
+    pub user: Username,
+    pub status: Status,
+}
+
+/// A group as its members see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: GroupName,
+    pub room_id: u64,
+    pub owner: Username,
+    pub members: Vec<Username>,
+}
+
+/// A failed request: a stable machine-readable code and a one-line message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorReply {
+    /// Builds an error reply.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Stable error codes. New codes may be added; existing ones never change
+/// meaning. Their snake_case names appear in `--json` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The client speaks another protocol version.
+    UnsupportedVersion,
+    /// The frame could not be decoded or the request is malformed.
+    BadRequest,
+    /// The request needs a logged-in connection.
+    NotLoggedIn,
+    /// This connection is already logged in.
+    AlreadyLoggedIn,
+    /// The server needs a server password and none was given.
+    ServerPasswordRequired,
+    /// The server password is wrong.
+    WrongServerPassword,
+    /// The account password is wrong.
+    WrongPassword,
+    /// Registration asked for a name that already exists.
+    UsernameTaken,
+    /// The name is unknown and the server does not register new accounts.
+    RegistrationClosed,
+    /// Too many attempts; wait and retry.
+    RateLimited,
+    /// No such user.
+    UnknownUser,
+    /// No such group (or the sender cannot see it).
+    UnknownGroup,
+    /// A group with that name exists.
+    GroupExists,
+    /// The sender is not a member of the group.
+    NotMember,
+    /// Only the group owner may do this.
+    NotOwner,
+    /// The group would exceed [`crate::limits::MAX_GROUP_MEMBERS`].
+    GroupTooLarge,
+    /// The message is empty.
+    EmptyMessage,
+    /// The message exceeds a size limit.
+    MessageTooLong,
+    /// The request is invalid for another stated reason.
+    Invalid,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// Something failed inside the server; the request had no effect.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The stable snake_case name of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::AlreadyLoggedIn => "already_logged_in",
+            ErrorCode::ServerPasswordRequired => "server_password_required",
+            ErrorCode::WrongServerPassword => "wrong_server_password",
+            ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::UsernameTaken => "username_taken",
+            ErrorCode::RegistrationClosed => "registration_closed",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::UnknownUser => "unknown_user",
+            ErrorCode::UnknownGroup => "unknown_group",
+            ErrorCode::GroupExists => "group_exists",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::NotOwner => "not_owner",
+            ErrorCode::GroupTooLarge => "group_too_large",
+            ErrorCode::EmptyMessage => "empty_message",
+            ErrorCode::MessageTooLong => "message_too_long",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// A server event: when it happened and what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventBody {
+    /// Server time, milliseconds since the Unix epoch.
+    pub ts: i64,
+    pub kind: EventKind,
+}
+
+/// What a server event says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// Something was appended to a room's timeline.
+    Room(RoomEvent),
+    /// A user came online, went offline or changed status.
+    Presence {
+        user: Username,
+        change: PresenceChange,
+    },
+    /// Everything stored for this device while it was away has been sent.
+    CaughtUp,
+    /// The server is shutting down; the connection will close.
+    Shutdown { message: String },
+}
+
+/// A change of presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PresenceChange {
+    Online(Status),
+    Offline,
+    Status(Status),
+}
+
+/// One entry of a room's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomEvent {
+    /// Server-assigned room id; used in [`Ack`].
+    pub room_id: u64,
+    /// Which room, in words.
+    pub room: RoomRef,
+    /// Position in the room's timeline, from 1, without gaps.
+    pub seq: u64,
+    /// Who caused the event (as authenticated by the server).
+    pub sender: Username,
+    pub content: RoomContent,
+}
+
+/// A room, named the way users see it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RoomRef {
+    /// The public room every user is in. Plaintext, server-readable.
+    Lobby,
+    /// The private conversation of two users (names in sorted order).
+    Direct { users: (Username, Username) },
+    /// A named group.
+    Group { name: GroupName },
+    /// A user's own notices from the server (e.g. "group X was deleted").
+    Notices { user: Username },
+}
+
+/// What a timeline entry holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomContent {
+    /// Lobby text.
+    Text { text: String },
+    /// A private or group message: bytes the server neither reads nor changes.
+    Envelope {
+        device: DeviceId,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// The group was created by `sender` with these members.
+    GroupCreated { members: Vec<Username> },
+    /// `sender` added members.
+    MembersAdded { members: Vec<Username> },
+    /// `sender` removed members.
+    MembersKicked { members: Vec<Username> },
+    /// `sender` left the group; `new_owner` is set when the owner left.
+    MemberLeft { new_owner: Option<Username> },
+    /// (Notices room) the group was deleted by `sender`.
+    GroupDeleted { group: GroupName },
+    /// (Notices room) `sender` removed you from the group.
+    RemovedFromGroup { group: GroupName },
+}
