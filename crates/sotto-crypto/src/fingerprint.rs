@@ -50,7 +50,10 @@ mod tests {
         let text = fp.to_string();
         assert!(text.starts_with("SHA256:") && text.len() == 7 + 64);
         assert_eq!(Fingerprint::parse(&text), Some(fp));
-        assert_eq!(Fingerprint::parse(&text.to_uppercase().replace("SHA256", "sha256")), Some(fp));
+        assert_eq!(
+            Fingerprint::parse(&text.to_uppercase().replace("SHA256", "sha256")),
+            Some(fp)
+        );
         assert_eq!(Fingerprint::parse("SHA256:abcd"), None);
         assert_eq!(Fingerprint::parse("MD5:00"), None);
     }

@@ -82,7 +82,12 @@ pub fn seal(passphrase: &Passphrase, plaintext: &[u8]) -> SealedBox {
     seal_with_cost(passphrase, plaintext, M_COST_KIB, T_COST)
 }
 
-fn seal_with_cost(passphrase: &Passphrase, plaintext: &[u8], m_cost: u32, t_cost: u32) -> SealedBox {
+fn seal_with_cost(
+    passphrase: &Passphrase,
+    plaintext: &[u8],
+    m_cost: u32,
+    t_cost: u32,
+) -> SealedBox {
     let mut salt = [0u8; SALT_LEN];
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut salt);
@@ -121,12 +126,17 @@ pub fn open(passphrase: &Passphrase, sealed: &SealedBox) -> Result<Zeroizing<Vec
         return Err(SealError::Malformed("nonce must be 24 bytes"));
     }
     if sealed.m_cost > MAX_M_COST_KIB || sealed.t_cost > MAX_T_COST {
-        return Err(SealError::Malformed("key-derivation cost is above the allowed maximum"));
+        return Err(SealError::Malformed(
+            "key-derivation cost is above the allowed maximum",
+        ));
     }
     let key = derive_key(passphrase, &sealed.salt, sealed.m_cost, sealed.t_cost)?;
     let cipher = XChaCha20Poly1305::new(key.as_ref().into());
     let mut plain = cipher
-        .decrypt(XNonce::from_slice(&sealed.nonce), sealed.ciphertext.as_slice())
+        .decrypt(
+            XNonce::from_slice(&sealed.nonce),
+            sealed.ciphertext.as_slice(),
+        )
         .map_err(|_| SealError::WrongKey)?;
     let out = Zeroizing::new(plain.clone());
     plain.zeroize();
@@ -152,7 +162,10 @@ mod tests {
     #[test]
     fn wrong_key_fails() {
         let sealed = fast("k1", b"x");
-        assert_eq!(open(&Passphrase::new("k2").unwrap(), &sealed).unwrap_err(), SealError::WrongKey);
+        assert_eq!(
+            open(&Passphrase::new("k2").unwrap(), &sealed).unwrap_err(),
+            SealError::WrongKey
+        );
     }
 
     #[test]
@@ -161,21 +174,33 @@ mod tests {
         for i in 0..sealed.ciphertext.len() {
             let mut bad = sealed.clone();
             bad.ciphertext[i] ^= 1;
-            assert_eq!(open(&Passphrase::new("k").unwrap(), &bad).unwrap_err(), SealError::WrongKey);
+            assert_eq!(
+                open(&Passphrase::new("k").unwrap(), &bad).unwrap_err(),
+                SealError::WrongKey
+            );
         }
         let mut bad = sealed.clone();
         bad.nonce[0] ^= 1;
-        assert_eq!(open(&Passphrase::new("k").unwrap(), &bad).unwrap_err(), SealError::WrongKey);
+        assert_eq!(
+            open(&Passphrase::new("k").unwrap(), &bad).unwrap_err(),
+            SealError::WrongKey
+        );
     }
 
     #[test]
     fn hostile_parameters_are_refused() {
         let mut sealed = fast("k", b"hello");
         sealed.m_cost = u32::MAX;
-        assert!(matches!(open(&Passphrase::new("k").unwrap(), &sealed), Err(SealError::Malformed(_))));
+        assert!(matches!(
+            open(&Passphrase::new("k").unwrap(), &sealed),
+            Err(SealError::Malformed(_))
+        ));
         let mut sealed = fast("k", b"hello");
         sealed.salt.pop();
-        assert!(matches!(open(&Passphrase::new("k").unwrap(), &sealed), Err(SealError::Malformed(_))));
+        assert!(matches!(
+            open(&Passphrase::new("k").unwrap(), &sealed),
+            Err(SealError::Malformed(_))
+        ));
     }
 
     #[test]

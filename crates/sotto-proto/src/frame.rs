@@ -296,9 +296,7 @@ impl ServerFrame {
             ServerFrame::Reply { id, result } => {
                 encode_frame(dst, FrameKind::Reply, Some(*id), result)
             }
-            ServerFrame::Event { seq, body } => {
-                write_event(dst, *seq, &SharedEvent::encode(body)?)
-            }
+            ServerFrame::Event { seq, body } => write_event(dst, *seq, &SharedEvent::encode(body)?),
         }
     }
 }

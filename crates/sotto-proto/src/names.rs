@@ -236,7 +236,10 @@ mod tests {
         assert_eq!(Username::parse("a b"), Err(NameError::Charset));
         assert_eq!(Username::parse("émile"), Err(NameError::Charset));
         assert_eq!(Username::parse("-x"), Err(NameError::Start));
-        assert!(matches!(Username::parse("Group"), Err(NameError::Reserved(_))));
+        assert!(matches!(
+            Username::parse("Group"),
+            Err(NameError::Reserved(_))
+        ));
         assert!(GroupName::parse("group").is_ok());
     }
 
@@ -244,7 +247,10 @@ mod tests {
     fn password_debug_is_redacted() {
         let p = Password::new("hunter2".into()).unwrap();
         assert!(!format!("{p:?}").contains("hunter2"));
-        assert!(matches!(Password::new(String::new()), Err(PasswordError::Empty)));
+        assert!(matches!(
+            Password::new(String::new()),
+            Err(PasswordError::Empty)
+        ));
     }
 
     #[test]

@@ -1,1 +1,201 @@
-//! placeholder
+//! The Sotto server library.
+//!
+//! The server is a router of opaque envelopes plus a directory (users,
+//! devices, groups, presence) and a durable store. [`run`] serves a bound
+//! listener until the `shutdown` future completes; the `sotto` binary adds
+//! flags, signals and logging around it.
+//!
+//! Shape: an accept loop (bounded by a semaphore) spawns one task per
+//! connection (`conn.rs`), which reads frames and forwards operations to the
+//! core thread (`core/`), the only writer of state and storage. The core
+//! commits in batches and fans committed events out to the connections'
+//! bounded queues; each connection's writer task drains its queue.
+
+mod auth;
+mod conn;
+mod core;
+pub mod store;
+pub mod tls;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::Context;
+use sotto_proto::Password;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use sotto_crypto::Fingerprint;
+pub use tls::{Identity, TlsFiles};
+
+/// Whether unknown usernames are registered on first login.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Registration {
+    /// A new username registers on first login.
+    #[default]
+    Open,
+    /// Only existing accounts may log in.
+    Closed,
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Database, certificate and key live here.
+    pub data_dir: PathBuf,
+    /// If set, clients must present it before logging in.
+    pub server_password: Option<Password>,
+    pub registration: Registration,
+    /// Operator-provided certificate and key; `None` generates a
+    /// self-signed pair in the data dir on first start.
+    pub tls: Option<TlsFiles>,
+    /// Most simultaneous connections; further clients wait to be accepted.
+    pub max_connections: usize,
+    /// Frames queued for one connection before it counts as a slow
+    /// consumer and is disconnected.
+    pub outbound_queue: usize,
+    /// Sustained requests per second allowed per connection.
+    pub requests_per_second: u32,
+    /// Requests a connection may send in a burst above the sustained rate.
+    pub request_burst: u32,
+}
+
+impl Config {
+    /// Defaults for a data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            server_password: None,
+            registration: Registration::Open,
+            tls: None,
+            max_connections: 16_384,
+            outbound_queue: 1024,
+            requests_per_second: 1000,
+            request_burst: 2000,
+        }
+    }
+
+    fn tls_files(&self) -> TlsFiles {
+        self.tls
+            .clone()
+            .unwrap_or_else(|| TlsFiles::in_data_dir(&self.data_dir))
+    }
+}
+
+/// Creates the data dir and, unless the operator gave a certificate, a
+/// self-signed one; loads the TLS identity. Idempotent: [`run`] calls it
+/// too, and the binary calls it first to print the fingerprint.
+pub fn prepare(config: &Config) -> anyhow::Result<Identity> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let files = config.tls_files();
+    if config.tls.is_none() && tls::ensure_self_signed(&files)? {
+        tracing::info!(
+            "generated a self-signed certificate in {}",
+            config.data_dir.display()
+        );
+    }
+    tls::load(&files)
+}
+
+/// Serves `listener` until `shutdown` completes, then shuts down
+/// gracefully: stops accepting, tells every client, finishes in-flight
+/// commits, closes connections, and returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let identity = prepare(&config)?;
+    let db_path = store::db_path(&config.data_dir);
+    let db =
+        store::open_writer(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let core = core::Core::new(db).context("loading state")?;
+    let (core_tx, core_rx) = mpsc::channel(65_536);
+    let core_thread = std::thread::Builder::new()
+        .name("sotto-core".into())
+        .spawn(move || core.run(core_rx))
+        .context("starting the core thread")?;
+
+    let shared = Arc::new(conn::Shared {
+        core: core_tx.clone(),
+        store: store::ReadPool::new(db_path),
+        hasher: auth::Hasher::default(),
+        limiter: auth::LoginLimiter::default(),
+        config: config.clone(),
+        next_conn: AtomicU64::new(1),
+    });
+    let acceptor = TlsAcceptor::from(identity.config);
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let tracker = TaskTracker::new();
+    let stop = CancellationToken::new();
+
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = limit.clone().acquire_owned() => permit?,
+        };
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(1);
+                let (shared, acceptor, stop) = (shared.clone(), acceptor.clone(), stop.clone());
+                tracker.spawn(async move {
+                    conn::serve(stream, peer, acceptor, shared, stop).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait, then retry.
+                tracing::warn!("accept failed: {e}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+
+    tracing::info!("shutting down");
+    drop(listener);
+    // The core first commits everything queued before this point, tells
+    // every client, and queues `Close` behind the goodbye; only then do the
+    // readers stop (and detach).
+    let (done_tx, done_rx) = oneshot::channel();
+    if core_tx
+        .send(core::Op::Shutdown { reply: done_tx })
+        .await
+        .is_ok()
+    {
+        let _ = done_rx.await;
+    }
+    stop.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+    drop(shared);
+    drop(core_tx);
+    tokio::task::spawn_blocking(move || core_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the core thread panicked"))?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -20,7 +20,9 @@ fn sample_requests() -> Vec<Request> {
             server_password: Some(Password::new("sp".into()).unwrap()),
             register_only: false,
         }),
-        Request::SendLobby { text: "hi ✓".into() },
+        Request::SendLobby {
+            text: "hi ✓".into(),
+        },
         Request::SendDirect {
             to: user("bob"),
             payload: vec![0, 1, 2, 255],
@@ -101,7 +103,10 @@ fn replies_round_trip() {
     frame.encode(&mut buf).unwrap();
     let raw = FrameDecoder::default().decode(&mut buf).unwrap().unwrap();
     match ServerFrame::decode(&raw).unwrap() {
-        ServerFrame::Reply { id: 5, result: Err(e) } => assert_eq!(e.code, ErrorCode::UnknownUser),
+        ServerFrame::Reply {
+            id: 5,
+            result: Err(e),
+        } => assert_eq!(e.code, ErrorCode::UnknownUser),
         other => panic!("unexpected {other:?}"),
     }
 }
@@ -136,10 +141,13 @@ fn malformed_frames_are_rejected() {
                 max: 1024,
             },
         ),
-        (vec![0xff, 0xff, 0xff, 0xff], FrameError::TooLarge {
-            len: u32::MAX as usize,
-            max: 1024,
-        }),
+        (
+            vec![0xff, 0xff, 0xff, 0xff],
+            FrameError::TooLarge {
+                len: u32::MAX as usize,
+                max: 1024,
+            },
+        ),
         (vec![0, 0, 0, 1, 99], FrameError::UnknownKind(99)),
     ];
     for (bytes, expected) in cases {
@@ -166,7 +174,10 @@ fn malformed_bodies_are_rejected() {
         other => panic!("unexpected {other:?}"),
     }
     // A server-only kind sent by a client.
-    assert!(matches!(decode(5, &[0; 9]), Err(DecodeError::WrongDirection(_))));
+    assert!(matches!(
+        decode(5, &[0; 9]),
+        Err(DecodeError::WrongDirection(_))
+    ));
     // Invalid UTF-8 in lobby text.
     let mut body = vec![0, 0, 0, 0, 0, 0, 0, 1];
     let good = rmp_serde::to_vec(&Request::SendLobby { text: "ab".into() }).unwrap();
@@ -174,7 +185,10 @@ fn malformed_bodies_are_rejected() {
     let mut bad = good.clone();
     bad[pos] = 0xff;
     body.extend_from_slice(&bad);
-    assert!(matches!(decode(3, &body), Err(DecodeError::Malformed { .. })));
+    assert!(matches!(
+        decode(3, &body),
+        Err(DecodeError::Malformed { .. })
+    ));
     // An invalid username inside an otherwise valid request.
     let mut body = vec![0, 0, 0, 0, 0, 0, 0, 2];
     let good = rmp_serde::to_vec(&Request::GroupLeave {
@@ -185,7 +199,10 @@ fn malformed_bodies_are_rejected() {
     let mut bad = good.clone();
     bad[pos] = b'!';
     body.extend_from_slice(&bad);
-    assert!(matches!(decode(3, &body), Err(DecodeError::Malformed { .. })));
+    assert!(matches!(
+        decode(3, &body),
+        Err(DecodeError::Malformed { .. })
+    ));
 }
 
 #[test]
@@ -198,7 +215,10 @@ fn encoding_refuses_oversize_frames() {
         },
     };
     let mut buf = BytesMut::new();
-    assert!(matches!(frame.encode(&mut buf), Err(EncodeError::TooLarge { .. })));
+    assert!(matches!(
+        frame.encode(&mut buf),
+        Err(EncodeError::TooLarge { .. })
+    ));
     assert!(buf.is_empty(), "a failed encode leaves nothing behind");
 }
 

@@ -1,0 +1,548 @@
+//! The background task that owns a logged-in connection.
+//!
+//! Two tasks per connection: the reader task splits frames off the TLS read
+//! half and passes them on in batches (one batch per drained read buffer);
+//! the actor owns the write half, the pending-request map and the per-room
+//! positions. After handling a batch the actor acknowledges, once per room,
+//! the highest event it handed to the front end, so a burst of offline
+//! messages costs one ack per room rather than one per message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use bytes::BytesMut;
+use sotto_proto::{
+    Ack, ClientFrame, DeviceId, EventBody, FrameDecoder, GroupName, Request, Response, SealedBox,
+    ServerFrame, Username,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::event::{ClientEvent, Decoded, Me, Position, decode};
+use crate::{
+    ClientError, HANDSHAKE_TIMEOUT, MAX_PENDING_REQUESTS, MAX_SEALED_KEPT, REQUEST_TIMEOUT,
+};
+
+/// Bytes read at a time when the next frame's size is not known yet.
+const READ_CHUNK: usize = 16 * 1024;
+/// A write buffer that grew past this (a file upload) is released after use.
+const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+
+/// A reply channel for a request.
+pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
+
+/// What the handle asks of the actor.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Send a request; the raw response comes back.
+    Request {
+        request: Request,
+        reply: Reply<Response>,
+    },
+    /// Fetch history and decode it like live events.
+    History {
+        limit: u32,
+        reply: Reply<Vec<ClientEvent>>,
+    },
+    /// A copy of a kept sealed message, to open outside the actor.
+    GetSealed { id: u64, reply: Reply<StoredSealed> },
+    /// Close the connection (TLS close_notify) and stop.
+    Quit { reply: oneshot::Sender<()> },
+}
+
+/// A sealed message kept until the user opens it.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredSealed {
+    pub from: Username,
+    pub group: Option<GroupName>,
+    pub ts: i64,
+    pub sealed: SealedBox,
+}
+
+/// A request waiting for its reply.
+#[derive(Debug)]
+enum Pending {
+    Response(Reply<Response>),
+    History(Reply<Vec<ClientEvent>>),
+}
+
+impl Pending {
+    fn fail(self, error: ClientError) {
+        // The caller may have given up (timeout); nobody to tell then.
+        match self {
+            Pending::Response(tx) => {
+                let _ = tx.send(Err(error));
+            }
+            Pending::History(tx) => {
+                let _ = tx.send(Err(error));
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        match self {
+            Pending::Response(tx) => tx.is_closed(),
+            Pending::History(tx) => tx.is_closed(),
+        }
+    }
+}
+
+/// What the reader task passes on: the frames of one read, or why it stopped.
+pub(crate) type Batch = Result<Vec<ServerFrame>, String>;
+
+/// Splits frames off the read half until the connection ends; reports the
+/// end as an `Err` batch.
+pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
+    mut reader: R,
+    mut buf: BytesMut,
+    decoder: FrameDecoder,
+    tx: mpsc::Sender<Batch>,
+) {
+    loop {
+        let mut batch = Vec::new();
+        let error = loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(raw)) => match ServerFrame::decode(&raw) {
+                    Ok(frame) => batch.push(frame),
+                    Err(e) => break Some(format!("the server sent an undecodable frame: {e}")),
+                },
+                Ok(None) => break None,
+                Err(e) => break Some(format!("the server sent a bad frame: {e}")),
+            }
+        };
+        if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
+            return;
+        }
+        if let Some(error) = error {
+            let _ = tx.send(Err(error)).await;
+            return;
+        }
+        // Reserve exactly for a large frame whose length is known, so a file
+        // arrives without repeated reallocation.
+        let want = decoder
+            .needed(&buf)
+            .map_or(READ_CHUNK, |n| n.saturating_sub(buf.len()).max(READ_CHUNK));
+        buf.reserve(want);
+        let reason = match reader.read_buf(&mut buf).await {
+            Ok(0) if buf.is_empty() => "the server closed the connection".to_owned(),
+            Ok(0) => "the server closed the connection in the middle of a frame".to_owned(),
+            Ok(_) => continue,
+            Err(e) => format!("connection lost: {e}"),
+        };
+        let _ = tx.send(Err(reason)).await;
+        return;
+    }
+}
+
+/// Encodes `frame` into `buf` and writes it out.
+pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buf: &mut BytesMut,
+    frame: &ClientFrame,
+) -> Result<(), ClientError> {
+    buf.clear();
+    frame
+        .encode(buf)
+        .map_err(|e| ClientError::Internal(e.to_string()))?;
+    let written = async {
+        writer.write_all(buf).await?;
+        writer.flush().await
+    };
+    // Generous: a 10 MiB file on a slow link takes a while.
+    let result = tokio::time::timeout(REQUEST_TIMEOUT, written).await;
+    if buf.capacity() > KEEP_WRITE_BUFFER {
+        *buf = BytesMut::new();
+    }
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ClientError::ConnectionLost(e.to_string())),
+        Err(_) => Err(ClientError::ConnectionLost(
+            "the server stopped reading".to_owned(),
+        )),
+    }
+}
+
+/// The actor's state.
+#[derive(Debug)]
+pub(crate) struct Actor<W> {
+    /// Who is logged in: to recognize echoes and the other party of a direct room.
+    me: Username,
+    /// This device: echoes from it are not shown again.
+    device: DeviceId,
+    /// Where received files are saved.
+    downloads: PathBuf,
+    /// The connection's write half; only the actor writes.
+    writer: W,
+    /// Reused encoding buffer.
+    wbuf: BytesMut,
+    /// Commands from the [`crate::Client`] handles.
+    ops: mpsc::Receiver<Op>,
+    /// Frames from the reader task.
+    frames: mpsc::Receiver<Batch>,
+    /// Events for the front end.
+    events: mpsc::Sender<ClientEvent>,
+    /// The reader task, stopped when the actor stops.
+    reader: Option<JoinHandle<()>>,
+    /// Requests awaiting replies, by request id.
+    pending: HashMap<u64, Pending>,
+    /// The next request id (the login used 1).
+    next_request: u64,
+    /// The last per-connection event sequence number, to notice gaps.
+    conn_seq: u64,
+    /// The highest event seen per room, to drop redeliveries.
+    room_seq: HashMap<u64, u64>,
+    /// Sealed messages by local id, oldest first.
+    sealed: BTreeMap<u64, StoredSealed>,
+    /// The next local id for a sealed message.
+    next_sealed: u64,
+    /// Files already saved, by (room, seq), so history does not save them twice.
+    saved: HashMap<(u64, u64), (String, PathBuf, u64)>,
+    /// The server's shutdown message, the reason of the disconnection that follows.
+    shutdown_message: Option<String>,
+}
+
+impl<W: AsyncWrite + Unpin + Send> Actor<W> {
+    /// Builds an actor for a freshly logged-in connection.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        me: Username,
+        device: DeviceId,
+        downloads: PathBuf,
+        writer: W,
+        ops: mpsc::Receiver<Op>,
+        frames: mpsc::Receiver<Batch>,
+        events: mpsc::Sender<ClientEvent>,
+        reader: Option<JoinHandle<()>>,
+    ) -> Self {
+        Self {
+            me,
+            device,
+            downloads,
+            writer,
+            wbuf: BytesMut::new(),
+            ops,
+            frames,
+            events,
+            reader,
+            pending: HashMap::new(),
+            next_request: 2,
+            conn_seq: 0,
+            room_seq: HashMap::new(),
+            sealed: BTreeMap::new(),
+            next_sealed: 1,
+            saved: HashMap::new(),
+            shutdown_message: None,
+        }
+    }
+
+    /// Runs until the connection ends, the user quits, or every handle is dropped.
+    pub async fn run(mut self) {
+        let reason = loop {
+            tokio::select! {
+                op = self.ops.recv() => match op {
+                    Some(Op::Quit { reply }) => {
+                        self.close().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    // Every handle is gone: nobody can use the connection.
+                    None => {
+                        self.close().await;
+                        return;
+                    }
+                    Some(op) => {
+                        if let Err(e) = self.handle_op(op).await {
+                            break e.to_string();
+                        }
+                    }
+                },
+                batch = self.frames.recv() => match batch {
+                    Some(Ok(frames)) => {
+                        if let Err(e) = self.handle_batch(frames).await {
+                            break e.to_string();
+                        }
+                    }
+                    Some(Err(reason)) => break reason,
+                    None => break "the connection closed".to_owned(),
+                },
+            }
+        };
+        self.disconnected(reason).await;
+    }
+
+    /// Sends close_notify and stops the reader.
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.writer.shutdown()).await;
+        self.stop();
+    }
+
+    /// Fails what is pending and stops the reader.
+    fn stop(&mut self) {
+        for (_, pending) in self.pending.drain() {
+            pending.fail(ClientError::Disconnected);
+        }
+        if let Some(reader) = self.reader.take() {
+            reader.abort();
+        }
+    }
+
+    async fn disconnected(&mut self, reason: String) {
+        let reason = match self.shutdown_message.take() {
+            Some(message) => format!("the server shut down: {message}"),
+            None => reason,
+        };
+        tracing::info!(%reason, "disconnected");
+        self.stop();
+        self.emit(ClientEvent::Disconnected { reason }).await;
+    }
+
+    async fn emit(&mut self, event: ClientEvent) {
+        // A front end that dropped its `Events` does not want events.
+        let _ = self.events.send(event).await;
+    }
+
+    /// Handles one command; an error means the connection is unusable.
+    async fn handle_op(&mut self, op: Op) -> Result<(), ClientError> {
+        let (request, pending) = match op {
+            Op::Request { request, reply } => (request, Pending::Response(reply)),
+            Op::History { limit, reply } => (Request::History { limit }, Pending::History(reply)),
+            Op::GetSealed { id, reply } => {
+                let found = self
+                    .sealed
+                    .get(&id)
+                    .cloned()
+                    .ok_or(ClientError::NoSuchSealed(id));
+                let _ = reply.send(found);
+                return Ok(());
+            }
+            // Handled by `run`.
+            Op::Quit { reply } => {
+                let _ = reply.send(());
+                return Ok(());
+            }
+        };
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            // Forget requests whose callers gave up before refusing new ones.
+            self.pending.retain(|_, p| !p.is_closed());
+            if self.pending.len() >= MAX_PENDING_REQUESTS {
+                pending.fail(ClientError::Busy);
+                return Ok(());
+            }
+        }
+        let id = self.next_request;
+        self.next_request += 1;
+        let frame = ClientFrame::Request { id, request };
+        match write_frame(&mut self.writer, &mut self.wbuf, &frame).await {
+            Ok(()) => {
+                self.pending.insert(id, pending);
+                Ok(())
+            }
+            // A value that cannot be encoded fails only its own request.
+            Err(ClientError::Internal(e)) => {
+                pending.fail(ClientError::Internal(e));
+                Ok(())
+            }
+            Err(e) => {
+                pending.fail(ClientError::Disconnected);
+                Err(e)
+            }
+        }
+    }
+
+    /// Handles the frames of one read, then acknowledges what it handled.
+    async fn handle_batch(&mut self, frames: Vec<ServerFrame>) -> Result<(), ClientError> {
+        let mut acks: BTreeMap<u64, u64> = BTreeMap::new();
+        for frame in frames {
+            match frame {
+                ServerFrame::Reply { id, result } => self.handle_reply(id, result).await,
+                ServerFrame::Event { seq, body } => {
+                    if seq != self.conn_seq + 1 {
+                        tracing::warn!(
+                            expected = self.conn_seq + 1,
+                            got = seq,
+                            "event sequence gap"
+                        );
+                    }
+                    self.conn_seq = seq;
+                    if let Some(pos) = self.handle_event(body).await
+                        && pos.ackable
+                    {
+                        let highest = acks.entry(pos.room_id).or_default();
+                        *highest = (*highest).max(pos.seq);
+                    }
+                }
+                ServerFrame::HelloReply(_) => {
+                    tracing::warn!("unexpected hello reply after login; ignored");
+                }
+            }
+        }
+        for (room_id, seq) in acks {
+            let frame = ClientFrame::Ack(Ack { room_id, seq });
+            write_frame(&mut self.writer, &mut self.wbuf, &frame).await?;
+        }
+        Ok(())
+    }
+
+    /// Shows one live event; returns its room position if it should be acked.
+    async fn handle_event(&mut self, body: EventBody) -> Option<Position> {
+        let position = Position::of(&body);
+        if let Some(pos) = position {
+            let seen = self.room_seq.entry(pos.room_id).or_default();
+            if pos.seq <= *seen {
+                tracing::debug!(room = pos.room_id, seq = pos.seq, "duplicate event dropped");
+                // Already shown; acking again is harmless and cumulative.
+                return position;
+            }
+            *seen = pos.seq;
+        }
+        let me = Me {
+            user: &self.me,
+            device: &self.device,
+            hide_own_echo: true,
+        };
+        let decoded = decode(me, body);
+        if let Some(event) = self.finish(decoded, position).await {
+            if let ClientEvent::Shutdown { message } = &event {
+                self.shutdown_message = Some(message.clone());
+            }
+            self.emit(event).await;
+        }
+        position
+    }
+
+    /// Numbers a sealed message or saves a file; `None` for a hidden echo.
+    async fn finish(
+        &mut self,
+        decoded: Decoded,
+        position: Option<Position>,
+    ) -> Option<ClientEvent> {
+        match decoded {
+            Decoded::Ready(event) => Some(event),
+            Decoded::OwnEcho => None,
+            Decoded::Sealed {
+                from,
+                group,
+                ts,
+                sealed,
+            } => {
+                let id = self.keep_sealed(StoredSealed {
+                    from: from.clone(),
+                    group: group.clone(),
+                    ts,
+                    sealed,
+                });
+                Some(ClientEvent::Sealed {
+                    id,
+                    from,
+                    group,
+                    ts,
+                })
+            }
+            Decoded::File {
+                from,
+                group,
+                ts,
+                file,
+            } => {
+                let key = position.map(|p| (p.room_id, p.seq));
+                if let Some((name, path, size)) = key.and_then(|k| self.saved.get(&k)).cloned() {
+                    return Some(ClientEvent::File {
+                        from,
+                        group,
+                        name,
+                        path,
+                        size,
+                        ts,
+                    });
+                }
+                let name = crate::files::sanitize_file_name(&file.name);
+                let size = file.data.len() as u64;
+                let dir = self.downloads.clone();
+                let save_name = name.clone();
+                let saved = tokio::task::spawn_blocking(move || {
+                    crate::files::save_download(&dir, &save_name, &file.data)
+                })
+                .await;
+                match saved {
+                    Ok(Ok(path)) => {
+                        if let Some(key) = key {
+                            self.saved.insert(key, (name.clone(), path.clone(), size));
+                        }
+                        Some(ClientEvent::File {
+                            from,
+                            group,
+                            name,
+                            path,
+                            size,
+                            ts,
+                        })
+                    }
+                    Ok(Err(e)) => Some(ClientEvent::Undecodable {
+                        from,
+                        reason: format!("could not save file '{name}': {e}"),
+                        ts,
+                    }),
+                    Err(e) => Some(ClientEvent::Undecodable {
+                        from,
+                        reason: format!("could not save file '{name}': {e}"),
+                        ts,
+                    }),
+                }
+            }
+        }
+    }
+
+    fn keep_sealed(&mut self, stored: StoredSealed) -> u64 {
+        let id = self.next_sealed;
+        self.next_sealed += 1;
+        self.sealed.insert(id, stored);
+        while self.sealed.len() > MAX_SEALED_KEPT {
+            self.sealed.pop_first();
+        }
+        id
+    }
+
+    async fn handle_reply(&mut self, id: u64, result: Result<Response, sotto_proto::ErrorReply>) {
+        let Some(pending) = self.pending.remove(&id) else {
+            tracing::warn!(id, "reply to an unknown request; ignored");
+            return;
+        };
+        match pending {
+            Pending::Response(tx) => {
+                let _ = tx.send(result.map_err(ClientError::Server));
+            }
+            Pending::History(tx) => {
+                let result = match result {
+                    Ok(Response::History { events }) => Ok(self.decode_history(events).await),
+                    Ok(_) => Err(ClientError::Protocol(
+                        "the server answered a history request with something else".to_owned(),
+                    )),
+                    Err(e) => Err(ClientError::Server(e)),
+                };
+                let _ = tx.send(result);
+            }
+        }
+    }
+
+    /// Decodes history like live events, but showing this device's own messages.
+    async fn decode_history(&mut self, events: Vec<EventBody>) -> Vec<ClientEvent> {
+        let mut out = Vec::with_capacity(events.len());
+        for body in events {
+            let position = Position::of(&body);
+            let me = Me {
+                user: &self.me,
+                device: &self.device,
+                hide_own_echo: false,
+            };
+            let decoded = decode(me, body);
+            if let Some(event) = self.finish(decoded, position).await {
+                out.push(event);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

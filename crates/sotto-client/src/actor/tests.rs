@@ -1,0 +1,434 @@
+//! Tests of the actor's bookkeeping (acks, de-duplication, echoes, replies,
+//! disconnection), driven through its channels with an in-memory pipe as
+//! the write half. End-to-end tests against the real server live in the
+//! integration test crate.
+
+use bytes::BytesMut;
+use sotto_proto::{
+    ClientFrame, DeviceId, ErrorCode, ErrorReply, EventBody, EventKind, FileBody, FrameDecoder,
+    MessageBody, Request, Response, RoomContent, RoomEvent, RoomRef, SealedBox, ServerFrame,
+    Username,
+};
+use tokio::io::{AsyncReadExt, DuplexStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+
+const MY_DEVICE: &str = "mydevice00000001";
+const OTHER_DEVICE: &str = "otherdevice00002";
+
+fn u(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+/// The test's side of an actor: what it feeds in and reads out.
+struct Harness {
+    ops: mpsc::Sender<Op>,
+    frames: mpsc::Sender<Batch>,
+    events: mpsc::Receiver<ClientEvent>,
+    /// The other end of the actor's write half.
+    wire: DuplexStream,
+    wire_buf: BytesMut,
+    _dir: tempfile::TempDir,
+    downloads: PathBuf,
+}
+
+fn start() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("downloads");
+    let (writer, wire) = tokio::io::duplex(1 << 20);
+    let (ops_tx, ops_rx) = mpsc::channel(8);
+    let (frames_tx, frames_rx) = mpsc::channel(8);
+    let (events_tx, events_rx) = mpsc::channel(64);
+    let actor = Actor::new(
+        u("alice"),
+        DeviceId::parse(MY_DEVICE).unwrap(),
+        downloads.clone(),
+        writer,
+        ops_rx,
+        frames_rx,
+        events_tx,
+        None,
+    );
+    tokio::spawn(actor.run());
+    Harness {
+        ops: ops_tx,
+        frames: frames_tx,
+        events: events_rx,
+        wire,
+        wire_buf: BytesMut::new(),
+        _dir: dir,
+        downloads,
+    }
+}
+
+impl Harness {
+    /// The next frame the actor wrote.
+    async fn written(&mut self) -> ClientFrame {
+        let decoder = FrameDecoder::default();
+        loop {
+            if let Some(raw) = decoder.decode(&mut self.wire_buf).unwrap() {
+                return ClientFrame::decode(&raw).unwrap();
+            }
+            let n = self.wire.read_buf(&mut self.wire_buf).await.unwrap();
+            assert_ne!(n, 0, "the actor closed its write half");
+        }
+    }
+
+    async fn event(&mut self) -> ClientEvent {
+        self.events.recv().await.expect("event stream ended")
+    }
+
+    async fn feed(&self, frames: Vec<ServerFrame>) {
+        self.frames.send(Ok(frames)).await.unwrap();
+    }
+
+    async fn request(&self, request: Request) -> oneshot::Receiver<Result<Response, ClientError>> {
+        let (reply, rx) = oneshot::channel();
+        self.ops.send(Op::Request { request, reply }).await.unwrap();
+        rx
+    }
+}
+
+/// A room event whose timeline position equals its connection sequence.
+fn room_event(
+    seq: u64,
+    room_id: u64,
+    room: RoomRef,
+    sender: &str,
+    content: RoomContent,
+) -> ServerFrame {
+    ServerFrame::Event {
+        seq,
+        body: EventBody {
+            ts: 1000 + seq as i64,
+            kind: EventKind::Room(RoomEvent {
+                room_id,
+                room,
+                seq,
+                sender: u(sender),
+                content,
+            }),
+        },
+    }
+}
+
+fn direct() -> RoomRef {
+    RoomRef::Direct {
+        users: (u("alice"), u("bob")),
+    }
+}
+
+fn envelope(device: &str, body: &MessageBody) -> RoomContent {
+    RoomContent::Envelope {
+        device: DeviceId::parse(device).unwrap(),
+        payload: body.encode().unwrap(),
+    }
+}
+
+fn text(t: &str) -> MessageBody {
+    MessageBody::Text { text: t.into() }
+}
+
+fn lobby(t: &str) -> RoomContent {
+    RoomContent::Text { text: t.into() }
+}
+
+#[tokio::test]
+async fn one_ack_per_room_per_batch_and_none_for_the_lobby() {
+    let mut h = start();
+    h.feed(vec![
+        room_event(1, 5, direct(), "bob", envelope(OTHER_DEVICE, &text("one"))),
+        room_event(2, 1, RoomRef::Lobby, "bob", lobby("hello lobby")),
+        room_event(3, 5, direct(), "bob", envelope(OTHER_DEVICE, &text("two"))),
+        room_event(
+            4,
+            9,
+            RoomRef::Notices { user: u("alice") },
+            "bob",
+            RoomContent::GroupDeleted {
+                group: sotto_proto::GroupName::parse("team").unwrap(),
+            },
+        ),
+    ])
+    .await;
+    assert!(matches!(h.event().await, ClientEvent::Private { text, .. } if text == "one"));
+    assert!(matches!(h.event().await, ClientEvent::Lobby { text, .. } if text == "hello lobby"));
+    assert!(matches!(h.event().await, ClientEvent::Private { text, .. } if text == "two"));
+    assert!(matches!(h.event().await, ClientEvent::GroupDeleted { .. }));
+    // Acks in room order, the highest seq of each room; the lobby (room 1) is not acked.
+    assert!(matches!(
+        h.written().await,
+        ClientFrame::Ack(Ack { room_id: 5, seq: 3 })
+    ));
+    assert!(matches!(
+        h.written().await,
+        ClientFrame::Ack(Ack { room_id: 9, seq: 4 })
+    ));
+}
+
+#[tokio::test]
+async fn redelivered_events_are_shown_once() {
+    let mut h = start();
+    h.feed(vec![room_event(
+        1,
+        5,
+        direct(),
+        "bob",
+        envelope(OTHER_DEVICE, &text("once")),
+    )])
+    .await;
+    assert!(matches!(h.event().await, ClientEvent::Private { .. }));
+    assert!(matches!(
+        h.written().await,
+        ClientFrame::Ack(Ack { room_id: 5, seq: 1 })
+    ));
+    // The same room event again (as after a redelivery), then a new one.
+    let mut again = room_event(2, 5, direct(), "bob", envelope(OTHER_DEVICE, &text("once")));
+    if let ServerFrame::Event { body, .. } = &mut again
+        && let EventKind::Room(event) = &mut body.kind
+    {
+        event.seq = 1;
+    }
+    h.feed(vec![
+        again,
+        room_event(3, 5, direct(), "bob", envelope(OTHER_DEVICE, &text("new"))),
+    ])
+    .await;
+    assert!(matches!(h.event().await, ClientEvent::Private { text, .. } if text == "new"));
+    assert!(matches!(
+        h.written().await,
+        ClientFrame::Ack(Ack { room_id: 5, seq: 3 })
+    ));
+}
+
+#[tokio::test]
+async fn own_echo_is_hidden_but_acked_and_other_devices_are_shown() {
+    let mut h = start();
+    h.feed(vec![
+        room_event(
+            1,
+            5,
+            direct(),
+            "alice",
+            envelope(MY_DEVICE, &text("from here")),
+        ),
+        room_event(
+            2,
+            5,
+            direct(),
+            "alice",
+            envelope(OTHER_DEVICE, &text("from my phone")),
+        ),
+    ])
+    .await;
+    match h.event().await {
+        ClientEvent::Private {
+            from, peer, text, ..
+        } => {
+            assert_eq!(
+                (from, peer, text.as_str()),
+                (u("alice"), u("bob"), "from my phone")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        h.written().await,
+        ClientFrame::Ack(Ack { room_id: 5, seq: 2 })
+    ));
+}
+
+#[tokio::test]
+async fn requests_get_their_replies() {
+    let mut h = start();
+    let ping = h.request(Request::Ping).await;
+    let names = h.request(Request::Names).await;
+    let ClientFrame::Request {
+        id: ping_id,
+        request: Request::Ping,
+    } = h.written().await
+    else {
+        panic!("expected ping");
+    };
+    let ClientFrame::Request { id: names_id, .. } = h.written().await else {
+        panic!("expected names");
+    };
+    assert_eq!(ping_id, 2, "the login used request id 1");
+    assert_ne!(ping_id, names_id);
+    // Replies may come in any order.
+    h.feed(vec![
+        ServerFrame::Reply {
+            id: names_id,
+            result: Err(ErrorReply::new(ErrorCode::Internal, "nope")),
+        },
+        ServerFrame::Reply {
+            id: ping_id,
+            result: Ok(Response::Pong),
+        },
+    ])
+    .await;
+    assert!(matches!(ping.await.unwrap(), Ok(Response::Pong)));
+    let err = names.await.unwrap().unwrap_err();
+    assert_eq!(err.server_code(), Some(ErrorCode::Internal));
+}
+
+#[tokio::test]
+async fn connection_loss_fails_pending_and_reports_the_reason() {
+    let mut h = start();
+    let ping = h.request(Request::Ping).await;
+    let _ = h.written().await;
+    h.frames
+        .send(Err("connection lost: reset".into()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        ping.await.unwrap(),
+        Err(ClientError::Disconnected)
+    ));
+    assert!(
+        matches!(h.event().await, ClientEvent::Disconnected { reason } if reason.contains("reset"))
+    );
+    assert!(
+        h.events.recv().await.is_none(),
+        "Disconnected is the last event"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_message_becomes_the_disconnect_reason() {
+    let mut h = start();
+    h.feed(vec![ServerFrame::Event {
+        seq: 1,
+        body: EventBody {
+            ts: 0,
+            kind: EventKind::Shutdown {
+                message: "maintenance".into(),
+            },
+        },
+    }])
+    .await;
+    assert!(
+        matches!(h.event().await, ClientEvent::Shutdown { message } if message == "maintenance")
+    );
+    drop(h.frames);
+    assert!(
+        matches!(h.events.recv().await, Some(ClientEvent::Disconnected { reason }) if reason.contains("maintenance"))
+    );
+}
+
+#[tokio::test]
+async fn sealed_messages_are_numbered_and_kept() {
+    let mut h = start();
+    let sealed = SealedBox {
+        m_cost: 8,
+        t_cost: 1,
+        salt: vec![0; 16],
+        nonce: vec![0; 24],
+        ciphertext: vec![1; 20],
+    };
+    let body = MessageBody::Sealed(sealed.clone());
+    h.feed(vec![
+        room_event(1, 5, direct(), "bob", envelope(OTHER_DEVICE, &body)),
+        room_event(2, 5, direct(), "bob", envelope(OTHER_DEVICE, &body)),
+    ])
+    .await;
+    assert!(matches!(
+        h.event().await,
+        ClientEvent::Sealed {
+            id: 1,
+            group: None,
+            ..
+        }
+    ));
+    assert!(matches!(h.event().await, ClientEvent::Sealed { id: 2, .. }));
+    let (reply, rx) = oneshot::channel();
+    h.ops.send(Op::GetSealed { id: 2, reply }).await.unwrap();
+    let stored = rx.await.unwrap().unwrap();
+    assert_eq!((stored.from, stored.sealed), (u("bob"), sealed));
+    let (reply, rx) = oneshot::channel();
+    h.ops.send(Op::GetSealed { id: 7, reply }).await.unwrap();
+    assert!(matches!(
+        rx.await.unwrap(),
+        Err(ClientError::NoSuchSealed(7))
+    ));
+}
+
+#[tokio::test]
+async fn files_are_saved_once_and_history_reuses_them() {
+    let mut h = start();
+    let file = MessageBody::File(FileBody {
+        name: "../../evil.txt".into(),
+        data: b"contents".to_vec(),
+    });
+    let frame = room_event(1, 5, direct(), "bob", envelope(OTHER_DEVICE, &file));
+    let ServerFrame::Event {
+        body: stored_body, ..
+    } = frame.clone()
+    else {
+        unreachable!()
+    };
+    h.feed(vec![frame]).await;
+    let ClientEvent::File {
+        name,
+        path,
+        size,
+        from,
+        ..
+    } = h.event().await
+    else {
+        panic!("expected a file");
+    };
+    assert_eq!((name.as_str(), size, from), ("evil.txt", 8, u("bob")));
+    assert_eq!(path, h.downloads.join("evil.txt"));
+    assert_eq!(std::fs::read(&path).unwrap(), b"contents");
+
+    // History holds the same event plus this device's own message.
+    let (reply, rx) = oneshot::channel();
+    h.ops.send(Op::History { limit: 10, reply }).await.unwrap();
+    let _ack = h.written().await;
+    let ClientFrame::Request {
+        id,
+        request: Request::History { limit: 10 },
+    } = h.written().await
+    else {
+        panic!("expected a history request");
+    };
+    let ServerFrame::Event { body: mine, .. } = room_event(
+        2,
+        5,
+        direct(),
+        "alice",
+        envelope(MY_DEVICE, &text("sent from here")),
+    ) else {
+        unreachable!()
+    };
+    h.feed(vec![ServerFrame::Reply {
+        id,
+        result: Ok(Response::History {
+            events: vec![stored_body, mine],
+        }),
+    }])
+    .await;
+    let items = rx.await.unwrap().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(matches!(&items[0], ClientEvent::File { path: p, .. } if *p == path));
+    assert!(matches!(&items[1], ClientEvent::Private { text, .. } if text == "sent from here"));
+    assert_eq!(
+        std::fs::read_dir(&h.downloads).unwrap().count(),
+        1,
+        "not saved twice"
+    );
+}
+
+#[tokio::test]
+async fn quit_closes_the_write_half() {
+    let mut h = start();
+    let (reply, rx) = oneshot::channel();
+    h.ops.send(Op::Quit { reply }).await.unwrap();
+    rx.await.unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(h.wire.read_to_end(&mut rest).await.unwrap(), 0);
+    assert!(h.events.recv().await.is_none());
+    assert!(h.ops.is_closed());
+}

@@ -1,0 +1,512 @@
+//! The [`Client`] handle and the [`Events`] stream.
+//!
+//! Work that is slow or touches the file system happens here, on the
+//! caller's task, not in the actor: validating and expanding text, sealing
+//! and opening (Argon2id, on a blocking thread), reading files to send. The
+//! actor only moves frames, so one slow call never stalls event delivery.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use sotto_crypto::{Fingerprint, Passphrase, SealError};
+use sotto_proto::limits::{MAX_FILE_LEN, MAX_FILE_NAME_LEN, MAX_TEXT_LEN};
+use sotto_proto::{
+    DeliveryNote, FileBody, GroupInfo, GroupName, LoggedIn, MessageBody, Request, Response, Status,
+    UserPresence, Username,
+};
+use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
+
+use crate::actor::{Op, StoredSealed};
+use crate::event::clean_text;
+use crate::{ClientError, ClientEvent, REQUEST_TIMEOUT};
+
+/// Who or what a message goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    User(Username),
+    Group(GroupName),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::User(user) => write!(f, "{user}"),
+            Target::Group(group) => write!(f, "group {group}"),
+        }
+    }
+}
+
+/// Where the server stored a sent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentInfo {
+    pub room_id: u64,
+    pub seq: u64,
+    /// Server time, milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// Something to tell the sender (recipient offline, dnd, away).
+    pub note: Option<DeliveryNote>,
+}
+
+/// A sealed message, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenedSecret {
+    /// The local id it was announced with.
+    pub id: u64,
+    pub from: Username,
+    pub group: Option<GroupName>,
+    pub ts: i64,
+    pub text: String,
+}
+
+/// What the connection established, shared by every clone of the handle.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub logged_in: LoggedIn,
+    /// Normalized `host:port`.
+    pub server: String,
+    pub fingerprint: Fingerprint,
+    /// The server's software name and version from its hello.
+    pub server_software: String,
+}
+
+/// A handle to a logged-in connection. Cheap to clone; every clone talks
+/// to the same background task. Methods fail with
+/// [`ClientError::Disconnected`] once the connection is gone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    /// Commands to the actor (bounded).
+    ops: mpsc::Sender<Op>,
+    /// The login result, immutable for the connection's life.
+    session: Arc<Connection>,
+}
+
+impl Client {
+    pub(crate) fn new(ops: mpsc::Sender<Op>, session: Connection) -> Self {
+        Self {
+            ops,
+            session: Arc::new(session),
+        }
+    }
+
+    /// The login result: user, device id, whether the account was just
+    /// registered, who was online and this user's groups at login.
+    pub fn session(&self) -> &LoggedIn {
+        &self.session.logged_in
+    }
+
+    /// The logged-in user.
+    pub fn user(&self) -> &Username {
+        &self.session.logged_in.user
+    }
+
+    /// The server as `host:port`.
+    pub fn server(&self) -> &str {
+        &self.session.server
+    }
+
+    /// The server certificate's fingerprint (as pinned).
+    pub fn server_fingerprint(&self) -> Fingerprint {
+        self.session.fingerprint
+    }
+
+    /// The server's software name and version.
+    pub fn server_software(&self) -> &str {
+        &self.session.server_software
+    }
+
+    /// Whether the background task is still running.
+    pub fn is_connected(&self) -> bool {
+        !self.ops.is_closed()
+    }
+
+    async fn call<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Op,
+    ) -> Result<T, ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.ops
+            .send(op(tx))
+            .await
+            .map_err(|_| ClientError::Disconnected)?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+            Err(_) => Err(ClientError::Timeout("a reply")),
+            // The actor stopped without answering.
+            Ok(Err(_)) => Err(ClientError::Disconnected),
+            Ok(Ok(result)) => result,
+        }
+    }
+
+    async fn request(&self, request: Request) -> Result<Response, ClientError> {
+        self.call(|reply| Op::Request { request, reply }).await
+    }
+
+    async fn send_payload(&self, to: Target, payload: Vec<u8>) -> Result<SentInfo, ClientError> {
+        let request = match to {
+            Target::User(to) => Request::SendDirect { to, payload },
+            Target::Group(group) => Request::SendGroup { group, payload },
+        };
+        sent(self.request(request).await?)
+    }
+
+    /// Sends text to the lobby.
+    pub async fn send_lobby(&self, text: &str) -> Result<(), ClientError> {
+        let text = prepare_text(text)?;
+        match self.request(Request::SendLobby { text }).await? {
+            Response::Sent { .. } | Response::Done => Ok(()),
+            other => Err(unexpected("send_lobby", &other)),
+        }
+    }
+
+    /// Sends a private message.
+    pub async fn send_private(&self, to: Username, text: &str) -> Result<SentInfo, ClientError> {
+        let payload = encode(&MessageBody::Text {
+            text: prepare_text(text)?,
+        })?;
+        self.send_payload(Target::User(to), payload).await
+    }
+
+    /// Sends a message to a group.
+    pub async fn send_group(&self, group: GroupName, text: &str) -> Result<SentInfo, ClientError> {
+        let payload = encode(&MessageBody::Text {
+            text: prepare_text(text)?,
+        })?;
+        self.send_payload(Target::Group(group), payload).await
+    }
+
+    /// Seals `text` with `passphrase` and sends it. The recipient sees a
+    /// numbered sealed message and needs the passphrase to open it.
+    pub async fn send_secret(
+        &self,
+        to: Target,
+        passphrase: Passphrase,
+        text: &str,
+    ) -> Result<SentInfo, ClientError> {
+        let text = Zeroizing::new(prepare_text(text)?);
+        // Argon2id takes tens of milliseconds and 19 MiB: not on an async thread.
+        let sealed =
+            tokio::task::spawn_blocking(move || sotto_crypto::seal(&passphrase, text.as_bytes()))
+                .await
+                .map_err(|e| ClientError::Internal(format!("sealing failed: {e}")))?;
+        let payload = encode(&MessageBody::Sealed(sealed))?;
+        self.send_payload(to, payload).await
+    }
+
+    /// Sends a file of at most [`MAX_FILE_LEN`] bytes.
+    pub async fn send_file(&self, to: Target, path: &Path) -> Result<SentInfo, ClientError> {
+        let read_error = |source| ClientError::ReadFile {
+            path: path.to_owned(),
+            source,
+        };
+        let meta = tokio::fs::metadata(path).await.map_err(read_error)?;
+        if !meta.is_file() {
+            return Err(read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let too_large = |size| ClientError::FileTooLarge {
+            path: path.to_owned(),
+            size,
+        };
+        if meta.len() > MAX_FILE_LEN as u64 {
+            return Err(too_large(meta.len()));
+        }
+        let data = tokio::fs::read(path).await.map_err(read_error)?;
+        // The file may have grown since the metadata was read.
+        if data.len() > MAX_FILE_LEN {
+            return Err(too_large(data.len() as u64));
+        }
+        let payload = encode(&MessageBody::File(FileBody {
+            name: file_name(path),
+            data,
+        }))?;
+        self.send_payload(to, payload).await
+    }
+
+    /// Creates a group owned by this user with `members`.
+    pub async fn group_create(
+        &self,
+        name: GroupName,
+        members: Vec<Username>,
+    ) -> Result<GroupInfo, ClientError> {
+        group(
+            self.request(Request::GroupCreate {
+                group: name,
+                members,
+            })
+            .await?,
+        )
+    }
+
+    /// Adds members (owner only).
+    pub async fn group_add(
+        &self,
+        name: GroupName,
+        members: Vec<Username>,
+    ) -> Result<GroupInfo, ClientError> {
+        group(
+            self.request(Request::GroupAdd {
+                group: name,
+                members,
+            })
+            .await?,
+        )
+    }
+
+    /// Removes members (owner only).
+    pub async fn group_kick(
+        &self,
+        name: GroupName,
+        members: Vec<Username>,
+    ) -> Result<GroupInfo, ClientError> {
+        group(
+            self.request(Request::GroupKick {
+                group: name,
+                members,
+            })
+            .await?,
+        )
+    }
+
+    /// Leaves a group.
+    pub async fn group_leave(&self, name: GroupName) -> Result<(), ClientError> {
+        done(
+            self.request(Request::GroupLeave { group: name }).await?,
+            "group_leave",
+        )
+    }
+
+    /// Deletes a group (owner only).
+    pub async fn group_delete(&self, name: GroupName) -> Result<(), ClientError> {
+        done(
+            self.request(Request::GroupDelete { group: name }).await?,
+            "group_delete",
+        )
+    }
+
+    /// This user's groups.
+    pub async fn group_list(&self) -> Result<Vec<GroupInfo>, ClientError> {
+        match self.request(Request::GroupList).await? {
+            Response::Groups { groups } => Ok(groups),
+            other => Err(unexpected("group_list", &other)),
+        }
+    }
+
+    /// Users online and their status.
+    pub async fn names(&self) -> Result<Vec<UserPresence>, ClientError> {
+        match self.request(Request::Names).await? {
+            Response::Names { users } => Ok(users),
+            other => Err(unexpected("names", &other)),
+        }
+    }
+
+    /// This user's status.
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        match self.request(Request::GetStatus).await? {
+            Response::Status { status } => Ok(status),
+            other => Err(unexpected("status", &other)),
+        }
+    }
+
+    /// Changes this user's status.
+    pub async fn set_status(&self, status: Status) -> Result<(), ClientError> {
+        match self.request(Request::SetStatus { status }).await? {
+            Response::Done | Response::Status { .. } => Ok(()),
+            other => Err(unexpected("set_status", &other)),
+        }
+    }
+
+    /// The last `n` events this user can see, oldest first, decoded like live
+    /// events (this device's own messages included). Sealed messages get new
+    /// local ids so they can be opened; files are saved once per session.
+    pub async fn history(&self, n: u32) -> Result<Vec<ClientEvent>, ClientError> {
+        self.call(|reply| Op::History { limit: n, reply }).await
+    }
+
+    /// Opens sealed message `id`. A wrong passphrase is
+    /// [`ClientError::WrongKey`] and the message stays available to retry.
+    pub async fn open_sealed(
+        &self,
+        id: u64,
+        passphrase: Passphrase,
+    ) -> Result<OpenedSecret, ClientError> {
+        let StoredSealed {
+            from,
+            group,
+            ts,
+            sealed,
+        } = self.call(|reply| Op::GetSealed { id, reply }).await?;
+        let opened = tokio::task::spawn_blocking(move || sotto_crypto::open(&passphrase, &sealed))
+            .await
+            .map_err(|e| ClientError::Internal(format!("opening failed: {e}")))?;
+        let plain = match opened {
+            Ok(plain) => plain,
+            Err(SealError::WrongKey) => return Err(ClientError::WrongKey),
+            Err(e) => return Err(ClientError::Sealed(e.to_string())),
+        };
+        let text = std::str::from_utf8(&plain)
+            .map_err(|_| ClientError::Sealed("the sealed message is not text".into()))?;
+        Ok(OpenedSecret {
+            id,
+            from,
+            group,
+            ts,
+            text: clean_text(text),
+        })
+    }
+
+    /// Checks that the server answers.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match self.request(Request::Ping).await? {
+            Response::Pong => Ok(()),
+            other => Err(unexpected("ping", &other)),
+        }
+    }
+
+    /// Closes the connection cleanly (TLS close_notify). Pending requests
+    /// fail with [`ClientError::Disconnected`]; the event stream then ends.
+    /// Quitting an already closed connection succeeds.
+    pub async fn quit(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        if self.ops.send(Op::Quit { reply: tx }).await.is_ok() {
+            let _ = rx.await;
+        }
+        Ok(())
+    }
+}
+
+/// The stream of [`ClientEvent`]s of one connection. Ends (`None`) after
+/// [`ClientEvent::Disconnected`], or after [`Client::quit`].
+#[derive(Debug)]
+pub struct Events {
+    rx: mpsc::Receiver<ClientEvent>,
+}
+
+impl Events {
+    pub(crate) fn new(rx: mpsc::Receiver<ClientEvent>) -> Self {
+        Self { rx }
+    }
+
+    /// The next event, or `None` once the connection is gone and every
+    /// event has been read.
+    pub async fn next(&mut self) -> Option<ClientEvent> {
+        self.rx.recv().await
+    }
+
+    /// An event if one is waiting, without waiting (for UI ticks).
+    pub fn try_next(&mut self) -> Option<ClientEvent> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Expands shortcodes and checks the text is sendable.
+pub(crate) fn prepare_text(text: &str) -> Result<String, ClientError> {
+    let text = crate::emoji::expand_shortcodes(text);
+    if text.trim().is_empty() {
+        return Err(ClientError::EmptyMessage);
+    }
+    if text.len() > MAX_TEXT_LEN {
+        return Err(ClientError::MessageTooLong { len: text.len() });
+    }
+    Ok(text)
+}
+
+/// The base name sent with a file, within [`MAX_FILE_NAME_LEN`] bytes.
+fn file_name(path: &Path) -> String {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_owned());
+    if name.len() > MAX_FILE_NAME_LEN {
+        let mut end = MAX_FILE_NAME_LEN;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    name
+}
+
+fn encode(body: &MessageBody) -> Result<Vec<u8>, ClientError> {
+    body.encode()
+        .map_err(|e| ClientError::Internal(e.to_string()))
+}
+
+fn unexpected(request: &str, response: &Response) -> ClientError {
+    let kind = match response {
+        Response::LoggedIn(_) => "LoggedIn",
+        Response::Sent { .. } => "Sent",
+        Response::Done => "Done",
+        Response::Names { .. } => "Names",
+        Response::Status { .. } => "Status",
+        Response::Group(_) => "Group",
+        Response::Groups { .. } => "Groups",
+        Response::History { .. } => "History",
+        Response::Pong => "Pong",
+    };
+    ClientError::Protocol(format!("unexpected {kind} reply to {request}"))
+}
+
+fn sent(response: Response) -> Result<SentInfo, ClientError> {
+    match response {
+        Response::Sent {
+            room_id,
+            seq,
+            ts,
+            note,
+        } => Ok(SentInfo {
+            room_id,
+            seq,
+            ts,
+            note,
+        }),
+        other => Err(unexpected("send", &other)),
+    }
+}
+
+fn group(response: Response) -> Result<GroupInfo, ClientError> {
+    match response {
+        Response::Group(info) => Ok(info),
+        other => Err(unexpected("group request", &other)),
+    }
+}
+
+fn done(response: Response, request: &str) -> Result<(), ClientError> {
+    match response {
+        Response::Done => Ok(()),
+        other => Err(unexpected(request, &other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_expanded_and_checked() {
+        assert_eq!(prepare_text("hi :smile:").unwrap(), "hi 😄");
+        assert!(matches!(prepare_text(""), Err(ClientError::EmptyMessage)));
+        assert!(matches!(
+            prepare_text("  \t "),
+            Err(ClientError::EmptyMessage)
+        ));
+        assert!(prepare_text(&"a".repeat(MAX_TEXT_LEN)).is_ok());
+        assert!(matches!(
+            prepare_text(&"a".repeat(MAX_TEXT_LEN + 1)),
+            Err(ClientError::MessageTooLong { len }) if len == MAX_TEXT_LEN + 1
+        ));
+        // The limit applies to the text as sent, after expansion.
+        let shrinks = format!("{}:smile:", "a".repeat(MAX_TEXT_LEN - 4));
+        assert!(shrinks.len() > MAX_TEXT_LEN);
+        assert!(prepare_text(&shrinks).is_ok());
+    }
+
+    #[test]
+    fn file_names_are_base_names() {
+        assert_eq!(file_name(Path::new("/tmp/dir/report.pdf")), "report.pdf");
+        let long = format!("/tmp/{}", "é".repeat(300));
+        assert!(file_name(Path::new(&long)).len() <= MAX_FILE_NAME_LEN);
+    }
+}

@@ -1,0 +1,357 @@
+//! The line command language of the text front ends.
+//!
+//! A line that does not start with `@` is lobby text; `@@text` sends `@text`
+//! to the lobby; `@USER message` is a private message; every other `@word`
+//! is a command (see [`HELP`]). Parsing is pure: it turns a line into a
+//! [`Command`] whose names are already validated, or a [`CommandError`] whose
+//! `Display` is a one-line explanation for the user.
+
+use std::path::PathBuf;
+
+use sotto_crypto::Passphrase;
+use sotto_proto::limits::MAX_HISTORY;
+use sotto_proto::{GroupName, NameError, Status, Username};
+
+/// Lines shown by `@help`: every command with a one-line description.
+pub const HELP: &str = "\
+text                       send text to the lobby (everyone)
+@@text                     send text starting with '@' to the lobby
+@USER message              send a private message to USER
+@names                     list users online and their status
+@status                    show your status
+@status normal|dnd|away    set your status (dnd holds private messages)
+@secret USER KEY message   send a message sealed with passphrase KEY
+@open ID KEY               open sealed message number ID with passphrase KEY
+@file USER PATH            send a file (up to 10 MiB) to USER
+@group set NAME u1,u2      create group NAME with these members
+@group send NAME message   send a message to group NAME
+@group file NAME PATH      send a file to group NAME
+@group add NAME u1,u2      add members (owner only)
+@group kick NAME u1,u2     remove members (owner only)
+@group leave NAME          leave group NAME
+@group delete NAME         delete group NAME (owner only)
+@group list                list your groups
+@history [N]               show the last N messages (1 to 1000, default 20)
+@help                      show this help
+@quit                      disconnect and exit
+Emoji shortcodes like :smile: are replaced before sending.";
+
+/// Default count for `@history` without a number.
+pub const DEFAULT_HISTORY: u32 = 20;
+
+const USAGE_NAMES: &str = "@names";
+const USAGE_STATUS: &str = "@status [normal|dnd|away]";
+const USAGE_SECRET: &str = "@secret USER KEY message";
+const USAGE_OPEN: &str = "@open ID KEY";
+const USAGE_FILE: &str = "@file USER PATH";
+const USAGE_HISTORY: &str = "@history [N]";
+const USAGE_HELP: &str = "@help";
+const USAGE_QUIT: &str = "@quit";
+const USAGE_GROUP: &str = "@group set|send|file|add|kick|leave|delete|list ...";
+const USAGE_GROUP_SET: &str = "@group set NAME user1,user2";
+const USAGE_GROUP_SEND: &str = "@group send NAME message";
+const USAGE_GROUP_FILE: &str = "@group file NAME PATH";
+const USAGE_GROUP_ADD: &str = "@group add NAME user1,user2";
+const USAGE_GROUP_KICK: &str = "@group kick NAME user1,user2";
+const USAGE_GROUP_LEAVE: &str = "@group leave NAME";
+const USAGE_GROUP_DELETE: &str = "@group delete NAME";
+const USAGE_GROUP_LIST: &str = "@group list";
+
+/// A parsed line.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Text for the lobby.
+    Lobby(String),
+    /// `@names`
+    Names,
+    /// `@USER message`
+    Private { to: Username, text: String },
+    /// `@status`
+    ShowStatus,
+    /// `@status normal|dnd|away`
+    SetStatus(Status),
+    /// `@secret USER KEY message`
+    Secret {
+        to: Username,
+        key: Passphrase,
+        text: String,
+    },
+    /// `@open ID KEY`
+    Open { id: u64, key: Passphrase },
+    /// `@file USER PATH`
+    File { to: Username, path: PathBuf },
+    /// `@group set NAME u1,u2`: create a group.
+    GroupSet {
+        group: GroupName,
+        members: Vec<Username>,
+    },
+    /// `@group send NAME message`
+    GroupSend { group: GroupName, text: String },
+    /// `@group file NAME PATH`
+    GroupFile { group: GroupName, path: PathBuf },
+    /// `@group add NAME u1,u2`
+    GroupAdd {
+        group: GroupName,
+        members: Vec<Username>,
+    },
+    /// `@group kick NAME u1,u2`
+    GroupKick {
+        group: GroupName,
+        members: Vec<Username>,
+    },
+    /// `@group leave NAME`
+    GroupLeave { group: GroupName },
+    /// `@group delete NAME`
+    GroupDelete { group: GroupName },
+    /// `@group list`
+    GroupList,
+    /// `@history [N]`
+    History(u32),
+    /// `@help`
+    Help,
+    /// `@quit`
+    Quit,
+}
+
+/// Why a line is not a valid command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("unknown command @{0}; type @help")]
+    UnknownCommand(String),
+    #[error("empty message")]
+    EmptyMessage,
+    #[error("invalid {what} '{input}': {error}")]
+    InvalidName {
+        what: &'static str,
+        input: String,
+        error: NameError,
+    },
+    #[error("unknown status '{0}'; use normal, dnd or away")]
+    BadStatus(String),
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    #[error(
+        "'{0}' is not a valid count; usage: @history N (N from 1 to {MAX_HISTORY}, default 20)"
+    )]
+    BadCount(String),
+    #[error("'{0}' is not a sealed message number; usage: @open ID KEY")]
+    BadId(String),
+}
+
+/// Parses one input line.
+pub fn parse(line: &str) -> Result<Command, CommandError> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let Some(rest) = line.strip_prefix('@') else {
+        return lobby(line.to_owned());
+    };
+    if rest.starts_with('@') {
+        // `@@text`: the first '@' escapes the second.
+        return lobby(rest.to_owned());
+    }
+    let (word, args) = split_word(rest);
+    match word.to_ascii_lowercase().as_str() {
+        "names" => no_args(args, USAGE_NAMES, Command::Names),
+        "status" => status(args),
+        "secret" => secret(args),
+        "open" => open(args),
+        "file" => {
+            let (to, path) = split_word(args);
+            let to = username(to, USAGE_FILE)?;
+            Ok(Command::File {
+                to,
+                path: path_arg(path, USAGE_FILE)?,
+            })
+        }
+        "group" => group(args),
+        "history" => history(args),
+        "help" => no_args(args, USAGE_HELP, Command::Help),
+        "quit" => no_args(args, USAGE_QUIT, Command::Quit),
+        _ => match Username::parse(word) {
+            Ok(to) => Ok(Command::Private {
+                to,
+                text: message(args)?,
+            }),
+            Err(_) => Err(CommandError::UnknownCommand(word.to_owned())),
+        },
+    }
+}
+
+/// Splits off the first whitespace-separated word; the rest has its leading
+/// whitespace removed.
+fn split_word(input: &str) -> (&str, &str) {
+    let input = input.trim_start();
+    match input.find(char::is_whitespace) {
+        Some(end) => (&input[..end], input[end..].trim_start()),
+        None => (input, ""),
+    }
+}
+
+fn lobby(text: String) -> Result<Command, CommandError> {
+    if text.trim().is_empty() {
+        return Err(CommandError::EmptyMessage);
+    }
+    Ok(Command::Lobby(text))
+}
+
+fn message(text: &str) -> Result<String, CommandError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(CommandError::EmptyMessage);
+    }
+    Ok(text.to_owned())
+}
+
+fn no_args(args: &str, usage: &'static str, command: Command) -> Result<Command, CommandError> {
+    if args.trim().is_empty() {
+        Ok(command)
+    } else {
+        Err(CommandError::Usage(usage))
+    }
+}
+
+fn username(word: &str, usage: &'static str) -> Result<Username, CommandError> {
+    if word.is_empty() {
+        return Err(CommandError::Usage(usage));
+    }
+    Username::parse(word).map_err(|error| CommandError::InvalidName {
+        what: "username",
+        input: word.to_owned(),
+        error,
+    })
+}
+
+fn group_name(word: &str, usage: &'static str) -> Result<GroupName, CommandError> {
+    if word.is_empty() {
+        return Err(CommandError::Usage(usage));
+    }
+    GroupName::parse(word).map_err(|error| CommandError::InvalidName {
+        what: "group name",
+        input: word.to_owned(),
+        error,
+    })
+}
+
+fn path_arg(path: &str, usage: &'static str) -> Result<PathBuf, CommandError> {
+    let path = path.trim();
+    if path.is_empty() {
+        return Err(CommandError::Usage(usage));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// A member list: names separated by commas and/or spaces.
+fn members(list: &str, usage: &'static str) -> Result<Vec<Username>, CommandError> {
+    let members = list
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|name| !name.is_empty())
+        .map(|name| username(name, usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    if members.is_empty() {
+        return Err(CommandError::Usage(usage));
+    }
+    Ok(members)
+}
+
+fn status(args: &str) -> Result<Command, CommandError> {
+    let (value, extra) = split_word(args);
+    if !extra.is_empty() {
+        return Err(CommandError::Usage(USAGE_STATUS));
+    }
+    if value.is_empty() {
+        return Ok(Command::ShowStatus);
+    }
+    Status::parse(value)
+        .map(Command::SetStatus)
+        .ok_or_else(|| CommandError::BadStatus(value.to_owned()))
+}
+
+fn passphrase(word: &str, usage: &'static str) -> Result<Passphrase, CommandError> {
+    // `split_word` never yields an empty word here, but an empty passphrase
+    // would be refused by `Passphrase::new` anyway; both mean "missing".
+    Passphrase::new(word).map_err(|_| CommandError::Usage(usage))
+}
+
+fn secret(args: &str) -> Result<Command, CommandError> {
+    let (to, rest) = split_word(args);
+    let to = username(to, USAGE_SECRET)?;
+    let (key, text) = split_word(rest);
+    let key = passphrase(key, USAGE_SECRET)?;
+    Ok(Command::Secret {
+        to,
+        key,
+        text: message(text)?,
+    })
+}
+
+fn open(args: &str) -> Result<Command, CommandError> {
+    let (id, rest) = split_word(args);
+    if id.is_empty() {
+        return Err(CommandError::Usage(USAGE_OPEN));
+    }
+    let id: u64 = id
+        .trim_start_matches('#')
+        .parse()
+        .map_err(|_| CommandError::BadId(id.to_owned()))?;
+    let (key, extra) = split_word(rest);
+    if !extra.is_empty() {
+        return Err(CommandError::Usage(USAGE_OPEN));
+    }
+    Ok(Command::Open {
+        id,
+        key: passphrase(key, USAGE_OPEN)?,
+    })
+}
+
+fn history(args: &str) -> Result<Command, CommandError> {
+    let (count, extra) = split_word(args);
+    if !extra.is_empty() {
+        return Err(CommandError::Usage(USAGE_HISTORY));
+    }
+    if count.is_empty() {
+        return Ok(Command::History(DEFAULT_HISTORY));
+    }
+    match count.parse::<u32>() {
+        Ok(n) if (1..=MAX_HISTORY).contains(&n) => Ok(Command::History(n)),
+        _ => Err(CommandError::BadCount(count.to_owned())),
+    }
+}
+
+fn group(args: &str) -> Result<Command, CommandError> {
+    let (sub, rest) = split_word(args);
+    let (name, tail) = split_word(rest);
+    match sub.to_ascii_lowercase().as_str() {
+        "set" => Ok(Command::GroupSet {
+            group: group_name(name, USAGE_GROUP_SET)?,
+            members: members(tail, USAGE_GROUP_SET)?,
+        }),
+        "send" => Ok(Command::GroupSend {
+            group: group_name(name, USAGE_GROUP_SEND)?,
+            text: message(tail)?,
+        }),
+        "file" => Ok(Command::GroupFile {
+            group: group_name(name, USAGE_GROUP_FILE)?,
+            path: path_arg(tail, USAGE_GROUP_FILE)?,
+        }),
+        "add" => Ok(Command::GroupAdd {
+            group: group_name(name, USAGE_GROUP_ADD)?,
+            members: members(tail, USAGE_GROUP_ADD)?,
+        }),
+        "kick" => Ok(Command::GroupKick {
+            group: group_name(name, USAGE_GROUP_KICK)?,
+            members: members(tail, USAGE_GROUP_KICK)?,
+        }),
+        "leave" => {
+            let group = group_name(name, USAGE_GROUP_LEAVE)?;
+            no_args(tail, USAGE_GROUP_LEAVE, Command::GroupLeave { group })
+        }
+        "delete" => {
+            let group = group_name(name, USAGE_GROUP_DELETE)?;
+            no_args(tail, USAGE_GROUP_DELETE, Command::GroupDelete { group })
+        }
+        "list" => no_args(rest, USAGE_GROUP_LIST, Command::GroupList),
+        _ => Err(CommandError::Usage(USAGE_GROUP)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

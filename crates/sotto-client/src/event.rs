@@ -1,0 +1,312 @@
+//! What the client reports to its front end, and how server events become
+//! those reports.
+//!
+//! [`decode`] is pure: it turns one [`EventBody`] into a [`ClientEvent`], or
+//! into a sealed message or file that the actor finishes (it numbers sealed
+//! messages and saves files). Live events and history go through the same
+//! function, so both display the same way.
+
+use std::path::PathBuf;
+
+use sotto_proto::{
+    DeviceId, EventBody, EventKind, FileBody, GroupName, MessageBody, PresenceChange, RoomContent,
+    RoomEvent, RoomRef, SealedBox, Username,
+};
+
+/// Something for the front end to show. Text from other users has control
+/// characters other than newline and tab removed, so a hostile sender cannot
+/// drive the terminal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Lobby text (your own lobby messages are not echoed).
+    Lobby {
+        from: Username,
+        text: String,
+        ts: i64,
+    },
+    /// A private message; `peer` is the other party (`from` is you when you
+    /// sent it from another device).
+    Private {
+        from: Username,
+        peer: Username,
+        text: String,
+        ts: i64,
+    },
+    /// A group message.
+    Group {
+        group: GroupName,
+        from: Username,
+        text: String,
+        ts: i64,
+    },
+    /// A sealed message; open it with [`crate::Client::open_sealed`]`(id, ...)`.
+    Sealed {
+        id: u64,
+        from: Username,
+        group: Option<GroupName>,
+        ts: i64,
+    },
+    /// A file, saved at `path` in the downloads directory.
+    File {
+        from: Username,
+        group: Option<GroupName>,
+        name: String,
+        path: PathBuf,
+        size: u64,
+        ts: i64,
+    },
+    /// `by` created `group` with `members`.
+    GroupCreated {
+        group: GroupName,
+        by: Username,
+        members: Vec<Username>,
+    },
+    /// `by` added `members` to `group`.
+    MembersAdded {
+        group: GroupName,
+        by: Username,
+        members: Vec<Username>,
+    },
+    /// `by` removed `members` from `group`.
+    MembersKicked {
+        group: GroupName,
+        by: Username,
+        members: Vec<Username>,
+    },
+    /// `user` left `group`; `new_owner` is set when the owner left.
+    MemberLeft {
+        group: GroupName,
+        user: Username,
+        new_owner: Option<Username>,
+    },
+    /// `by` deleted `group`.
+    GroupDeleted { group: GroupName, by: Username },
+    /// `by` removed you from `group`.
+    RemovedFromGroup { group: GroupName, by: Username },
+    /// A user came online, went offline or changed status.
+    Presence {
+        user: Username,
+        change: PresenceChange,
+    },
+    /// Every message stored while you were offline has been delivered.
+    CaughtUp,
+    /// A message that could not be decoded (shown, never dropped silently).
+    Undecodable {
+        from: Username,
+        reason: String,
+        ts: i64,
+    },
+    /// The server is shutting down.
+    Shutdown { message: String },
+    /// The connection is gone; this is the last event.
+    Disconnected { reason: String },
+}
+
+/// A room event's place in its timeline, for de-duplication and acks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Position {
+    pub room_id: u64,
+    pub seq: u64,
+    /// Lobby events are not acknowledged; every other room's are.
+    pub ackable: bool,
+}
+
+impl Position {
+    /// The position of a room event, `None` for other events.
+    pub fn of(body: &EventBody) -> Option<Self> {
+        match &body.kind {
+            EventKind::Room(event) => Some(Self {
+                room_id: event.room_id,
+                seq: event.seq,
+                ackable: !matches!(event.room, RoomRef::Lobby),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// An event decoded as far as possible without the actor's state.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    /// Ready to show.
+    Ready(ClientEvent),
+    /// A sealed message, to be numbered and kept for [`crate::Client::open_sealed`].
+    Sealed {
+        from: Username,
+        group: Option<GroupName>,
+        ts: i64,
+        sealed: SealedBox,
+    },
+    /// A file, to be saved.
+    File {
+        from: Username,
+        group: Option<GroupName>,
+        ts: i64,
+        file: FileBody,
+    },
+    /// The server's echo of a message this very device sent: not shown.
+    OwnEcho,
+}
+
+/// Who is receiving, to recognize echoes and the other party of a direct room.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Me<'a> {
+    pub user: &'a Username,
+    pub device: &'a DeviceId,
+    /// Hide echoes of this device's own messages (live events); history
+    /// shows them.
+    pub hide_own_echo: bool,
+}
+
+/// Decodes one server event.
+pub(crate) fn decode(me: Me<'_>, body: EventBody) -> Decoded {
+    let ts = body.ts;
+    match body.kind {
+        EventKind::Room(event) => decode_room(me, event, ts),
+        EventKind::Presence { user, change } => {
+            Decoded::Ready(ClientEvent::Presence { user, change })
+        }
+        EventKind::CaughtUp => Decoded::Ready(ClientEvent::CaughtUp),
+        EventKind::Shutdown { message } => Decoded::Ready(ClientEvent::Shutdown {
+            message: clean_text(&message),
+        }),
+    }
+}
+
+fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
+    let RoomEvent {
+        room,
+        sender,
+        content,
+        ..
+    } = event;
+    let undecodable = |from: Username, reason: &str| {
+        Decoded::Ready(ClientEvent::Undecodable {
+            from,
+            reason: reason.to_owned(),
+            ts,
+        })
+    };
+    let ready = Decoded::Ready;
+    match (room, content) {
+        (RoomRef::Lobby, RoomContent::Text { text }) => ready(ClientEvent::Lobby {
+            from: sender,
+            text: clean_text(&text),
+            ts,
+        }),
+        (RoomRef::Direct { users: (a, b) }, RoomContent::Envelope { device, payload }) => {
+            if me.hide_own_echo && sender == *me.user && device == *me.device {
+                return Decoded::OwnEcho;
+            }
+            let peer = if a != *me.user { a } else { b };
+            decode_envelope(sender, None, &payload, ts, |from, text| {
+                ClientEvent::Private {
+                    from,
+                    peer,
+                    text,
+                    ts,
+                }
+            })
+        }
+        (RoomRef::Group { name }, RoomContent::Envelope { device, payload }) => {
+            if me.hide_own_echo && sender == *me.user && device == *me.device {
+                return Decoded::OwnEcho;
+            }
+            let group = name.clone();
+            decode_envelope(sender, Some(name), &payload, ts, |from, text| {
+                ClientEvent::Group {
+                    group,
+                    from,
+                    text,
+                    ts,
+                }
+            })
+        }
+        (RoomRef::Group { name }, RoomContent::GroupCreated { members }) => {
+            ready(ClientEvent::GroupCreated {
+                group: name,
+                by: sender,
+                members,
+            })
+        }
+        (RoomRef::Group { name }, RoomContent::MembersAdded { members }) => {
+            ready(ClientEvent::MembersAdded {
+                group: name,
+                by: sender,
+                members,
+            })
+        }
+        (RoomRef::Group { name }, RoomContent::MembersKicked { members }) => {
+            ready(ClientEvent::MembersKicked {
+                group: name,
+                by: sender,
+                members,
+            })
+        }
+        (RoomRef::Group { name }, RoomContent::MemberLeft { new_owner }) => {
+            ready(ClientEvent::MemberLeft {
+                group: name,
+                user: sender,
+                new_owner,
+            })
+        }
+        // Notices normally arrive in the user's notices room; accept them in
+        // any room since the group is named in the content.
+        (_, RoomContent::GroupDeleted { group }) => {
+            ready(ClientEvent::GroupDeleted { group, by: sender })
+        }
+        (_, RoomContent::RemovedFromGroup { group }) => {
+            ready(ClientEvent::RemovedFromGroup { group, by: sender })
+        }
+        (room, _) => {
+            let reason = match room {
+                RoomRef::Lobby => "unexpected content in the lobby",
+                RoomRef::Direct { .. } => "unexpected content in a private conversation",
+                RoomRef::Group { .. } => "unexpected content in a group",
+                RoomRef::Notices { .. } => "unexpected content in your notices",
+            };
+            undecodable(sender, reason)
+        }
+    }
+}
+
+/// Decodes an envelope payload; `text` builds the event for plain text.
+fn decode_envelope(
+    from: Username,
+    group: Option<GroupName>,
+    payload: &[u8],
+    ts: i64,
+    text: impl FnOnce(Username, String) -> ClientEvent,
+) -> Decoded {
+    match MessageBody::decode(payload) {
+        Ok(MessageBody::Text { text: body }) => Decoded::Ready(text(from, clean_text(&body))),
+        Ok(MessageBody::Sealed(sealed)) => Decoded::Sealed {
+            from,
+            group,
+            ts,
+            sealed,
+        },
+        Ok(MessageBody::File(file)) => Decoded::File {
+            from,
+            group,
+            ts,
+            file,
+        },
+        Err(e) => Decoded::Ready(ClientEvent::Undecodable {
+            from,
+            reason: format!("cannot decode message: {e}"),
+            ts,
+        }),
+    }
+}
+
+/// Removes control characters other than newline and tab (terminal escape
+/// sequences start with one), keeping everything else as sent.
+pub(crate) fn clean_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

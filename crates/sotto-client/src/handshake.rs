@@ -1,0 +1,381 @@
+//! Connecting: TCP, TLS 1.3, the certificate pin check, hello and login,
+//! then starting the background tasks.
+//!
+//! Order matters for security: the pin is checked right after the TLS
+//! handshake and before the hello, so credentials are never sent to a server
+//! whose certificate is unknown or has changed.
+
+use std::path::{Path, PathBuf};
+
+use bytes::BytesMut;
+use sotto_crypto::Fingerprint;
+use sotto_proto::{
+    ClientFrame, DeviceId, FrameDecoder, Hello, HelloReply, LoggedIn, Login, PROTOCOL_VERSION,
+    Request, Response, ServerFrame,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::actor::{Actor, read_frames, write_frame};
+use crate::addr::ServerAddr;
+use crate::client::{Client, Connection, Events};
+use crate::device::{create_private_dir, load_or_create_device_id};
+use crate::known_servers::{KnownServers, Pinned};
+use crate::{
+    COMMAND_CAPACITY, CONNECT_TIMEOUT, ClientError, ConnectOptions, EVENT_CAPACITY,
+    HANDSHAKE_TIMEOUT, TrustPolicy, tls,
+};
+
+/// Request id of the login; the actor numbers later requests from 2.
+const LOGIN_REQUEST_ID: u64 = 1;
+/// Frame batches waiting for the actor; the reader waits when it is full.
+const FRAME_BATCH_CAPACITY: usize = 16;
+
+/// Connects, checks the server's certificate against `known_servers`, logs
+/// in, and starts the background task.
+pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientError> {
+    let ConnectOptions {
+        server,
+        user,
+        password,
+        server_password,
+        data_dir,
+        trust,
+        register_only,
+    } = opts;
+    let addr = ServerAddr::parse(&server).map_err(|reason| ClientError::InvalidAddress {
+        server: server.clone(),
+        reason,
+    })?;
+    let server = addr.to_string();
+
+    let (mut known, device_id) = {
+        let (data_dir, addr, user) = (data_dir.clone(), addr.clone(), user.clone());
+        blocking(move || prepare_data_dir(&data_dir, &addr, &user)).await?
+    };
+
+    let (mut stream, fingerprint) = open_tls(&addr).await?;
+    match known.check(&server, &fingerprint) {
+        Pinned::Match => {}
+        Pinned::Changed { expected } => {
+            return Err(ClientError::CertificateChanged {
+                server,
+                expected,
+                got: fingerprint,
+                known_servers: known.path().to_owned(),
+            });
+        }
+        Pinned::Damaged => {
+            return Err(ClientError::DataDir {
+                path: known.path().to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("the line for {server} is damaged; fix or remove it"),
+                ),
+            });
+        }
+        Pinned::Unknown => {
+            let asked = decide_trust(trust, &server, fingerprint).await?;
+            let path = known.path().to_owned();
+            let entry = (server.clone(), fingerprint);
+            known = blocking(move || {
+                known
+                    .add(&entry.0, &entry.1)
+                    .map_err(|source| ClientError::DataDir { path, source })?;
+                Ok(known)
+            })
+            .await?;
+            tracing::info!(%server, %fingerprint, "pinned new server certificate");
+            if asked {
+                // The user may have taken a while to answer, long enough for
+                // the server to drop an idle connection: start afresh. The
+                // server is now pinned, so the new certificate must match.
+                drop(stream);
+                let (fresh, again) = open_tls(&addr).await?;
+                if again != fingerprint {
+                    return Err(ClientError::CertificateChanged {
+                        server,
+                        expected: fingerprint,
+                        got: again,
+                        known_servers: known.path().to_owned(),
+                    });
+                }
+                stream = fresh;
+            }
+        }
+    }
+
+    let mut conn = Handshake {
+        stream,
+        rbuf: BytesMut::new(),
+        wbuf: BytesMut::new(),
+        decoder: FrameDecoder::default(),
+    };
+    let hello = conn.hello().await?;
+    let ok = hello.result.map_err(ClientError::Server)?;
+    if ok.server_password_required && server_password.is_none() {
+        return Err(ClientError::ServerPasswordRequired);
+    }
+    let login = Login {
+        user: user.clone(),
+        password,
+        device_id: device_id.clone(),
+        server_password,
+        register_only,
+    };
+    let (logged_in, early) = conn.login(login).await?;
+    tracing::info!(%server, user = %logged_in.user, server_software = %hello.server, "logged in");
+
+    let Handshake {
+        stream,
+        rbuf,
+        decoder,
+        ..
+    } = conn;
+    let (read_half, write_half) = tokio::io::split(stream);
+    let (frames_tx, frames_rx) = mpsc::channel(FRAME_BATCH_CAPACITY);
+    let (ops_tx, ops_rx) = mpsc::channel(COMMAND_CAPACITY);
+    let (events_tx, events_rx) = mpsc::channel(EVENT_CAPACITY);
+    if !early.is_empty() {
+        // Events that arrived before the login reply go first. The channel
+        // is new and has room, so this cannot fail.
+        let _ = frames_tx.try_send(Ok(early));
+    }
+    let reader = tokio::spawn(read_frames(read_half, rbuf, decoder, frames_tx));
+    let actor = Actor::new(
+        logged_in.user.clone(),
+        logged_in.device_id.clone(),
+        downloads_dir(&data_dir),
+        write_half,
+        ops_rx,
+        frames_rx,
+        events_tx,
+        Some(reader),
+    );
+    tokio::spawn(actor.run());
+    let session = Connection {
+        logged_in,
+        server,
+        fingerprint,
+        server_software: hello.server,
+    };
+    Ok((Client::new(ops_tx, session), Events::new(events_rx)))
+}
+
+/// Where received files go.
+fn downloads_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("downloads")
+}
+
+/// Creates the data dir, reads `known_servers` and this device's id.
+fn prepare_data_dir(
+    data_dir: &Path,
+    addr: &ServerAddr,
+    user: &sotto_proto::Username,
+) -> Result<(KnownServers, DeviceId), ClientError> {
+    let at = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ClientError::DataDir { path, source }
+    };
+    create_private_dir(data_dir).map_err(at(data_dir))?;
+    let known_path = data_dir.join("known_servers");
+    let known = KnownServers::load(&known_path).map_err(at(&known_path))?;
+    let device_file = crate::device::device_file(data_dir, user, addr);
+    let device = load_or_create_device_id(data_dir, user, addr).map_err(at(&device_file))?;
+    Ok((known, device))
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ClientError> + Send + 'static,
+) -> Result<T, ClientError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ClientError::Internal(format!("background task failed: {e}")))?
+}
+
+/// Applies the trust policy to a server seen for the first time. `Ok(true)`
+/// means the user was asked interactively.
+async fn decide_trust(
+    trust: TrustPolicy,
+    server: &str,
+    fingerprint: Fingerprint,
+) -> Result<bool, ClientError> {
+    match trust {
+        TrustPolicy::TrustNew => Ok(false),
+        TrustPolicy::Fingerprint(expected) if expected == fingerprint => Ok(false),
+        TrustPolicy::Fingerprint(expected) => Err(ClientError::FingerprintMismatch {
+            server: server.to_owned(),
+            expected,
+            got: fingerprint,
+        }),
+        TrustPolicy::RefuseUnknown => Err(ClientError::UnknownServer {
+            server: server.to_owned(),
+            fingerprint,
+        }),
+        TrustPolicy::Ask(ask) => {
+            let name = server.to_owned();
+            let yes = blocking(move || Ok(ask(&name, &fingerprint))).await?;
+            if yes {
+                Ok(true)
+            } else {
+                Err(ClientError::NotTrusted {
+                    server: server.to_owned(),
+                    fingerprint,
+                })
+            }
+        }
+    }
+}
+
+/// Opens TCP and TLS; returns the stream and the certificate's fingerprint.
+async fn open_tls(addr: &ServerAddr) -> Result<(TlsStream<TcpStream>, Fingerprint), ClientError> {
+    let server = addr.to_string();
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((addr.host.as_str(), addr.port)),
+    )
+    .await
+    .map_err(|_| ClientError::Unreachable {
+        server: server.clone(),
+        source: std::io::ErrorKind::TimedOut.into(),
+    })?
+    .map_err(|source| ClientError::Unreachable {
+        server: server.clone(),
+        source,
+    })?;
+    // Chat frames are small and interactive.
+    let _ = tcp.set_nodelay(true);
+
+    let tls_error = |source: std::io::Error| ClientError::Tls {
+        server: server.clone(),
+        source,
+    };
+    let (config, slot) = tls::client_config().map_err(|e| tls_error(std::io::Error::other(e)))?;
+    let name = tls::server_name(&addr.host).map_err(|e| tls_error(std::io::Error::other(e)))?;
+    let stream = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| tls_error(std::io::ErrorKind::TimedOut.into()))?
+    .map_err(tls_error)?;
+    let fingerprint = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .ok_or_else(|| ClientError::Protocol("the server presented no certificate".into()))?;
+    Ok((stream, fingerprint))
+}
+
+/// The connection before login: frames are read one at a time.
+struct Handshake<S> {
+    stream: S,
+    /// Read buffer; whatever follows the login reply is handed to the reader task.
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
+    async fn send(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
+        write_frame(&mut self.stream, &mut self.wbuf, frame).await
+    }
+
+    /// Reads the next frame, within [`HANDSHAKE_TIMEOUT`].
+    async fn recv(&mut self, waiting_for: &'static str) -> Result<ServerFrame, ClientError> {
+        let read = async {
+            loop {
+                if let Some(raw) = self
+                    .decoder
+                    .decode(&mut self.rbuf)
+                    .map_err(|e| ClientError::Protocol(format!("bad frame: {e}")))?
+                {
+                    return ServerFrame::decode(&raw)
+                        .map_err(|e| ClientError::Protocol(format!("undecodable frame: {e}")));
+                }
+                self.rbuf.reserve(8 * 1024);
+                match self.stream.read_buf(&mut self.rbuf).await {
+                    Ok(0) => {
+                        return Err(ClientError::ConnectionLost(format!(
+                            "the server closed the connection while we waited for {waiting_for}"
+                        )));
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(ClientError::ConnectionLost(e.to_string())),
+                }
+            }
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, read)
+            .await
+            .map_err(|_| ClientError::Timeout(waiting_for))?
+    }
+
+    async fn hello(&mut self) -> Result<HelloReply, ClientError> {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            client: format!("sotto-client/{}", env!("CARGO_PKG_VERSION")),
+        };
+        self.send(&ClientFrame::Hello(hello)).await?;
+        match self.recv("the hello reply").await? {
+            ServerFrame::HelloReply(reply) => Ok(reply),
+            other => Err(ClientError::Protocol(format!(
+                "expected a hello reply, got {}",
+                frame_name(&other)
+            ))),
+        }
+    }
+
+    /// Logs in; also returns any events that arrived before the reply.
+    async fn login(&mut self, login: Login) -> Result<(LoggedIn, Vec<ServerFrame>), ClientError> {
+        let frame = ClientFrame::Request {
+            id: LOGIN_REQUEST_ID,
+            request: Request::Login(login),
+        };
+        self.send(&frame).await?;
+        let mut early = Vec::new();
+        loop {
+            match self.recv("the login reply").await? {
+                ServerFrame::Reply {
+                    id: LOGIN_REQUEST_ID,
+                    result,
+                } => {
+                    return match result.map_err(ClientError::Server)? {
+                        Response::LoggedIn(logged_in) => Ok((logged_in, early)),
+                        _ => Err(ClientError::Protocol(
+                            "the server answered the login with something else".into(),
+                        )),
+                    };
+                }
+                event @ ServerFrame::Event { .. } => {
+                    if early.len() >= crate::EVENT_CAPACITY {
+                        return Err(ClientError::Protocol(
+                            "too many events before the login reply".into(),
+                        ));
+                    }
+                    early.push(event);
+                }
+                other => {
+                    return Err(ClientError::Protocol(format!(
+                        "expected the login reply, got {}",
+                        frame_name(&other)
+                    )));
+                }
+            }
+        }
+    }
+}
+
+fn frame_name(frame: &ServerFrame) -> &'static str {
+    match frame {
+        ServerFrame::HelloReply(_) => "a hello reply",
+        ServerFrame::Reply { .. } => "a reply to another request",
+        ServerFrame::Event { .. } => "an event",
+    }
+}
+
+#[cfg(test)]
+mod tests;

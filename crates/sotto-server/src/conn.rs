@@ -1,0 +1,749 @@
+//! One client connection: TLS handshake, hello, login, then a reader loop
+//! that turns frames into core operations and a writer task that owns the
+//! socket's write half and drains the connection's bounded queue.
+//!
+//! Anything the peer sends is untrusted. A malformed request gets an error
+//! reply; a framing error (oversize, unknown kind, truncated) or garbage
+//! before login closes this connection only.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use sotto_proto::limits::{MAX_FRAME_LEN, MAX_HISTORY, MAX_PRELOGIN_FRAME_LEN};
+use sotto_proto::{
+    ClientFrame, DecodeError, ErrorCode, ErrorReply, EventBody, EventKind, FrameDecoder,
+    FrameError, HelloOk, HelloReply, Login, PROTOCOL_VERSION, RawFrame, Request, Response,
+    ServerFrame, SharedEvent,
+};
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+use crate::auth::{Hasher, LoginLimiter};
+use crate::core::{ConnHandle, Op, Outbound, SyncRange, now_ms};
+use crate::store::{self, ReadPool};
+use crate::{Config, Registration};
+
+/// Time allowed for the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed from connect to a successful login.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Events read from the store per page when replaying a backlog.
+const SYNC_PAGE: usize = 256;
+/// Consecutive rate-limited requests after which the connection is closed.
+const MAX_STRIKES: u32 = 1000;
+/// Bytes buffered by the writer before it writes to the socket.
+const WRITE_CHUNK: usize = 64 * 1024;
+
+/// State every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// Queue of the core thread.
+    pub core: mpsc::Sender<Op>,
+    /// Readers for backlogs and history.
+    pub store: ReadPool,
+    pub hasher: Hasher,
+    pub limiter: LoginLimiter,
+    pub config: Config,
+    /// Source of connection ids.
+    pub next_conn: AtomicU64,
+}
+
+/// Why the reader stopped.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one frame, growing the buffer only as bytes arrive.
+async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    decoder: &FrameDecoder,
+) -> Result<Option<RawFrame>, ReadError> {
+    loop {
+        if let Some(frame) = decoder.decode(buf)? {
+            return Ok(Some(frame));
+        }
+        let want = decoder
+            .needed(buf)
+            .map_or(4096, |n| n.saturating_sub(buf.len()));
+        buf.reserve(want.clamp(1024, 64 * 1024));
+        if reader.read_buf(buf).await? == 0 {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(ReadError::Truncated)
+            };
+        }
+    }
+}
+
+fn reply_frame(id: u64, result: Result<Response, ErrorReply>) -> Option<Bytes> {
+    let mut buf = BytesMut::new();
+    (ServerFrame::Reply { id, result }).encode(&mut buf).ok()?;
+    Some(buf.freeze())
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(code, message)
+}
+
+/// Serves one accepted TCP connection until it closes.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (reader, writer) = tokio::io::split(tls);
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(shared.config.outbound_queue);
+    let cancel = CancellationToken::new();
+    let writer_task = tokio::spawn(write_loop(writer, rx, shared.store.clone(), cancel.clone()));
+    let handle = ConnHandle {
+        id,
+        tx,
+        cancel: cancel.clone(),
+    };
+    let mut conn = Connection {
+        shared: shared.clone(),
+        handle,
+        peer,
+        user: None,
+        strikes: 0,
+        bucket: TokenBucket::new(&shared.config),
+    };
+    tracing::debug!(%peer, conn = id, "connected");
+    let result = tokio::select! {
+        r = conn.read_loop(reader) => r,
+        () = cancel.cancelled() => Ok(()),
+        () = shutdown.cancelled() => Ok(()),
+    };
+    if let Err(e) = &result {
+        tracing::debug!(%peer, conn = id, "closing: {e}");
+        if let ReadError::Frame(e) = e {
+            conn.send_reply(0, Err(error(ErrorCode::BadRequest, e.to_string())))
+                .await;
+        }
+    }
+    if conn.user.is_some() {
+        let _ = shared.core.send(Op::Detach { conn_id: id }).await;
+    }
+    if !shutdown.is_cancelled() {
+        // Let queued replies go out, then close; on shutdown the core sends
+        // the goodbye and `Close` itself.
+        let _ = conn.handle.tx.send(Outbound::Close).await;
+    }
+    drop(conn);
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer_task).await;
+    cancel.cancel();
+    tracing::debug!(%peer, conn = id, "disconnected");
+}
+
+/// Per-connection request budget: `rate` per second, bursts of `burst`.
+#[derive(Debug)]
+struct TokenBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    fn new(config: &Config) -> Self {
+        let burst = f64::from(config.request_burst.max(1));
+        Self {
+            tokens: burst,
+            rate: f64::from(config.requests_per_second.max(1)),
+            burst,
+            last: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The reading side of a connection.
+#[derive(Debug)]
+struct Connection {
+    shared: Arc<Shared>,
+    handle: ConnHandle,
+    peer: SocketAddr,
+    /// Set once logged in.
+    user: Option<i64>,
+    /// Consecutive requests refused by the rate limit.
+    strikes: u32,
+    bucket: TokenBucket,
+}
+
+impl Connection {
+    async fn send_reply(&self, id: u64, result: Result<Response, ErrorReply>) {
+        if let Some(frame) = reply_frame(id, result) {
+            let _ = self.handle.tx.send(Outbound::Frame(frame)).await;
+        }
+    }
+
+    async fn read_loop<R: AsyncRead + Unpin>(&mut self, mut reader: R) -> Result<(), ReadError> {
+        let mut buf = BytesMut::with_capacity(1024);
+        let mut decoder = FrameDecoder::new(MAX_PRELOGIN_FRAME_LEN);
+        let deadline = Instant::now() + LOGIN_TIMEOUT;
+
+        // Hello.
+        let Some(raw) =
+            tokio::time::timeout_at(deadline.into(), read_frame(&mut reader, &mut buf, &decoder))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no hello"))??
+        else {
+            return Ok(());
+        };
+        let hello = match ClientFrame::decode(&raw) {
+            Ok(ClientFrame::Hello(hello)) => hello,
+            _ => {
+                self.send_reply(
+                    0,
+                    Err(error(ErrorCode::BadRequest, "expected a hello frame first")),
+                )
+                .await;
+                return Ok(());
+            }
+        };
+        let version_ok = hello.version == PROTOCOL_VERSION;
+        let result = if version_ok {
+            Ok(HelloOk {
+                server_password_required: self.shared.config.server_password.is_some(),
+                registration_open: self.shared.config.registration == Registration::Open,
+            })
+        } else {
+            Err(error(
+                ErrorCode::UnsupportedVersion,
+                format!(
+                    "please upgrade: this server speaks protocol version {PROTOCOL_VERSION}, your client speaks version {}",
+                    hello.version
+                ),
+            ))
+        };
+        let mut out = BytesMut::new();
+        let reply = HelloReply {
+            version: PROTOCOL_VERSION,
+            server: format!("sotto/{}", env!("CARGO_PKG_VERSION")),
+            result,
+        };
+        if ServerFrame::HelloReply(reply).encode(&mut out).is_ok() {
+            let _ = self.handle.tx.send(Outbound::Frame(out.freeze())).await;
+        }
+        if !version_ok {
+            return Ok(());
+        }
+
+        // Login, then requests.
+        loop {
+            let next = if self.user.is_none() {
+                tokio::time::timeout_at(
+                    deadline.into(),
+                    read_frame(&mut reader, &mut buf, &decoder),
+                )
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "login timed out")
+                })??
+            } else {
+                read_frame(&mut reader, &mut buf, &decoder).await?
+            };
+            let Some(raw) = next else {
+                return Ok(());
+            };
+            match ClientFrame::decode(&raw) {
+                Ok(ClientFrame::Request { id, request }) => {
+                    if !self.bucket.take() {
+                        self.strikes += 1;
+                        if self.strikes > MAX_STRIKES {
+                            return Err(std::io::Error::other("request flood").into());
+                        }
+                        self.send_reply(
+                            id,
+                            Err(error(
+                                ErrorCode::RateLimited,
+                                "too many requests: slow down",
+                            )),
+                        )
+                        .await;
+                        continue;
+                    }
+                    self.strikes = 0;
+                    self.request(id, request).await;
+                    if self.user.is_some() && decoder.max_len() != MAX_FRAME_LEN {
+                        decoder.set_max_len(MAX_FRAME_LEN);
+                    }
+                }
+                Ok(ClientFrame::Ack(ack)) => {
+                    if self.user.is_some() {
+                        let _ = self
+                            .shared
+                            .core
+                            .send(Op::Ack {
+                                conn_id: self.handle.id,
+                                ack,
+                            })
+                            .await;
+                    }
+                }
+                Ok(ClientFrame::Hello(_)) => {
+                    self.send_reply(0, Err(error(ErrorCode::BadRequest, "hello sent twice")))
+                        .await;
+                }
+                Err(DecodeError::Malformed {
+                    request_id: Some(id),
+                    reason,
+                }) => {
+                    self.send_reply(
+                        id,
+                        Err(error(
+                            ErrorCode::BadRequest,
+                            format!("malformed request: {reason}"),
+                        )),
+                    )
+                    .await;
+                }
+                Err(e) => {
+                    self.send_reply(0, Err(error(ErrorCode::BadRequest, e.to_string())))
+                        .await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    async fn request(&mut self, id: u64, request: Request) {
+        let Some(user) = self.user else {
+            let result = match request {
+                Request::Login(login) => self.login(id, login).await,
+                Request::Ping => Err(Some(Response::Pong)),
+                other => Ok(Err(error(
+                    ErrorCode::NotLoggedIn,
+                    format!("log in first ({} needs a session)", other.name()),
+                ))),
+            };
+            match result {
+                // Attach queued the LoggedIn reply itself.
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => self.send_reply(id, Err(e)).await,
+                Err(Some(response)) => self.send_reply(id, Ok(response)).await,
+                Err(None) => {}
+            }
+            return;
+        };
+        match request {
+            Request::Ping => self.send_reply(id, Ok(Response::Pong)).await,
+            Request::History { limit } => {
+                let result = self.history(user, limit).await;
+                self.send_reply(id, result).await;
+            }
+            request => {
+                let op = Op::Request {
+                    conn_id: self.handle.id,
+                    req_id: id,
+                    request,
+                };
+                if self.shared.core.send(op).await.is_err() {
+                    self.send_reply(
+                        id,
+                        Err(error(
+                            ErrorCode::ShuttingDown,
+                            "the server is shutting down",
+                        )),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    async fn history(&self, user: i64, limit: u32) -> Result<Response, ErrorReply> {
+        if limit == 0 || limit > MAX_HISTORY {
+            return Err(error(
+                ErrorCode::Invalid,
+                format!("history size must be between 1 and {MAX_HISTORY}"),
+            ));
+        }
+        let events = self
+            .shared
+            .store
+            .run(move |db| store::history(db, user, limit as usize))
+            .await
+            .map_err(|e| {
+                tracing::error!("history read failed: {e:#}");
+                error(ErrorCode::Internal, "could not read history")
+            })?;
+        Ok(Response::History {
+            events: events.iter().filter_map(|e| e.decode().ok()).collect(),
+        })
+    }
+
+    /// `Ok(Ok(()))`: logged in (reply already queued); `Ok(Err(e))`: reply `e`.
+    async fn login(
+        &mut self,
+        id: u64,
+        login: Login,
+    ) -> Result<Result<(), ErrorReply>, Option<Response>> {
+        let ip = self.peer.ip();
+        let limiter = &self.shared.limiter;
+        let name = login.user.clone();
+        if let Some(required) = &self.shared.config.server_password {
+            if let Err(wait) = limiter.check("#server", ip) {
+                return Ok(Err(error(
+                    ErrorCode::RateLimited,
+                    format!("too many failed attempts; try again in {wait} s"),
+                )));
+            }
+            let Some(given) = &login.server_password else {
+                return Ok(Err(error(
+                    ErrorCode::ServerPasswordRequired,
+                    "this server requires a server password",
+                )));
+            };
+            if !bool::from(
+                given
+                    .expose()
+                    .as_bytes()
+                    .ct_eq(required.expose().as_bytes()),
+            ) {
+                limiter.failed("#server", ip);
+                return Ok(Err(error(
+                    ErrorCode::WrongServerPassword,
+                    "wrong server password",
+                )));
+            }
+        }
+        if let Err(wait) = limiter.check(name.as_str(), ip) {
+            return Ok(Err(error(
+                ErrorCode::RateLimited,
+                format!("too many failed logins for {name}; try again in {wait} s"),
+            )));
+        }
+        let lookup = name.clone();
+        let stored = match self
+            .shared
+            .store
+            .run(move |db| store::find_user(db, lookup.as_str()))
+            .await
+        {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!("user lookup failed: {e:#}");
+                return Ok(Err(error(ErrorCode::Internal, "could not read accounts")));
+            }
+        };
+        let password = Zeroizing::new(login.password.expose().to_owned());
+        let (user_id, registered) = match stored {
+            Some(_) if login.register_only => {
+                return Ok(Err(error(
+                    ErrorCode::UsernameTaken,
+                    format!("the name '{name}' is taken; choose another"),
+                )));
+            }
+            Some(user) => match self.shared.hasher.verify(password, user.pw_hash).await {
+                Ok(true) => (user.id, false),
+                Ok(false) => {
+                    limiter.failed(name.as_str(), ip);
+                    return Ok(Err(error(
+                        ErrorCode::WrongPassword,
+                        format!(
+                            "wrong password for {name} (if you are new here, that name is taken: choose another)"
+                        ),
+                    )));
+                }
+                Err(e) => {
+                    tracing::error!("password check failed: {e:#}");
+                    return Ok(Err(error(
+                        ErrorCode::Internal,
+                        "could not check the password",
+                    )));
+                }
+            },
+            None if self.shared.config.registration == Registration::Closed => {
+                // Same cost as a real check, so timing does not reveal which names exist.
+                let _ = self.shared.hasher.hash(password).await;
+                limiter.failed(name.as_str(), ip);
+                return Ok(Err(error(
+                    ErrorCode::RegistrationClosed,
+                    format!(
+                        "no account named {name}, and this server does not register new accounts"
+                    ),
+                )));
+            }
+            None => {
+                let pw_hash = match self.shared.hasher.hash(password).await {
+                    Ok(hash) => hash,
+                    Err(e) => {
+                        tracing::error!("hashing failed: {e:#}");
+                        return Ok(Err(error(
+                            ErrorCode::Internal,
+                            "could not create the account",
+                        )));
+                    }
+                };
+                let (reply, rx) = oneshot::channel();
+                if self
+                    .shared
+                    .core
+                    .send(Op::Register {
+                        name: name.clone(),
+                        pw_hash,
+                        reply,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return Ok(Err(error(
+                        ErrorCode::ShuttingDown,
+                        "the server is shutting down",
+                    )));
+                }
+                match rx.await {
+                    Ok(Ok(id)) => {
+                        tracing::info!(user = %name, "registered");
+                        (id, true)
+                    }
+                    Ok(Err(e)) => return Ok(Err(e)),
+                    Err(_) => {
+                        return Ok(Err(error(
+                            ErrorCode::ShuttingDown,
+                            "the server is shutting down",
+                        )));
+                    }
+                }
+            }
+        };
+        limiter.succeeded(name.as_str());
+        let (reply, rx) = oneshot::channel();
+        let op = Op::Attach {
+            conn: self.handle.clone(),
+            user_id,
+            device: login.device_id,
+            registered,
+            req_id: id,
+            reply,
+        };
+        if self.shared.core.send(op).await.is_err() {
+            return Ok(Err(error(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )));
+        }
+        match rx.await {
+            Ok(true) => {
+                self.user = Some(user_id);
+                tracing::info!(user = %name, conn = self.handle.id, "logged in");
+                Ok(Ok(()))
+            }
+            // The core replied itself (shutting down) or failed to commit.
+            Ok(false) => Err(None),
+            Err(_) => Ok(Err(error(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            ))),
+        }
+    }
+}
+
+/// Owns the write half: frames queued events with this connection's
+/// sequence numbers, replays backlogs from the store, and skips room events
+/// it has already sent.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut rx: mpsc::Receiver<Outbound>,
+    store: ReadPool,
+    cancel: CancellationToken,
+) {
+    let mut state = WriterState {
+        seq: 0,
+        delivered: HashMap::new(),
+        buf: BytesMut::with_capacity(4096),
+    };
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            msg = rx.recv() => msg,
+        };
+        let Some(mut msg) = first else { break };
+        let mut closing = false;
+        loop {
+            match msg {
+                Outbound::Close => closing = true,
+                other => {
+                    if let Err(e) = state.handle(other, &store, &mut writer).await {
+                        tracing::debug!("write failed: {e}");
+                        cancel.cancel();
+                        return;
+                    }
+                }
+            }
+            if closing || state.buf.len() >= WRITE_CHUNK {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(next) => msg = next,
+                Err(_) => break,
+            }
+        }
+        if state.flush(&mut writer).await.is_err() {
+            cancel.cancel();
+            return;
+        }
+        if closing {
+            break;
+        }
+    }
+    let _ = state.flush(&mut writer).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer.shutdown()).await;
+}
+
+/// What the writer remembers about this connection.
+#[derive(Debug)]
+struct WriterState {
+    /// Sequence number of the last event sent.
+    seq: u64,
+    /// Highest room position sent, per room.
+    delivered: HashMap<u64, u64>,
+    /// Frames not yet written.
+    buf: BytesMut,
+}
+
+impl WriterState {
+    fn push_event(&mut self, event: &SharedEvent) {
+        self.seq += 1;
+        if let Err(e) = sotto_proto::frame::write_event(&mut self.buf, self.seq, event) {
+            tracing::error!("cannot frame event: {e}");
+        }
+    }
+
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            writer.write_all(&self.buf).await?;
+            writer.flush().await?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    async fn handle<W: AsyncWrite + Unpin>(
+        &mut self,
+        msg: Outbound,
+        store: &ReadPool,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        match msg {
+            Outbound::Frame(frame) => self.buf.extend_from_slice(&frame),
+            Outbound::Event(event) => self.push_event(&event),
+            Outbound::Room {
+                room_id,
+                seq,
+                event,
+            } => {
+                if let Some(last) = self.delivered.get(&room_id).copied() {
+                    if seq <= last {
+                        return Ok(());
+                    }
+                    if seq > last + 1 {
+                        self.replay(
+                            SyncRange {
+                                room_id,
+                                after: last,
+                                up_to: seq - 1,
+                            },
+                            store,
+                            writer,
+                        )
+                        .await?;
+                    }
+                }
+                self.push_event(&event);
+                self.delivered.insert(room_id, seq);
+            }
+            Outbound::Sync { ranges, caught_up } => {
+                for range in ranges {
+                    self.replay(range, store, writer).await?;
+                }
+                if caught_up {
+                    let body = EventBody {
+                        ts: now_ms(),
+                        kind: EventKind::CaughtUp,
+                    };
+                    if let Ok(event) = SharedEvent::encode(&body) {
+                        self.push_event(&event);
+                    }
+                }
+            }
+            Outbound::Close => {}
+        }
+        Ok(())
+    }
+
+    /// Sends stored events of `range` not yet sent on this connection.
+    async fn replay<W: AsyncWrite + Unpin>(
+        &mut self,
+        range: SyncRange,
+        store: &ReadPool,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        let mut after = range
+            .after
+            .max(self.delivered.get(&range.room_id).copied().unwrap_or(0));
+        while after < range.up_to {
+            let (room, up_to) = (range.room_id, range.up_to);
+            let page = store
+                .run(move |db| store::events_range(db, room, after, up_to, SYNC_PAGE))
+                .await
+                .map_err(|e| std::io::Error::other(format!("backlog read failed: {e:#}")))?;
+            let Some(last) = page.last().map(|(seq, _)| *seq) else {
+                break;
+            };
+            for (_, event) in &page {
+                self.push_event(event);
+            }
+            after = last;
+            self.delivered.insert(room, last);
+            self.flush(writer).await?;
+        }
+        Ok(())
+    }
+}

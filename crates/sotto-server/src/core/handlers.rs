@@ -1,0 +1,654 @@
+//! Request handlers of the core: validate against the directory, write in
+//! the open transaction, queue replies and fanout.
+
+use std::collections::HashSet;
+
+use rusqlite::params;
+use sotto_proto::limits::{MAX_GROUP_MEMBERS, MAX_PAYLOAD_LEN, MAX_TEXT_LEN};
+use sotto_proto::{
+    DeliveryNote, DeviceId, ErrorCode, ErrorReply, EventKind, GroupName, PresenceChange, Request,
+    Response, RoomContent, RoomRef, Status, Username,
+};
+
+use super::state::{Member, Room, sorted_pair};
+use super::{ConnId, Core, Effects, Outbound, err, now_ms};
+use crate::store::{LOBBY_ROOM, RoomKind};
+
+type Reply = Result<Response, ErrorReply>;
+
+impl Core {
+    /// Handles one request of a logged-in connection. The outer error is a
+    /// storage failure (the batch is rejected); the inner one is the reply.
+    pub(super) fn request(
+        &mut self,
+        conn_id: ConnId,
+        user: i64,
+        device: &DeviceId,
+        request: Request,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        if self.closing
+            && !matches!(
+                request,
+                Request::Names | Request::GetStatus | Request::GroupList | Request::Ping
+            )
+        {
+            return Ok(Err(err(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )));
+        }
+        match request {
+            Request::Login(_) => Ok(Err(err(
+                ErrorCode::AlreadyLoggedIn,
+                "this connection is already logged in",
+            ))),
+            Request::Ping => Ok(Ok(Response::Pong)),
+            Request::Names => Ok(Ok(Response::Names {
+                users: self.names(),
+            })),
+            Request::GetStatus => Ok(Ok(Response::Status {
+                status: self.online.get(&user).map_or(Status::Normal, |o| o.status),
+            })),
+            Request::SetStatus { status } => Ok(self.set_status(user, status, fx)),
+            Request::GroupList => Ok(Ok(Response::Groups {
+                groups: self.dir.groups_of(user),
+            })),
+            // History is read by the connection task from the store.
+            Request::History { .. } => {
+                Ok(Err(err(ErrorCode::Internal, "history is not served here")))
+            }
+            Request::SendLobby { text } => {
+                if let Err(e) = check_text(&text) {
+                    return Ok(Err(e));
+                }
+                let (seq, ts) = self.append(fx, LOBBY_ROOM, user, RoomContent::Text { text })?;
+                Ok(Ok(Response::Sent {
+                    room_id: LOBBY_ROOM,
+                    seq,
+                    ts,
+                    note: None,
+                }))
+            }
+            Request::SendDirect { to, payload } => {
+                self.send_direct(conn_id, user, device, to, payload, fx)
+            }
+            Request::SendGroup { group, payload } => {
+                if let Err(e) = check_payload(&payload) {
+                    return Ok(Err(e));
+                }
+                let room_id = match self.member_group(&group, user) {
+                    Ok(room) => room,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let content = RoomContent::Envelope {
+                    device: device.clone(),
+                    payload,
+                };
+                let (seq, ts) = self.append(fx, room_id, user, content)?;
+                Ok(Ok(Response::Sent {
+                    room_id,
+                    seq,
+                    ts,
+                    note: None,
+                }))
+            }
+            Request::GroupCreate { group, members } => self.group_create(user, group, members, fx),
+            Request::GroupAdd { group, members } => self.group_add(user, group, members, fx),
+            Request::GroupKick { group, members } => self.group_kick(user, group, members, fx),
+            Request::GroupLeave { group } => self.group_leave(user, group, fx),
+            Request::GroupDelete { group } => self.group_delete(user, group, fx),
+        }
+    }
+
+    fn set_status(&mut self, user: i64, status: Status, fx: &mut Effects) -> Reply {
+        let Some(online) = self.online.get_mut(&user) else {
+            return Err(err(ErrorCode::Internal, "not online"));
+        };
+        let previous = online.status;
+        online.status = status;
+        let conns = online.conns.clone();
+        if let Some(name) = self.dir.user_names.get(&user).cloned() {
+            self.broadcast(
+                fx,
+                EventKind::Presence {
+                    user: name,
+                    change: PresenceChange::Status(status),
+                },
+                None,
+            );
+        }
+        if previous == Status::Dnd && status != Status::Dnd {
+            // Release the private messages held while in dnd.
+            for conn_id in conns {
+                let Some(conn) = self.conns.get(&conn_id) else {
+                    continue;
+                };
+                let ranges = self.sync_ranges(user, conn.device_key, false, |room| {
+                    room.kind == RoomKind::Direct
+                });
+                if !ranges.is_empty() {
+                    fx.sends.push((
+                        conn_id,
+                        Outbound::Sync {
+                            ranges,
+                            caught_up: false,
+                        },
+                    ));
+                }
+            }
+        }
+        Ok(Response::Status { status })
+    }
+
+    fn user_id(&self, name: &Username) -> Result<i64, ErrorReply> {
+        self.dir
+            .user_ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| err(ErrorCode::UnknownUser, format!("no such user: {name}")))
+    }
+
+    fn send_direct(
+        &mut self,
+        _conn_id: ConnId,
+        user: i64,
+        device: &DeviceId,
+        to: Username,
+        payload: Vec<u8>,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        if let Err(e) = check_payload(&payload) {
+            return Ok(Err(e));
+        }
+        let peer = match self.user_id(&to) {
+            Ok(peer) => peer,
+            Err(e) => return Ok(Err(e)),
+        };
+        if peer == user {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                "you cannot send a private message to yourself",
+            )));
+        }
+        let room_id = self.direct_room(user, peer)?;
+        let content = RoomContent::Envelope {
+            device: device.clone(),
+            payload,
+        };
+        let (seq, ts) = self.append(fx, room_id, user, content)?;
+        let note = match self.online.get(&peer).map(|o| o.status) {
+            None => Some(DeliveryNote::RecipientOffline),
+            Some(Status::Dnd) => Some(DeliveryNote::RecipientDnd),
+            Some(Status::Away) => Some(DeliveryNote::RecipientAway),
+            Some(Status::Normal) => None,
+        };
+        Ok(Ok(Response::Sent {
+            room_id,
+            seq,
+            ts,
+            note,
+        }))
+    }
+
+    /// The direct room of two users, created on first use.
+    fn direct_room(&mut self, a: i64, b: i64) -> anyhow::Result<u64> {
+        let key = (a.min(b), a.max(b));
+        if let Some(room) = self.dir.directs.get(&key) {
+            return Ok(*room);
+        }
+        let (name_a, name_b) = (self.name(key.0)?, self.name(key.1)?);
+        let room_id = self.insert_room(RoomKind::Direct, None, None, Some(key))?;
+        self.dir.directs.insert(key, room_id);
+        self.dir.rooms.insert(
+            room_id,
+            Room::new(
+                RoomKind::Direct,
+                RoomRef::Direct {
+                    users: sorted_pair(name_a, name_b),
+                },
+                None,
+            ),
+        );
+        self.add_member(room_id, key.0, 0)?;
+        self.add_member(room_id, key.1, 0)?;
+        Ok(room_id)
+    }
+
+    /// A user's notices room, created on first use.
+    fn notices_room(&mut self, user: i64) -> anyhow::Result<u64> {
+        if let Some(room) = self.dir.notices.get(&user) {
+            return Ok(*room);
+        }
+        let name = self.name(user)?;
+        let room_id = self.insert_room(RoomKind::Notices, None, Some(user), None)?;
+        self.dir.notices.insert(user, room_id);
+        self.dir.rooms.insert(
+            room_id,
+            Room::new(
+                RoomKind::Notices,
+                RoomRef::Notices { user: name },
+                Some(user),
+            ),
+        );
+        self.add_member(room_id, user, 0)?;
+        Ok(room_id)
+    }
+
+    fn name(&self, user: i64) -> anyhow::Result<Username> {
+        self.dir
+            .user_names
+            .get(&user)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("unknown user id {user}"))
+    }
+
+    fn insert_room(
+        &mut self,
+        kind: RoomKind,
+        name: Option<&GroupName>,
+        owner: Option<i64>,
+        pair: Option<(i64, i64)>,
+    ) -> rusqlite::Result<u64> {
+        self.db.execute(
+            "INSERT INTO rooms (kind, name, owner_id, user_a, user_b, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![kind as i64, name.map(GroupName::as_str), owner, pair.map(|p| p.0), pair.map(|p| p.1), now_ms()],
+        )?;
+        Ok(self.db.last_insert_rowid() as u64)
+    }
+
+    fn add_member(&mut self, room_id: u64, user: i64, joined_seq: u64) -> anyhow::Result<()> {
+        let room = self
+            .dir
+            .rooms
+            .get_mut(&room_id)
+            .ok_or_else(|| anyhow::anyhow!("unknown room"))?;
+        let position = room.next_position;
+        room.next_position += 1;
+        self.db
+            .prepare_cached("INSERT INTO members (room_id, user_id, joined_seq, position) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![room_id as i64, user, joined_seq as i64, position])?;
+        room.members.insert(
+            user,
+            Member {
+                joined_seq,
+                position,
+            },
+        );
+        self.dir.user_rooms.entry(user).or_default().insert(room_id);
+        Ok(())
+    }
+
+    fn remove_member(&mut self, room_id: u64, user: i64) -> anyhow::Result<()> {
+        self.db.execute(
+            "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
+            params![room_id as i64, user],
+        )?;
+        let devices = self
+            .dir
+            .user_devices
+            .get(&user)
+            .cloned()
+            .unwrap_or_default();
+        for device in devices {
+            self.db.execute(
+                "DELETE FROM cursors WHERE device_key = ?1 AND room_id = ?2",
+                params![device, room_id as i64],
+            )?;
+            self.dir.cursors.remove(&(device, room_id));
+        }
+        if let Some(room) = self.dir.rooms.get_mut(&room_id) {
+            room.members.remove(&user);
+        }
+        if let Some(rooms) = self.dir.user_rooms.get_mut(&user) {
+            rooms.remove(&room_id);
+        }
+        Ok(())
+    }
+
+    fn group_room(&self, group: &GroupName) -> Result<u64, ErrorReply> {
+        self.dir
+            .groups
+            .get(group)
+            .copied()
+            .ok_or_else(|| err(ErrorCode::UnknownGroup, format!("no such group: {group}")))
+    }
+
+    fn member_group(&self, group: &GroupName, user: i64) -> Result<u64, ErrorReply> {
+        let room_id = self.group_room(group)?;
+        if !self.dir.rooms[&room_id].members.contains_key(&user) {
+            return Err(err(
+                ErrorCode::NotMember,
+                format!("you are not a member of group {group}"),
+            ));
+        }
+        Ok(room_id)
+    }
+
+    fn owned_group(&self, group: &GroupName, user: i64) -> Result<u64, ErrorReply> {
+        let room_id = self.member_group(group, user)?;
+        if self.dir.rooms[&room_id].owner != Some(user) {
+            let owner = self.dir.rooms[&room_id]
+                .owner
+                .and_then(|o| self.dir.user_names.get(&o));
+            return Err(err(
+                ErrorCode::NotOwner,
+                format!(
+                    "only the owner of {group} ({}) can do that",
+                    owner.map_or("unknown", |o| o.as_str())
+                ),
+            ));
+        }
+        Ok(room_id)
+    }
+
+    /// Resolves names to distinct user ids (keeping order), or explains
+    /// which name is unknown.
+    fn resolve(&self, names: &[Username]) -> Result<Vec<(i64, Username)>, ErrorReply> {
+        if names.len() > MAX_GROUP_MEMBERS {
+            return Err(err(
+                ErrorCode::GroupTooLarge,
+                format!("a group has at most {MAX_GROUP_MEMBERS} members"),
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for name in names {
+            let id = self.user_id(name)?;
+            if seen.insert(id) {
+                out.push((id, name.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    fn group_create(
+        &mut self,
+        user: i64,
+        group: GroupName,
+        members: Vec<Username>,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        if self.dir.groups.contains_key(&group) {
+            return Ok(Err(err(
+                ErrorCode::GroupExists,
+                format!("a group named {group} already exists"),
+            )));
+        }
+        let mut resolved = match self.resolve(&members) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        resolved.retain(|(id, _)| *id != user);
+        if resolved.len() + 1 > MAX_GROUP_MEMBERS {
+            return Ok(Err(err(
+                ErrorCode::GroupTooLarge,
+                format!("a group has at most {MAX_GROUP_MEMBERS} members"),
+            )));
+        }
+        let room_id = self.insert_room(RoomKind::Group, Some(&group), Some(user), None)?;
+        self.dir.groups.insert(group.clone(), room_id);
+        self.dir.rooms.insert(
+            room_id,
+            Room::new(
+                RoomKind::Group,
+                RoomRef::Group {
+                    name: group.clone(),
+                },
+                Some(user),
+            ),
+        );
+        self.add_member(room_id, user, 0)?;
+        for (id, _) in &resolved {
+            self.add_member(room_id, *id, 0)?;
+        }
+        let mut names = vec![self.name(user)?];
+        names.extend(resolved.into_iter().map(|(_, n)| n));
+        self.append(
+            fx,
+            room_id,
+            user,
+            RoomContent::GroupCreated { members: names },
+        )?;
+        Ok(self.group_reply(room_id))
+    }
+
+    fn group_reply(&self, room_id: u64) -> Reply {
+        self.dir
+            .group_info(room_id)
+            .map(Response::Group)
+            .ok_or_else(|| err(ErrorCode::Internal, "group vanished"))
+    }
+
+    fn group_add(
+        &mut self,
+        user: i64,
+        group: GroupName,
+        members: Vec<Username>,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        let room_id = match self.owned_group(&group, user) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let resolved = match self.resolve(&members) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let room = &self.dir.rooms[&room_id];
+        let new: Vec<(i64, Username)> = resolved
+            .into_iter()
+            .filter(|(id, _)| !room.members.contains_key(id))
+            .collect();
+        if new.is_empty() {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                format!("they are already members of {group}"),
+            )));
+        }
+        if room.members.len() + new.len() > MAX_GROUP_MEMBERS {
+            return Ok(Err(err(
+                ErrorCode::GroupTooLarge,
+                format!("a group has at most {MAX_GROUP_MEMBERS} members"),
+            )));
+        }
+        // New members see the group from the event announcing them onwards.
+        let joined_seq = room.last_seq;
+        for (id, _) in &new {
+            self.add_member(room_id, *id, joined_seq)?;
+        }
+        let names = new.into_iter().map(|(_, n)| n).collect();
+        self.append(
+            fx,
+            room_id,
+            user,
+            RoomContent::MembersAdded { members: names },
+        )?;
+        Ok(self.group_reply(room_id))
+    }
+
+    fn group_kick(
+        &mut self,
+        user: i64,
+        group: GroupName,
+        members: Vec<Username>,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        let room_id = match self.owned_group(&group, user) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let resolved = match self.resolve(&members) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        for (id, name) in &resolved {
+            if *id == user {
+                return Ok(Err(err(
+                    ErrorCode::Invalid,
+                    "you cannot kick yourself; use @group leave or @group delete",
+                )));
+            }
+            if !self.dir.rooms[&room_id].members.contains_key(id) {
+                return Ok(Err(err(
+                    ErrorCode::NotMember,
+                    format!("{name} is not a member of {group}"),
+                )));
+            }
+        }
+        let names: Vec<Username> = resolved.iter().map(|(_, n)| n.clone()).collect();
+        // Announce while they are still members, so they learn it too.
+        self.append(
+            fx,
+            room_id,
+            user,
+            RoomContent::MembersKicked { members: names },
+        )?;
+        for (id, _) in resolved {
+            self.remove_member(room_id, id)?;
+            let notices = self.notices_room(id)?;
+            self.append(
+                fx,
+                notices,
+                user,
+                RoomContent::RemovedFromGroup {
+                    group: group.clone(),
+                },
+            )?;
+        }
+        Ok(self.group_reply(room_id))
+    }
+
+    fn group_leave(
+        &mut self,
+        user: i64,
+        group: GroupName,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        let room_id = match self.member_group(&group, user) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let room = &self.dir.rooms[&room_id];
+        let remaining: Vec<i64> = room
+            .members_in_order()
+            .into_iter()
+            .filter(|id| *id != user)
+            .collect();
+        let Some(first) = remaining.first().copied() else {
+            // The last member leaving deletes the group.
+            self.delete_group(room_id, &group)?;
+            return Ok(Ok(Response::Done));
+        };
+        let new_owner = if room.owner == Some(user) {
+            Some(first)
+        } else {
+            None
+        };
+        let new_owner_name = new_owner.map(|o| self.name(o)).transpose()?;
+        self.append(
+            fx,
+            room_id,
+            user,
+            RoomContent::MemberLeft {
+                new_owner: new_owner_name,
+            },
+        )?;
+        self.remove_member(room_id, user)?;
+        if let Some(owner) = new_owner {
+            self.db.execute(
+                "UPDATE rooms SET owner_id = ?1 WHERE id = ?2",
+                params![owner, room_id as i64],
+            )?;
+            if let Some(room) = self.dir.rooms.get_mut(&room_id) {
+                room.owner = Some(owner);
+            }
+        }
+        Ok(Ok(Response::Done))
+    }
+
+    fn group_delete(
+        &mut self,
+        user: i64,
+        group: GroupName,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        let room_id = match self.owned_group(&group, user) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let members = self.dir.rooms[&room_id].members_in_order();
+        self.delete_group(room_id, &group)?;
+        for member in members {
+            let notices = self.notices_room(member)?;
+            self.append(
+                fx,
+                notices,
+                user,
+                RoomContent::GroupDeleted {
+                    group: group.clone(),
+                },
+            )?;
+        }
+        Ok(Ok(Response::Done))
+    }
+
+    fn delete_group(&mut self, room_id: u64, group: &GroupName) -> anyhow::Result<()> {
+        for sql in [
+            "DELETE FROM events WHERE room_id = ?1",
+            "DELETE FROM members WHERE room_id = ?1",
+            "DELETE FROM cursors WHERE room_id = ?1",
+            "DELETE FROM rooms WHERE id = ?1",
+        ] {
+            self.db.execute(sql, [room_id as i64])?;
+        }
+        if let Some(room) = self.dir.rooms.remove(&room_id) {
+            for member in room.members.keys() {
+                if let Some(rooms) = self.dir.user_rooms.get_mut(member) {
+                    rooms.remove(&room_id);
+                }
+            }
+        }
+        self.dir.groups.remove(group);
+        self.dir.cursors.retain(|(_, room), _| *room != room_id);
+        Ok(())
+    }
+}
+
+fn check_text(text: &str) -> Result<(), ErrorReply> {
+    if text.trim().is_empty() {
+        return Err(err(
+            ErrorCode::EmptyMessage,
+            "empty message: nothing to send",
+        ));
+    }
+    if text.len() > MAX_TEXT_LEN {
+        return Err(err(
+            ErrorCode::MessageTooLong,
+            format!(
+                "message too long: {} bytes, the limit is {MAX_TEXT_LEN}",
+                text.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_payload(payload: &[u8]) -> Result<(), ErrorReply> {
+    if payload.is_empty() {
+        return Err(err(
+            ErrorCode::EmptyMessage,
+            "empty message: nothing to send",
+        ));
+    }
+    if payload.len() > MAX_PAYLOAD_LEN {
+        return Err(err(
+            ErrorCode::MessageTooLong,
+            format!(
+                "message too long: {} bytes, the limit is {MAX_PAYLOAD_LEN}",
+                payload.len()
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,671 @@
+//! The core: one thread that owns every write.
+//!
+//! All state changes (accounts, devices, rooms, memberships, messages,
+//! cursors, presence) are operations sent to this thread. It takes whatever
+//! operations are queued (up to [`MAX_BATCH`]), applies them to its
+//! in-memory [`Directory`] and to one SQLite transaction, commits once, and
+//! only then sends the replies and fans the new events out. That is group
+//! commit: one fsync covers the whole batch, and nothing is acknowledged or
+//! delivered before it is durable.
+//!
+//! Owning presence and connections here too means no locks anywhere on the
+//! message path: the fanout reads the same state the writes just changed.
+//! Delivery uses `try_send` on each connection's bounded queue; a connection
+//! whose queue is full is disconnected (its messages stay stored and are
+//! delivered at its next login), so one slow reader never slows a room.
+
+mod handlers;
+mod state;
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use rusqlite::{Connection, params};
+use sotto_proto::{
+    Ack, DeviceId, ErrorCode, ErrorReply, EventBody, EventKind, PresenceChange, Request, Response,
+    RoomContent, RoomEvent, ServerFrame, SharedEvent, Status, Username,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::RoomKind;
+pub(crate) use state::Directory;
+
+/// Most operations applied in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// Identifies one connection for the lifetime of the server.
+pub(crate) type ConnId = u64;
+
+/// What a connection's writer task is asked to send.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A fully encoded frame (a reply).
+    Frame(Bytes),
+    /// An event not tied to a stored position (presence, lobby, shutdown):
+    /// framed with the connection's next sequence number.
+    Event(SharedEvent),
+    /// A stored room event; skipped if already delivered on this
+    /// connection, preceded by any missing ones read from the store.
+    Room {
+        room_id: u64,
+        seq: u64,
+        event: SharedEvent,
+    },
+    /// Send stored events of these ranges, then `CaughtUp` if asked.
+    Sync {
+        ranges: Vec<SyncRange>,
+        caught_up: bool,
+    },
+    /// Flush and close.
+    Close,
+}
+
+/// Events `after < seq <= up_to` of a room to send from the store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SyncRange {
+    pub room_id: u64,
+    pub after: u64,
+    pub up_to: u64,
+}
+
+/// The core's handle on a connection.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnHandle {
+    pub id: ConnId,
+    /// The connection writer's bounded queue.
+    pub tx: mpsc::Sender<Outbound>,
+    /// Cancelled to disconnect it (slow consumer, shutdown).
+    pub cancel: CancellationToken,
+}
+
+/// An operation for the core thread.
+#[derive(Debug)]
+pub(crate) enum Op {
+    /// Create an account with an already computed password hash.
+    Register {
+        name: Username,
+        pw_hash: String,
+        reply: oneshot::Sender<Result<i64, ErrorReply>>,
+    },
+    /// Log a connection in: register it, reply `LoggedIn` to `req_id`, then
+    /// queue the backlog of everything the device has not acknowledged.
+    Attach {
+        conn: ConnHandle,
+        user_id: i64,
+        device: DeviceId,
+        registered: bool,
+        req_id: u64,
+        reply: oneshot::Sender<bool>,
+    },
+    /// A connection closed.
+    Detach { conn_id: ConnId },
+    /// A request from a logged-in connection.
+    Request {
+        conn_id: ConnId,
+        req_id: u64,
+        request: Request,
+    },
+    /// A delivery acknowledgement.
+    Ack { conn_id: ConnId, ack: Ack },
+    /// Tell every connection the server is stopping, then close them.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// A logged-in connection.
+#[derive(Debug)]
+struct Conn {
+    user: i64,
+    device_key: i64,
+    device: DeviceId,
+    handle: ConnHandle,
+}
+
+/// A user with at least one connection.
+#[derive(Debug)]
+struct Online {
+    status: Status,
+    conns: Vec<ConnId>,
+}
+
+/// What a batch does once (and only if) it commits.
+#[derive(Default)]
+struct Effects {
+    /// Queued deliveries, in order.
+    sends: Vec<(ConnId, Outbound)>,
+    /// Replies to requests: (connection, request id, result).
+    replies: Vec<(ConnId, u64, Result<Response, ErrorReply>)>,
+    /// Completions for callers waiting on a oneshot; called with `true`
+    /// after a commit, `false` if the batch failed.
+    completions: Vec<Box<dyn FnOnce(bool) + Send>>,
+    /// The connection whose request is being applied: lobby messages are
+    /// not echoed to it.
+    current_conn: Option<ConnId>,
+}
+
+/// The core thread's state.
+pub(crate) struct Core {
+    /// The only writable database connection.
+    db: Connection,
+    dir: Directory,
+    conns: HashMap<ConnId, Conn>,
+    online: HashMap<i64, Online>,
+    /// Cursor updates to write in the current transaction.
+    dirty_cursors: HashMap<(i64, u64), u64>,
+    /// Set by `Shutdown`: further writes are refused.
+    closing: bool,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn encode_reply(id: u64, result: Result<Response, ErrorReply>) -> Option<Bytes> {
+    let mut buf = BytesMut::new();
+    match (ServerFrame::Reply { id, result }).encode(&mut buf) {
+        Ok(()) => Some(buf.freeze()),
+        Err(e) => {
+            tracing::error!("cannot encode reply: {e}");
+            None
+        }
+    }
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
+    ErrorReply::new(code, message)
+}
+
+impl Core {
+    /// Loads state from `db`.
+    pub fn new(db: Connection) -> anyhow::Result<Self> {
+        let dir = Directory::load(&db)?;
+        Ok(Self {
+            db,
+            dir,
+            conns: HashMap::new(),
+            online: HashMap::new(),
+            dirty_cursors: HashMap::new(),
+            closing: false,
+        })
+    }
+
+    /// Runs until every sender of `rx` is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.process(&mut batch);
+        }
+        tracing::debug!("core stopped");
+    }
+
+    fn process(&mut self, batch: &mut Vec<Op>) {
+        let mut fx = Effects::default();
+        let result = self
+            .db
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(anyhow::Error::from)
+            .and_then(|()| {
+                for op in batch.drain(..) {
+                    self.apply(op, &mut fx)?;
+                }
+                self.flush_cursors()?;
+                self.db.execute_batch("COMMIT")?;
+                Ok(())
+            });
+        batch.clear();
+        match result {
+            Ok(()) => self.dispatch(fx),
+            Err(e) => {
+                tracing::error!("commit failed, batch rejected: {e:#}");
+                let _ = self.db.execute_batch("ROLLBACK");
+                self.dirty_cursors.clear();
+                match Directory::load(&self.db) {
+                    Ok(dir) => self.dir = dir,
+                    Err(e) => tracing::error!("cannot reload state: {e}"),
+                }
+                fx.sends.clear();
+                for (conn, id, _) in fx.replies.drain(..) {
+                    if let (Some(c), Some(frame)) = (
+                        self.conns.get(&conn),
+                        encode_reply(
+                            id,
+                            Err(err(
+                                ErrorCode::Internal,
+                                "storage failed; nothing was saved, try again",
+                            )),
+                        ),
+                    ) {
+                        let _ = c.handle.tx.try_send(Outbound::Frame(frame));
+                    }
+                }
+                for done in fx.completions {
+                    done(false);
+                }
+            }
+        }
+    }
+
+    /// Sends replies and events of a committed batch.
+    fn dispatch(&mut self, fx: Effects) {
+        for done in fx.completions {
+            done(true);
+        }
+        for (conn, id, result) in fx.replies {
+            if let Some(frame) = encode_reply(id, result) {
+                self.deliver(conn, Outbound::Frame(frame));
+            }
+        }
+        for (conn, out) in fx.sends {
+            self.deliver(conn, out);
+        }
+    }
+
+    fn deliver(&self, conn_id: ConnId, out: Outbound) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = conn.handle.tx.try_send(out)
+            && !conn.handle.cancel.is_cancelled()
+        {
+            tracing::info!(
+                conn = conn_id,
+                "outgoing queue full: disconnecting slow client"
+            );
+            conn.handle.cancel.cancel();
+        }
+    }
+
+    fn flush_cursors(&mut self) -> rusqlite::Result<()> {
+        if self.dirty_cursors.is_empty() {
+            return Ok(());
+        }
+        let mut stmt = self.db.prepare_cached(
+            "INSERT INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
+        )?;
+        for ((device, room), seq) in self.dirty_cursors.drain() {
+            stmt.execute(params![device, room as i64, seq as i64])?;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, op: Op, fx: &mut Effects) -> anyhow::Result<()> {
+        match op {
+            Op::Register {
+                name,
+                pw_hash,
+                reply,
+            } => {
+                let result = self.register(name, &pw_hash)?;
+                let mut reply = Some(reply);
+                fx.completions.push(Box::new(move |ok| {
+                    if let Some(reply) = reply.take() {
+                        let _ = reply.send(if ok {
+                            result
+                        } else {
+                            Err(err(ErrorCode::Internal, "storage failed; try again"))
+                        });
+                    }
+                }));
+            }
+            Op::Attach {
+                conn,
+                user_id,
+                device,
+                registered,
+                req_id,
+                reply,
+            } => {
+                let ok = self.attach(conn, user_id, device, registered, req_id, fx)?;
+                fx.completions.push(Box::new(move |committed| {
+                    let _ = reply.send(ok && committed);
+                }));
+            }
+            Op::Detach { conn_id } => self.detach(conn_id, fx),
+            Op::Ack { conn_id, ack } => self.ack(conn_id, ack),
+            Op::Request {
+                conn_id,
+                req_id,
+                request,
+            } => {
+                let Some(conn) = self.conns.get(&conn_id) else {
+                    return Ok(());
+                };
+                let (user, device) = (conn.user, conn.device.clone());
+                fx.current_conn = Some(conn_id);
+                let result = self.request(conn_id, user, &device, request, fx);
+                fx.current_conn = None;
+                let result = result?;
+                fx.replies.push((conn_id, req_id, result));
+            }
+            Op::Shutdown { reply } => {
+                self.closing = true;
+                let event = EventBody {
+                    ts: now_ms(),
+                    kind: EventKind::Shutdown {
+                        message: "the server is shutting down".into(),
+                    },
+                };
+                if let Ok(shared) = SharedEvent::encode(&event) {
+                    for id in self.conns.keys() {
+                        fx.sends.push((*id, Outbound::Event(shared.clone())));
+                        fx.sends.push((*id, Outbound::Close));
+                    }
+                }
+                fx.completions.push(Box::new(move |_| {
+                    let _ = reply.send(());
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn register(
+        &mut self,
+        name: Username,
+        pw_hash: &str,
+    ) -> rusqlite::Result<Result<i64, ErrorReply>> {
+        if self.closing {
+            return Ok(Err(err(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )));
+        }
+        if self.dir.user_ids.contains_key(&name) {
+            return Ok(Err(err(
+                ErrorCode::UsernameTaken,
+                format!("the name '{name}' is taken; choose another"),
+            )));
+        }
+        self.db.execute(
+            "INSERT INTO users (name, pw_hash, created_at) VALUES (?1, ?2, ?3)",
+            params![name.as_str(), pw_hash, now_ms()],
+        )?;
+        let id = self.db.last_insert_rowid();
+        self.dir.user_ids.insert(name.clone(), id);
+        self.dir.user_names.insert(id, name);
+        Ok(Ok(id))
+    }
+
+    fn attach(
+        &mut self,
+        conn: ConnHandle,
+        user: i64,
+        device: DeviceId,
+        registered: bool,
+        req_id: u64,
+        fx: &mut Effects,
+    ) -> anyhow::Result<bool> {
+        let Some(name) = self.dir.user_names.get(&user).cloned() else {
+            return Ok(false);
+        };
+        if self.closing {
+            fx.replies.push((
+                conn.id,
+                req_id,
+                Err(err(ErrorCode::ShuttingDown, "the server is shutting down")),
+            ));
+            self.conns.insert(
+                conn.id,
+                Conn {
+                    user,
+                    device_key: 0,
+                    device,
+                    handle: conn.clone(),
+                },
+            );
+            return Ok(false);
+        }
+        let device_key = match self.dir.device_keys.get(&(user, device.clone())) {
+            Some(key) => *key,
+            None => {
+                self.db.execute(
+                    "INSERT INTO devices (user_id, device, created_at) VALUES (?1, ?2, ?3)",
+                    params![user, device.as_str(), now_ms()],
+                )?;
+                let key = self.db.last_insert_rowid();
+                self.dir.device_keys.insert((user, device.clone()), key);
+                self.dir.user_devices.entry(user).or_default().push(key);
+                key
+            }
+        };
+        let conn_id = conn.id;
+        self.conns.insert(
+            conn_id,
+            Conn {
+                user,
+                device_key,
+                device: device.clone(),
+                handle: conn,
+            },
+        );
+        let online = self.online.entry(user).or_insert_with(|| Online {
+            status: Status::Normal,
+            conns: Vec::new(),
+        });
+        online.conns.push(conn_id);
+        let status = online.status;
+        if online.conns.len() == 1 {
+            self.broadcast(
+                fx,
+                EventKind::Presence {
+                    user: name.clone(),
+                    change: PresenceChange::Online(status),
+                },
+                Some(conn_id),
+            );
+        }
+        fx.replies.push((
+            conn_id,
+            req_id,
+            Ok(Response::LoggedIn(sotto_proto::LoggedIn {
+                user: name,
+                device_id: device,
+                registered,
+                online: self.names(),
+                groups: self.dir.groups_of(user),
+            })),
+        ));
+        let ranges = self.sync_ranges(user, device_key, status == Status::Dnd, |_| true);
+        fx.sends.push((
+            conn_id,
+            Outbound::Sync {
+                ranges,
+                caught_up: true,
+            },
+        ));
+        Ok(true)
+    }
+
+    /// Ranges of stored events `device` has not acknowledged, for the rooms
+    /// `filter` selects; direct rooms are held back while in dnd.
+    fn sync_ranges(
+        &self,
+        user: i64,
+        device_key: i64,
+        dnd: bool,
+        filter: impl Fn(&state::Room) -> bool,
+    ) -> Vec<SyncRange> {
+        let mut ranges: Vec<SyncRange> = self
+            .dir
+            .user_rooms
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|room_id| {
+                let room = self.dir.rooms.get(room_id)?;
+                if (dnd && room.kind == RoomKind::Direct) || !filter(room) {
+                    return None;
+                }
+                let after = self.dir.cursor(user, device_key, *room_id);
+                (room.last_seq > after).then_some(SyncRange {
+                    room_id: *room_id,
+                    after,
+                    up_to: room.last_seq,
+                })
+            })
+            .collect();
+        ranges.sort_by_key(|r| r.room_id);
+        ranges
+    }
+
+    fn detach(&mut self, conn_id: ConnId, fx: &mut Effects) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        let Some(online) = self.online.get_mut(&conn.user) else {
+            return;
+        };
+        online.conns.retain(|c| *c != conn_id);
+        if online.conns.is_empty() {
+            self.online.remove(&conn.user);
+            if let Some(name) = self.dir.user_names.get(&conn.user).cloned() {
+                self.broadcast(
+                    fx,
+                    EventKind::Presence {
+                        user: name,
+                        change: PresenceChange::Offline,
+                    },
+                    None,
+                );
+            }
+        }
+    }
+
+    fn ack(&mut self, conn_id: ConnId, ack: Ack) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let is_member = self
+            .dir
+            .user_rooms
+            .get(&conn.user)
+            .is_some_and(|rooms| rooms.contains(&ack.room_id));
+        let Some(room) = self.dir.rooms.get(&ack.room_id).filter(|_| is_member) else {
+            return;
+        };
+        let seq = ack.seq.min(room.last_seq);
+        let key = (conn.device_key, ack.room_id);
+        if self
+            .dir
+            .cursors
+            .get(&key)
+            .is_none_or(|current| seq > *current)
+        {
+            self.dir.cursors.insert(key, seq);
+            self.dirty_cursors.insert(key, seq);
+        }
+    }
+
+    /// Online users and their status, by name.
+    fn names(&self) -> Vec<sotto_proto::UserPresence> {
+        let mut users: Vec<sotto_proto::UserPresence> = self
+            .online
+            .iter()
+            .filter_map(|(id, online)| {
+                Some(sotto_proto::UserPresence {
+                    user: self.dir.user_names.get(id)?.clone(),
+                    status: online.status,
+                })
+            })
+            .collect();
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        users
+    }
+
+    /// Sends a non-stored event to every connection but `except`.
+    fn broadcast(&self, fx: &mut Effects, kind: EventKind, except: Option<ConnId>) {
+        let body = EventBody { ts: now_ms(), kind };
+        match SharedEvent::encode(&body) {
+            Ok(shared) => {
+                for id in self.conns.keys().filter(|id| Some(**id) != except) {
+                    fx.sends.push((*id, Outbound::Event(shared.clone())));
+                }
+            }
+            Err(e) => tracing::error!("cannot encode event: {e}"),
+        }
+    }
+
+    /// Appends an event to a room's timeline (in the open transaction) and
+    /// queues its delivery to every online member.
+    fn append(
+        &mut self,
+        fx: &mut Effects,
+        room_id: u64,
+        sender: i64,
+        content: RoomContent,
+    ) -> anyhow::Result<(u64, i64)> {
+        let sender_name = self
+            .dir
+            .user_names
+            .get(&sender)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("unknown sender {sender}"))?;
+        let room = self
+            .dir
+            .rooms
+            .get_mut(&room_id)
+            .ok_or_else(|| anyhow::anyhow!("unknown room {room_id}"))?;
+        let seq = room.last_seq + 1;
+        let ts = now_ms();
+        let body = EventBody {
+            ts,
+            kind: EventKind::Room(RoomEvent {
+                room_id,
+                room: room.reference.clone(),
+                seq,
+                sender: sender_name,
+                content,
+            }),
+        };
+        let shared = SharedEvent::encode(&body)?;
+        self.db
+            .prepare_cached("INSERT INTO events (room_id, seq, ts, body) VALUES (?1, ?2, ?3, ?4)")?
+            .execute(params![
+                room_id as i64,
+                seq as i64,
+                ts,
+                shared.as_bytes().as_ref()
+            ])?;
+        room.last_seq = seq;
+        let room = &self.dir.rooms[&room_id];
+        if room.kind == RoomKind::Lobby {
+            let except = fx.current_conn;
+            for id in self.conns.keys().filter(|id| Some(**id) != except) {
+                fx.sends.push((*id, Outbound::Event(shared.clone())));
+            }
+        } else {
+            for user in room.members.keys() {
+                let Some(online) = self.online.get(user) else {
+                    continue;
+                };
+                if room.kind == RoomKind::Direct && online.status == Status::Dnd && *user != sender
+                {
+                    continue;
+                }
+                for conn in &online.conns {
+                    fx.sends.push((
+                        *conn,
+                        Outbound::Room {
+                            room_id,
+                            seq,
+                            event: shared.clone(),
+                        },
+                    ));
+                }
+            }
+        }
+        Ok((seq, ts))
+    }
+}

@@ -1,0 +1,284 @@
+//! The core's in-memory directory: users, devices, rooms, memberships,
+//! delivery cursors. Loaded from the database at start (and reloaded if a
+//! commit ever fails), then kept in step with every committed write.
+
+use std::collections::{HashMap, HashSet};
+
+use rusqlite::Connection;
+use sotto_proto::{DeviceId, GroupInfo, GroupName, RoomRef, Username};
+
+use crate::store::{LOBBY_ROOM, RoomKind};
+
+/// One member of a room.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Member {
+    /// The member sees events after this sequence number.
+    pub joined_seq: u64,
+    /// Join order, for listing members and choosing the next owner.
+    pub position: i64,
+}
+
+/// A room and who is in it.
+#[derive(Debug)]
+pub(crate) struct Room {
+    pub kind: RoomKind,
+    /// The room as clients name it; copied into every event.
+    pub reference: RoomRef,
+    /// Group owner (groups only).
+    pub owner: Option<i64>,
+    /// Members by user id (empty for the lobby, which everyone sees).
+    pub members: HashMap<i64, Member>,
+    /// Sequence number of the newest event; the next one gets `last_seq + 1`.
+    pub last_seq: u64,
+    /// Next join position to hand out.
+    pub next_position: i64,
+}
+
+impl Room {
+    /// An empty room.
+    pub fn new(kind: RoomKind, reference: RoomRef, owner: Option<i64>) -> Self {
+        Self {
+            kind,
+            reference,
+            owner,
+            members: HashMap::new(),
+            last_seq: 0,
+            next_position: 0,
+        }
+    }
+
+    /// Member ids in join order.
+    pub fn members_in_order(&self) -> Vec<i64> {
+        let mut members: Vec<(i64, i64)> = self
+            .members
+            .iter()
+            .map(|(id, m)| (m.position, *id))
+            .collect();
+        members.sort_unstable();
+        members.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
+/// Everything the core knows that lives in the database.
+#[derive(Debug, Default)]
+pub(crate) struct Directory {
+    pub user_names: HashMap<i64, Username>,
+    pub user_ids: HashMap<Username, i64>,
+    /// Device row ids by (user, device id).
+    pub device_keys: HashMap<(i64, DeviceId), i64>,
+    /// Device row ids of each user.
+    pub user_devices: HashMap<i64, Vec<i64>>,
+    pub rooms: HashMap<u64, Room>,
+    pub groups: HashMap<GroupName, u64>,
+    /// Direct rooms by (lower user id, higher user id).
+    pub directs: HashMap<(i64, i64), u64>,
+    /// Each user's notices room.
+    pub notices: HashMap<i64, u64>,
+    /// Rooms (other than the lobby) each user belongs to.
+    pub user_rooms: HashMap<i64, HashSet<u64>>,
+    /// Acknowledged position per (device row id, room).
+    pub cursors: HashMap<(i64, u64), u64>,
+}
+
+impl Directory {
+    /// Loads the directory from the database.
+    pub fn load(db: &Connection) -> rusqlite::Result<Self> {
+        let mut dir = Directory::default();
+        {
+            let mut stmt = db.prepare("SELECT id, name FROM users")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (id, name) = row?;
+                match Username::parse(&name) {
+                    Ok(name) => {
+                        dir.user_ids.insert(name.clone(), id);
+                        dir.user_names.insert(id, name);
+                    }
+                    Err(e) => tracing::warn!(id, "skipping stored user with invalid name: {e}"),
+                }
+            }
+        }
+        {
+            let mut stmt = db.prepare("SELECT id, user_id, device FROM devices")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (key, user, device) = row?;
+                if let Ok(device) = DeviceId::parse(&device) {
+                    dir.device_keys.insert((user, device), key);
+                    dir.user_devices.entry(user).or_default().push(key);
+                }
+            }
+        }
+        {
+            let mut stmt =
+                db.prepare("SELECT id, kind, name, owner_id, user_a, user_b FROM rooms")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<i64>>(5)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, kind, name, owner, a, b) = row?;
+                let Some(kind) = RoomKind::from_i64(kind) else {
+                    continue;
+                };
+                let name_of = |id: Option<i64>| id.and_then(|id| dir.user_names.get(&id).cloned());
+                let reference = match kind {
+                    RoomKind::Lobby => RoomRef::Lobby,
+                    RoomKind::Direct => match (name_of(a), name_of(b), a, b) {
+                        (Some(na), Some(nb), Some(a), Some(b)) => {
+                            dir.directs.insert((a.min(b), a.max(b)), id);
+                            RoomRef::Direct {
+                                users: sorted_pair(na, nb),
+                            }
+                        }
+                        _ => continue,
+                    },
+                    RoomKind::Group => match name.as_deref().map(GroupName::parse) {
+                        Some(Ok(name)) => {
+                            dir.groups.insert(name.clone(), id);
+                            RoomRef::Group { name }
+                        }
+                        _ => continue,
+                    },
+                    RoomKind::Notices => match (name_of(owner), owner) {
+                        (Some(user), Some(owner)) => {
+                            dir.notices.insert(owner, id);
+                            RoomRef::Notices { user }
+                        }
+                        _ => continue,
+                    },
+                };
+                dir.rooms.insert(id, Room::new(kind, reference, owner));
+            }
+        }
+        {
+            let mut stmt =
+                db.prepare("SELECT room_id, user_id, joined_seq, position FROM members")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (room_id, user, joined_seq, position) = row?;
+                if let Some(room) = dir.rooms.get_mut(&room_id) {
+                    room.members.insert(
+                        user,
+                        Member {
+                            joined_seq,
+                            position,
+                        },
+                    );
+                    room.next_position = room.next_position.max(position + 1);
+                    dir.user_rooms.entry(user).or_default().insert(room_id);
+                }
+            }
+        }
+        {
+            let mut stmt = db.prepare("SELECT room_id, MAX(seq) FROM events GROUP BY room_id")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+            })?;
+            for row in rows {
+                let (room_id, last) = row?;
+                if let Some(room) = dir.rooms.get_mut(&room_id) {
+                    room.last_seq = last;
+                }
+            }
+        }
+        {
+            let mut stmt = db.prepare("SELECT device_key, room_id, seq FROM cursors")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            })?;
+            for row in rows {
+                let (device, room, seq) = row?;
+                dir.cursors.insert((device, room), seq);
+            }
+        }
+        dir.rooms
+            .entry(LOBBY_ROOM)
+            .or_insert_with(|| Room::new(RoomKind::Lobby, RoomRef::Lobby, None));
+        Ok(dir)
+    }
+
+    /// The position up to which `device` of `user` has everything in `room`:
+    /// its own acknowledgement, else the furthest any of the user's devices
+    /// got (a new device does not replay what another device already saw),
+    /// else the point the user joined.
+    pub fn cursor(&self, user: i64, device: i64, room_id: u64) -> u64 {
+        if let Some(seq) = self.cursors.get(&(device, room_id)) {
+            return *seq;
+        }
+        let others = self
+            .user_devices
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|d| self.cursors.get(&(*d, room_id)))
+            .max()
+            .copied();
+        let joined = self
+            .rooms
+            .get(&room_id)
+            .and_then(|r| r.members.get(&user))
+            .map_or(0, |m| m.joined_seq);
+        others.unwrap_or(joined).max(joined)
+    }
+
+    /// A group as its members see it.
+    pub fn group_info(&self, room_id: u64) -> Option<GroupInfo> {
+        let room = self.rooms.get(&room_id)?;
+        let RoomRef::Group { name } = &room.reference else {
+            return None;
+        };
+        let owner = self.user_names.get(&room.owner?)?.clone();
+        Some(GroupInfo {
+            name: name.clone(),
+            room_id,
+            owner,
+            members: room
+                .members_in_order()
+                .into_iter()
+                .filter_map(|id| self.user_names.get(&id).cloned())
+                .collect(),
+        })
+    }
+
+    /// The groups `user` belongs to, by name.
+    pub fn groups_of(&self, user: i64) -> Vec<GroupInfo> {
+        let mut groups: Vec<GroupInfo> = self
+            .user_rooms
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|room| self.group_info(*room))
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups
+    }
+}
+
+/// Orders two names so a direct room has one spelling.
+pub(crate) fn sorted_pair(a: Username, b: Username) -> (Username, Username) {
+    if a <= b { (a, b) } else { (b, a) }
+}

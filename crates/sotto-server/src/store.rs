@@ -1,0 +1,248 @@
+//! Durable storage: one SQLite database in WAL mode.
+//!
+//! Only the core thread writes (see `core.rs`), through the connection
+//! returned by [`open_writer`], batching many operations into one
+//! transaction (group commit). Connection tasks read through a small
+//! [`ReadPool`] on tokio's blocking threads; WAL lets those reads run
+//! alongside the writer and see only committed data.
+//!
+//! Timeline entries are stored exactly as they are sent: the encoded
+//! [`SharedEvent`] bytes, so a backlog is replayed without re-encoding.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sotto_proto::SharedEvent;
+
+/// Room id of the lobby, created with the schema.
+pub const LOBBY_ROOM: u64 = 1;
+
+/// Kinds of room, as stored in `rooms.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomKind {
+    Lobby = 0,
+    Direct = 1,
+    Group = 2,
+    Notices = 3,
+}
+
+impl RoomKind {
+    pub fn from_i64(value: i64) -> Option<Self> {
+        Some(match value {
+            0 => RoomKind::Lobby,
+            1 => RoomKind::Direct,
+            2 => RoomKind::Group,
+            3 => RoomKind::Notices,
+            _ => return None,
+        })
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    pw_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    device TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE (user_id, device)
+);
+CREATE TABLE IF NOT EXISTS rooms (
+    id INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    name TEXT,
+    owner_id INTEGER,
+    user_a INTEGER,
+    user_b INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS rooms_group_name ON rooms(name) WHERE kind = 2;
+CREATE UNIQUE INDEX IF NOT EXISTS rooms_direct_pair ON rooms(user_a, user_b) WHERE kind = 1;
+CREATE TABLE IF NOT EXISTS members (
+    room_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    joined_seq INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members(user_id);
+CREATE TABLE IF NOT EXISTS events (
+    room_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (room_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (
+    device_key INTEGER NOT NULL,
+    room_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (device_key, room_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO rooms (id, kind, created_at) VALUES (1, 0, 0);
+";
+
+/// Path of the database inside the data dir.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("sotto.db")
+}
+
+/// Opens (creating if needed) the database for the single writer.
+///
+/// `synchronous = FULL`: a commit is on disk before it is acknowledged, so
+/// neither `kill -9` nor a power cut loses an acknowledged message. Group
+/// commit amortizes the fsync over every operation in the batch.
+pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// A stored user as the login path needs it.
+#[derive(Debug, Clone)]
+pub struct StoredUser {
+    pub id: i64,
+    pub pw_hash: String,
+}
+
+/// Read-only connections shared by connection tasks.
+///
+/// A std `Mutex` around a free list is enough: it is held only to pop or
+/// push a connection, never across a query or an `.await`. Queries run on
+/// tokio's blocking pool via [`ReadPool::run`].
+#[derive(Debug, Clone)]
+pub struct ReadPool {
+    /// Database file, to open more readers when all are busy.
+    path: Arc<PathBuf>,
+    /// Idle readers.
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Most idle readers kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+impl ReadPool {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path: Arc::new(path),
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Runs `f` with a reader on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> anyhow::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
+                Ok(Some(conn)) => conn,
+                _ => open_reader(&pool.path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < MAX_IDLE_READERS
+            {
+                idle.push(conn);
+            }
+            Ok(result?)
+        })
+        .await?
+    }
+}
+
+/// Looks a user up by normalized name.
+pub fn find_user(conn: &Connection, name: &str) -> rusqlite::Result<Option<StoredUser>> {
+    conn.prepare_cached("SELECT id, pw_hash FROM users WHERE name = ?1")?
+        .query_row([name], |row| {
+            Ok(StoredUser {
+                id: row.get(0)?,
+                pw_hash: row.get(1)?,
+            })
+        })
+        .optional()
+}
+
+/// Events of `room` with `after < seq <= up_to`, oldest first, at most `limit`.
+pub fn events_range(
+    conn: &Connection,
+    room: u64,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+) -> rusqlite::Result<Vec<(u64, SharedEvent)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, body FROM events WHERE room_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
+    )?;
+    let rows = stmt.query_map(
+        params![room as i64, after as i64, up_to as i64, limit as i64],
+        |row| {
+            let seq: i64 = row.get(0)?;
+            let body: Vec<u8> = row.get(1)?;
+            Ok((seq as u64, SharedEvent::from_encoded(Bytes::from(body))))
+        },
+    )?;
+    rows.collect()
+}
+
+/// The last `limit` events a user can see: the lobby plus every room they
+/// are a member of (from the point they joined), newest last.
+pub fn history(
+    conn: &Connection,
+    user_id: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<SharedEvent>> {
+    let mut rooms: Vec<(i64, i64)> = vec![(LOBBY_ROOM as i64, 0)];
+    {
+        let mut stmt =
+            conn.prepare_cached("SELECT room_id, joined_seq FROM members WHERE user_id = ?1")?;
+        for row in stmt.query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))? {
+            rooms.push(row?);
+        }
+    }
+    let mut all: Vec<(i64, i64, u64, SharedEvent)> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT ts, seq, body FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3",
+    )?;
+    for (room, joined) in rooms {
+        let rows = stmt.query_map(params![room, joined, limit as i64], |row| {
+            let body: Vec<u8> = row.get(2)?;
+            Ok((
+                row.get::<_, i64>(0)?,
+                room,
+                row.get::<_, i64>(1)? as u64,
+                SharedEvent::from_encoded(Bytes::from(body)),
+            ))
+        })?;
+        for row in rows {
+            all.push(row?);
+        }
+    }
+    // Newest `limit` overall, then oldest first.
+    all.sort_by_key(|e| std::cmp::Reverse((e.0, e.1, e.2)));
+    all.truncate(limit);
+    all.reverse();
+    Ok(all.into_iter().map(|(_, _, _, e)| e).collect())
+}

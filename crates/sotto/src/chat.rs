@@ -1,0 +1,262 @@
+//! `sotto chat`: the line-mode client. Reads one command per line from
+//! standard input (the seeds' `@command` syntax, parsed by
+//! `sotto_client::command`), prints one line per event, or one JSON object
+//! per line with `--json`.
+
+mod render;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use sotto_client::command::{self, Command};
+use sotto_client::{Client, ClientError, ClientEvent, ConnectOptions, Events, Target, TrustPolicy};
+use sotto_crypto::Fingerprint;
+use sotto_proto::{Password, Username};
+use tokio::sync::mpsc;
+
+use crate::serve::{default_data_dir, read_secret_file};
+use render::Renderer;
+
+/// Flags of `sotto chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    /// Server address.
+    #[arg(long, env = "SOTTO_SERVER", default_value = "127.0.0.1:7443")]
+    server: String,
+    /// Your username (1-32 of a-z 0-9 _ - .; case-insensitive).
+    #[arg(long, env = "SOTTO_USER")]
+    user: String,
+    /// File holding your password (else $SOTTO_PASSWORD, else a prompt).
+    #[arg(long, env = "SOTTO_PASSWORD_FILE")]
+    password_file: Option<PathBuf>,
+    /// File holding the server password, if the server has one.
+    #[arg(long, env = "SOTTO_SERVER_PASSWORD_FILE")]
+    server_password_file: Option<PathBuf>,
+    /// Where known servers, device ids and received files live [default:
+    /// the platform data dir, e.g. ~/.local/share/sotto-client].
+    #[arg(long, env = "SOTTO_CLIENT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Line mode (the default until the full-screen UI lands).
+    #[arg(long)]
+    plain: bool,
+    /// Print one JSON object per line per event (implies line mode).
+    #[arg(long)]
+    json: bool,
+    /// Trust a server seen for the first time without asking.
+    #[arg(long)]
+    trust_new_server: bool,
+    /// Trust a server seen for the first time only if its certificate has
+    /// this fingerprint (as printed by `sotto serve`).
+    #[arg(long, value_name = "SHA256:...")]
+    server_fingerprint: Option<String>,
+    /// Only create a new account; fail if the name is taken.
+    #[arg(long)]
+    register: bool,
+    /// Verbose logs on standard error.
+    #[arg(long, env = "SOTTO_DEBUG")]
+    debug: bool,
+}
+
+fn password(args: &ChatArgs) -> anyhow::Result<Password> {
+    if let Some(path) = &args.password_file {
+        return read_secret_file(path);
+    }
+    if let Ok(text) = std::env::var("SOTTO_PASSWORD") {
+        return Password::new(text).context("SOTTO_PASSWORD");
+    }
+    if std::io::stdin().is_terminal() {
+        let text = rpassword::prompt_password(format!("Password for {}: ", args.user))?;
+        return Password::new(text).context("password");
+    }
+    bail!("no password: use --password-file, SOTTO_PASSWORD, or run on a terminal to be asked")
+}
+
+fn trust_policy(args: &ChatArgs) -> anyhow::Result<TrustPolicy> {
+    if let Some(text) = &args.server_fingerprint {
+        let fp = Fingerprint::parse(text)
+            .context("--server-fingerprint must look like SHA256:<64 hex digits>")?;
+        return Ok(TrustPolicy::Fingerprint(fp));
+    }
+    if args.trust_new_server {
+        return Ok(TrustPolicy::TrustNew);
+    }
+    if std::io::stdin().is_terminal() {
+        return Ok(TrustPolicy::Ask(Box::new(
+            |server: &str, fp: &Fingerprint| {
+                eprintln!("The server {server} is new to this client.");
+                eprintln!("Its certificate fingerprint is {fp}");
+                eprintln!(
+                    "Compare it with the one the server printed at start (ask its operator)."
+                );
+                eprint!("Trust this server and remember it? [y/N] ");
+                let _ = std::io::stderr().flush();
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer).is_ok()
+                    && matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+            },
+        )));
+    }
+    Ok(TrustPolicy::RefuseUnknown)
+}
+
+pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
+    crate::init_logging(args.debug, "warn");
+    let user =
+        Username::parse(&args.user).with_context(|| format!("invalid username '{}'", args.user))?;
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => default_data_dir("sotto-client")?,
+    };
+    let server_password = args
+        .server_password_file
+        .as_deref()
+        .map(read_secret_file)
+        .transpose()?;
+    let options = ConnectOptions {
+        server: args.server.clone(),
+        user,
+        password: password(&args)?,
+        server_password,
+        data_dir,
+        trust: trust_policy(&args)?,
+        register_only: args.register,
+    };
+    let (client, events) = sotto_client::connect(options).await?;
+    let out = Arc::new(Renderer::new(args.json, client.session().user.clone()));
+    out.connected(&args.server, client.session());
+    run(client, events, out).await
+}
+
+/// Reads standard input on a thread of its own (blocking reads cannot be
+/// cancelled) and hands lines over a bounded channel.
+fn stdin_lines() -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Prints events while a separate task runs the commands read from
+/// standard input, in order. Commands must not block event reading: replies
+/// arrive behind events on the same connection.
+async fn run(client: Client, mut events: Events, out: Arc<Renderer>) -> anyhow::Result<()> {
+    let commands = tokio::spawn({
+        let (client, out) = (client.clone(), out.clone());
+        async move {
+            let mut lines = stdin_lines();
+            while let Some(line) = lines.recv().await {
+                if !line.trim().is_empty() && !execute(&client, &line, &out).await {
+                    break;
+                }
+            }
+            // `@quit` or end of input.
+            let _ = client.quit().await;
+        }
+    });
+    drop(client);
+    while let Some(event) = events.next().await {
+        out.event(&event);
+        if let ClientEvent::Disconnected { reason } = event {
+            if !commands.is_finished() {
+                bail!("disconnected: {reason}");
+            }
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one input line. Returns `false` on `@quit`.
+async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
+    let command = match command::parse(line) {
+        Ok(command) => command,
+        Err(e) => {
+            out.error("invalid_command", &e.to_string());
+            return true;
+        }
+    };
+    if matches!(command, Command::Quit) {
+        return false;
+    }
+    let result: Result<(), ClientError> = async {
+        match command {
+            Command::Quit => {}
+            Command::Help => out.help(command::HELP),
+            Command::Lobby(text) => {
+                client.send_lobby(&text).await?;
+                out.sent("lobby", None);
+            }
+            Command::Private { to, text } => {
+                let sent = client.send_private(to.clone(), &text).await?;
+                out.sent(to.as_str(), sent.note.map(|n| (to.clone(), n)));
+            }
+            Command::Secret { to, key, text } => {
+                client
+                    .send_secret(Target::User(to.clone()), key, &text)
+                    .await?;
+                out.sent(to.as_str(), None);
+            }
+            Command::Open { id, key } => {
+                let opened = client.open_sealed(id, key).await?;
+                out.opened(id, &opened.from, &opened.text);
+            }
+            Command::Names => out.names(&client.names().await?),
+            Command::ShowStatus => out.status(client.status().await?),
+            Command::SetStatus(status) => {
+                client.set_status(status).await?;
+                out.ok("status");
+            }
+            Command::GroupSet { group, members } => {
+                client.group_create(group, members).await?;
+                out.ok("group set");
+            }
+            Command::GroupSend { group, text } => {
+                client.send_group(group.clone(), &text).await?;
+                out.sent(&format!("#{group}"), None);
+            }
+            Command::GroupAdd { group, members } => {
+                client.group_add(group, members).await?;
+                out.ok("group add");
+            }
+            Command::GroupKick { group, members } => {
+                client.group_kick(group, members).await?;
+                out.ok("group kick");
+            }
+            Command::GroupLeave { group } => {
+                client.group_leave(group).await?;
+                out.ok("group leave");
+            }
+            Command::GroupDelete { group } => {
+                client.group_delete(group).await?;
+                out.ok("group delete");
+            }
+            Command::GroupList => out.groups(&client.group_list().await?),
+            Command::GroupFile { group, path } => {
+                client
+                    .send_file(Target::Group(group.clone()), &path)
+                    .await?;
+                out.sent(&format!("#{group}"), None);
+            }
+            Command::File { to, path } => {
+                client.send_file(Target::User(to.clone()), &path).await?;
+                out.sent(to.as_str(), None);
+            }
+            Command::History(n) => out.history(&client.history(n).await?),
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        out.client_error(&e);
+    }
+    true
+}

@@ -1,0 +1,392 @@
+//! How `sotto chat` prints: one human line per event, or with `--json` one
+//! JSON object per line (always with `type`; `from`, `to`, `group`, `text`
+//! where they apply) for scripts and bots.
+
+use std::io::Write;
+
+use chrono::{DateTime, Local};
+use serde_json::{Value, json};
+use sotto_client::{ClientError, ClientEvent, Session};
+use sotto_proto::{DeliveryNote, GroupInfo, PresenceChange, Status, UserPresence, Username};
+
+/// Prints events and command results.
+#[derive(Debug)]
+pub struct Renderer {
+    json: bool,
+    me: Username,
+}
+
+fn time(ts: i64) -> String {
+    DateTime::from_timestamp_millis(ts)
+        .map(|t| t.with_timezone(&Local).format("%H:%M").to_string())
+        .unwrap_or_default()
+}
+
+fn join(names: &[Username]) -> String {
+    names
+        .iter()
+        .map(Username::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn status_word(status: Status) -> &'static str {
+    status.as_str()
+}
+
+impl Renderer {
+    pub fn new(json: bool, me: Username) -> Self {
+        Self { json, me }
+    }
+
+    fn line(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{text}");
+        let _ = stdout.flush();
+    }
+
+    fn value(&self, value: Value) {
+        self.line(&value.to_string());
+    }
+
+    pub fn connected(&self, server: &str, session: &Session) {
+        if self.json {
+            self.value(json!({
+                "type": "connected", "server": server, "user": session.user.as_str(),
+                "device": session.device_id.as_str(), "registered": session.registered,
+            }));
+            return;
+        }
+        let how = if session.registered {
+            " (new account registered)"
+        } else {
+            ""
+        };
+        self.line(&format!(
+            "Connected to {server} as {}{how}. Type @help for commands.",
+            session.user
+        ));
+        let online: Vec<String> = session
+            .online
+            .iter()
+            .map(|p| format!("{} ({})", p.user, status_word(p.status)))
+            .collect();
+        self.line(&format!("Online: {}", online.join(", ")));
+    }
+
+    pub fn help(&self, text: &str) {
+        if self.json {
+            self.value(json!({"type": "help", "text": text}));
+        } else {
+            self.line(text.trim_end());
+        }
+    }
+
+    pub fn error(&self, code: &str, message: &str) {
+        if self.json {
+            self.value(json!({"type": "error", "code": code, "message": message}));
+        } else {
+            self.line(&format!("! {message}"));
+        }
+    }
+
+    pub fn client_error(&self, error: &ClientError) {
+        match error {
+            ClientError::Server(reply) => self.error(reply.code.as_str(), &reply.message),
+            ClientError::WrongKey => self.error("wrong_key", &error.to_string()),
+            other => self.error("client_error", &other.to_string()),
+        }
+    }
+
+    pub fn sent(&self, to: &str, note: Option<(Username, DeliveryNote)>) {
+        if self.json {
+            let note = note.map(|(_, n)| match n {
+                DeliveryNote::RecipientOffline => "recipient_offline",
+                DeliveryNote::RecipientDnd => "recipient_dnd",
+                DeliveryNote::RecipientAway => "recipient_away",
+            });
+            self.value(json!({"type": "sent", "to": to, "note": note}));
+            return;
+        }
+        if let Some((user, note)) = note {
+            self.line(&match note {
+                DeliveryNote::RecipientOffline => {
+                    format!("* {user} is offline; they will get it when they log in")
+                }
+                DeliveryNote::RecipientDnd => {
+                    format!(
+                        "* {user} is in do-not-disturb; the message is held until they leave it"
+                    )
+                }
+                DeliveryNote::RecipientAway => format!("* {user} is away and may not respond"),
+            });
+        }
+    }
+
+    pub fn ok(&self, command: &str) {
+        if self.json {
+            self.value(json!({"type": "ok", "command": command}));
+        }
+    }
+
+    pub fn names(&self, users: &[UserPresence]) {
+        if self.json {
+            let users: Vec<Value> = users
+                .iter()
+                .map(|p| json!({"user": p.user.as_str(), "status": p.status.as_str()}))
+                .collect();
+            self.value(json!({"type": "names", "users": users}));
+        } else {
+            let list: Vec<String> = users
+                .iter()
+                .map(|p| format!("{} ({})", p.user, p.status.as_str()))
+                .collect();
+            self.line(&format!("Online: {}", list.join(", ")));
+        }
+    }
+
+    pub fn status(&self, status: Status) {
+        if self.json {
+            self.value(json!({"type": "status", "status": status.as_str()}));
+        } else {
+            self.line(&format!("Your status: {}", status.as_str()));
+        }
+    }
+
+    pub fn groups(&self, groups: &[GroupInfo]) {
+        if self.json {
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|g| {
+                    json!({"group": g.name.as_str(), "owner": g.owner.as_str(),
+                    "members": g.members.iter().map(Username::as_str).collect::<Vec<_>>()})
+                })
+                .collect();
+            self.value(json!({"type": "groups", "groups": groups}));
+            return;
+        }
+        if groups.is_empty() {
+            self.line("You are in no groups.");
+        }
+        for g in groups {
+            self.line(&format!(
+                "{} (owner {}): {}",
+                g.name,
+                g.owner,
+                join(&g.members)
+            ));
+        }
+    }
+
+    pub fn opened(&self, id: u64, from: &Username, text: &str) {
+        if self.json {
+            self.value(json!({"type": "opened", "id": id, "from": from.as_str(), "text": text}));
+        } else {
+            self.line(&format!("(secret #{id}) {from}: {text}"));
+        }
+    }
+
+    pub fn history(&self, items: &[ClientEvent]) {
+        if self.json {
+            let items: Vec<Value> = items.iter().filter_map(|e| self.event_json(e)).collect();
+            self.value(json!({"type": "history", "items": items}));
+            return;
+        }
+        self.line(&format!("--- last {} messages ---", items.len()));
+        for item in items {
+            if let Some(text) = self.event_text(item, true) {
+                self.line(&text);
+            }
+        }
+        self.line("--- end of history ---");
+    }
+
+    pub fn event(&self, event: &ClientEvent) {
+        if self.json {
+            if let Some(value) = self.event_json(event) {
+                self.value(value);
+            }
+        } else if let Some(text) = self.event_text(event, false) {
+            self.line(&text);
+        }
+    }
+
+    fn event_text(&self, event: &ClientEvent, dated: bool) -> Option<String> {
+        let stamp = |ts: i64| {
+            if dated {
+                DateTime::from_timestamp_millis(ts)
+                    .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default()
+            } else {
+                time(ts)
+            }
+        };
+        Some(match event {
+            ClientEvent::Lobby { from, text, ts } => format!("[{}] {from}: {text}", stamp(*ts)),
+            ClientEvent::Private {
+                from,
+                peer,
+                text,
+                ts,
+            } if *from == self.me => {
+                format!("[{}] (private) you -> {peer}: {text}", stamp(*ts))
+            }
+            ClientEvent::Private { from, text, ts, .. } => {
+                format!("[{}] (private) {from}: {text}", stamp(*ts))
+            }
+            ClientEvent::Group {
+                group,
+                from,
+                text,
+                ts,
+            } => format!("[{}] [{group}] {from}: {text}", stamp(*ts)),
+            ClientEvent::Sealed {
+                id,
+                from,
+                group,
+                ts,
+            } => {
+                let place = group
+                    .as_ref()
+                    .map_or("(private)".to_owned(), |g| format!("[{g}]"));
+                format!(
+                    "[{}] {place} {from} sent a sealed message #{id}: open it with @open {id} KEY",
+                    stamp(*ts)
+                )
+            }
+            ClientEvent::File {
+                from,
+                group,
+                name,
+                path,
+                size,
+                ts,
+            } => {
+                let place = group
+                    .as_ref()
+                    .map_or("(private)".to_owned(), |g| format!("[{g}]"));
+                format!(
+                    "[{}] {place} {from} sent file {name} ({size} bytes), saved to {}",
+                    stamp(*ts),
+                    path.display()
+                )
+            }
+            ClientEvent::GroupCreated { group, by, members } => {
+                format!("* {by} created group {group} with {}", join(members))
+            }
+            ClientEvent::MembersAdded { group, by, members } => {
+                format!("* {by} added {} to group {group}", join(members))
+            }
+            ClientEvent::MembersKicked { group, by, members } => {
+                format!("* {by} removed {} from group {group}", join(members))
+            }
+            ClientEvent::MemberLeft {
+                group,
+                user,
+                new_owner,
+            } => match new_owner {
+                Some(owner) => format!("* {user} left group {group}; {owner} is now its owner"),
+                None => format!("* {user} left group {group}"),
+            },
+            ClientEvent::GroupDeleted { group, by } => {
+                format!("* group {group} was deleted by {by}")
+            }
+            ClientEvent::RemovedFromGroup { group, by } => {
+                format!("* {by} removed you from group {group}")
+            }
+            ClientEvent::Presence { user, change } => match change {
+                PresenceChange::Online(_) => format!("* {user} joined"),
+                PresenceChange::Offline => format!("* {user} left"),
+                PresenceChange::Status(status) => format!("* {user} is now {}", status.as_str()),
+            },
+            ClientEvent::CaughtUp => return None,
+            ClientEvent::Undecodable { from, reason, ts } => {
+                format!(
+                    "[{}] ! could not read a message from {from}: {reason}",
+                    stamp(*ts)
+                )
+            }
+            ClientEvent::Shutdown { message } => format!("* server: {message}"),
+            ClientEvent::Disconnected { reason } => format!("! disconnected: {reason}"),
+        })
+    }
+
+    fn event_json(&self, event: &ClientEvent) -> Option<Value> {
+        Some(match event {
+            ClientEvent::Lobby { from, text, ts } => {
+                json!({"type": "lobby", "from": from.as_str(), "text": text, "ts": ts})
+            }
+            ClientEvent::Private {
+                from,
+                peer,
+                text,
+                ts,
+            } => {
+                let to = if *from == self.me { peer } else { &self.me };
+                json!({"type": "private", "from": from.as_str(), "to": to.as_str(), "text": text, "ts": ts})
+            }
+            ClientEvent::Group {
+                group,
+                from,
+                text,
+                ts,
+            } => {
+                json!({"type": "group", "group": group.as_str(), "from": from.as_str(), "text": text, "ts": ts})
+            }
+            ClientEvent::Sealed {
+                id,
+                from,
+                group,
+                ts,
+            } => json!({"type": "sealed", "id": id, "from": from.as_str(),
+                "group": group.as_ref().map(|g| g.as_str()), "ts": ts}),
+            ClientEvent::File {
+                from,
+                group,
+                name,
+                path,
+                size,
+                ts,
+            } => json!({"type": "file", "from": from.as_str(),
+                "group": group.as_ref().map(|g| g.as_str()), "name": name, "path": path, "size": size, "ts": ts}),
+            ClientEvent::GroupCreated { group, by, members } => {
+                json!({"type": "group_created", "group": group.as_str(),
+                "from": by.as_str(), "members": members.iter().map(Username::as_str).collect::<Vec<_>>()})
+            }
+            ClientEvent::MembersAdded { group, by, members } => {
+                json!({"type": "members_added", "group": group.as_str(),
+                "from": by.as_str(), "members": members.iter().map(Username::as_str).collect::<Vec<_>>()})
+            }
+            ClientEvent::MembersKicked { group, by, members } => {
+                json!({"type": "members_kicked", "group": group.as_str(),
+                "from": by.as_str(), "members": members.iter().map(Username::as_str).collect::<Vec<_>>()})
+            }
+            ClientEvent::MemberLeft {
+                group,
+                user,
+                new_owner,
+            } => json!({"type": "member_left", "group": group.as_str(),
+                "from": user.as_str(), "new_owner": new_owner.as_ref().map(|o| o.as_str())}),
+            ClientEvent::GroupDeleted { group, by } => {
+                json!({"type": "group_deleted", "group": group.as_str(), "from": by.as_str()})
+            }
+            ClientEvent::RemovedFromGroup { group, by } => {
+                json!({"type": "removed_from_group", "group": group.as_str(), "from": by.as_str()})
+            }
+            ClientEvent::Presence { user, change } => {
+                let (change, status) = match change {
+                    PresenceChange::Online(s) => ("online", Some(s.as_str())),
+                    PresenceChange::Offline => ("offline", None),
+                    PresenceChange::Status(s) => ("status", Some(s.as_str())),
+                };
+                json!({"type": "presence", "user": user.as_str(), "change": change, "status": status})
+            }
+            ClientEvent::CaughtUp => json!({"type": "caught_up"}),
+            ClientEvent::Undecodable { from, reason, ts } => {
+                json!({"type": "undecodable", "from": from.as_str(), "reason": reason, "ts": ts})
+            }
+            ClientEvent::Shutdown { message } => json!({"type": "shutdown", "text": message}),
+            ClientEvent::Disconnected { reason } => json!({"type": "disconnected", "text": reason}),
+        })
+    }
+}

@@ -1,0 +1,170 @@
+//! `sotto serve`: flags, config file and environment, signals, and the
+//! `q` + Enter shutdown from standard input, around `sotto_server::run`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use sotto_proto::Password;
+use sotto_server::{Config, Registration, TlsFiles};
+use tokio::io::AsyncBufReadExt;
+
+/// Flags of `sotto serve`. Each can also be set with a `SOTTO_*`
+/// environment variable or in the TOML file given by `--config`; flags and
+/// environment win over the file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file with any of: listen, data_dir, server_password_file,
+    /// registration, cert, key, debug, max_connections.
+    #[arg(long, env = "SOTTO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:7443].
+    #[arg(long, env = "SOTTO_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Where the database, certificate and key live [default: the platform
+    /// data dir, e.g. ~/.local/share/sotto].
+    #[arg(long, env = "SOTTO_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// File holding a server password that clients must present.
+    #[arg(long, env = "SOTTO_SERVER_PASSWORD_FILE")]
+    server_password_file: Option<PathBuf>,
+    /// Whether unknown usernames register on first login [default: open].
+    #[arg(long, env = "SOTTO_REGISTRATION", value_enum)]
+    registration: Option<RegistrationArg>,
+    /// PEM certificate chain to use instead of the generated one (with --key).
+    #[arg(long, env = "SOTTO_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, env = "SOTTO_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Most simultaneous connections [default: 16384].
+    #[arg(long, env = "SOTTO_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Verbose logs (never message contents or passwords).
+    #[arg(long, env = "SOTTO_DEBUG")]
+    debug: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RegistrationArg {
+    Open,
+    Closed,
+}
+
+/// The config file's contents.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    server_password_file: Option<PathBuf>,
+    registration: Option<RegistrationArg>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    max_connections: Option<usize>,
+    debug: Option<bool>,
+}
+
+/// Reads a one-line secret from a file (trailing newline removed).
+pub fn read_secret_file(path: &Path) -> anyhow::Result<Password> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default().to_owned();
+    Password::new(line).with_context(|| format!("in {}", path.display()))
+}
+
+/// The platform data dir for `sub`, e.g. `~/.local/share/sotto`.
+pub fn default_data_dir(sub: &str) -> anyhow::Result<PathBuf> {
+    dirs::data_dir()
+        .map(|d| d.join(sub))
+        .context("no platform data directory; pass --data-dir")
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let debug = args.debug || file.debug.unwrap_or(false);
+    crate::init_logging(debug, "info");
+
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443)));
+    let data_dir = match args.data_dir.or(file.data_dir) {
+        Some(dir) => dir,
+        None => default_data_dir("sotto")?,
+    };
+    let mut config = Config::new(data_dir);
+    if let Some(path) = args.server_password_file.or(file.server_password_file) {
+        config.server_password = Some(read_secret_file(&path)?);
+    }
+    config.registration = match args.registration.or(file.registration) {
+        Some(RegistrationArg::Closed) => Registration::Closed,
+        _ => Registration::Open,
+    };
+    match (args.cert.or(file.cert), args.key.or(file.key)) {
+        (Some(cert), Some(key)) => config.tls = Some(TlsFiles { cert, key }),
+        (None, None) => {}
+        _ => bail!("--cert and --key go together"),
+    }
+    if let Some(max) = args.max_connections.or(file.max_connections) {
+        config.max_connections = max;
+    }
+
+    let identity = sotto_server::prepare(&config)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    println!("Sotto server listening on {local} (TLS 1.3)");
+    println!("Data dir: {}", config.data_dir.display());
+    println!("Certificate fingerprint: {}", identity.fingerprint);
+    println!(
+        "Clients can pin it with: sotto chat --server {local} --server-fingerprint {}",
+        identity.fingerprint
+    );
+    println!("Type q and Enter (or press Ctrl-C) to stop.");
+    sotto_server::run(listener, config, shutdown_signal()).await?;
+    println!("Sotto server stopped.");
+    Ok(())
+}
+
+/// Completes on SIGINT, SIGTERM, or `q`/`Q` typed on standard input.
+async fn shutdown_signal() {
+    let stdin_q = async {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) if line.trim().eq_ignore_ascii_case("q") => return,
+                Ok(Some(_)) => {}
+                // No (more) standard input: only signals can stop us.
+                Ok(None) | Err(_) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+        () = stdin_q => {}
+    }
+}

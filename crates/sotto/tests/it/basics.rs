@@ -1,0 +1,242 @@
+//! Lobby, private messages, names, presence, emoji, history, secrets, files.
+
+use sotto_client::{ClientEvent, Target};
+use sotto_crypto::Passphrase;
+use sotto_proto::{GroupName, PresenceChange, Status, Username};
+use sotto_test_support::TestServer;
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+#[tokio::test]
+async fn lobby_messages_reach_everyone_else() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let mut carol = server.client("carol").await;
+    alice.client.send_lobby("hello everyone").await.unwrap();
+    assert_eq!(
+        bob.expect_lobby().await,
+        ("alice".into(), "hello everyone".into())
+    );
+    assert_eq!(
+        carol.expect_lobby().await,
+        ("alice".into(), "hello everyone".into())
+    );
+    // The sender gets no echo of its own lobby message: the next lobby
+    // message it sees is bob's.
+    bob.client.send_lobby("hi alice").await.unwrap();
+    assert_eq!(
+        alice.expect_lobby().await,
+        ("bob".into(), "hi alice".into())
+    );
+}
+
+#[tokio::test]
+async fn private_messages_reach_only_the_recipient() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let mut carol = server.client("carol").await;
+    let sent = alice
+        .client
+        .send_private(user("bob"), "just for you")
+        .await
+        .unwrap();
+    assert_eq!(sent.note, None);
+    assert_eq!(
+        bob.expect_private().await,
+        ("alice".into(), "just for you".into())
+    );
+    alice.client.send_lobby("marker").await.unwrap();
+    let seen = carol
+        .expect("the marker", |e| match e {
+            ClientEvent::Private { .. } => Some(Err(format!("carol saw {e:?}"))),
+            ClientEvent::Lobby { text, .. } if text == "marker" => Some(Ok(())),
+            _ => None,
+        })
+        .await;
+    seen.unwrap();
+}
+
+#[tokio::test]
+async fn names_and_presence() {
+    let server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let bob = server.client("bob").await;
+    alice
+        .expect("bob joining", |e| match e {
+            ClientEvent::Presence {
+                user,
+                change: PresenceChange::Online(_),
+            } if user.as_str() == "bob" => Some(()),
+            _ => None,
+        })
+        .await;
+    bob.client.set_status(Status::Away).await.unwrap();
+    alice
+        .expect("bob away", |e| match e {
+            ClientEvent::Presence {
+                user,
+                change: PresenceChange::Status(Status::Away),
+            } if user.as_str() == "bob" => Some(()),
+            _ => None,
+        })
+        .await;
+    let names = alice.client.names().await.unwrap();
+    let listed: Vec<(String, Status)> = names
+        .iter()
+        .map(|p| (p.user.to_string(), p.status))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("alice".into(), Status::Normal),
+            ("bob".into(), Status::Away)
+        ]
+    );
+    assert_eq!(bob.client.status().await.unwrap(), Status::Away);
+    bob.client.quit().await.unwrap();
+    alice
+        .expect("bob leaving", |e| match e {
+            ClientEvent::Presence {
+                user,
+                change: PresenceChange::Offline,
+            } if user.as_str() == "bob" => Some(()),
+            _ => None,
+        })
+        .await;
+    let names = alice.client.names().await.unwrap();
+    assert_eq!(names.len(), 1);
+}
+
+#[tokio::test]
+async fn emoji_shortcodes_become_emoji() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice
+        .client
+        .send_lobby("hi :smile: :heart: :thumbsup: :nosuchcode:")
+        .await
+        .unwrap();
+    let (_, text) = bob.expect_lobby().await;
+    assert_eq!(text, "hi 😄 ❤️ 👍 :nosuchcode:");
+}
+
+#[tokio::test]
+async fn history_shows_what_the_user_can_see_oldest_first() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let carol = server.client("carol").await;
+    alice.client.send_lobby("one").await.unwrap();
+    alice.client.send_private(user("bob"), "two").await.unwrap();
+    alice
+        .client
+        .send_private(user("carol"), "not for bob")
+        .await
+        .unwrap();
+    let team = GroupName::parse("team").unwrap();
+    alice
+        .client
+        .group_create(team.clone(), vec![user("bob")])
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_group(team.clone(), "three")
+        .await
+        .unwrap();
+    bob.expect_group().await;
+    let history = bob.client.history(10).await.unwrap();
+    let texts: Vec<String> = history
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Lobby { text, .. }
+            | ClientEvent::Private { text, .. }
+            | ClientEvent::Group { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, vec!["one", "two", "three"]);
+    // The limit takes the newest entries.
+    let last = bob.client.history(1).await.unwrap();
+    assert!(matches!(&last[..], [ClientEvent::Group { text, .. }] if text == "three"));
+    drop(carol);
+}
+
+#[tokio::test]
+async fn sealed_messages_need_the_right_key() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice
+        .client
+        .send_secret(
+            Target::User(user("bob")),
+            Passphrase::new("open sesame").unwrap(),
+            "the vault code is 1234",
+        )
+        .await
+        .unwrap();
+    let id = bob
+        .expect("a sealed message", |e| match e {
+            ClientEvent::Sealed { id, from, .. } if from.as_str() == "alice" => Some(*id),
+            _ => None,
+        })
+        .await;
+    let wrong = bob
+        .client
+        .open_sealed(id, Passphrase::new("guess").unwrap())
+        .await;
+    assert!(
+        matches!(wrong, Err(sotto_client::ClientError::WrongKey)),
+        "{wrong:?}"
+    );
+    let opened = bob
+        .client
+        .open_sealed(id, Passphrase::new("open sesame").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(opened.text, "the vault code is 1234");
+    assert_eq!(opened.from.as_str(), "alice");
+    // The server stored only the sealed form.
+    let db = std::fs::read(server.db_path()).unwrap();
+    let wal = std::fs::read(server.db_path().with_extension("db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes.windows(14).any(|w| w == b"the vault code"),
+            "plaintext stored"
+        );
+    }
+}
+
+#[tokio::test]
+async fn files_are_delivered_and_saved() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let path = alice.dir.path().join("report.bin");
+    std::fs::write(&path, &data).unwrap();
+    alice
+        .client
+        .send_file(Target::User(user("bob")), &path)
+        .await
+        .unwrap();
+    let (name, saved) = bob
+        .expect("a file", |e| match e {
+            ClientEvent::File {
+                name, path, size, ..
+            } => {
+                assert_eq!(*size, 300_000);
+                Some((name.clone(), path.clone()))
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(name, "report.bin");
+    assert_eq!(std::fs::read(saved).unwrap(), data);
+}

@@ -1,0 +1,225 @@
+//! The real `sotto` binary: `serve` with its flags, `q` on standard input,
+//! `kill -9` losing nothing acknowledged, and `chat --json` driven through
+//! standard input like a script would.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A running `sotto serve`.
+struct Server {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    addr: String,
+    fingerprint: String,
+}
+
+fn serve(data_dir: &Path, listen: &str) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
+        .args(["serve", "--listen", listen, "--data-dir"])
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sotto serve");
+    let stdin = child.stdin.take();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let (mut addr, mut fingerprint) = (None, None);
+    while addr.is_none() || fingerprint.is_none() {
+        let line = rx
+            .recv_timeout(PATIENCE)
+            .expect("server prints its address and fingerprint");
+        if let Some(rest) = line.strip_prefix("Sotto server listening on ") {
+            addr = rest.split_whitespace().next().map(String::from);
+        }
+        if let Some(rest) = line.strip_prefix("Certificate fingerprint: ") {
+            fingerprint = Some(rest.trim().to_owned());
+        }
+    }
+    Server {
+        child,
+        stdin,
+        addr: addr.unwrap(),
+        fingerprint: fingerprint.unwrap(),
+    }
+}
+
+/// A running `sotto chat --json`, with its output lines parsed.
+struct Chat {
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<Value>,
+}
+
+fn chat(server: &Server, user: &str, dir: &Path) -> Chat {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
+        .args([
+            "chat",
+            "--json",
+            "--server",
+            &server.addr,
+            "--user",
+            user,
+            "--server-fingerprint",
+            &server.fingerprint,
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("SOTTO_PASSWORD", format!("pw-{user}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start sotto chat");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            eprintln!("chat> {line}");
+            let value: Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+            if tx.send(value).is_err() {
+                break;
+            }
+        }
+    });
+    let mut chat = Chat {
+        child,
+        stdin,
+        lines: rx,
+    };
+    chat.expect(|v| v["type"] == "connected");
+    chat
+}
+
+impl Chat {
+    fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn expect(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let value = self.lines.recv_timeout(PATIENCE).expect("expected output");
+            if matches(&value) {
+                return value;
+            }
+        }
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn chat_commands_through_the_real_binary_and_q_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(&dir.path().join("server"), "127.0.0.1:0");
+    let mut alice = chat(&server, "alice", &dir.path().join("alice"));
+    let mut bob = chat(&server, "bob", &dir.path().join("bob"));
+    alice.expect(|v| v["type"] == "presence" && v["user"] == "bob" && v["change"] == "online");
+
+    alice.say("hello lobby :wave:");
+    let got = bob.expect(|v| v["type"] == "lobby");
+    assert_eq!(got["from"], "alice");
+    assert_eq!(got["text"], "hello lobby 👋");
+
+    alice.say("@bob psst");
+    let got = bob.expect(|v| v["type"] == "private");
+    assert_eq!(
+        (
+            got["from"].as_str(),
+            got["to"].as_str(),
+            got["text"].as_str()
+        ),
+        (Some("alice"), Some("bob"), Some("psst"))
+    );
+
+    alice.say("@group set team bob");
+    bob.expect(|v| v["type"] == "group_created" && v["group"] == "team");
+    alice.say("@group send team hi team");
+    let got = bob.expect(|v| v["type"] == "group");
+    assert_eq!(got["text"], "hi team");
+
+    bob.say("@names");
+    let got = bob.expect(|v| v["type"] == "names");
+    assert_eq!(got["users"].as_array().unwrap().len(), 2);
+
+    bob.say("@nobody hello");
+    let got = bob.expect(|v| v["type"] == "error");
+    assert_eq!(got["code"], "unknown_user");
+    bob.say("@frobnicate");
+    bob.expect(|v| v["type"] == "error");
+
+    bob.say("@history 3");
+    let got = bob.expect(|v| v["type"] == "history");
+    let texts: Vec<&str> = got["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["text"].as_str())
+        .collect();
+    assert!(texts.contains(&"hi team"), "{got}");
+
+    // `q` on the server's standard input: clients are told, the server exits 0.
+    let mut stdin = server.stdin.take().unwrap();
+    writeln!(stdin, "q").unwrap();
+    stdin.flush().unwrap();
+    alice.expect(|v| v["type"] == "shutdown");
+    bob.expect(|v| v["type"] == "shutdown");
+    assert!(wait_exit(&mut server.child).success());
+    let _ = wait_exit(&mut alice.child);
+    let _ = wait_exit(&mut bob.child);
+}
+
+#[test]
+fn kill_9_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let mut server = serve(&data, "127.0.0.1:0");
+    // Bob registers, then leaves.
+    let mut bob = chat(&server, "bob", &dir.path().join("bob"));
+    bob.say("@quit");
+    assert!(wait_exit(&mut bob.child).success());
+    let mut alice = chat(&server, "alice", &dir.path().join("alice"));
+    for i in 0..20 {
+        alice.say(&format!("@bob message {i}"));
+        alice.expect(|v| v["type"] == "sent");
+    }
+    // Every send was acknowledged: now the server dies without warning.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let _ = alice.child.kill();
+
+    let server = serve(&data, &server.addr);
+    let mut bob = chat(&server, "bob", &dir.path().join("bob"));
+    for i in 0..20 {
+        let got = bob.expect(|v| v["type"] == "private");
+        assert_eq!(got["text"], format!("message {i}"));
+    }
+    let mut server = server;
+    let _ = server.child.kill();
+    let _ = bob.child.kill();
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: a real server (in-process `run` on 127.0.0.1:0, or
+//! the real `sotto` binary) and real clients over real TLS.
+
+mod bad_input;
+mod basics;
+mod binary;
+mod errors;
+mod groups;
+mod load;
+mod persistence;
+mod raw;
+mod status;
+mod trust;

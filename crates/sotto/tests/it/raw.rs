@@ -1,0 +1,182 @@
+//! A raw TLS protocol peer for sending exactly the bytes a test wants.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sotto_proto::{
+    ClientFrame, DeviceId, FrameDecoder, Hello, HelloReply, Login, PROTOCOL_VERSION, Password,
+    Request, ServerFrame, Username,
+};
+use sotto_test_support::PATIENCE;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Accepts the test server's self-signed certificate (signatures still checked).
+#[derive(Debug)]
+struct AnyCert(rustls::crypto::WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("tls12".into()))
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+pub struct Raw {
+    stream: TlsStream<TcpStream>,
+    buf: BytesMut,
+    next_id: u64,
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_with(addr, None).await
+    }
+
+    /// Connects with an optional small receive buffer (a client that will
+    /// stop reading should not hide megabytes in its kernel buffer).
+    pub async fn connect_with(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
+        let provider = rustls::crypto::ring::default_provider();
+        let verifier = AnyCert(provider.signature_verification_algorithms);
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let tcp = socket.connect(addr).await.unwrap();
+        let stream = TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        Self {
+            stream,
+            buf: BytesMut::new(),
+            next_id: 1,
+        }
+    }
+
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        // The server may already have closed; tests look at what comes back.
+        let _ = self.stream.write_all(bytes).await;
+        let _ = self.stream.flush().await;
+    }
+
+    pub async fn send(&mut self, frame: ClientFrame) {
+        let mut buf = BytesMut::new();
+        frame.encode(&mut buf).unwrap();
+        self.send_bytes(&buf).await;
+    }
+
+    pub async fn request(&mut self, request: Request) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(ClientFrame::Request { id, request }).await;
+        id
+    }
+
+    /// The next frame, or `None` once the server has closed the connection.
+    pub async fn recv(&mut self) -> Option<ServerFrame> {
+        let decoder = FrameDecoder::default();
+        loop {
+            if let Some(raw) = decoder.decode(&mut self.buf).unwrap() {
+                return Some(ServerFrame::decode(&raw).unwrap());
+            }
+            let read = tokio::time::timeout(PATIENCE, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server answers or closes");
+            match read {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next reply (skipping events): (id, result).
+    pub async fn reply(
+        &mut self,
+    ) -> Option<(u64, Result<sotto_proto::Response, sotto_proto::ErrorReply>)> {
+        loop {
+            match self.recv().await? {
+                ServerFrame::Reply { id, result } => return Some((id, result)),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Waits until the server closes the connection.
+    pub async fn closed(&mut self) {
+        while self.recv().await.is_some() {}
+    }
+
+    pub async fn hello(&mut self, version: u32) -> HelloReply {
+        self.send(ClientFrame::Hello(Hello {
+            version,
+            client: "raw-test".into(),
+        }))
+        .await;
+        match self.recv().await {
+            Some(ServerFrame::HelloReply(reply)) => reply,
+            other => panic!("expected a hello reply, got {other:?}"),
+        }
+    }
+
+    /// Hello and login as `name` with password `pw-NAME`.
+    pub async fn login(addr: SocketAddr, name: &str) -> Self {
+        Self::login_with(addr, name, None).await
+    }
+
+    /// [`Raw::login`] with a chosen receive buffer size.
+    pub async fn login_with(addr: SocketAddr, name: &str, recv_buffer: Option<u32>) -> Self {
+        let mut raw = Self::connect_with(addr, recv_buffer).await;
+        assert!(raw.hello(PROTOCOL_VERSION).await.result.is_ok());
+        let id = raw
+            .request(Request::Login(Login {
+                user: Username::parse(name).unwrap(),
+                password: Password::new(format!("pw-{name}")).unwrap(),
+                device_id: DeviceId::parse(&format!("rawdevice-{name}")).unwrap(),
+                server_password: None,
+                register_only: false,
+            }))
+            .await;
+        let (reply_id, result) = raw.reply().await.expect("login reply");
+        assert_eq!(reply_id, id);
+        result.expect("login succeeds");
+        raw
+    }
+}
