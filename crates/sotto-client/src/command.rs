@@ -120,6 +120,12 @@ pub enum CommandError {
     UnknownCommand(String),
     #[error("empty message")]
     EmptyMessage,
+    /// `@word` alone, where `word` could be a user: a command typo or a
+    /// private message without text.
+    #[error(
+        "nothing to send: '@{0}' is not a command; to message {0} write @{0} message, or type @help"
+    )]
+    NoMessageFor(String),
     #[error("invalid {what} '{input}': {error}")]
     InvalidName {
         what: &'static str,
@@ -167,6 +173,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "help" => no_args(args, USAGE_HELP, Command::Help),
         "quit" => no_args(args, USAGE_QUIT, Command::Quit),
         _ => match Username::parse(word) {
+            Ok(to) if args.trim().is_empty() => Err(CommandError::NoMessageFor(to.to_string())),
             Ok(to) => Ok(Command::Private {
                 to,
                 text: message(args)?,

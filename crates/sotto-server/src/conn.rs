@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use sotto_proto::limits::{MAX_FRAME_LEN, MAX_HISTORY, MAX_PRELOGIN_FRAME_LEN};
+use sotto_proto::limits::{
+    MAX_CLIENT_NAME_LEN, MAX_FRAME_LEN, MAX_HISTORY, MAX_PRELOGIN_FRAME_LEN,
+};
 use sotto_proto::{
     ClientFrame, DecodeError, ErrorCode, ErrorReply, EventBody, EventKind, FrameDecoder,
     FrameError, HelloOk, HelloReply, Login, PROTOCOL_VERSION, RawFrame, Request, Response,
@@ -245,6 +247,17 @@ impl Connection {
                 return Ok(());
             }
         };
+        if hello.client.len() > MAX_CLIENT_NAME_LEN {
+            self.send_reply(
+                0,
+                Err(error(
+                    ErrorCode::BadRequest,
+                    format!("client name longer than {MAX_CLIENT_NAME_LEN} bytes"),
+                )),
+            )
+            .await;
+            return Ok(());
+        }
         let version_ok = hello.version == PROTOCOL_VERSION;
         let result = if version_ok {
             Ok(HelloOk {

@@ -173,8 +173,9 @@ fn errors() {
         ("@me hello", UnknownCommand("me".into())),
         ("@admin hi", UnknownCommand("admin".into())),
         ("@-x hi", UnknownCommand("-x".into())),
-        ("@bob", EmptyMessage),
-        ("@bob   ", EmptyMessage),
+        ("@bob", NoMessageFor("bob".into())),
+        ("@bob   ", NoMessageFor("bob".into())),
+        ("@frobnicate", NoMessageFor("frobnicate".into())),
         ("@names now", Usage("@names")),
         ("@status busy", BadStatus("busy".into())),
         ("@status dnd now", Usage("@status [normal|dnd|away]")),
@@ -250,7 +251,10 @@ fn errors() {
 fn error_messages_are_one_line_explanations() {
     let cases = [
         ("@x1! hi", "unknown command @x1!; type @help"),
-        ("@bob", "empty message"),
+        (
+            "@bob",
+            "nothing to send: '@bob' is not a command; to message bob write @bob message, or type @help",
+        ),
         (
             "@status busy",
             "unknown status 'busy'; use normal, dnd or away",

@@ -235,7 +235,7 @@ impl Core {
         Ok(room_id)
     }
 
-    fn name(&self, user: i64) -> anyhow::Result<Username> {
+    pub(super) fn name(&self, user: i64) -> anyhow::Result<Username> {
         self.dir
             .user_names
             .get(&user)

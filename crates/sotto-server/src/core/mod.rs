@@ -142,6 +142,8 @@ struct Effects {
     /// The connection whose request is being applied: lobby messages are
     /// not echoed to it.
     current_conn: Option<ConnId>,
+    /// Connections registered by this batch, unregistered again if it fails.
+    attached: Vec<ConnId>,
 }
 
 /// The core thread's state.
@@ -248,6 +250,9 @@ impl Core {
                     ) {
                         let _ = c.handle.tx.try_send(Outbound::Frame(frame));
                     }
+                }
+                for conn_id in fx.attached.drain(..) {
+                    self.detach(conn_id, &mut Effects::default());
                 }
                 for done in fx.completions {
                     done(false);
@@ -407,26 +412,19 @@ impl Core {
         req_id: u64,
         fx: &mut Effects,
     ) -> anyhow::Result<bool> {
-        let Some(name) = self.dir.user_names.get(&user).cloned() else {
-            return Ok(false);
+        let refusal = match self.dir.user_names.get(&user) {
+            _ if self.closing => Some(err(ErrorCode::ShuttingDown, "the server is shutting down")),
+            None => Some(err(ErrorCode::Internal, "the account vanished; try again")),
+            Some(_) => None,
         };
-        if self.closing {
-            fx.replies.push((
-                conn.id,
-                req_id,
-                Err(err(ErrorCode::ShuttingDown, "the server is shutting down")),
-            ));
-            self.conns.insert(
-                conn.id,
-                Conn {
-                    user,
-                    device_key: 0,
-                    device,
-                    handle: conn.clone(),
-                },
-            );
+        if let Some(refusal) = refusal {
+            // Not registered, so answered directly; nothing to commit.
+            if let Some(frame) = encode_reply(req_id, Err(refusal)) {
+                let _ = conn.tx.try_send(Outbound::Frame(frame));
+            }
             return Ok(false);
         }
+        let name = self.name(user)?;
         let device_key = match self.dir.device_keys.get(&(user, device.clone())) {
             Some(key) => *key,
             None => {
@@ -450,6 +448,7 @@ impl Core {
                 handle: conn,
             },
         );
+        fx.attached.push(conn_id);
         let online = self.online.entry(user).or_insert_with(|| Online {
             status: Status::Normal,
             conns: Vec::new(),

@@ -21,12 +21,17 @@ struct Server {
 }
 
 fn serve(data_dir: &Path, listen: &str) -> Server {
+    serve_with(data_dir, listen, &[], Stdio::null())
+}
+
+fn serve_with(data_dir: &Path, listen: &str, extra: &[&str], stderr: Stdio) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start sotto serve");
     let stdin = child.stdin.take();
@@ -89,7 +94,6 @@ fn chat(server: &Server, user: &str, dir: &Path) -> Chat {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {
-            eprintln!("chat> {line}");
             let value: Value =
                 serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
             if tx.send(value).is_err() {
@@ -222,4 +226,53 @@ fn kill_9_loses_nothing_acknowledged() {
     let mut server = server;
     let _ = server.child.kill();
     let _ = bob.child.kill();
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_debug_logs_hold_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut server = serve_with(
+        &dir.path().join("server"),
+        "127.0.0.1:0",
+        &["--debug"],
+        Stdio::from(log),
+    );
+    let mut alice = chat(&server, "alice", &dir.path().join("alice"));
+    let mut bob = chat(&server, "bob", &dir.path().join("bob"));
+    alice.say("lobby-body-4711");
+    bob.expect(|v| v["type"] == "lobby");
+    alice.say("@bob private-body-4711");
+    bob.expect(|v| v["type"] == "private");
+    alice.say("@group set crew bob");
+    bob.expect(|v| v["type"] == "group_created");
+    alice.say("@group send crew group-body-4711");
+    bob.expect(|v| v["type"] == "group");
+    alice.say("@secret bob passphrase-4711 sealed-body-4711");
+    bob.expect(|v| v["type"] == "sealed");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    alice.expect(|v| v["type"] == "shutdown");
+    assert!(wait_exit(&mut server.child).success(), "SIGTERM exits 0");
+    let _ = alice.child.kill();
+    let _ = bob.child.kill();
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("logged in"), "debug logging is on: {log}");
+    for secret in [
+        "lobby-body-4711",
+        "private-body-4711",
+        "group-body-4711",
+        "sealed-body-4711",
+        "passphrase-4711",
+        "pw-alice",
+        "pw-bob",
+    ] {
+        assert!(!log.contains(secret), "the log contains {secret}");
+    }
 }

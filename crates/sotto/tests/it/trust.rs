@@ -70,3 +70,21 @@ async fn a_changed_certificate_is_refused() {
         other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
     }
 }
+
+#[tokio::test]
+async fn an_operator_certificate_replaces_the_generated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = sotto_server::TlsFiles::in_data_dir(dir.path());
+    assert!(sotto_server::tls::ensure_self_signed(&files).unwrap());
+    let expected = sotto_server::tls::load(&files).unwrap().fingerprint;
+    let server = TestServer::start_with(|c| c.tls = Some(files.clone())).await;
+    assert_eq!(server.fingerprint, expected);
+    assert!(
+        !server.config.data_dir.join("cert.pem").exists(),
+        "no certificate generated"
+    );
+    let client_dir = tempfile::tempdir().unwrap();
+    let mut opts = options(server.addr, "alice", "pw-alice", client_dir.path());
+    opts.trust = TrustPolicy::Fingerprint(expected);
+    sotto_client::connect(opts).await.unwrap();
+}
