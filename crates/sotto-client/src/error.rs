@@ -85,7 +85,7 @@ pub enum ClientError {
     },
     /// The server needs a server password and none was given.
     #[error(
-        "this server requires a server password; ask its operator and pass it with --server-password"
+        "this server requires a server password; ask its operator and pass it with --server-password-file"
     )]
     ServerPasswordRequired,
     /// The server refused a request.

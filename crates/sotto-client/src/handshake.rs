@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use bytes::BytesMut;
 use sotto_crypto::Fingerprint;
 use sotto_proto::{
-    ClientFrame, DeviceId, FrameDecoder, Hello, HelloReply, LoggedIn, Login, PROTOCOL_VERSION,
-    Request, Response, ServerFrame,
+    ClientFrame, Credential, DeviceId, FrameDecoder, Hello, HelloReply, LoggedIn, Login,
+    PROTOCOL_VERSION, Request, Response, ServerFrame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
@@ -121,7 +121,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     }
     let login = Login {
         user: user.clone(),
-        password,
+        credential: Credential::Password(password),
         device_id: device_id.clone(),
         server_password,
         register_only,

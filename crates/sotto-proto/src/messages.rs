@@ -115,11 +115,13 @@ impl Request {
     }
 }
 
-/// Login credentials. `Debug` redacts both passwords.
+/// Login credentials. `Debug` redacts every secret.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Login {
     pub user: Username,
-    pub password: Password,
+    /// The account password, or the session token an earlier password
+    /// login issued to this device.
+    pub credential: Credential,
     /// This device's stable id; a new id registers a new device.
     pub device_id: DeviceId,
     /// Required when the server has a server password.
@@ -128,6 +130,60 @@ pub struct Login {
     /// `false`: log in, registering the name first if it is free and the
     /// server's registration is open.
     pub register_only: bool,
+}
+
+/// How a login proves who it is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Credential {
+    /// The account password (registers the account where allowed).
+    Password(Password),
+    /// A token from [`LoggedIn::session_token`], valid for the same device
+    /// until the next password login of that device replaces it.
+    Token(SessionToken),
+}
+
+/// A device's session token: 32 random bytes as 64 hex digits. A bearer
+/// secret: `Debug` redacts it; the server stores only its SHA-256.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    /// Wraps 64 hex digits.
+    pub fn parse(text: &str) -> Option<Self> {
+        (text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| Self(text.to_ascii_lowercase()))
+    }
+
+    /// The token's text. Keep the borrow short.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SessionToken {
+    type Error = &'static str;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value).ok_or("a session token is 64 hex digits")
+    }
+}
+
+impl From<SessionToken> for String {
+    fn from(value: SessionToken) -> Self {
+        value.0.clone()
+    }
+}
+
+impl Drop for SessionToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
 }
 
 /// A user's availability, shown to everyone.
@@ -212,6 +268,10 @@ pub struct LoggedIn {
     pub online: Vec<UserPresence>,
     /// Groups this user belongs to.
     pub groups: Vec<GroupInfo>,
+    /// A token this device can log in with instead of the password
+    /// ([`Credential::Token`]). A password login issues a new one and
+    /// revokes the device's previous token.
+    pub session_token: SessionToken,
 }
 
 /// Something a sender is told about a private message's delivery.

@@ -21,13 +21,11 @@ use sotto_proto::{
     FrameError, HelloOk, HelloReply, Login, PROTOCOL_VERSION, RawFrame, Request, Response,
     ServerFrame, SharedEvent,
 };
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use zeroize::Zeroizing;
 
 use crate::auth::{Hasher, LoginLimiter};
 use crate::core::{ConnHandle, Op, Outbound, SyncRange, now_ms};
@@ -436,142 +434,20 @@ impl Connection {
         id: u64,
         login: Login,
     ) -> Result<Result<(), ErrorReply>, Option<Response>> {
-        let ip = self.peer.ip();
-        let limiter = &self.shared.limiter;
         let name = login.user.clone();
-        if let Some(required) = &self.shared.config.server_password {
-            if let Err(wait) = limiter.check("#server", ip) {
-                return Ok(Err(error(
-                    ErrorCode::RateLimited,
-                    format!("too many failed attempts; try again in {wait} s"),
-                )));
-            }
-            let Some(given) = &login.server_password else {
-                return Ok(Err(error(
-                    ErrorCode::ServerPasswordRequired,
-                    "this server requires a server password",
-                )));
-            };
-            if !bool::from(
-                given
-                    .expose()
-                    .as_bytes()
-                    .ct_eq(required.expose().as_bytes()),
-            ) {
-                limiter.failed("#server", ip);
-                return Ok(Err(error(
-                    ErrorCode::WrongServerPassword,
-                    "wrong server password",
-                )));
-            }
-        }
-        if let Err(wait) = limiter.check(name.as_str(), ip) {
-            return Ok(Err(error(
-                ErrorCode::RateLimited,
-                format!("too many failed logins for {name}; try again in {wait} s"),
-            )));
-        }
-        let lookup = name.clone();
-        let stored = match self
-            .shared
-            .store
-            .run(move |db| store::find_user(db, lookup.as_str()))
-            .await
-        {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::error!("user lookup failed: {e:#}");
-                return Ok(Err(error(ErrorCode::Internal, "could not read accounts")));
-            }
+        let auth = match crate::login::authenticate(&self.shared, self.peer.ip(), &login).await {
+            Ok(auth) => auth,
+            Err(e) => return Ok(Err(e)),
         };
-        let password = Zeroizing::new(login.password.expose().to_owned());
-        let (user_id, registered) = match stored {
-            Some(_) if login.register_only => {
-                return Ok(Err(error(
-                    ErrorCode::UsernameTaken,
-                    format!("the name '{name}' is taken; choose another"),
-                )));
-            }
-            Some(user) => match self.shared.hasher.verify(password, user.pw_hash).await {
-                Ok(true) => (user.id, false),
-                Ok(false) => {
-                    limiter.failed(name.as_str(), ip);
-                    return Ok(Err(error(
-                        ErrorCode::WrongPassword,
-                        format!(
-                            "wrong password for {name} (if you are new here, that name is taken: choose another)"
-                        ),
-                    )));
-                }
-                Err(e) => {
-                    tracing::error!("password check failed: {e:#}");
-                    return Ok(Err(error(
-                        ErrorCode::Internal,
-                        "could not check the password",
-                    )));
-                }
-            },
-            None if self.shared.config.registration == Registration::Closed => {
-                // Same cost as a real check, so timing does not reveal which names exist.
-                let _ = self.shared.hasher.hash(password).await;
-                limiter.failed(name.as_str(), ip);
-                return Ok(Err(error(
-                    ErrorCode::RegistrationClosed,
-                    format!(
-                        "no account named {name}, and this server does not register new accounts"
-                    ),
-                )));
-            }
-            None => {
-                let pw_hash = match self.shared.hasher.hash(password).await {
-                    Ok(hash) => hash,
-                    Err(e) => {
-                        tracing::error!("hashing failed: {e:#}");
-                        return Ok(Err(error(
-                            ErrorCode::Internal,
-                            "could not create the account",
-                        )));
-                    }
-                };
-                let (reply, rx) = oneshot::channel();
-                if self
-                    .shared
-                    .core
-                    .send(Op::Register {
-                        name: name.clone(),
-                        pw_hash,
-                        reply,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return Ok(Err(error(
-                        ErrorCode::ShuttingDown,
-                        "the server is shutting down",
-                    )));
-                }
-                match rx.await {
-                    Ok(Ok(id)) => {
-                        tracing::info!(user = %name, "registered");
-                        (id, true)
-                    }
-                    Ok(Err(e)) => return Ok(Err(e)),
-                    Err(_) => {
-                        return Ok(Err(error(
-                            ErrorCode::ShuttingDown,
-                            "the server is shutting down",
-                        )));
-                    }
-                }
-            }
-        };
-        limiter.succeeded(name.as_str());
+        let user_id = auth.user_id;
         let (reply, rx) = oneshot::channel();
         let op = Op::Attach {
             conn: self.handle.clone(),
             user_id,
             device: login.device_id,
-            registered,
+            registered: auth.registered,
+            session_token: auth.session_token,
+            token_hash: auth.token_hash,
             req_id: id,
             reply,
         };

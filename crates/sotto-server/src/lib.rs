@@ -14,6 +14,7 @@
 mod auth;
 mod conn;
 mod core;
+mod login;
 pub mod store;
 pub mod tls;
 

@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS devices (
     user_id INTEGER NOT NULL REFERENCES users(id),
     device TEXT NOT NULL,
     created_at INTEGER NOT NULL,
+    -- SHA-256 of the device's current session token, if one was issued.
+    token_hash BLOB,
     UNIQUE (user_id, device)
 );
 CREATE TABLE IF NOT EXISTS rooms (
@@ -89,6 +91,9 @@ CREATE TABLE IF NOT EXISTS cursors (
 INSERT OR IGNORE INTO rooms (id, kind, created_at) VALUES (1, 0, 0);
 ";
 
+/// Version of the schema above, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
 /// Path of the database inside the data dir.
 pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("sotto.db")
@@ -105,7 +110,14 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database has schema version {version}, newer than this server's {SCHEMA_VERSION}: upgrade the server"
+        )));
+    }
     conn.execute_batch(SCHEMA)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(conn)
 }
 
@@ -183,6 +195,20 @@ pub fn find_user(conn: &Connection, name: &str) -> rusqlite::Result<Option<Store
             })
         })
         .optional()
+}
+
+/// The SHA-256 of the session token of `device` of user `name`, if any.
+pub fn device_token_hash(
+    conn: &Connection,
+    name: &str,
+    device: &str,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    conn.prepare_cached(
+        "SELECT d.token_hash FROM devices d JOIN users u ON u.id = d.user_id WHERE u.name = ?1 AND d.device = ?2",
+    )?
+    .query_row([name, device], |row| row.get::<_, Option<Vec<u8>>>(0))
+    .optional()
+    .map(Option::flatten)
 }
 
 /// Events of `room` with `after < seq <= up_to`, oldest first, at most `limit`.

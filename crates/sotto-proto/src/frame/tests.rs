@@ -15,7 +15,7 @@ fn sample_requests() -> Vec<Request> {
     vec![
         Request::Login(Login {
             user: user("alice"),
-            password: Password::new("pw".into()).unwrap(),
+            credential: Credential::Password(Password::new("pw".into()).unwrap()),
             device_id: DeviceId::parse("device0001").unwrap(),
             server_password: Some(Password::new("sp".into()).unwrap()),
             register_only: false,

@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use rusqlite::{Connection, params};
 use sotto_proto::{
     Ack, DeviceId, ErrorCode, ErrorReply, EventBody, EventKind, PresenceChange, Request, Response,
-    RoomContent, RoomEvent, ServerFrame, SharedEvent, Status, Username,
+    RoomContent, RoomEvent, ServerFrame, SessionToken, SharedEvent, Status, Username,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -96,6 +96,11 @@ pub(crate) enum Op {
         user_id: i64,
         device: DeviceId,
         registered: bool,
+        /// Returned in `LoggedIn`.
+        session_token: SessionToken,
+        /// Set on password logins: the new token's SHA-256, which replaces
+        /// the device's previous one.
+        token_hash: Option<[u8; 32]>,
         req_id: u64,
         reply: oneshot::Sender<bool>,
     },
@@ -111,6 +116,17 @@ pub(crate) enum Op {
     Ack { conn_id: ConnId, ack: Ack },
     /// Tell every connection the server is stopping, then close them.
     Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// What an `Attach` carries about the login.
+#[derive(Debug)]
+struct AttachLogin {
+    user: i64,
+    device: DeviceId,
+    registered: bool,
+    session_token: SessionToken,
+    token_hash: Option<[u8; 32]>,
+    req_id: u64,
 }
 
 /// A logged-in connection.
@@ -329,10 +345,20 @@ impl Core {
                 user_id,
                 device,
                 registered,
+                session_token,
+                token_hash,
                 req_id,
                 reply,
             } => {
-                let ok = self.attach(conn, user_id, device, registered, req_id, fx)?;
+                let login = AttachLogin {
+                    user: user_id,
+                    device,
+                    registered,
+                    session_token,
+                    token_hash,
+                    req_id,
+                };
+                let ok = self.attach(conn, login, fx)?;
                 fx.completions.push(Box::new(move |committed| {
                     let _ = reply.send(ok && committed);
                 }));
@@ -406,12 +432,17 @@ impl Core {
     fn attach(
         &mut self,
         conn: ConnHandle,
-        user: i64,
-        device: DeviceId,
-        registered: bool,
-        req_id: u64,
+        login: AttachLogin,
         fx: &mut Effects,
     ) -> anyhow::Result<bool> {
+        let AttachLogin {
+            user,
+            device,
+            registered,
+            session_token,
+            token_hash,
+            req_id,
+        } = login;
         let refusal = match self.dir.user_names.get(&user) {
             _ if self.closing => Some(err(ErrorCode::ShuttingDown, "the server is shutting down")),
             None => Some(err(ErrorCode::Internal, "the account vanished; try again")),
@@ -438,6 +469,11 @@ impl Core {
                 key
             }
         };
+        if let Some(hash) = token_hash {
+            self.db
+                .prepare_cached("UPDATE devices SET token_hash = ?1 WHERE id = ?2")?
+                .execute(params![&hash[..], device_key])?;
+        }
         let conn_id = conn.id;
         self.conns.insert(
             conn_id,
@@ -474,6 +510,7 @@ impl Core {
                 registered,
                 online: self.names(),
                 groups: self.dir.groups_of(user),
+                session_token,
             })),
         ));
         let ranges = self.sync_ranges(user, device_key, status == Status::Dnd, |_| true);

@@ -10,4 +10,5 @@ mod load;
 mod persistence;
 mod raw;
 mod status;
+mod tokens;
 mod trust;

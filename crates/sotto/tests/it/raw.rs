@@ -8,8 +8,8 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sotto_proto::{
-    ClientFrame, DeviceId, FrameDecoder, Hello, HelloReply, Login, PROTOCOL_VERSION, Password,
-    Request, ServerFrame, Username,
+    ClientFrame, Credential, DeviceId, FrameDecoder, Hello, HelloReply, Login, PROTOCOL_VERSION,
+    Password, Request, ServerFrame, Username,
 };
 use sotto_test_support::PATIENCE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -163,20 +163,33 @@ impl Raw {
 
     /// [`Raw::login`] with a chosen receive buffer size.
     pub async fn login_with(addr: SocketAddr, name: &str, recv_buffer: Option<u32>) -> Self {
+        let credential = Credential::Password(Password::new(format!("pw-{name}")).unwrap());
+        let (raw, result) = Self::try_login(addr, name, "rawdevice", credential, recv_buffer).await;
+        result.expect("login succeeds");
+        raw
+    }
+
+    /// Hello and one login attempt as `name` on device `rawdevice-NAME`-ish.
+    pub async fn try_login(
+        addr: SocketAddr,
+        name: &str,
+        device: &str,
+        credential: Credential,
+        recv_buffer: Option<u32>,
+    ) -> (Self, Result<sotto_proto::Response, sotto_proto::ErrorReply>) {
         let mut raw = Self::connect_with(addr, recv_buffer).await;
         assert!(raw.hello(PROTOCOL_VERSION).await.result.is_ok());
         let id = raw
             .request(Request::Login(Login {
                 user: Username::parse(name).unwrap(),
-                password: Password::new(format!("pw-{name}")).unwrap(),
-                device_id: DeviceId::parse(&format!("rawdevice-{name}")).unwrap(),
+                credential,
+                device_id: DeviceId::parse(&format!("{device}-{name}")).unwrap(),
                 server_password: None,
                 register_only: false,
             }))
             .await;
         let (reply_id, result) = raw.reply().await.expect("login reply");
         assert_eq!(reply_id, id);
-        result.expect("login succeeds");
-        raw
+        (raw, result)
     }
 }
