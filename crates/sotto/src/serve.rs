@@ -17,7 +17,8 @@ use tokio::io::AsyncBufReadExt;
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, server_password_file,
-    /// registration, cert, key, debug, max_connections.
+    /// registration, cert, key, max_connections, requests_per_second,
+    /// request_burst, outbound_queue, debug.
     #[arg(long, env = "SOTTO_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7443].
@@ -42,6 +43,16 @@ pub struct ServeArgs {
     /// Most simultaneous connections [default: 16384].
     #[arg(long, env = "SOTTO_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Sustained requests per second allowed per connection [default: 1000].
+    #[arg(long, env = "SOTTO_REQUESTS_PER_SECOND")]
+    requests_per_second: Option<u32>,
+    /// Requests a connection may burst above the sustained rate [default: 2000].
+    #[arg(long, env = "SOTTO_REQUEST_BURST")]
+    request_burst: Option<u32>,
+    /// Frames queued per connection before it counts as a slow consumer
+    /// and is disconnected [default: 1024].
+    #[arg(long, env = "SOTTO_OUTBOUND_QUEUE")]
+    outbound_queue: Option<usize>,
     /// Verbose logs (never message contents or passwords).
     #[arg(long, env = "SOTTO_DEBUG")]
     debug: bool,
@@ -65,6 +76,9 @@ struct FileConfig {
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
     max_connections: Option<usize>,
+    requests_per_second: Option<u32>,
+    request_burst: Option<u32>,
+    outbound_queue: Option<usize>,
     debug: Option<bool>,
 }
 
@@ -118,6 +132,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(max) = args.max_connections.or(file.max_connections) {
         config.max_connections = max;
+    }
+    if let Some(rate) = args.requests_per_second.or(file.requests_per_second) {
+        config.requests_per_second = rate;
+    }
+    if let Some(burst) = args.request_burst.or(file.request_burst) {
+        config.request_burst = burst;
+    }
+    if let Some(queue) = args.outbound_queue.or(file.outbound_queue) {
+        config.outbound_queue = queue.max(1);
     }
 
     let identity = sotto_server::prepare(&config)?;
