@@ -562,6 +562,22 @@ impl WriterState {
     ) -> std::io::Result<()> {
         match msg {
             Outbound::Frame(frame) => self.buf.extend_from_slice(&frame),
+            Outbound::Sent {
+                frame,
+                room_id,
+                seq,
+            } => {
+                self.buf.extend_from_slice(&frame);
+                // Only when contiguous: an earlier event not yet sent here
+                // (held in dnd, say) must not be skipped.
+                if self
+                    .delivered
+                    .get(&room_id)
+                    .is_some_and(|last| *last + 1 == seq)
+                {
+                    self.delivered.insert(room_id, seq);
+                }
+            }
             Outbound::Event(event) => self.push_event(&event),
             Outbound::Room {
                 room_id,

@@ -129,6 +129,18 @@ pub async fn run(
         .spawn(move || core.run(core_rx))
         .context("starting the core thread")?;
 
+    let ticker = tokio::spawn({
+        let core = core_tx.clone();
+        async move {
+            let mut interval = tokio::time::interval(core::CURSOR_FLUSH_INTERVAL);
+            loop {
+                interval.tick().await;
+                if core.send(core::Op::Tick).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
     let shared = Arc::new(conn::Shared {
         core: core_tx.clone(),
         store: store::ReadPool::new(db_path),
@@ -192,6 +204,8 @@ pub async fn run(
     {
         tracing::warn!("some connections did not close in time");
     }
+    ticker.abort();
+    let _ = ticker.await;
     drop(shared);
     drop(core_tx);
     tokio::task::spawn_blocking(move || core_thread.join())

@@ -128,13 +128,13 @@ impl Core {
                     room.kind == RoomKind::Direct
                 });
                 if !ranges.is_empty() {
-                    fx.sends.push((
+                    fx.send(
                         conn_id,
                         Outbound::Sync {
                             ranges,
                             caught_up: false,
                         },
-                    ));
+                    );
                 }
             }
         }

@@ -29,11 +29,20 @@ use sotto_proto::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::RoomKind;
+use crate::store::{LOBBY_ROOM, RoomKind};
 pub(crate) use state::Directory;
 
 /// Most operations applied in one transaction.
 const MAX_BATCH: usize = 4096;
+
+/// How often acknowledged positions are written. They change with every
+/// delivery, so writing them per batch would double the write load; losing
+/// the last interval in a crash only means those events are delivered again
+/// (clients de-duplicate by room position).
+pub(crate) const CURSOR_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Unwritten cursor updates that force a write before the interval is up.
+const MAX_DIRTY_CURSORS: usize = 65_536;
 
 /// Identifies one connection for the lifetime of the server.
 pub(crate) type ConnId = u64;
@@ -43,6 +52,13 @@ pub(crate) type ConnId = u64;
 pub(crate) enum Outbound {
     /// A fully encoded frame (a reply).
     Frame(Bytes),
+    /// The reply to a stored private or group message: the connection now
+    /// has that room position without an echo of its own message.
+    Sent {
+        frame: Bytes,
+        room_id: u64,
+        seq: u64,
+    },
     /// An event not tied to a stored position (presence, lobby, shutdown):
     /// framed with the connection's next sequence number.
     Event(SharedEvent),
@@ -116,6 +132,8 @@ pub(crate) enum Op {
     Ack { conn_id: ConnId, ack: Ack },
     /// Tell every connection the server is stopping, then close them.
     Shutdown { reply: oneshot::Sender<()> },
+    /// Sent periodically so acknowledgements are written even when idle.
+    Tick,
 }
 
 /// What an `Attach` carries about the login.
@@ -145,21 +163,39 @@ struct Online {
     conns: Vec<ConnId>,
 }
 
+/// One thing a committed batch does for a connection.
+enum Item {
+    Send(Outbound),
+    Reply {
+        id: u64,
+        result: Result<Response, ErrorReply>,
+    },
+}
+
 /// What a batch does once (and only if) it commits.
 #[derive(Default)]
 struct Effects {
-    /// Queued deliveries, in order.
-    sends: Vec<(ConnId, Outbound)>,
-    /// Replies to requests: (connection, request id, result).
-    replies: Vec<(ConnId, u64, Result<Response, ErrorReply>)>,
+    /// Deliveries and replies in the order the batch produced them, so a
+    /// connection sees events and replies in the order they happened.
+    items: Vec<(ConnId, Item)>,
     /// Completions for callers waiting on a oneshot; called with `true`
     /// after a commit, `false` if the batch failed.
     completions: Vec<Box<dyn FnOnce(bool) + Send>>,
-    /// The connection whose request is being applied: lobby messages are
-    /// not echoed to it.
+    /// The connection whose request is being applied: its own messages are
+    /// not echoed back to it (its reply says they are stored).
     current_conn: Option<ConnId>,
     /// Connections registered by this batch, unregistered again if it fails.
     attached: Vec<ConnId>,
+}
+
+impl Effects {
+    fn send(&mut self, conn: ConnId, out: Outbound) {
+        self.items.push((conn, Item::Send(out)));
+    }
+
+    fn reply(&mut self, conn: ConnId, id: u64, result: Result<Response, ErrorReply>) {
+        self.items.push((conn, Item::Reply { id, result }));
+    }
 }
 
 /// The core thread's state.
@@ -169,8 +205,10 @@ pub(crate) struct Core {
     dir: Directory,
     conns: HashMap<ConnId, Conn>,
     online: HashMap<i64, Online>,
-    /// Cursor updates to write in the current transaction.
+    /// Cursor updates not yet written.
     dirty_cursors: HashMap<(i64, u64), u64>,
+    /// When cursors were last written.
+    cursors_flushed: std::time::Instant,
     /// Set by `Shutdown`: further writes are refused.
     closing: bool,
 }
@@ -207,6 +245,7 @@ impl Core {
             conns: HashMap::new(),
             online: HashMap::new(),
             dirty_cursors: HashMap::new(),
+            cursors_flushed: std::time::Instant::now(),
             closing: false,
         })
     }
@@ -252,18 +291,18 @@ impl Core {
                     Ok(dir) => self.dir = dir,
                     Err(e) => tracing::error!("cannot reload state: {e}"),
                 }
-                fx.sends.clear();
-                for (conn, id, _) in fx.replies.drain(..) {
-                    if let (Some(c), Some(frame)) = (
-                        self.conns.get(&conn),
-                        encode_reply(
-                            id,
-                            Err(err(
-                                ErrorCode::Internal,
-                                "storage failed; nothing was saved, try again",
-                            )),
-                        ),
-                    ) {
+                // Deliveries are dropped; every request gets an error.
+                for (conn, item) in std::mem::take(&mut fx.items) {
+                    let Item::Reply { id, .. } = item else {
+                        continue;
+                    };
+                    let failure = Err(err(
+                        ErrorCode::Internal,
+                        "storage failed; nothing was saved, try again",
+                    ));
+                    if let (Some(c), Some(frame)) =
+                        (self.conns.get(&conn), encode_reply(id, failure))
+                    {
                         let _ = c.handle.tx.try_send(Outbound::Frame(frame));
                     }
                 }
@@ -282,12 +321,31 @@ impl Core {
         for done in fx.completions {
             done(true);
         }
-        for (conn, id, result) in fx.replies {
-            if let Some(frame) = encode_reply(id, result) {
-                self.deliver(conn, Outbound::Frame(frame));
-            }
-        }
-        for (conn, out) in fx.sends {
+        for (conn, item) in fx.items {
+            let out = match item {
+                Item::Send(out) => out,
+                Item::Reply { id, result } => {
+                    // A stored message's reply also tells the writer that
+                    // this connection has its own message at that position.
+                    let stored = match &result {
+                        Ok(Response::Sent { room_id, seq, .. }) if *room_id != LOBBY_ROOM => {
+                            Some((*room_id, *seq))
+                        }
+                        _ => None,
+                    };
+                    let Some(frame) = encode_reply(id, result) else {
+                        continue;
+                    };
+                    match stored {
+                        Some((room_id, seq)) => Outbound::Sent {
+                            frame,
+                            room_id,
+                            seq,
+                        },
+                        None => Outbound::Frame(frame),
+                    }
+                }
+            };
             self.deliver(conn, out);
         }
     }
@@ -308,9 +366,13 @@ impl Core {
     }
 
     fn flush_cursors(&mut self) -> rusqlite::Result<()> {
-        if self.dirty_cursors.is_empty() {
+        let due = self.closing
+            || self.cursors_flushed.elapsed() >= CURSOR_FLUSH_INTERVAL
+            || self.dirty_cursors.len() >= MAX_DIRTY_CURSORS;
+        if self.dirty_cursors.is_empty() || !due {
             return Ok(());
         }
+        self.cursors_flushed = std::time::Instant::now();
         let mut stmt = self.db.prepare_cached(
             "INSERT INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
@@ -364,6 +426,7 @@ impl Core {
                 }));
             }
             Op::Detach { conn_id } => self.detach(conn_id, fx),
+            Op::Tick => {}
             Op::Ack { conn_id, ack } => self.ack(conn_id, ack),
             Op::Request {
                 conn_id,
@@ -378,7 +441,7 @@ impl Core {
                 let result = self.request(conn_id, user, &device, request, fx);
                 fx.current_conn = None;
                 let result = result?;
-                fx.replies.push((conn_id, req_id, result));
+                fx.reply(conn_id, req_id, result);
             }
             Op::Shutdown { reply } => {
                 self.closing = true;
@@ -390,8 +453,8 @@ impl Core {
                 };
                 if let Ok(shared) = SharedEvent::encode(&event) {
                     for id in self.conns.keys() {
-                        fx.sends.push((*id, Outbound::Event(shared.clone())));
-                        fx.sends.push((*id, Outbound::Close));
+                        fx.send(*id, Outbound::Event(shared.clone()));
+                        fx.send(*id, Outbound::Close);
                     }
                 }
                 fx.completions.push(Box::new(move |_| {
@@ -501,7 +564,7 @@ impl Core {
                 Some(conn_id),
             );
         }
-        fx.replies.push((
+        fx.reply(
             conn_id,
             req_id,
             Ok(Response::LoggedIn(sotto_proto::LoggedIn {
@@ -512,15 +575,15 @@ impl Core {
                 groups: self.dir.groups_of(user),
                 session_token,
             })),
-        ));
+        );
         let ranges = self.sync_ranges(user, device_key, status == Status::Dnd, |_| true);
-        fx.sends.push((
+        fx.send(
             conn_id,
             Outbound::Sync {
                 ranges,
                 caught_up: true,
             },
-        ));
+        );
         Ok(true)
     }
 
@@ -626,7 +689,7 @@ impl Core {
         match SharedEvent::encode(&body) {
             Ok(shared) => {
                 for id in self.conns.keys().filter(|id| Some(**id) != except) {
-                    fx.sends.push((*id, Outbound::Event(shared.clone())));
+                    fx.send(*id, Outbound::Event(shared.clone()));
                 }
             }
             Err(e) => tracing::error!("cannot encode event: {e}"),
@@ -679,9 +742,10 @@ impl Core {
         if room.kind == RoomKind::Lobby {
             let except = fx.current_conn;
             for id in self.conns.keys().filter(|id| Some(**id) != except) {
-                fx.sends.push((*id, Outbound::Event(shared.clone())));
+                fx.send(*id, Outbound::Event(shared.clone()));
             }
         } else {
+            let origin = fx.current_conn;
             for user in room.members.keys() {
                 let Some(online) = self.online.get(user) else {
                     continue;
@@ -690,15 +754,24 @@ impl Core {
                 {
                     continue;
                 }
-                for conn in &online.conns {
-                    fx.sends.push((
+                for conn in online.conns.iter().filter(|c| Some(**c) != origin) {
+                    fx.send(
                         *conn,
                         Outbound::Room {
                             room_id,
                             seq,
                             event: shared.clone(),
                         },
-                    ));
+                    );
+                }
+            }
+            // The sending device has its own message: move its cursor on if
+            // it had everything before it.
+            if let Some(conn) = origin.and_then(|c| self.conns.get(&c)) {
+                let key = (conn.device_key, room_id);
+                if self.dir.cursor(sender, conn.device_key, room_id) + 1 == seq {
+                    self.dir.cursors.insert(key, seq);
+                    self.dirty_cursors.insert(key, seq);
                 }
             }
         }

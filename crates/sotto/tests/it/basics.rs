@@ -240,3 +240,56 @@ async fn files_are_delivered_and_saved() {
     assert_eq!(name, "report.bin");
     assert_eq!(std::fs::read(saved).unwrap(), data);
 }
+
+#[tokio::test]
+async fn own_messages_reach_the_senders_other_devices_but_not_the_sending_one() {
+    use sotto_proto::{EventKind, Request, ServerFrame};
+    let server = TestServer::start().await;
+    let mut bob = server.client("bob").await;
+    let mut phone = server.client("alice").await;
+    let mut raw = crate::raw::Raw::login(server.addr, "alice").await;
+    let id = raw
+        .request(Request::SendDirect {
+            to: user("bob"),
+            payload: b"not a MessageBody".to_vec(),
+        })
+        .await;
+    // Bob gets it (undecodable as a body: the server does not care).
+    bob.expect("the envelope", |e| {
+        matches!(e, ClientEvent::Undecodable { .. }).then_some(())
+    })
+    .await;
+    // Alice's other device sees what she sent.
+    phone
+        .expect("the copy", |e| {
+            matches!(e, ClientEvent::Undecodable { .. }).then_some(())
+        })
+        .await;
+    // The sending connection gets its reply and no echo: the next room
+    // event it sees is bob's answer.
+    bob.client
+        .send_private(user("alice"), "answer")
+        .await
+        .unwrap();
+    let mut replied = false;
+    loop {
+        match raw.recv().await.expect("frames") {
+            ServerFrame::Reply { id: rid, result } if rid == id => {
+                assert!(result.is_ok());
+                replied = true;
+            }
+            ServerFrame::Event { body, .. } => {
+                if let EventKind::Room(event) = body.kind {
+                    assert_eq!(
+                        event.sender.as_str(),
+                        "bob",
+                        "no echo of alice's own message"
+                    );
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(replied);
+}
