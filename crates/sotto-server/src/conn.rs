@@ -1,12 +1,10 @@
 //! One client connection: TLS handshake, hello, login, then a reader loop
-//! that turns frames into core operations and a writer task that owns the
-//! socket's write half and drains the connection's bounded queue.
+//! that turns frames into core operations. The writing side is `writer.rs`.
 //!
 //! Anything the peer sends is untrusted. A malformed request gets an error
 //! reply; a framing error (oversize, unknown kind, truncated) or garbage
 //! before login closes this connection only.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,18 +15,17 @@ use sotto_proto::limits::{
     MAX_CLIENT_NAME_LEN, MAX_FRAME_LEN, MAX_HISTORY, MAX_PRELOGIN_FRAME_LEN,
 };
 use sotto_proto::{
-    ClientFrame, DecodeError, ErrorCode, ErrorReply, EventBody, EventKind, FrameDecoder,
-    FrameError, HelloOk, HelloReply, Login, PROTOCOL_VERSION, RawFrame, Request, Response,
-    ServerFrame, SharedEvent,
+    ClientFrame, DecodeError, ErrorCode, ErrorReply, FrameDecoder, FrameError, HelloOk, HelloReply,
+    Login, PROTOCOL_VERSION, RawFrame, Request, Response, ServerFrame,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Hasher, LoginLimiter};
-use crate::core::{ConnHandle, Op, Outbound, SyncRange, now_ms};
+use crate::core::{ConnHandle, Op, Outbound};
 use crate::store::{self, ReadPool};
 use crate::{Config, Registration};
 
@@ -36,12 +33,8 @@ use crate::{Config, Registration};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed from connect to a successful login.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
-/// Events read from the store per page when replaying a backlog.
-const SYNC_PAGE: usize = 256;
 /// Consecutive rate-limited requests after which the connection is closed.
 const MAX_STRIKES: u32 = 1000;
-/// Bytes buffered by the writer before it writes to the socket.
-const WRITE_CHUNK: usize = 64 * 1024;
 
 /// State every connection task shares.
 #[derive(Debug)]
@@ -126,7 +119,12 @@ pub(crate) async fn serve(
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(shared.config.outbound_queue);
     let cancel = CancellationToken::new();
-    let writer_task = tokio::spawn(write_loop(writer, rx, shared.store.clone(), cancel.clone()));
+    let writer_task = tokio::spawn(crate::writer::write_loop(
+        writer,
+        rx,
+        shared.store.clone(),
+        cancel.clone(),
+    ));
     let handle = ConnHandle {
         id,
         tx,
@@ -470,185 +468,5 @@ impl Connection {
                 "the server is shutting down",
             ))),
         }
-    }
-}
-
-/// Owns the write half: frames queued events with this connection's
-/// sequence numbers, replays backlogs from the store, and skips room events
-/// it has already sent.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut rx: mpsc::Receiver<Outbound>,
-    store: ReadPool,
-    cancel: CancellationToken,
-) {
-    let mut state = WriterState {
-        seq: 0,
-        delivered: HashMap::new(),
-        buf: BytesMut::with_capacity(4096),
-    };
-    loop {
-        let first = tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            msg = rx.recv() => msg,
-        };
-        let Some(mut msg) = first else { break };
-        let mut closing = false;
-        loop {
-            match msg {
-                Outbound::Close => closing = true,
-                other => {
-                    if let Err(e) = state.handle(other, &store, &mut writer).await {
-                        tracing::debug!("write failed: {e}");
-                        cancel.cancel();
-                        return;
-                    }
-                }
-            }
-            if closing || state.buf.len() >= WRITE_CHUNK {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(next) => msg = next,
-                Err(_) => break,
-            }
-        }
-        if state.flush(&mut writer).await.is_err() {
-            cancel.cancel();
-            return;
-        }
-        if closing {
-            break;
-        }
-    }
-    let _ = state.flush(&mut writer).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer.shutdown()).await;
-}
-
-/// What the writer remembers about this connection.
-#[derive(Debug)]
-struct WriterState {
-    /// Sequence number of the last event sent.
-    seq: u64,
-    /// Highest room position sent, per room.
-    delivered: HashMap<u64, u64>,
-    /// Frames not yet written.
-    buf: BytesMut,
-}
-
-impl WriterState {
-    fn push_event(&mut self, event: &SharedEvent) {
-        self.seq += 1;
-        if let Err(e) = sotto_proto::frame::write_event(&mut self.buf, self.seq, event) {
-            tracing::error!("cannot frame event: {e}");
-        }
-    }
-
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, writer: &mut W) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            writer.write_all(&self.buf).await?;
-            writer.flush().await?;
-            self.buf.clear();
-        }
-        Ok(())
-    }
-
-    async fn handle<W: AsyncWrite + Unpin>(
-        &mut self,
-        msg: Outbound,
-        store: &ReadPool,
-        writer: &mut W,
-    ) -> std::io::Result<()> {
-        match msg {
-            Outbound::Frame(frame) => self.buf.extend_from_slice(&frame),
-            Outbound::Sent {
-                frame,
-                room_id,
-                seq,
-            } => {
-                self.buf.extend_from_slice(&frame);
-                // Only when contiguous: an earlier event not yet sent here
-                // (held in dnd, say) must not be skipped.
-                if self
-                    .delivered
-                    .get(&room_id)
-                    .is_some_and(|last| *last + 1 == seq)
-                {
-                    self.delivered.insert(room_id, seq);
-                }
-            }
-            Outbound::Event(event) => self.push_event(&event),
-            Outbound::Room {
-                room_id,
-                seq,
-                event,
-            } => {
-                if let Some(last) = self.delivered.get(&room_id).copied() {
-                    if seq <= last {
-                        return Ok(());
-                    }
-                    if seq > last + 1 {
-                        self.replay(
-                            SyncRange {
-                                room_id,
-                                after: last,
-                                up_to: seq - 1,
-                            },
-                            store,
-                            writer,
-                        )
-                        .await?;
-                    }
-                }
-                self.push_event(&event);
-                self.delivered.insert(room_id, seq);
-            }
-            Outbound::Sync { ranges, caught_up } => {
-                for range in ranges {
-                    self.replay(range, store, writer).await?;
-                }
-                if caught_up {
-                    let body = EventBody {
-                        ts: now_ms(),
-                        kind: EventKind::CaughtUp,
-                    };
-                    if let Ok(event) = SharedEvent::encode(&body) {
-                        self.push_event(&event);
-                    }
-                }
-            }
-            Outbound::Close => {}
-        }
-        Ok(())
-    }
-
-    /// Sends stored events of `range` not yet sent on this connection.
-    async fn replay<W: AsyncWrite + Unpin>(
-        &mut self,
-        range: SyncRange,
-        store: &ReadPool,
-        writer: &mut W,
-    ) -> std::io::Result<()> {
-        let mut after = range
-            .after
-            .max(self.delivered.get(&range.room_id).copied().unwrap_or(0));
-        while after < range.up_to {
-            let (room, up_to) = (range.room_id, range.up_to);
-            let page = store
-                .run(move |db| store::events_range(db, room, after, up_to, SYNC_PAGE))
-                .await
-                .map_err(|e| std::io::Error::other(format!("backlog read failed: {e:#}")))?;
-            let Some(last) = page.last().map(|(seq, _)| *seq) else {
-                break;
-            };
-            for (_, event) in &page {
-                self.push_event(event);
-            }
-            after = last;
-            self.delivered.insert(room, last);
-            self.flush(writer).await?;
-        }
-        Ok(())
     }
 }

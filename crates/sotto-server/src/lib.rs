@@ -17,6 +17,7 @@ mod core;
 mod login;
 pub mod store;
 pub mod tls;
+mod writer;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,0 +1,247 @@
+//! Sessions in the core: registering accounts, attaching and detaching
+//! connections (presence), acknowledgements, and who is online.
+
+use rusqlite::params;
+use sotto_proto::{
+    Ack, ErrorCode, ErrorReply, EventBody, EventKind, PresenceChange, Response, SharedEvent,
+    Status, Username,
+};
+
+use super::{
+    AttachLogin, Conn, ConnHandle, ConnId, Core, Effects, Online, Outbound, SyncRange,
+    encode_reply, err, now_ms, state,
+};
+use crate::store::RoomKind;
+
+impl Core {
+    pub(super) fn register(
+        &mut self,
+        name: Username,
+        pw_hash: &str,
+    ) -> rusqlite::Result<Result<i64, ErrorReply>> {
+        if self.closing {
+            return Ok(Err(err(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )));
+        }
+        if self.dir.user_ids.contains_key(&name) {
+            return Ok(Err(err(
+                ErrorCode::UsernameTaken,
+                format!("the name '{name}' is taken; choose another"),
+            )));
+        }
+        self.db.execute(
+            "INSERT INTO users (name, pw_hash, created_at) VALUES (?1, ?2, ?3)",
+            params![name.as_str(), pw_hash, now_ms()],
+        )?;
+        let id = self.db.last_insert_rowid();
+        self.dir.user_ids.insert(name.clone(), id);
+        self.dir.user_names.insert(id, name);
+        Ok(Ok(id))
+    }
+
+    pub(super) fn attach(
+        &mut self,
+        conn: ConnHandle,
+        login: AttachLogin,
+        fx: &mut Effects,
+    ) -> anyhow::Result<bool> {
+        let AttachLogin {
+            user,
+            device,
+            registered,
+            session_token,
+            token_hash,
+            req_id,
+        } = login;
+        let refusal = match self.dir.user_names.get(&user) {
+            _ if self.closing => Some(err(ErrorCode::ShuttingDown, "the server is shutting down")),
+            None => Some(err(ErrorCode::Internal, "the account vanished; try again")),
+            Some(_) => None,
+        };
+        if let Some(refusal) = refusal {
+            // Not registered, so answered directly; nothing to commit.
+            if let Some(frame) = encode_reply(req_id, Err(refusal)) {
+                let _ = conn.tx.try_send(Outbound::Frame(frame));
+            }
+            return Ok(false);
+        }
+        let name = self.name(user)?;
+        let device_key = match self.dir.device_keys.get(&(user, device.clone())) {
+            Some(key) => *key,
+            None => {
+                self.db.execute(
+                    "INSERT INTO devices (user_id, device, created_at) VALUES (?1, ?2, ?3)",
+                    params![user, device.as_str(), now_ms()],
+                )?;
+                let key = self.db.last_insert_rowid();
+                self.dir.device_keys.insert((user, device.clone()), key);
+                self.dir.user_devices.entry(user).or_default().push(key);
+                key
+            }
+        };
+        if let Some(hash) = token_hash {
+            self.db
+                .prepare_cached("UPDATE devices SET token_hash = ?1 WHERE id = ?2")?
+                .execute(params![&hash[..], device_key])?;
+        }
+        let conn_id = conn.id;
+        self.conns.insert(
+            conn_id,
+            Conn {
+                user,
+                device_key,
+                device: device.clone(),
+                handle: conn,
+            },
+        );
+        fx.attached.push(conn_id);
+        let online = self.online.entry(user).or_insert_with(|| Online {
+            status: Status::Normal,
+            conns: Vec::new(),
+        });
+        online.conns.push(conn_id);
+        let status = online.status;
+        if online.conns.len() == 1 {
+            self.broadcast(
+                fx,
+                EventKind::Presence {
+                    user: name.clone(),
+                    change: PresenceChange::Online(status),
+                },
+                Some(conn_id),
+            );
+        }
+        fx.reply(
+            conn_id,
+            req_id,
+            Ok(Response::LoggedIn(sotto_proto::LoggedIn {
+                user: name,
+                device_id: device,
+                registered,
+                online: self.names(),
+                groups: self.dir.groups_of(user),
+                session_token,
+            })),
+        );
+        let ranges = self.sync_ranges(user, device_key, status == Status::Dnd, |_| true);
+        fx.send(
+            conn_id,
+            Outbound::Sync {
+                ranges,
+                caught_up: true,
+            },
+        );
+        Ok(true)
+    }
+
+    /// Ranges of stored events `device` has not acknowledged, for the rooms
+    /// `filter` selects; direct rooms are held back while in dnd.
+    pub(super) fn sync_ranges(
+        &self,
+        user: i64,
+        device_key: i64,
+        dnd: bool,
+        filter: impl Fn(&state::Room) -> bool,
+    ) -> Vec<SyncRange> {
+        let mut ranges: Vec<SyncRange> = self
+            .dir
+            .user_rooms
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|room_id| {
+                let room = self.dir.rooms.get(room_id)?;
+                if (dnd && room.kind == RoomKind::Direct) || !filter(room) {
+                    return None;
+                }
+                let after = self.dir.cursor(user, device_key, *room_id);
+                (room.last_seq > after).then_some(SyncRange {
+                    room_id: *room_id,
+                    after,
+                    up_to: room.last_seq,
+                })
+            })
+            .collect();
+        ranges.sort_by_key(|r| r.room_id);
+        ranges
+    }
+
+    pub(super) fn detach(&mut self, conn_id: ConnId, fx: &mut Effects) {
+        let Some(conn) = self.conns.remove(&conn_id) else {
+            return;
+        };
+        let Some(online) = self.online.get_mut(&conn.user) else {
+            return;
+        };
+        online.conns.retain(|c| *c != conn_id);
+        if online.conns.is_empty() {
+            self.online.remove(&conn.user);
+            if let Some(name) = self.dir.user_names.get(&conn.user).cloned() {
+                self.broadcast(
+                    fx,
+                    EventKind::Presence {
+                        user: name,
+                        change: PresenceChange::Offline,
+                    },
+                    None,
+                );
+            }
+        }
+    }
+
+    pub(super) fn ack(&mut self, conn_id: ConnId, ack: Ack) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let is_member = self
+            .dir
+            .user_rooms
+            .get(&conn.user)
+            .is_some_and(|rooms| rooms.contains(&ack.room_id));
+        let Some(room) = self.dir.rooms.get(&ack.room_id).filter(|_| is_member) else {
+            return;
+        };
+        let seq = ack.seq.min(room.last_seq);
+        let key = (conn.device_key, ack.room_id);
+        if self
+            .dir
+            .cursors
+            .get(&key)
+            .is_none_or(|current| seq > *current)
+        {
+            self.dir.cursors.insert(key, seq);
+            self.dirty_cursors.insert(key, seq);
+        }
+    }
+
+    /// Online users and their status, by name.
+    pub(super) fn names(&self) -> Vec<sotto_proto::UserPresence> {
+        let mut users: Vec<sotto_proto::UserPresence> = self
+            .online
+            .iter()
+            .filter_map(|(id, online)| {
+                Some(sotto_proto::UserPresence {
+                    user: self.dir.user_names.get(id)?.clone(),
+                    status: online.status,
+                })
+            })
+            .collect();
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        users
+    }
+
+    /// Sends a non-stored event to every connection but `except`.
+    pub(super) fn broadcast(&self, fx: &mut Effects, kind: EventKind, except: Option<ConnId>) {
+        let body = EventBody { ts: now_ms(), kind };
+        match SharedEvent::encode(&body) {
+            Ok(shared) => {
+                for id in self.conns.keys().filter(|id| Some(**id) != except) {
+                    fx.send(*id, Outbound::Event(shared.clone()));
+                }
+            }
+            Err(e) => tracing::error!("cannot encode event: {e}"),
+        }
+    }
+}
