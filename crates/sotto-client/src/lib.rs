@@ -35,7 +35,7 @@ mod event;
 pub mod files;
 mod handshake;
 pub mod known_servers;
-mod tls;
+pub mod tls;
 
 use std::fmt;
 use std::path::PathBuf;

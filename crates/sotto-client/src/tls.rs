@@ -18,12 +18,12 @@ use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use sotto_crypto::Fingerprint;
 
 /// Where the verifier leaves the fingerprint of the certificate it saw.
-pub(crate) type FingerprintSlot = Arc<Mutex<Option<Fingerprint>>>;
+pub type FingerprintSlot = Arc<Mutex<Option<Fingerprint>>>;
 
 /// Accepts any certificate, records its fingerprint for pinning, and verifies
 /// TLS 1.3 handshake signatures.
 #[derive(Debug)]
-pub(crate) struct PinningVerifier {
+pub struct PinningVerifier {
     /// The provider's signature algorithms, used to check the handshake signature.
     algorithms: WebPkiSupportedAlgorithms,
     /// Shared with [`crate::connect`], which reads it after the handshake.
@@ -73,7 +73,7 @@ impl ServerCertVerifier for PinningVerifier {
 
 /// A TLS 1.3 client config with the pinning verifier, and the slot the
 /// verifier will write the server's fingerprint into.
-pub(crate) fn client_config() -> Result<(Arc<ClientConfig>, FingerprintSlot), rustls::Error> {
+pub fn client_config() -> Result<(Arc<ClientConfig>, FingerprintSlot), rustls::Error> {
     let provider = rustls::crypto::ring::default_provider();
     let slot = FingerprintSlot::default();
     let verifier = PinningVerifier {
@@ -92,7 +92,7 @@ pub(crate) fn client_config() -> Result<(Arc<ClientConfig>, FingerprintSlot), ru
 /// placeholder (the name is not verified either way). The error case cannot
 /// happen, since the placeholder is a valid name, but is reported rather
 /// than unwrapped.
-pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, InvalidDnsNameError> {
+pub fn server_name(host: &str) -> Result<ServerName<'static>, InvalidDnsNameError> {
     ServerName::try_from(host.to_owned()).or_else(|_| ServerName::try_from("sotto.invalid"))
 }
 

@@ -33,6 +33,8 @@ use crate::{Config, Registration};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed from connect to a successful login.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Read buffer capacity kept while the connection is idle.
+const IDLE_BUFFER_MAX: usize = 16 * 1024;
 /// Consecutive rate-limited requests after which the connection is closed.
 const MAX_STRIKES: u32 = 1000;
 
@@ -71,9 +73,13 @@ async fn read_frame<R: AsyncRead + Unpin>(
         if let Some(frame) = decoder.decode(buf)? {
             return Ok(Some(frame));
         }
+        if buf.is_empty() && buf.capacity() > IDLE_BUFFER_MAX {
+            // Give a big frame's memory back instead of holding it while idle.
+            *buf = BytesMut::new();
+        }
         let want = decoder
             .needed(buf)
-            .map_or(4096, |n| n.saturating_sub(buf.len()));
+            .map_or(1024, |n| n.saturating_sub(buf.len()));
         buf.reserve(want.clamp(1024, 64 * 1024));
         if reader.read_buf(buf).await? == 0 {
             return if buf.is_empty() {
@@ -220,7 +226,7 @@ impl Connection {
     }
 
     async fn read_loop<R: AsyncRead + Unpin>(&mut self, mut reader: R) -> Result<(), ReadError> {
-        let mut buf = BytesMut::with_capacity(1024);
+        let mut buf = BytesMut::new();
         let mut decoder = FrameDecoder::new(MAX_PRELOGIN_FRAME_LEN);
         let deadline = Instant::now() + LOGIN_TIMEOUT;
 

@@ -12,6 +12,9 @@
 //! bounded queues; each connection's writer task drains its queue.
 
 mod auth;
+/// For the benchmarks in `benches/` only; not part of the API.
+#[doc(hidden)]
+pub mod bench_api;
 mod conn;
 mod core;
 mod login;

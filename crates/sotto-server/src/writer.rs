@@ -33,7 +33,7 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     let mut state = WriterState {
         seq: 0,
         delivered: HashMap::new(),
-        buf: BytesMut::with_capacity(4096),
+        buf: BytesMut::new(),
     };
     loop {
         let first = tokio::select! {
@@ -98,6 +98,10 @@ impl WriterState {
             writer.write_all(&self.buf).await?;
             writer.flush().await?;
             self.buf.clear();
+            if self.buf.capacity() > 4 * WRITE_CHUNK {
+                // A big backlog or file went out: do not keep its buffer.
+                self.buf = BytesMut::new();
+            }
         }
         Ok(())
     }

@@ -16,6 +16,16 @@ use crate::store::{LOBBY_ROOM, RoomKind};
 
 type Reply = Result<Response, ErrorReply>;
 
+/// Unwraps a validation result, or makes its error the request's reply.
+macro_rules! check {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
 impl Core {
     /// Handles one request of a logged-in connection. The outer error is a
     /// storage failure (the batch is rejected); the inner one is the reply.
@@ -59,9 +69,7 @@ impl Core {
                 Ok(Err(err(ErrorCode::Internal, "history is not served here")))
             }
             Request::SendLobby { text } => {
-                if let Err(e) = check_text(&text) {
-                    return Ok(Err(e));
-                }
+                check!(check_text(&text));
                 let (seq, ts) = self.append(fx, LOBBY_ROOM, user, RoomContent::Text { text })?;
                 Ok(Ok(Response::Sent {
                     room_id: LOBBY_ROOM,
@@ -74,13 +82,8 @@ impl Core {
                 self.send_direct(conn_id, user, device, to, payload, fx)
             }
             Request::SendGroup { group, payload } => {
-                if let Err(e) = check_payload(&payload) {
-                    return Ok(Err(e));
-                }
-                let room_id = match self.member_group(&group, user) {
-                    Ok(room) => room,
-                    Err(e) => return Ok(Err(e)),
-                };
+                check!(check_payload(&payload));
+                let room_id = check!(self.member_group(&group, user));
                 let content = RoomContent::Envelope {
                     device: device.clone(),
                     payload,
@@ -158,13 +161,8 @@ impl Core {
         payload: Vec<u8>,
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
-        if let Err(e) = check_payload(&payload) {
-            return Ok(Err(e));
-        }
-        let peer = match self.user_id(&to) {
-            Ok(peer) => peer,
-            Err(e) => return Ok(Err(e)),
-        };
+        check!(check_payload(&payload));
+        let peer = check!(self.user_id(&to));
         if peer == user {
             return Ok(Err(err(
                 ErrorCode::Invalid,
@@ -375,10 +373,7 @@ impl Core {
                 format!("a group named {group} already exists"),
             )));
         }
-        let mut resolved = match self.resolve(&members) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
+        let mut resolved = check!(self.resolve(&members));
         resolved.retain(|(id, _)| *id != user);
         if resolved.len() + 1 > MAX_GROUP_MEMBERS {
             return Ok(Err(err(
@@ -427,14 +422,8 @@ impl Core {
         members: Vec<Username>,
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
-        let room_id = match self.owned_group(&group, user) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        let resolved = match self.resolve(&members) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
+        let room_id = check!(self.owned_group(&group, user));
+        let resolved = check!(self.resolve(&members));
         let room = &self.dir.rooms[&room_id];
         let new: Vec<(i64, Username)> = resolved
             .into_iter()
@@ -474,14 +463,8 @@ impl Core {
         members: Vec<Username>,
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
-        let room_id = match self.owned_group(&group, user) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
-        let resolved = match self.resolve(&members) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
+        let room_id = check!(self.owned_group(&group, user));
+        let resolved = check!(self.resolve(&members));
         for (id, name) in &resolved {
             if *id == user {
                 return Ok(Err(err(
@@ -525,10 +508,7 @@ impl Core {
         group: GroupName,
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
-        let room_id = match self.member_group(&group, user) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
+        let room_id = check!(self.member_group(&group, user));
         let room = &self.dir.rooms[&room_id];
         let remaining: Vec<i64> = room
             .members_in_order()
@@ -573,10 +553,7 @@ impl Core {
         group: GroupName,
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
-        let room_id = match self.owned_group(&group, user) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e)),
-        };
+        let room_id = check!(self.owned_group(&group, user));
         let members = self.dir.rooms[&room_id].members_in_order();
         self.delete_group(room_id, &group)?;
         for member in members {

@@ -1,12 +1,9 @@
 //! A raw TLS protocol peer for sending exactly the bytes a test wants.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::BytesMut;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use sotto_proto::{
     ClientFrame, Credential, DeviceId, FrameDecoder, Hello, HelloReply, Login, PROTOCOL_VERSION,
     Password, Request, ServerFrame, Username,
@@ -16,42 +13,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
-
-/// Accepts the test server's self-signed certificate (signatures still checked).
-#[derive(Debug)]
-struct AnyCert(rustls::crypto::WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &CertificateDer<'_>,
-        _: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("tls12".into()))
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
 
 pub struct Raw {
     stream: TlsStream<TcpStream>,
@@ -67,20 +28,15 @@ impl Raw {
     /// Connects with an optional small receive buffer (a client that will
     /// stop reading should not hide megabytes in its kernel buffer).
     pub async fn connect_with(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
-        let provider = rustls::crypto::ring::default_provider();
-        let verifier = AnyCert(provider.signature_verification_algorithms);
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+        // The client library's verifier: any certificate (recorded, not
+        // pinned here), TLS 1.3 handshake signatures checked.
+        let (config, _seen) = sotto_client::tls::client_config().unwrap();
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
         }
         let tcp = socket.connect(addr).await.unwrap();
-        let stream = TlsConnector::from(Arc::new(config))
+        let stream = TlsConnector::from(config)
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .unwrap();
