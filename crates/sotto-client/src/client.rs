@@ -294,10 +294,12 @@ impl Client {
         }
     }
 
-    /// Users online and their status.
-    pub async fn names(&self) -> Result<Vec<UserPresence>, ClientError> {
+    /// Users online and their status (the first
+    /// [`sotto_proto::limits::MAX_LISTED_USERS`] by name), and how many are
+    /// online in all.
+    pub async fn names(&self) -> Result<(Vec<UserPresence>, u32), ClientError> {
         match self.request(Request::Names).await? {
-            Response::Names { users } => Ok(users),
+            Response::Names { users, total } => Ok((users, total)),
             other => Err(unexpected("names", &other)),
         }
     }

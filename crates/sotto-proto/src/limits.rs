@@ -38,3 +38,9 @@ pub const MAX_HISTORY: u32 = 1000;
 
 /// Longest client name in the hello frame.
 pub const MAX_CLIENT_NAME_LEN: usize = 128;
+
+/// Most users listed in a `Names` reply or a `LoggedIn` (the total is given).
+pub const MAX_LISTED_USERS: usize = 1000;
+
+/// Most members listed per group in `LoggedIn` (the count is given).
+pub const MAX_LISTED_MEMBERS: usize = 100;

@@ -243,8 +243,12 @@ pub enum Response {
     },
     /// The request succeeded and has nothing to return.
     Done,
-    /// Online users.
-    Names { users: Vec<UserPresence> },
+    /// Online users by name, at most [`crate::limits::MAX_LISTED_USERS`];
+    /// `total` counts them all.
+    Names {
+        users: Vec<UserPresence>,
+        total: u32,
+    },
     /// The sender's status.
     Status { status: Status },
     /// One group (after create/add/kick).
@@ -264,8 +268,11 @@ pub struct LoggedIn {
     pub device_id: DeviceId,
     /// The account was created by this login.
     pub registered: bool,
-    /// Users online now, including this one.
+    /// Users online now, including this one, at most
+    /// [`crate::limits::MAX_LISTED_USERS`].
     pub online: Vec<UserPresence>,
+    /// How many users are online.
+    pub online_total: u32,
     /// Groups this user belongs to.
     pub groups: Vec<GroupInfo>,
     /// A token this device can log in with instead of the password
@@ -298,7 +305,11 @@ pub struct GroupInfo {
     pub name: GroupName,
     pub room_id: u64,
     pub owner: Username,
+    /// Members in join order; in `LoggedIn` at most
+    /// [`crate::limits::MAX_LISTED_MEMBERS`] of them (see `member_count`).
     pub members: Vec<Username>,
+    /// How many members the group has.
+    pub member_count: u32,
 }
 
 /// A failed request: a stable machine-readable code and a one-line message.

@@ -24,11 +24,14 @@ pub use crate::auth::{Hasher, MAX_CONCURRENT_HASHES};
 /// Name of the group a [`Router`] sends to.
 const GROUP: &str = "bench";
 
-/// A core thread with `members` logged-in, in-process connections that all
-/// belong to one group, for measuring the cost of routing group messages.
+/// A core thread with one sender and `recipients` other logged-in,
+/// in-process connections, all in one group, for measuring the cost of
+/// routing group messages.
 ///
 /// Each member is a user with one connection whose outgoing queue is read
-/// here instead of by a writer task. Member 0 sends.
+/// here instead of by a writer task. Member 0 sends; the sending connection
+/// gets no copy of its own message, so each message makes `recipients`
+/// deliveries.
 #[derive(Debug)]
 pub struct Router {
     /// The core's operation queue; dropping it stops the core.
@@ -51,14 +54,15 @@ pub struct Router {
 
 impl Router {
     /// Opens (creating) the database in `data_dir`, starts the core thread,
-    /// registers and logs in `members` users, and has member 0 create a
-    /// group holding all of them. `queue` is each connection's outgoing
-    /// queue capacity; it must hold the setup's presence events (about
-    /// `members`) and one measured batch.
-    pub fn start(data_dir: &Path, members: usize, queue: usize) -> anyhow::Result<Self> {
-        anyhow::ensure!(members >= 1, "a group needs a member");
+    /// registers and logs in a sender and `recipients` users, and has the
+    /// sender create a group holding all of them. `queue` is each
+    /// connection's outgoing queue capacity; it must hold the setup's
+    /// presence events (one per member) and one measured burst.
+    pub fn start(data_dir: &Path, recipients: usize, queue: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(recipients >= 1, "a group message needs a recipient");
+        let members = recipients + 1;
         let db = store::open_writer(&store::db_path(data_dir)).context("opening the database")?;
-        let core = Core::new(db)?;
+        let core = Core::new(db, 1000)?;
         let (ops, rx) = mpsc::channel(65_536);
         let thread = std::thread::Builder::new()
             .name("sotto-core".into())
@@ -131,10 +135,10 @@ impl Router {
             },
         })?;
         // Creating the group appends `GroupCreated` at seq 1 of the new room,
-        // delivered to every member: wait for it everywhere.
+        // delivered to every member but the creator: wait for it everywhere.
         router.last_seq = 1;
-        router.room_id = router.wait_room_seq(0, |room_id| room_id != 0)?;
-        for member in 1..members {
+        router.room_id = router.wait_room_seq(1, |room_id| room_id != store::LOBBY_ROOM)?;
+        for member in 2..members {
             let room_id = router.room_id;
             router.wait_room_seq(member, |r| r == room_id)?;
         }
@@ -142,8 +146,8 @@ impl Router {
     }
 
     /// Member 0 sends `messages` group messages of `payload_len` bytes
-    /// back to back; returns once every member's queue has received all of
-    /// them (each was committed first, as always).
+    /// back to back; returns once every recipient's queue has received all
+    /// of them (each was committed first, as always).
     pub fn send_group(&mut self, messages: usize, payload_len: usize) -> anyhow::Result<()> {
         for _ in 0..messages {
             let req_id = self.next_request();
@@ -158,15 +162,15 @@ impl Router {
         }
         self.last_seq += messages as u64;
         let room_id = self.room_id;
-        for member in 0..self.queues.len() {
+        for member in 1..self.queues.len() {
             self.wait_room_seq(member, |r| r == room_id)?;
         }
         Ok(())
     }
 
-    /// Members in the group.
-    pub fn members(&self) -> usize {
-        self.queues.len()
+    /// Deliveries each message makes: the members other than the sender.
+    pub fn recipients(&self) -> usize {
+        self.queues.len() - 1
     }
 
     fn next_request(&mut self) -> u64 {

@@ -69,6 +69,10 @@ pub struct Config {
     pub requests_per_second: u32,
     /// Requests a connection may send in a burst above the sustained rate.
     pub request_burst: u32,
+    /// Above this many users online, joins, leaves and status changes are
+    /// no longer broadcast to everyone (each would cost one delivery per
+    /// connection); `Names` still lists who is online.
+    pub presence_limit: usize,
 }
 
 impl Config {
@@ -83,6 +87,7 @@ impl Config {
             outbound_queue: 1024,
             requests_per_second: 1000,
             request_burst: 2000,
+            presence_limit: 1000,
         }
     }
 
@@ -126,7 +131,7 @@ pub async fn run(
     let db_path = store::db_path(&config.data_dir);
     let db =
         store::open_writer(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
-    let core = core::Core::new(db).context("loading state")?;
+    let core = core::Core::new(db, config.presence_limit).context("loading state")?;
     let (core_tx, core_rx) = mpsc::channel(65_536);
     let core_thread = std::thread::Builder::new()
         .name("sotto-core".into())

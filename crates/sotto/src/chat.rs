@@ -209,7 +209,10 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
                 let opened = client.open_sealed(id, key).await?;
                 out.opened(id, &opened.from, &opened.text);
             }
-            Command::Names => out.names(&client.names().await?),
+            Command::Names => {
+                let (users, total) = client.names().await?;
+                out.names(&users, total);
+            }
             Command::ShowStatus => out.status(client.status().await?),
             Command::SetStatus(status) => {
                 client.set_status(status).await?;

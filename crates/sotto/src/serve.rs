@@ -18,7 +18,7 @@ use tokio::io::AsyncBufReadExt;
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, server_password_file,
     /// registration, cert, key, max_connections, requests_per_second,
-    /// request_burst, outbound_queue, debug.
+    /// request_burst, outbound_queue, presence_limit, debug.
     #[arg(long, env = "SOTTO_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7443].
@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// and is disconnected [default: 1024].
     #[arg(long, env = "SOTTO_OUTBOUND_QUEUE")]
     outbound_queue: Option<usize>,
+    /// Above this many users online, joins, leaves and status changes are
+    /// not broadcast to everyone [default: 1000].
+    #[arg(long, env = "SOTTO_PRESENCE_LIMIT")]
+    presence_limit: Option<usize>,
     /// Verbose logs (never message contents or passwords).
     #[arg(long, env = "SOTTO_DEBUG")]
     debug: bool,
@@ -79,6 +83,7 @@ struct FileConfig {
     requests_per_second: Option<u32>,
     request_burst: Option<u32>,
     outbound_queue: Option<usize>,
+    presence_limit: Option<usize>,
     debug: Option<bool>,
 }
 
@@ -142,11 +147,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(queue) = args.outbound_queue.or(file.outbound_queue) {
         config.outbound_queue = queue.max(1);
     }
+    if let Some(limit) = args.presence_limit.or(file.presence_limit) {
+        config.presence_limit = limit;
+    }
 
+    // Each client is a file descriptor: use all the process may have.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!("open file limit: {limit}"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
     let identity = sotto_server::prepare(&config)?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     println!("Sotto server listening on {local} (TLS 1.3)");
     println!("Data dir: {}", config.data_dir.display());
@@ -159,6 +170,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     sotto_server::run(listener, config, shutdown_signal()).await?;
     println!("Sotto server stopped.");
     Ok(())
+}
+
+/// Pending connections the kernel queues before `accept`: a burst of
+/// thousands of clients connecting at once must not overflow it (the
+/// default of 128 turns into SYN retries of 1, 3 and 7 seconds).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Completes on SIGINT, SIGTERM, or `q`/`Q` typed on standard input.

@@ -56,13 +56,14 @@ impl Core {
             Request::Ping => Ok(Ok(Response::Pong)),
             Request::Names => Ok(Ok(Response::Names {
                 users: self.names(),
+                total: self.online_total(),
             })),
             Request::GetStatus => Ok(Ok(Response::Status {
                 status: self.online.get(&user).map_or(Status::Normal, |o| o.status),
             })),
             Request::SetStatus { status } => Ok(self.set_status(user, status, fx)),
             Request::GroupList => Ok(Ok(Response::Groups {
-                groups: self.dir.groups_of(user),
+                groups: self.dir.groups_of(user, usize::MAX),
             })),
             // History is read by the connection task from the store.
             Request::History { .. } => {
@@ -112,7 +113,7 @@ impl Core {
         online.status = status;
         let conns = online.conns.clone();
         if let Some(name) = self.dir.user_names.get(&user).cloned() {
-            self.broadcast(
+            self.announce(
                 fx,
                 EventKind::Presence {
                     user: name,
@@ -410,7 +411,7 @@ impl Core {
 
     fn group_reply(&self, room_id: u64) -> Reply {
         self.dir
-            .group_info(room_id)
+            .group_info(room_id, usize::MAX)
             .map(Response::Group)
             .ok_or_else(|| err(ErrorCode::Internal, "group vanished"))
     }

@@ -206,6 +206,11 @@ pub(crate) struct Core {
     dir: Directory,
     conns: HashMap<ConnId, Conn>,
     online: HashMap<i64, Online>,
+    /// Names of online users, sorted, for listing the first few cheaply.
+    online_names: std::collections::BTreeSet<Username>,
+    /// Above this many users online, presence changes are not broadcast:
+    /// each would cost one delivery per connection.
+    presence_limit: usize,
     /// Cursor updates not yet written.
     dirty_cursors: HashMap<(i64, u64), u64>,
     /// When cursors were last written.
@@ -238,13 +243,15 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
 
 impl Core {
     /// Loads state from `db`.
-    pub fn new(db: Connection) -> anyhow::Result<Self> {
+    pub fn new(db: Connection, presence_limit: usize) -> anyhow::Result<Self> {
         let dir = Directory::load(&db)?;
         Ok(Self {
             db,
             dir,
             conns: HashMap::new(),
             online: HashMap::new(),
+            online_names: std::collections::BTreeSet::new(),
+            presence_limit,
             dirty_cursors: HashMap::new(),
             cursors_flushed: std::time::Instant::now(),
             closing: false,

@@ -12,6 +12,7 @@ use super::{
     encode_reply, err, now_ms, state,
 };
 use crate::store::RoomKind;
+use sotto_proto::limits::{MAX_LISTED_MEMBERS, MAX_LISTED_USERS};
 
 impl Core {
     pub(super) fn register(
@@ -104,7 +105,8 @@ impl Core {
         online.conns.push(conn_id);
         let status = online.status;
         if online.conns.len() == 1 {
-            self.broadcast(
+            self.online_names.insert(name.clone());
+            self.announce(
                 fx,
                 EventKind::Presence {
                     user: name.clone(),
@@ -121,7 +123,8 @@ impl Core {
                 device_id: device,
                 registered,
                 online: self.names(),
-                groups: self.dir.groups_of(user),
+                online_total: self.online_total(),
+                groups: self.dir.groups_of(user, MAX_LISTED_MEMBERS),
                 session_token,
             })),
         );
@@ -179,7 +182,8 @@ impl Core {
         if online.conns.is_empty() {
             self.online.remove(&conn.user);
             if let Some(name) = self.dir.user_names.get(&conn.user).cloned() {
-                self.broadcast(
+                self.online_names.remove(&name);
+                self.announce(
                     fx,
                     EventKind::Presence {
                         user: name,
@@ -218,18 +222,29 @@ impl Core {
 
     /// Online users and their status, by name.
     pub(super) fn names(&self) -> Vec<sotto_proto::UserPresence> {
-        let mut users: Vec<sotto_proto::UserPresence> = self
-            .online
+        self.online_names
             .iter()
-            .filter_map(|(id, online)| {
+            .take(MAX_LISTED_USERS)
+            .filter_map(|name| {
+                let id = self.dir.user_ids.get(name)?;
                 Some(sotto_proto::UserPresence {
-                    user: self.dir.user_names.get(id)?.clone(),
-                    status: online.status,
+                    user: name.clone(),
+                    status: self.online.get(id)?.status,
                 })
             })
-            .collect();
-        users.sort_by(|a, b| a.user.cmp(&b.user));
-        users
+            .collect()
+    }
+
+    /// How many users are online.
+    pub(super) fn online_total(&self) -> u32 {
+        u32::try_from(self.online.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Broadcasts a presence change while few enough users are online.
+    pub(super) fn announce(&self, fx: &mut Effects, kind: EventKind, except: Option<ConnId>) {
+        if self.online.len() <= self.presence_limit {
+            self.broadcast(fx, kind, except);
+        }
     }
 
     /// Sends a non-stored event to every connection but `except`.

@@ -49,11 +49,20 @@ impl Room {
 
     /// Member ids in join order.
     pub fn members_in_order(&self) -> Vec<i64> {
+        self.first_members(usize::MAX)
+    }
+
+    /// The first `limit` member ids in join order, without sorting them all.
+    pub fn first_members(&self, limit: usize) -> Vec<i64> {
         let mut members: Vec<(i64, i64)> = self
             .members
             .iter()
             .map(|(id, m)| (m.position, *id))
             .collect();
+        if limit < members.len() {
+            members.select_nth_unstable(limit);
+            members.truncate(limit);
+        }
         members.sort_unstable();
         members.into_iter().map(|(_, id)| id).collect()
     }
@@ -245,8 +254,8 @@ impl Directory {
         others.unwrap_or(joined).max(joined)
     }
 
-    /// A group as its members see it.
-    pub fn group_info(&self, room_id: u64) -> Option<GroupInfo> {
+    /// A group as its members see it, listing at most `limit` members.
+    pub fn group_info(&self, room_id: u64, limit: usize) -> Option<GroupInfo> {
         let room = self.rooms.get(&room_id)?;
         let RoomRef::Group { name } = &room.reference else {
             return None;
@@ -257,21 +266,22 @@ impl Directory {
             room_id,
             owner,
             members: room
-                .members_in_order()
+                .first_members(limit)
                 .into_iter()
                 .filter_map(|id| self.user_names.get(&id).cloned())
                 .collect(),
+            member_count: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
         })
     }
 
-    /// The groups `user` belongs to, by name.
-    pub fn groups_of(&self, user: i64) -> Vec<GroupInfo> {
+    /// The groups `user` belongs to, by name, each listing at most `limit` members.
+    pub fn groups_of(&self, user: i64, limit: usize) -> Vec<GroupInfo> {
         let mut groups: Vec<GroupInfo> = self
             .user_rooms
             .get(&user)
             .into_iter()
             .flatten()
-            .filter_map(|room| self.group_info(*room))
+            .filter_map(|room| self.group_info(*room, limit))
             .collect();
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         groups

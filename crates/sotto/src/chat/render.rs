@@ -30,8 +30,18 @@ fn join(names: &[Username]) -> String {
         .join(", ")
 }
 
-fn status_word(status: Status) -> &'static str {
-    status.as_str()
+/// "alice (normal), bob (away)", and how many more are not listed.
+fn online_list(users: &[UserPresence], total: u32) -> String {
+    let mut text = users
+        .iter()
+        .map(|p| format!("{} ({})", p.user, p.status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = (total as usize).saturating_sub(users.len());
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    text
 }
 
 impl Renderer {
@@ -66,12 +76,10 @@ impl Renderer {
             "Connected to {server} as {}{how}. Type @help for commands.",
             session.user
         ));
-        let online: Vec<String> = session
-            .online
-            .iter()
-            .map(|p| format!("{} ({})", p.user, status_word(p.status)))
-            .collect();
-        self.line(&format!("Online: {}", online.join(", ")));
+        self.line(&format!(
+            "Online: {}",
+            online_list(&session.online, session.online_total)
+        ));
     }
 
     pub fn help(&self, text: &str) {
@@ -129,19 +137,15 @@ impl Renderer {
         }
     }
 
-    pub fn names(&self, users: &[UserPresence]) {
+    pub fn names(&self, users: &[UserPresence], total: u32) {
         if self.json {
             let users: Vec<Value> = users
                 .iter()
                 .map(|p| json!({"user": p.user.as_str(), "status": p.status.as_str()}))
                 .collect();
-            self.value(json!({"type": "names", "users": users}));
+            self.value(json!({"type": "names", "users": users, "total": total}));
         } else {
-            let list: Vec<String> = users
-                .iter()
-                .map(|p| format!("{} ({})", p.user, p.status.as_str()))
-                .collect();
-            self.line(&format!("Online: {}", list.join(", ")));
+            self.line(&format!("Online: {}", online_list(users, total)));
         }
     }
 

@@ -84,7 +84,8 @@ async fn names_and_presence() {
             _ => None,
         })
         .await;
-    let names = alice.client.names().await.unwrap();
+    let (names, total) = alice.client.names().await.unwrap();
+    assert_eq!(total, 2);
     let listed: Vec<(String, Status)> = names
         .iter()
         .map(|p| (p.user.to_string(), p.status))
@@ -107,8 +108,8 @@ async fn names_and_presence() {
             _ => None,
         })
         .await;
-    let names = alice.client.names().await.unwrap();
-    assert_eq!(names.len(), 1);
+    let (names, total) = alice.client.names().await.unwrap();
+    assert_eq!((names.len(), total), (1, 1));
 }
 
 #[tokio::test]
@@ -292,4 +293,33 @@ async fn own_messages_reach_the_senders_other_devices_but_not_the_sending_one() 
         }
     }
     assert!(replied);
+}
+
+#[tokio::test]
+async fn presence_is_not_broadcast_above_the_limit() {
+    let server = TestServer::start_with(|c| c.presence_limit = 2).await;
+    let mut alice = server.client("alice").await;
+    let bob = server.client("bob").await;
+    alice
+        .expect("bob joining", |e| match e {
+            ClientEvent::Presence { user, .. } if user.as_str() == "bob" => Some(()),
+            _ => None,
+        })
+        .await;
+    // A third user online is above the limit: nobody is told.
+    let carol = server.client("carol").await;
+    assert_eq!(carol.client.session().online_total, 3);
+    bob.client.send_lobby("marker").await.unwrap();
+    alice
+        .expect("the marker", |e| match e {
+            ClientEvent::Presence { user, .. } => {
+                panic!("presence of {user} broadcast above the limit")
+            }
+            ClientEvent::Lobby { text, .. } if text == "marker" => Some(()),
+            _ => None,
+        })
+        .await;
+    // Names still lists everyone.
+    let (names, total) = alice.client.names().await.unwrap();
+    assert_eq!((names.len(), total), (3, 3));
 }
