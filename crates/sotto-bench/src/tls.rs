@@ -1,0 +1,139 @@
+//! TLS 1.3 connections for the load generator.
+//!
+//! The bench measures servers, it does not authenticate them: it accepts any
+//! server certificate (Sotto's self-signed one, or the IRC servers' snakeoil
+//! certificates) without pinning. It still verifies the TLS 1.3 handshake
+//! signature, so the handshake costs what a real client's does.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A client's TLS stream.
+pub type Stream = TlsStream<TcpStream>;
+
+/// How long one TCP connect plus TLS handshake may take. Generous: a server
+/// with a short listen backlog drops SYNs under a connection storm, and the
+/// kernel retries them after 1, 3, 7, 15 and 31 s.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connections being set up at once per process. IRC servers have short
+/// listen backlogs (ngIRCd drops SYNs beyond a few dozen pending), so they
+/// get fewer; Sotto gets enough to keep both cores busy.
+pub fn connect_concurrency(irc: bool) -> usize {
+    if irc { 16 } else { 256 }
+}
+
+/// Everything needed to open connections to one server.
+#[derive(Clone)]
+pub struct Connector {
+    /// The server's address (loopback).
+    pub addr: SocketAddr,
+    /// Shared rustls config (TLS 1.3 only, ring).
+    tls: TlsConnector,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves `HOST[:PORT]` to a loopback address; the port defaults to
+/// Sotto's 7443 or IRC's TLS port 6697.
+pub fn resolve(server: &str, irc: bool) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    let default_port = if irc { 6697 } else { 7443 };
+    let with_port = if server.parse::<SocketAddr>().is_ok()
+        || server
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.contains(':') && p.parse::<u16>().is_ok())
+    {
+        server.to_owned()
+    } else {
+        format!("{server}:{default_port}")
+    };
+    let mut addrs = with_port
+        .to_socket_addrs()
+        .with_context(|| format!("resolving --server {server}"))?;
+    addrs
+        .find(|a| a.ip().is_loopback())
+        .with_context(|| format!("--server {server} is not a loopback address"))
+}
+
+impl Connector {
+    /// A connector for `addr`, which must be a loopback address.
+    pub fn new(addr: SocketAddr) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "the bench only runs against loopback servers, not {addr}"
+        );
+        // The client library's TLS 1.3 config; its verifier records the
+        // certificate (nobody pins it here) and checks handshake signatures.
+        let (config, _seen) = sotto_client::tls::client_config()?;
+        Ok(Self {
+            addr,
+            tls: TlsConnector::from(config),
+        })
+    }
+
+    /// Connects and completes the TLS handshake. `recv_buffer` sets a small
+    /// socket receive buffer (for the stalled client of `slow-consumer`).
+    pub async fn connect(&self, recv_buffer: Option<u32>) -> anyhow::Result<Stream> {
+        let socket = if self.addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .context("creating a socket")?;
+        if let Some(size) = recv_buffer {
+            socket
+                .set_recv_buffer_size(size)
+                .context("setting SO_RCVBUF")?;
+        }
+        let fut = async {
+            let tcp = socket
+                .connect(self.addr)
+                .await
+                .with_context(|| format!("connecting to {}", self.addr))?;
+            tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
+            let name = ServerName::IpAddress(self.addr.ip().into());
+            self.tls.connect(name, tcp).await.context("TLS handshake")
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
+            .await
+            .context("TCP connect + TLS handshake timed out")?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_loopback_only_with_default_ports() {
+        assert_eq!(
+            resolve("127.0.0.1:9000", false).unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        assert_eq!(resolve("127.0.0.1", false).unwrap().port(), 7443);
+        assert_eq!(resolve("127.0.0.1", true).unwrap().port(), 6697);
+        assert_eq!(resolve("[::1]:7000", false).unwrap().port(), 7000);
+        assert_eq!(resolve("::1", true).unwrap().port(), 6697);
+        assert!(resolve("localhost:7443", false).is_ok());
+        assert!(resolve("192.0.2.1:7443", false).is_err());
+    }
+
+    #[test]
+    fn connector_refuses_remote_servers() {
+        assert!(Connector::new("192.0.2.1:7443".parse().unwrap()).is_err());
+        assert!(Connector::new("127.0.0.1:7443".parse().unwrap()).is_ok());
+    }
+}
