@@ -401,6 +401,11 @@ async fn client(
     let irc_window = !sotto && window > 0;
     let mut ticker = tokio::time::interval(Duration::from_millis(2));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    // ngIRCd leaves TLS input it has already received unprocessed until more
+    // bytes arrive on the socket, so a sender waiting on a full window could
+    // stall: nudge it with a PING while the window stays full.
+    let mut keepalive = tokio::time::interval(IRC_KEEPALIVE);
+    keepalive.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut sending = target.is_some();
     let mut seq = 0u64;
     let mut inflight = 0u64;
@@ -527,6 +532,12 @@ async fn client(
                 }
                 session.flush().await?;
             }
+            _ = keepalive.tick(), if window_sem.is_some() => {
+                if window_sem.is_some_and(|sem| sem.available_permits() == 0) {
+                    session.queue_raw(b"PING :keepalive\r\n");
+                    session.flush().await?;
+                }
+            }
             _ = tokio::time::sleep_until(send_end), if sending => {}
             changed = phase.changed() => {
                 if changed.is_err() || *phase.borrow() == Phase::Stop {
@@ -538,6 +549,9 @@ async fn client(
     session.close().await;
     Ok(tally)
 }
+
+/// How often a blocked IRC window sender nudges the server.
+const IRC_KEEPALIVE: Duration = Duration::from_millis(20);
 
 /// Whether client `i` releases window slots of `sender` (IRC window mode).
 fn irc_window_observer(spec: &LoadSpec, irc: bool, i: usize, sender: usize) -> bool {
