@@ -22,6 +22,7 @@
 #   WINDOW    messages each sender keeps in flight (default 16)
 #   SIZE      message bytes (default 100)
 #   ONLY      space-separated scenario ids to run (default: all, see below)
+#   SERVERS   space-separated servers to run (default: sotto inspircd ngircd)
 #   SKIP_INSTALL=1  do not apt-get (the packages are already there)
 #   OUTPUT    the markdown file to write (default: BENCHMARKS.md at the root)
 
@@ -35,6 +36,7 @@ SENDERS=${SENDERS:-10}
 WINDOW=${WINDOW:-16}
 SIZE=${SIZE:-100}
 ONLY=${ONLY:-}
+SERVERS=${SERVERS:-sotto inspircd ngircd}
 OUTPUT=${OUTPUT:-$REPO/BENCHMARKS.md}
 
 SOTTO_ADDR=127.0.0.1:7443
@@ -149,6 +151,7 @@ run() {
     local id=$1 title=$2 label=$3 server=$4
     shift 5
     if [[ -n $ONLY && " $ONLY " != *" $id "* ]]; then return 0; fi
+    if [[ " $SERVERS " != *" $server "* ]]; then return 0; fi
     local tag="$id-$server-${label// /_}" addr protocol
     case $server in
         sotto) addr=$SOTTO_ADDR protocol=sotto ;;

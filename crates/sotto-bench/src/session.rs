@@ -65,8 +65,12 @@ enum ProtoState {
         decoder: FrameDecoder,
         /// Next request id (ids start at 1; 0 is the server's).
         next_id: u64,
-        /// Highest room sequence seen per non-lobby room since the last flush.
+        /// Highest room sequence seen per non-lobby room since acks were
+        /// last written.
         acks: Vec<(u64, u64)>,
+        /// When acks were last written: like the client library, the bench
+        /// acknowledges at most every `ACK_INTERVAL`.
+        acked_at: std::time::Instant,
     },
     Irc(IrcState),
 }
@@ -101,6 +105,7 @@ impl Session {
                 decoder: FrameDecoder::default(),
                 next_id: 1,
                 acks: Vec::new(),
+                acked_at: std::time::Instant::now(),
             },
         )
     }
@@ -213,7 +218,10 @@ impl Session {
 
     /// Writes pending acks and queued bytes.
     pub async fn flush(&mut self) -> anyhow::Result<()> {
-        if let ProtoState::Sotto { acks, .. } = &mut self.proto {
+        if let ProtoState::Sotto { acks, acked_at, .. } = &mut self.proto
+            && acked_at.elapsed() >= sotto_proto::limits::ACK_INTERVAL
+        {
+            *acked_at = std::time::Instant::now();
             for (room_id, seq) in acks.drain(..) {
                 ClientFrame::Ack(Ack { room_id, seq }).encode(&mut self.wbuf)?;
             }

@@ -44,3 +44,8 @@ pub const MAX_LISTED_USERS: usize = 1000;
 
 /// Most members listed per group in `LoggedIn` (the count is given).
 pub const MAX_LISTED_MEMBERS: usize = 100;
+
+/// Clients need not acknowledge more often than this: the server writes
+/// acknowledged positions to disk about once a second anyway, and every
+/// ack costs the server a frame to decrypt and decode.
+pub const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);

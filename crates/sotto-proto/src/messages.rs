@@ -268,8 +268,8 @@ pub struct LoggedIn {
     pub device_id: DeviceId,
     /// The account was created by this login.
     pub registered: bool,
-    /// Users online now, including this one, at most
-    /// [`crate::limits::MAX_LISTED_USERS`].
+    /// Users online now, including this one, the first
+    /// [`crate::limits::MAX_LISTED_MEMBERS`] by name (`Names` lists more).
     pub online: Vec<UserPresence>,
     /// How many users are online.
     pub online_total: u32,

@@ -5,6 +5,7 @@
 //! reply; a framing error (oversize, unknown kind, truncated) or garbage
 //! before login closes this connection only.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +16,8 @@ use sotto_proto::limits::{
     MAX_CLIENT_NAME_LEN, MAX_FRAME_LEN, MAX_HISTORY, MAX_PRELOGIN_FRAME_LEN,
 };
 use sotto_proto::{
-    ClientFrame, DecodeError, ErrorCode, ErrorReply, FrameDecoder, FrameError, HelloOk, HelloReply,
-    Login, PROTOCOL_VERSION, RawFrame, Request, Response, ServerFrame,
+    Ack, ClientFrame, DecodeError, ErrorCode, ErrorReply, FrameDecoder, FrameError, HelloOk,
+    HelloReply, Login, PROTOCOL_VERSION, RawFrame, Request, Response, ServerFrame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
@@ -33,6 +34,10 @@ use crate::{Config, Registration};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed from connect to a successful login.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long acknowledgements are gathered before the core sees them: a busy
+/// client acks after every burst it reads, and one core operation per burst
+/// per connection was a large share of the core's work.
+const ACK_DELAY: Duration = Duration::from_millis(100);
 /// Read buffer capacity kept while the connection is idle.
 const IDLE_BUFFER_MAX: usize = 16 * 1024;
 /// Consecutive rate-limited requests after which the connection is closed.
@@ -142,6 +147,8 @@ pub(crate) async fn serve(
         peer,
         user: None,
         strikes: 0,
+        acks: HashMap::new(),
+        acks_due: None,
         bucket: TokenBucket::new(&shared.config),
     };
     tracing::debug!(%peer, conn = id, "connected");
@@ -158,6 +165,7 @@ pub(crate) async fn serve(
         }
     }
     if conn.user.is_some() {
+        conn.flush_acks().await;
         let _ = shared.core.send(Op::Detach { conn_id: id }).await;
     }
     if !shutdown.is_cancelled() {
@@ -215,10 +223,35 @@ struct Connection {
     user: Option<i64>,
     /// Consecutive requests refused by the rate limit.
     strikes: u32,
+    /// Acknowledged positions not yet handed to the core, per room.
+    acks: HashMap<u64, u64>,
+    /// When `acks` must be handed over.
+    acks_due: Option<Instant>,
     bucket: TokenBucket,
 }
 
 impl Connection {
+    /// Hands pending acknowledgements to the core.
+    async fn flush_acks(&mut self) {
+        self.acks_due = None;
+        if self.acks.is_empty() {
+            return;
+        }
+        let acks = self
+            .acks
+            .drain()
+            .map(|(room_id, seq)| Ack { room_id, seq })
+            .collect();
+        let _ = self
+            .shared
+            .core
+            .send(Op::Acks {
+                conn_id: self.handle.id,
+                acks,
+            })
+            .await;
+    }
+
     async fn send_reply(&self, id: u64, result: Result<Response, ErrorReply>) {
         if let Some(frame) = reply_frame(id, result) {
             let _ = self.handle.tx.send(Outbound::Frame(frame)).await;
@@ -299,6 +332,20 @@ impl Connection {
                 .map_err(|_| {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "login timed out")
                 })??
+            } else if let Some(due) = self.acks_due {
+                match tokio::time::timeout_at(
+                    due.into(),
+                    read_frame(&mut reader, &mut buf, &decoder),
+                )
+                .await
+                {
+                    Ok(next) => next?,
+                    Err(_) => {
+                        // Reading is cancel-safe: bytes read so far stay in `buf`.
+                        self.flush_acks().await;
+                        continue;
+                    }
+                }
             } else {
                 read_frame(&mut reader, &mut buf, &decoder).await?
             };
@@ -330,14 +377,12 @@ impl Connection {
                 }
                 Ok(ClientFrame::Ack(ack)) => {
                     if self.user.is_some() {
-                        let _ = self
-                            .shared
-                            .core
-                            .send(Op::Ack {
-                                conn_id: self.handle.id,
-                                ack,
-                            })
-                            .await;
+                        // Acks are cumulative: keep the highest per room and
+                        // hand them to the core at most every ACK_DELAY.
+                        let seq = self.acks.entry(ack.room_id).or_insert(0);
+                        *seq = (*seq).max(ack.seq);
+                        self.acks_due
+                            .get_or_insert_with(|| Instant::now() + ACK_DELAY);
                     }
                 }
                 Ok(ClientFrame::Hello(_)) => {

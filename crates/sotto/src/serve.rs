@@ -40,7 +40,7 @@ pub struct ServeArgs {
     /// PEM private key for --cert.
     #[arg(long, env = "SOTTO_KEY", requires = "cert")]
     key: Option<PathBuf>,
-    /// Most simultaneous connections [default: 16384].
+    /// Most simultaneous connections [default: the open-file limit less 128].
     #[arg(long, env = "SOTTO_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Sustained requests per second allowed per connection [default: 1000].
@@ -151,9 +151,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.presence_limit = limit;
     }
 
-    // Each client is a file descriptor: use all the process may have.
+    // Each client is a file descriptor: use all the process may have, and
+    // unless told otherwise accept as many clients as that allows (keeping
+    // some descriptors for the database and the listener).
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::debug!("open file limit: {limit}"),
+        Ok(limit) => {
+            tracing::debug!("open file limit: {limit}");
+            if args.max_connections.or(file.max_connections).is_none() {
+                config.max_connections =
+                    usize::try_from(limit.saturating_sub(RESERVED_FDS).max(64))
+                        .unwrap_or(usize::MAX);
+            }
+        }
         Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
     }
     let identity = sotto_server::prepare(&config)?;
@@ -176,6 +185,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// thousands of clients connecting at once must not overflow it (the
 /// default of 128 turns into SYN retries of 1, 3 and 7 seconds).
 const LISTEN_BACKLOG: u32 = 4096;
+
+/// File descriptors kept free for the database, its readers and the listener.
+const RESERVED_FDS: u64 = 128;
 
 fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() {

@@ -55,7 +55,7 @@ impl Core {
             ))),
             Request::Ping => Ok(Ok(Response::Pong)),
             Request::Names => Ok(Ok(Response::Names {
-                users: self.names(),
+                users: self.names(sotto_proto::limits::MAX_LISTED_USERS),
                 total: self.online_total(),
             })),
             Request::GetStatus => Ok(Ok(Response::Status {

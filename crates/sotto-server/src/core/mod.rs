@@ -129,8 +129,8 @@ pub(crate) enum Op {
         req_id: u64,
         request: Request,
     },
-    /// A delivery acknowledgement.
-    Ack { conn_id: ConnId, ack: Ack },
+    /// Delivery acknowledgements of one connection.
+    Acks { conn_id: ConnId, acks: Vec<Ack> },
     /// Tell every connection the server is stopping, then close them.
     Shutdown { reply: oneshot::Sender<()> },
     /// Sent periodically so acknowledgements are written even when idle.
@@ -276,6 +276,9 @@ impl Core {
 
     fn process(&mut self, batch: &mut Vec<Op>) {
         let mut fx = Effects::default();
+        let ops = batch.len();
+        let started = std::time::Instant::now();
+        let mut applied = started;
         let result = self
             .db
             .execute_batch("BEGIN IMMEDIATE")
@@ -285,12 +288,25 @@ impl Core {
                     self.apply(op, &mut fx)?;
                 }
                 self.flush_cursors()?;
+                applied = std::time::Instant::now();
                 self.db.execute_batch("COMMIT")?;
                 Ok(())
             });
         batch.clear();
         match result {
-            Ok(()) => self.dispatch(fx),
+            Ok(()) => {
+                let committed = std::time::Instant::now();
+                let deliveries = fx.items.len();
+                self.dispatch(fx);
+                tracing::trace!(
+                    ops,
+                    deliveries,
+                    apply_us = (applied - started).as_micros() as u64,
+                    commit_us = (committed - applied).as_micros() as u64,
+                    dispatch_us = committed.elapsed().as_micros() as u64,
+                    "batch"
+                );
+            }
             Err(e) => {
                 tracing::error!("commit failed, batch rejected: {e:#}");
                 let _ = self.db.execute_batch("ROLLBACK");
@@ -435,7 +451,11 @@ impl Core {
             }
             Op::Detach { conn_id } => self.detach(conn_id, fx),
             Op::Tick => {}
-            Op::Ack { conn_id, ack } => self.ack(conn_id, ack),
+            Op::Acks { conn_id, acks } => {
+                for ack in acks {
+                    self.ack(conn_id, ack);
+                }
+            }
             Op::Request {
                 conn_id,
                 req_id,

@@ -12,7 +12,7 @@ use super::{
     encode_reply, err, now_ms, state,
 };
 use crate::store::RoomKind;
-use sotto_proto::limits::{MAX_LISTED_MEMBERS, MAX_LISTED_USERS};
+use sotto_proto::limits::MAX_LISTED_MEMBERS;
 
 impl Core {
     pub(super) fn register(
@@ -122,7 +122,7 @@ impl Core {
                 user: name,
                 device_id: device,
                 registered,
-                online: self.names(),
+                online: self.names(MAX_LISTED_MEMBERS),
                 online_total: self.online_total(),
                 groups: self.dir.groups_of(user, MAX_LISTED_MEMBERS),
                 session_token,
@@ -221,10 +221,11 @@ impl Core {
     }
 
     /// Online users and their status, by name.
-    pub(super) fn names(&self) -> Vec<sotto_proto::UserPresence> {
+    /// The first `limit` online users by name, with their status.
+    pub(super) fn names(&self, limit: usize) -> Vec<sotto_proto::UserPresence> {
         self.online_names
             .iter()
-            .take(MAX_LISTED_USERS)
+            .take(limit)
             .filter_map(|name| {
                 let id = self.dir.user_ids.get(name)?;
                 Some(sotto_proto::UserPresence {
