@@ -111,13 +111,14 @@ start_server() {
             ;;
         inspircd)
             rm -f "$IRC_DIR/inspircd.pid"
-            runuser -u irc -- /usr/sbin/inspircd --config="$IRC_DIR/inspircd.conf" --nofork \
+            # runuser resets the descriptor limit (PAM): raise it again inside.
+            runuser -u irc -- bash -c "ulimit -n $(ulimit -Hn) && exec /usr/sbin/inspircd --config='$IRC_DIR/inspircd.conf' --nofork" \
                 </dev/null >"$run_dir/server.log" 2>&1 &
             SERVER_PID=$!
             wait_port "${INSPIRCD_ADDR##*:}" || die "inspircd did not start: see $run_dir/server.log"
             ;;
         ngircd)
-            runuser -u irc -- /usr/sbin/ngircd --nodaemon --config "$IRC_DIR/ngircd.conf" \
+            runuser -u irc -- bash -c "ulimit -n $(ulimit -Hn) && exec /usr/sbin/ngircd --nodaemon --config '$IRC_DIR/ngircd.conf'" \
                 </dev/null >"$run_dir/server.log" 2>&1 &
             SERVER_PID=$!
             wait_port "${NGIRCD_ADDR##*:}" || die "ngircd did not start: see $run_dir/server.log"
