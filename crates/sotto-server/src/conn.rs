@@ -521,3 +521,42 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every idle connection keeps its reader future alive: the state machine
+    /// is as large as its largest await point, so the login path must not
+    /// bloat it (2.5 KB today). Prints the size with --nocapture.
+    #[tokio::test]
+    async fn connection_futures_stay_small() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::Config::new(dir.path());
+        let identity = crate::prepare(&config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let (core, _rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            core,
+            store: ReadPool::new(dir.path().join("db")),
+            hasher: Hasher::default(),
+            limiter: LoginLimiter::default(),
+            config,
+            next_conn: AtomicU64::new(1),
+        });
+        let serve_future = serve(
+            stream,
+            peer,
+            TlsAcceptor::from(identity.config),
+            shared,
+            CancellationToken::new(),
+        );
+        let size = std::mem::size_of_val(&serve_future);
+        println!("serve future: {size} bytes");
+        drop(client);
+        assert!(size < 8 * 1024, "the reader future grew to {size} bytes");
+    }
+}

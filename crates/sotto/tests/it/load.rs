@@ -86,3 +86,63 @@ async fn fifty_clients_lose_and_duplicate_nothing() {
             .await;
     }
 }
+
+/// Both sides of many private conversations pipeline messages at once (as
+/// the load generator does): every acknowledged message is delivered live,
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_private_conversations_lose_nothing() {
+    const PAIRS: usize = 10;
+    const PER_SIDE: u32 = 300;
+    const WINDOW: usize = 16;
+    let server = TestServer::start_with(|c| {
+        c.requests_per_second = 1_000_000;
+        c.request_burst = 1_000_000;
+    })
+    .await;
+    let mut clients = Vec::new();
+    for i in 0..PAIRS * 2 {
+        clients.push(server.client(&format!("p{i:02}")).await);
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut client) in clients.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let peer = Username::parse(&format!("p{:02}", i ^ 1)).unwrap();
+            let sender = client.client.clone();
+            let sending = tokio::spawn(async move {
+                let mut inflight: tokio::task::JoinSet<
+                    Result<sotto_client::SentInfo, sotto_client::ClientError>,
+                > = tokio::task::JoinSet::new();
+                for n in 0..PER_SIDE {
+                    if inflight.len() >= WINDOW {
+                        inflight.join_next().await.unwrap().unwrap().unwrap();
+                    }
+                    let (c, to) = (sender.clone(), peer.clone());
+                    inflight.spawn(async move { c.send_private(to, &format!("{n}")).await });
+                }
+                while let Some(sent) = inflight.join_next().await {
+                    sent.unwrap().unwrap();
+                }
+            });
+            let mut got = Vec::new();
+            while got.len() < PER_SIDE as usize {
+                let (from, text) = client.expect_private().await;
+                assert_ne!(from, client.name, "own message echoed");
+                got.push(text.parse::<u32>().unwrap());
+            }
+            sending.await.unwrap();
+            got.sort_unstable();
+            got.dedup();
+            assert_eq!(
+                got.len(),
+                PER_SIDE as usize,
+                "{}: duplicates or losses",
+                client.name
+            );
+            client
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
