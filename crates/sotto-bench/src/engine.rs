@@ -366,6 +366,9 @@ async fn client(
     mut phase: watch::Receiver<Phase>,
 ) -> anyhow::Result<Tally> {
     let spec = &shared.spec;
+    // Messages that arrive before this client sees the start (a faster
+    // partner may already be sending) are kept and counted below.
+    let mut early = Vec::new();
     let t0_ns = loop {
         match *phase.borrow_and_update() {
             Phase::Run { t0_ns } => break t0_ns,
@@ -379,6 +382,7 @@ async fn client(
             n = session.read_some() => {
                 if n? == 0 { bail!("server closed the connection of client {i}"); }
                 session.parse(&mut items)?;
+                early.extend(items.into_iter().filter(|item| matches!(item, Incoming::Message(_))));
                 session.flush().await?;
             }
         }
@@ -411,7 +415,27 @@ async fn client(
     let mut inflight = 0u64;
     let mut done_reported = target.is_none();
     let mut seen: HashMap<u32, u64> = HashMap::new();
+    let debug = std::env::var_os("SOTTO_BENCH_DEBUG").is_some();
     let mut tally = Tally::default();
+    // Early messages count as delivered (they are outside the measured
+    // window, so they carry no latency sample).
+    for item in early {
+        let Incoming::Message(p) = item else { continue };
+        if p.sender as usize == i {
+            continue;
+        }
+        let max = seen.entry(p.sender).or_insert(0);
+        if p.seq > *max {
+            *max = p.seq;
+            tally.unique += 1;
+            shared.unique.fetch_add(1, Relaxed);
+            if irc_window_observer(spec, !sotto, i, p.sender as usize) {
+                shared.windows[p.sender as usize].add_permits(1);
+            }
+        } else {
+            tally.dups += 1;
+        }
+    }
     let mut items = Vec::new();
     let mut lat = Vec::new();
     let run_started = Instant::now();
@@ -470,6 +494,9 @@ async fn client(
                     match item {
                         Incoming::Message(p) if p.sender as usize != i => {
                             let max = seen.entry(p.sender).or_insert(0);
+                            if p.seq > *max + 1 && debug {
+                                eprintln!("client {i}: from {} got {} after {}", p.sender, p.seq, *max);
+                            }
                             if p.seq > *max {
                                 *max = p.seq;
                                 new += 1;
@@ -547,6 +574,17 @@ async fn client(
         }
     }
     session.close().await;
+    if std::env::var_os("SOTTO_BENCH_DEBUG").is_some() {
+        for (sender, max) in &seen {
+            let sent = shared
+                .sent
+                .get(*sender as usize)
+                .map_or(0, |s| s.load(Relaxed));
+            if *max < sent {
+                eprintln!("client {i}: from {sender} saw up to {max} of {sent} accepted");
+            }
+        }
+    }
     Ok(tally)
 }
 
