@@ -593,40 +593,27 @@ impl Core {
     }
 }
 
-fn check_text(text: &str) -> Result<(), ErrorReply> {
-    if text.trim().is_empty() {
+/// Refuses an empty or oversize message; `empty` says whether it has no content.
+fn check_size(empty: bool, len: usize, limit: usize) -> Result<(), ErrorReply> {
+    if empty {
         return Err(err(
             ErrorCode::EmptyMessage,
             "empty message: nothing to send",
         ));
     }
-    if text.len() > MAX_TEXT_LEN {
+    if len > limit {
         return Err(err(
             ErrorCode::MessageTooLong,
-            format!(
-                "message too long: {} bytes, the limit is {MAX_TEXT_LEN}",
-                text.len()
-            ),
+            format!("message too long: {len} bytes, the limit is {limit}"),
         ));
     }
     Ok(())
 }
 
+fn check_text(text: &str) -> Result<(), ErrorReply> {
+    check_size(text.trim().is_empty(), text.len(), MAX_TEXT_LEN)
+}
+
 fn check_payload(payload: &[u8]) -> Result<(), ErrorReply> {
-    if payload.is_empty() {
-        return Err(err(
-            ErrorCode::EmptyMessage,
-            "empty message: nothing to send",
-        ));
-    }
-    if payload.len() > MAX_PAYLOAD_LEN {
-        return Err(err(
-            ErrorCode::MessageTooLong,
-            format!(
-                "message too long: {} bytes, the limit is {MAX_PAYLOAD_LEN}",
-                payload.len()
-            ),
-        ));
-    }
-    Ok(())
+    check_size(payload.is_empty(), payload.len(), MAX_PAYLOAD_LEN)
 }

@@ -7,7 +7,9 @@ use std::io::Write;
 use chrono::{DateTime, Local};
 use serde_json::{Value, json};
 use sotto_client::{ClientError, ClientEvent, Session};
-use sotto_proto::{DeliveryNote, GroupInfo, PresenceChange, Status, UserPresence, Username};
+use sotto_proto::{
+    DeliveryNote, GroupInfo, GroupName, PresenceChange, Status, UserPresence, Username,
+};
 
 /// Prints events and command results.
 #[derive(Debug)]
@@ -20,6 +22,11 @@ fn time(ts: i64) -> String {
     DateTime::from_timestamp_millis(ts)
         .map(|t| t.with_timezone(&Local).format("%H:%M").to_string())
         .unwrap_or_default()
+}
+
+/// Where a message was sent: "[group]" or "(private)".
+fn place(group: Option<&GroupName>) -> String {
+    group.map_or("(private)".to_owned(), |g| format!("[{g}]"))
 }
 
 fn join(names: &[Username]) -> String {
@@ -250,9 +257,7 @@ impl Renderer {
                 group,
                 ts,
             } => {
-                let place = group
-                    .as_ref()
-                    .map_or("(private)".to_owned(), |g| format!("[{g}]"));
+                let place = place(group.as_ref());
                 format!(
                     "[{}] {place} {from} sent a sealed message #{id}: open it with @open {id} KEY",
                     stamp(*ts)
@@ -266,9 +271,7 @@ impl Renderer {
                 size,
                 ts,
             } => {
-                let place = group
-                    .as_ref()
-                    .map_or("(private)".to_owned(), |g| format!("[{g}]"));
+                let place = place(group.as_ref());
                 format!(
                     "[{}] {place} {from} sent file {name} ({size} bytes), saved to {}",
                     stamp(*ts),
