@@ -345,10 +345,7 @@ impl Core {
     /// which name is unknown.
     fn resolve(&self, names: &[Username]) -> Result<Vec<(i64, Username)>, ErrorReply> {
         if names.len() > MAX_GROUP_MEMBERS {
-            return Err(err(
-                ErrorCode::GroupTooLarge,
-                format!("a group has at most {MAX_GROUP_MEMBERS} members"),
-            ));
+            return Err(too_large());
         }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -377,10 +374,7 @@ impl Core {
         let mut resolved = check!(self.resolve(&members));
         resolved.retain(|(id, _)| *id != user);
         if resolved.len() + 1 > MAX_GROUP_MEMBERS {
-            return Ok(Err(err(
-                ErrorCode::GroupTooLarge,
-                format!("a group has at most {MAX_GROUP_MEMBERS} members"),
-            )));
+            return Ok(Err(too_large()));
         }
         let room_id = self.insert_room(RoomKind::Group, Some(&group), Some(user), None)?;
         self.dir.groups.insert(group.clone(), room_id);
@@ -437,10 +431,7 @@ impl Core {
             )));
         }
         if room.members.len() + new.len() > MAX_GROUP_MEMBERS {
-            return Ok(Err(err(
-                ErrorCode::GroupTooLarge,
-                format!("a group has at most {MAX_GROUP_MEMBERS} members"),
-            )));
+            return Ok(Err(too_large()));
         }
         // New members see the group from the event announcing them onwards.
         let joined_seq = room.last_seq;
@@ -591,6 +582,13 @@ impl Core {
         self.dir.cursors.retain(|(_, room), _| *room != room_id);
         Ok(())
     }
+}
+
+fn too_large() -> ErrorReply {
+    err(
+        ErrorCode::GroupTooLarge,
+        format!("a group has at most {MAX_GROUP_MEMBERS} members"),
+    )
 }
 
 /// Refuses an empty or oversize message; `empty` says whether it has no content.
