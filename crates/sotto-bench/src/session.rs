@@ -245,6 +245,16 @@ impl Session {
         if self.is_irc() {
             crate::irc::quit(&mut self).await;
         }
+        // Acknowledge what was read, as a client does before it leaves, so
+        // the next run does not start with a backlog of this one.
+        if let ProtoState::Sotto { acks, .. } = &mut self.proto {
+            for (room_id, seq) in acks.drain(..) {
+                let _ = ClientFrame::Ack(Ack { room_id, seq }).encode(&mut self.wbuf);
+            }
+            if !self.wbuf.is_empty() {
+                let _ = self.stream.write_all(&self.wbuf).await;
+            }
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.stream.shutdown()).await;
     }
 

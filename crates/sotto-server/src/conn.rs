@@ -39,7 +39,7 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// per connection was a large share of the core's work.
 const ACK_DELAY: Duration = Duration::from_millis(100);
 /// Read buffer capacity kept while the connection is idle.
-const IDLE_BUFFER_MAX: usize = 16 * 1024;
+const IDLE_BUFFER_MAX: usize = 2 * 1024;
 /// Consecutive rate-limited requests after which the connection is closed.
 const MAX_STRIKES: u32 = 1000;
 

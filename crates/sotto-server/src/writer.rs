@@ -18,6 +18,8 @@ use crate::store::{self, ReadPool};
 
 /// Events read from the store per page when replaying a backlog.
 const SYNC_PAGE: usize = 256;
+/// Write buffer capacity an idle connection keeps.
+const IDLE_BUFFER_MAX: usize = 2 * 1024;
 /// Bytes buffered before they are written to the socket: one TLS record.
 /// Larger chunks did not write faster and cost memory per busy connection.
 const WRITE_CHUNK: usize = 16 * 1024;
@@ -69,6 +71,11 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         }
         if closing {
             break;
+        }
+        if rx.is_empty() && state.buf.capacity() > IDLE_BUFFER_MAX {
+            // Nothing else queued: an idle connection should not keep the
+            // buffer its last burst (a login backlog, say) grew.
+            state.buf = BytesMut::new();
         }
     }
     let _ = state.flush(&mut writer).await;
