@@ -281,12 +281,8 @@ impl Session {
             if let Some(item) = found {
                 return Ok(item);
             }
-            let n = tokio::time::timeout_at(deadline, self.read_some())
-                .await
-                .context("timed out waiting for the server")??;
-            if n == 0 {
-                bail!("server closed the connection");
-            }
+            self.read_more(deadline, "timed out waiting for the server")
+                .await?;
         }
     }
 
@@ -315,13 +311,20 @@ impl Session {
                     other => bail!("expected HelloReply, got {other:?}"),
                 }
             }
-            let n = tokio::time::timeout_at(deadline, self.read_some())
-                .await
-                .context("timed out waiting for HelloReply")??;
-            if n == 0 {
-                bail!("server closed the connection during hello");
-            }
+            self.read_more(deadline, "timed out waiting for HelloReply")
+                .await?;
         }
+    }
+
+    /// Reads more bytes before `deadline`; `waiting` says what for.
+    async fn read_more(&mut self, deadline: Instant, waiting: &str) -> anyhow::Result<()> {
+        let n = tokio::time::timeout_at(deadline, self.read_some())
+            .await
+            .with_context(|| waiting.to_owned())??;
+        if n == 0 {
+            bail!("server closed the connection ({waiting})");
+        }
+        Ok(())
     }
 
     /// Sotto: sends one request and waits for its reply. Events arriving
@@ -360,12 +363,8 @@ impl Session {
                     _ => {}
                 }
             }
-            let n = tokio::time::timeout_at(deadline, self.read_some())
-                .await
-                .context("timed out waiting for a reply")??;
-            if n == 0 {
-                bail!("server closed the connection");
-            }
+            self.read_more(deadline, "timed out waiting for a reply")
+                .await?;
         }
     }
 
