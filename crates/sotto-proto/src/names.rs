@@ -34,6 +34,17 @@ pub const RESERVED_USERNAMES: &[&str] = &[
     "server", "status", "verify", "me", "sotto", "admin", "system",
 ];
 
+/// Whether `name` is already valid and normalized: the common case when
+/// decoding, where no copy is needed. All allowed bytes are ASCII, so the
+/// byte length is the character count.
+fn is_normalized(name: &str) -> bool {
+    (MIN_NAME_LEN..=MAX_NAME_LEN).contains(&name.len())
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
+        })
+}
+
 fn normalize(input: &str) -> Result<String, NameError> {
     let name = input.trim().to_ascii_lowercase();
     let len = name.chars().count();
@@ -82,7 +93,13 @@ macro_rules! name_type {
         impl TryFrom<String> for $ty {
             type Error = NameError;
             fn try_from(value: String) -> Result<Self, Self::Error> {
-                Self::parse(&value)
+                if !is_normalized(&value) {
+                    return Self::parse(&value);
+                }
+                if $reserved.contains(&value.as_str()) {
+                    return Err(NameError::Reserved(value));
+                }
+                Ok(Self(value))
             }
         }
 
@@ -128,6 +145,11 @@ pub struct DeviceId(String);
 impl DeviceId {
     /// Validates a device id.
     pub fn parse(input: &str) -> Result<Self, NameError> {
+        Self::check(input)?;
+        Ok(Self(input.to_owned()))
+    }
+
+    fn check(input: &str) -> Result<(), NameError> {
         if !(8..=64).contains(&input.len()) {
             return Err(NameError::Length);
         }
@@ -137,7 +159,7 @@ impl DeviceId {
         {
             return Err(NameError::Charset);
         }
-        Ok(Self(input.to_owned()))
+        Ok(())
     }
 
     /// The id's text.
@@ -149,7 +171,8 @@ impl DeviceId {
 impl TryFrom<String> for DeviceId {
     type Error = NameError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
+        Self::check(&value)?;
+        Ok(Self(value))
     }
 }
 
@@ -241,6 +264,25 @@ mod tests {
             Err(NameError::Reserved(_))
         ));
         assert!(GroupName::parse("group").is_ok());
+    }
+
+    proptest::proptest! {
+        /// Decoding (`TryFrom<String>`, with its no-copy fast path) accepts
+        /// and rejects exactly what `parse` does.
+        #[test]
+        fn decoding_a_name_agrees_with_parse(input in "[ A-Za-z0-9_.\\-é]{0,40}") {
+            proptest::prop_assert_eq!(Username::try_from(input.clone()), Username::parse(&input));
+            proptest::prop_assert_eq!(GroupName::try_from(input.clone()), GroupName::parse(&input));
+            proptest::prop_assert_eq!(DeviceId::try_from(input.clone()), DeviceId::parse(&input));
+        }
+    }
+
+    #[test]
+    fn reserved_names_are_refused_when_decoding_too() {
+        assert!(matches!(
+            Username::try_from("server".to_owned()),
+            Err(NameError::Reserved(_))
+        ));
     }
 
     #[test]

@@ -42,8 +42,9 @@ fn tmpfs() -> tempfile::TempDir {
 }
 
 fn bench_router(c: &mut Criterion, name: &str, dir: &Path, recipients: usize, bursts: &[usize]) {
-    // Room for the setup's presence events plus one burst of messages.
-    let queue = recipients + 2 * MAX_BURST + 64;
+    // Bytes for the setup's presence events plus one burst of messages
+    // (the router credits back what it drains, as a writer would).
+    let queue = 256 * (recipients + 64) + 2 * MAX_BURST * (PAYLOAD + 512);
     let mut router = Router::start(dir, recipients, queue).expect("starts the core");
     let mut group = c.benchmark_group(format!("{name}/recipients_{recipients}"));
     group.sample_size(20);

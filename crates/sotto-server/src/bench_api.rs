@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{ConnHandle, ConnId, Core, Op, Outbound};
+use crate::queue::QueueRx;
 use crate::store;
 
 pub use crate::auth::{Hasher, MAX_CONCURRENT_HASHES};
@@ -39,7 +40,7 @@ pub struct Router {
     /// The core thread, joined on drop.
     thread: Option<JoinHandle<()>>,
     /// Each member connection's outgoing queue, as its writer would see it.
-    queues: Vec<mpsc::Receiver<Outbound>>,
+    queues: Vec<QueueRx>,
     /// Cancelled by the core if it disconnects a member as a slow consumer,
     /// which would make the measurement meaningless.
     cancels: Vec<CancellationToken>,
@@ -56,7 +57,7 @@ impl Router {
     /// Opens (creating) the database in `data_dir`, starts the core thread,
     /// registers and logs in a sender and `recipients` users, and has the
     /// sender create a group holding all of them. `queue` is each
-    /// connection's outgoing queue capacity; it must hold the setup's
+    /// connection's outgoing queue budget in bytes; it must hold the setup's
     /// presence events (one per member) and one measured burst.
     pub fn start(data_dir: &Path, recipients: usize, queue: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(recipients >= 1, "a group message needs a recipient");
@@ -98,7 +99,7 @@ impl Router {
                 .blocking_recv()
                 .context("core stopped")?
                 .map_err(|e| anyhow::anyhow!("register: {e}"))?;
-            let (tx, queue) = mpsc::channel(queue);
+            let (tx, queue) = crate::queue::queue(queue);
             let cancel = CancellationToken::new();
             let conn = ConnHandle {
                 id: i as ConnId + 1,
@@ -198,16 +199,23 @@ impl Router {
         loop {
             anyhow::ensure!(
                 !self.cancels[member].is_cancelled(),
-                "member {member} was disconnected as a slow consumer: raise the queue size"
+                "member {member} was disconnected as a slow consumer: raise the queue budget"
             );
             let out = self.queues[member]
                 .blocking_recv()
                 .context("core stopped")?;
-            if let Outbound::Room { room_id, seq, .. } = out
-                && is_room(room_id)
-                && seq >= target
-            {
-                return Ok(room_id);
+            self.queues[member].written(out.cost());
+            let (batch, single) = match out {
+                Outbound::Batch(items) => (items, None),
+                one => (Vec::new(), Some(one)),
+            };
+            for out in batch.into_iter().chain(single) {
+                if let Outbound::Room { room_id, seq, .. } = out
+                    && is_room(room_id)
+                    && seq >= target
+                {
+                    return Ok(room_id);
+                }
             }
         }
     }

@@ -5,7 +5,7 @@
 //! reply; a framing error (oversize, unknown kind, truncated) or garbage
 //! before login closes this connection only.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -128,7 +128,7 @@ pub(crate) async fn serve(
     };
     let (reader, writer) = tokio::io::split(tls);
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = mpsc::channel(shared.config.outbound_queue);
+    let (tx, rx) = crate::queue::queue(shared.config.outbound_buffer);
     let cancel = CancellationToken::new();
     let writer_task = tokio::spawn(crate::writer::write_loop(
         writer,
@@ -147,7 +147,7 @@ pub(crate) async fn serve(
         peer,
         user: None,
         strikes: 0,
-        acks: HashMap::new(),
+        acks: FxHashMap::default(),
         acks_due: None,
         bucket: TokenBucket::new(&shared.config),
     };
@@ -171,7 +171,7 @@ pub(crate) async fn serve(
     if !shutdown.is_cancelled() {
         // Let queued replies go out, then close; on shutdown the core sends
         // the goodbye and `Close` itself.
-        let _ = conn.handle.tx.send(Outbound::Close).await;
+        conn.handle.send(Outbound::Close);
     }
     drop(conn);
     let _ = tokio::time::timeout(Duration::from_secs(10), writer_task).await;
@@ -224,7 +224,7 @@ struct Connection {
     /// Consecutive requests refused by the rate limit.
     strikes: u32,
     /// Acknowledged positions not yet handed to the core, per room.
-    acks: HashMap<u64, u64>,
+    acks: FxHashMap<u64, u64>,
     /// When `acks` must be handed over.
     acks_due: Option<Instant>,
     bucket: TokenBucket,
@@ -254,7 +254,7 @@ impl Connection {
 
     async fn send_reply(&self, id: u64, result: Result<Response, ErrorReply>) {
         if let Some(frame) = reply_frame(id, result) {
-            let _ = self.handle.tx.send(Outbound::Frame(frame)).await;
+            self.handle.send(Outbound::Frame(frame));
         }
     }
 
@@ -315,7 +315,7 @@ impl Connection {
             result,
         };
         if ServerFrame::HelloReply(reply).encode(&mut out).is_ok() {
-            let _ = self.handle.tx.send(Outbound::Frame(out.freeze())).await;
+            self.handle.send(Outbound::Frame(out.freeze()));
         }
         if !version_ok {
             return Ok(());

@@ -9,7 +9,8 @@
 //! connection (`conn.rs`), which reads frames and forwards operations to the
 //! core thread (`core/`), the only writer of state and storage. The core
 //! commits in batches and fans committed events out to the connections'
-//! bounded queues; each connection's writer task drains its queue.
+//! queues (bounded in bytes, `queue.rs`); each connection's writer task
+//! drains its queue.
 
 mod auth;
 /// For the benchmarks in `benches/` only; not part of the API.
@@ -18,6 +19,7 @@ pub mod bench_api;
 mod conn;
 mod core;
 mod login;
+mod queue;
 pub mod store;
 pub mod tls;
 mod writer;
@@ -62,9 +64,11 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Most simultaneous connections; further clients wait to be accepted.
     pub max_connections: usize,
-    /// Frames queued for one connection before it counts as a slow
-    /// consumer and is disconnected.
-    pub outbound_queue: usize,
+    /// Bytes queued for one connection and not yet written before it
+    /// counts as a slow consumer and is disconnected (it catches up from the
+    /// store when it returns). One entry of any size (a file) always fits
+    /// into an empty queue.
+    pub outbound_buffer: usize,
     /// Sustained requests per second allowed per connection.
     pub requests_per_second: u32,
     /// Requests a connection may send in a burst above the sustained rate.
@@ -84,7 +88,7 @@ impl Config {
             registration: Registration::Open,
             tls: None,
             max_connections: 16_384,
-            outbound_queue: 1024,
+            outbound_buffer: 8 * 1024 * 1024,
             requests_per_second: 1000,
             request_burst: 2000,
             presence_limit: 1000,

@@ -4,16 +4,16 @@
 //! skips room events it has already sent and fills gaps from the store, and
 //! batches everything queued into few socket writes.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use sotto_proto::{EventBody, EventKind, SharedEvent};
+use sotto_proto::{EventBody, EventKind, ServerFrame, SharedEvent};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::core::{Outbound, SyncRange, now_ms};
+use crate::core::{Outbound, PendingReply, SyncRange, now_ms};
+use crate::queue::QueueRx;
 use crate::store::{self, ReadPool};
 
 /// Events read from the store per page when replaying a backlog.
@@ -29,46 +29,67 @@ const WRITE_CHUNK: usize = 16 * 1024;
 /// it has already sent.
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: QueueRx,
     store: ReadPool,
     cancel: CancellationToken,
 ) {
     let mut state = WriterState {
         seq: 0,
-        delivered: HashMap::new(),
+        delivered: FxHashMap::default(),
         buf: BytesMut::new(),
     };
+    // One registration for the connection's life: a fresh `cancelled()`
+    // future per wakeup costs two lock round trips on the token.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let first = tokio::select! {
             biased;
-            () = cancel.cancelled() => break,
+            () = &mut cancelled => break,
             msg = rx.recv() => msg,
         };
         let Some(mut msg) = first else { break };
         let mut closing = false;
+        // Queue bytes taken in this round, credited back once written.
+        let mut cost = 0;
         loop {
-            match msg {
-                Outbound::Close => closing = true,
-                other => {
-                    if let Err(e) = state.handle(other, &store, &mut writer).await {
-                        tracing::debug!("write failed: {e}");
-                        cancel.cancel();
-                        return;
+            cost += msg.cost();
+            let (batch, single) = match msg {
+                Outbound::Batch(items) => (items, None),
+                one => (Vec::new(), Some(one)),
+            };
+            for item in batch.into_iter().chain(single) {
+                let result = match item {
+                    Outbound::Close => {
+                        closing = true;
+                        Ok(())
                     }
+                    other => state.handle(other, &store, &mut writer).await,
+                };
+                // A big batch goes out in chunks, not all buffered at once.
+                let result = match result {
+                    Ok(()) if state.buf.len() >= WRITE_CHUNK => state.flush(&mut writer).await,
+                    other => other,
+                };
+                if let Err(e) = result {
+                    tracing::debug!("write failed: {e}");
+                    cancel.cancel();
+                    return;
                 }
             }
             if closing || state.buf.len() >= WRITE_CHUNK {
                 break;
             }
             match rx.try_recv() {
-                Ok(next) => msg = next,
-                Err(_) => break,
+                Some(next) => msg = next,
+                None => break,
             }
         }
         if state.flush(&mut writer).await.is_err() {
             cancel.cancel();
             return;
         }
+        rx.written(cost);
         if closing {
             break;
         }
@@ -88,7 +109,7 @@ struct WriterState {
     /// Sequence number of the last event sent.
     seq: u64,
     /// Highest room position sent, per room.
-    delivered: HashMap<u64, u64>,
+    delivered: FxHashMap<u64, u64>,
     /// Frames not yet written.
     buf: BytesMut,
 }
@@ -122,18 +143,20 @@ impl WriterState {
     ) -> std::io::Result<()> {
         match msg {
             Outbound::Frame(frame) => self.buf.extend_from_slice(&frame),
-            Outbound::Sent {
-                frame,
-                room_id,
-                seq,
-            } => {
-                self.buf.extend_from_slice(&frame);
-                // Only when contiguous: an earlier event not yet sent here
-                // (held in dnd, say) must not be skipped.
-                if self
-                    .delivered
-                    .get(&room_id)
-                    .is_some_and(|last| *last + 1 == seq)
+            Outbound::Reply(reply) => {
+                let stored = reply.stored();
+                let PendingReply { id, result } = *reply;
+                if let Err(e) = (ServerFrame::Reply { id, result }).encode(&mut self.buf) {
+                    tracing::error!("cannot encode reply: {e}");
+                }
+                // The connection has its own message at that position. Only
+                // when contiguous: an earlier event not yet sent here (held
+                // in dnd, say) must not be skipped.
+                if let Some((room_id, seq)) = stored
+                    && self
+                        .delivered
+                        .get(&room_id)
+                        .is_some_and(|last| *last + 1 == seq)
                 {
                     self.delivered.insert(room_id, seq);
                 }
@@ -178,7 +201,8 @@ impl WriterState {
                     }
                 }
             }
-            Outbound::Close => {}
+            // Unpacked by the write loop.
+            Outbound::Close | Outbound::Batch(_) => {}
         }
         Ok(())
     }

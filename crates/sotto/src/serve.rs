@@ -18,7 +18,7 @@ use tokio::io::AsyncBufReadExt;
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, server_password_file,
     /// registration, cert, key, max_connections, requests_per_second,
-    /// request_burst, outbound_queue, presence_limit, debug.
+    /// request_burst, outbound_buffer, presence_limit, debug.
     #[arg(long, env = "SOTTO_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7443].
@@ -49,10 +49,11 @@ pub struct ServeArgs {
     /// Requests a connection may burst above the sustained rate [default: 2000].
     #[arg(long, env = "SOTTO_REQUEST_BURST")]
     request_burst: Option<u32>,
-    /// Frames queued per connection before it counts as a slow consumer
-    /// and is disconnected [default: 1024].
-    #[arg(long, env = "SOTTO_OUTBOUND_QUEUE")]
-    outbound_queue: Option<usize>,
+    /// Bytes queued for one connection and not yet written before it
+    /// counts as a slow consumer and is disconnected; its messages stay
+    /// stored [default: 8388608, 8 MiB].
+    #[arg(long, env = "SOTTO_OUTBOUND_BUFFER")]
+    outbound_buffer: Option<usize>,
     /// Above this many users online, joins, leaves and status changes are
     /// not broadcast to everyone [default: 1000].
     #[arg(long, env = "SOTTO_PRESENCE_LIMIT")]
@@ -82,7 +83,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     requests_per_second: Option<u32>,
     request_burst: Option<u32>,
-    outbound_queue: Option<usize>,
+    outbound_buffer: Option<usize>,
     presence_limit: Option<usize>,
     debug: Option<bool>,
 }
@@ -144,8 +145,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(burst) = args.request_burst.or(file.request_burst) {
         config.request_burst = burst;
     }
-    if let Some(queue) = args.outbound_queue.or(file.outbound_queue) {
-        config.outbound_queue = queue.max(1);
+    if let Some(bytes) = args.outbound_buffer.or(file.outbound_buffer) {
+        config.outbound_buffer = bytes.max(1);
     }
     if let Some(limit) = args.presence_limit.or(file.presence_limit) {
         config.presence_limit = limit;

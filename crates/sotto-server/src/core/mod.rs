@@ -10,15 +10,16 @@
 //!
 //! Owning presence and connections here too means no locks anywhere on the
 //! message path: the fanout reads the same state the writes just changed.
-//! Delivery uses `try_send` on each connection's bounded queue; a connection
-//! whose queue is full is disconnected (its messages stay stored and are
-//! delivered at its next login), so one slow reader never slows a room.
+//! Delivery pushes each connection's share of a batch into its queue as one
+//! entry, so a writer wakes once per batch. The queues are bounded in bytes;
+//! a connection over its budget is disconnected (its messages stay stored and
+//! are delivered at its next login), so one slow reader never slows a room.
 
 mod handlers;
 mod sessions;
 mod state;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
@@ -30,6 +31,7 @@ use sotto_proto::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::queue::QueueTx;
 use crate::store::{LOBBY_ROOM, RoomKind};
 pub(crate) use state::Directory;
 
@@ -53,13 +55,10 @@ pub(crate) type ConnId = u64;
 pub(crate) enum Outbound {
     /// A fully encoded frame (a reply).
     Frame(Bytes),
-    /// The reply to a stored private or group message: the connection now
-    /// has that room position without an echo of its own message.
-    Sent {
-        frame: Bytes,
-        room_id: u64,
-        seq: u64,
-    },
+    /// A reply to a request of a committed batch, encoded by the writer
+    /// (off the core thread). A stored message's reply also tells the
+    /// writer that this connection has its own message at that position.
+    Reply(Box<PendingReply>),
     /// An event not tied to a stored position (presence, lobby, shutdown):
     /// framed with the connection's next sequence number.
     Event(SharedEvent),
@@ -77,6 +76,30 @@ pub(crate) enum Outbound {
     },
     /// Flush and close.
     Close,
+    /// Several of the above for one connection from one committed batch,
+    /// queued as one entry so the writer wakes once and writes them with
+    /// few TLS records and system calls.
+    Batch(Vec<Outbound>),
+}
+
+/// A reply waiting for its batch to commit.
+#[derive(Debug)]
+pub(crate) struct PendingReply {
+    pub id: u64,
+    pub result: Result<Response, ErrorReply>,
+}
+
+impl PendingReply {
+    /// The room position a successful send stored (not for the lobby,
+    /// which keeps no per-connection positions).
+    pub fn stored(&self) -> Option<(u64, u64)> {
+        match &self.result {
+            Ok(Response::Sent { room_id, seq, .. }) if *room_id != LOBBY_ROOM => {
+                Some((*room_id, *seq))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Events `after < seq <= up_to` of a room to send from the store.
@@ -91,10 +114,25 @@ pub(crate) struct SyncRange {
 #[derive(Debug, Clone)]
 pub(crate) struct ConnHandle {
     pub id: ConnId,
-    /// The connection writer's bounded queue.
-    pub tx: mpsc::Sender<Outbound>,
+    /// The connection writer's queue, bounded in bytes.
+    pub tx: QueueTx,
     /// Cancelled to disconnect it (slow consumer, shutdown).
     pub cancel: CancellationToken,
+}
+
+impl ConnHandle {
+    /// Queues `out` for the writer. A connection that has fallen too far
+    /// behind (its queue is over budget) is a slow consumer: it is
+    /// disconnected, and catches up from the store when it returns.
+    pub fn send(&self, out: Outbound) {
+        if self.tx.push(out).is_err() && !self.cancel.is_cancelled() {
+            tracing::info!(
+                conn = self.id,
+                "outgoing queue full: disconnecting slow client"
+            );
+            self.cancel.cancel();
+        }
+    }
 }
 
 /// An operation for the core thread.
@@ -164,21 +202,17 @@ struct Online {
     conns: Vec<ConnId>,
 }
 
-/// One thing a committed batch does for a connection.
-enum Item {
-    Send(Outbound),
-    Reply {
-        id: u64,
-        result: Result<Response, ErrorReply>,
-    },
-}
-
 /// What a batch does once (and only if) it commits.
 #[derive(Default)]
 struct Effects {
-    /// Deliveries and replies in the order the batch produced them, so a
-    /// connection sees events and replies in the order they happened.
-    items: Vec<(ConnId, Item)>,
+    /// Deliveries and replies per connection, each in the order the batch
+    /// produced them, so a connection sees events and replies in the order
+    /// they happened.
+    items: FxHashMap<ConnId, Vec<Outbound>>,
+    /// Connections in the order the batch first addressed them.
+    order: Vec<ConnId>,
+    /// How many items in all.
+    count: usize,
     /// Completions for callers waiting on a oneshot; called with `true`
     /// after a commit, `false` if the batch failed.
     completions: Vec<Box<dyn FnOnce(bool) + Send>>,
@@ -190,12 +224,28 @@ struct Effects {
 }
 
 impl Effects {
-    fn send(&mut self, conn: ConnId, out: Outbound) {
-        self.items.push((conn, Item::Send(out)));
+    fn send(&mut self, conn: ConnId, item: Outbound) {
+        self.count += 1;
+        self.items
+            .entry(conn)
+            .or_insert_with(|| {
+                self.order.push(conn);
+                Vec::new()
+            })
+            .push(item);
     }
 
     fn reply(&mut self, conn: ConnId, id: u64, result: Result<Response, ErrorReply>) {
-        self.items.push((conn, Item::Reply { id, result }));
+        self.send(conn, Outbound::Reply(Box::new(PendingReply { id, result })));
+    }
+
+    /// Each connection's items, in the order connections were addressed.
+    fn drain_by_conn(&mut self) -> impl Iterator<Item = (ConnId, Vec<Outbound>)> + '_ {
+        self.count = 0;
+        let items = &mut self.items;
+        self.order
+            .drain(..)
+            .filter_map(move |conn| Some((conn, items.remove(&conn)?)))
     }
 }
 
@@ -204,15 +254,15 @@ pub(crate) struct Core {
     /// The only writable database connection.
     db: Connection,
     dir: Directory,
-    conns: HashMap<ConnId, Conn>,
-    online: HashMap<i64, Online>,
+    conns: FxHashMap<ConnId, Conn>,
+    online: FxHashMap<i64, Online>,
     /// Names of online users, sorted, for listing the first few cheaply.
     online_names: std::collections::BTreeSet<Username>,
     /// Above this many users online, presence changes are not broadcast:
     /// each would cost one delivery per connection.
     presence_limit: usize,
     /// Cursor updates not yet written.
-    dirty_cursors: HashMap<(i64, u64), u64>,
+    dirty_cursors: FxHashMap<(i64, u64), u64>,
     /// When cursors were last written.
     cursors_flushed: std::time::Instant,
     /// Set by `Shutdown`: further writes are refused.
@@ -248,11 +298,11 @@ impl Core {
         Ok(Self {
             db,
             dir,
-            conns: HashMap::new(),
-            online: HashMap::new(),
+            conns: FxHashMap::default(),
+            online: FxHashMap::default(),
             online_names: std::collections::BTreeSet::new(),
             presence_limit,
-            dirty_cursors: HashMap::new(),
+            dirty_cursors: FxHashMap::default(),
             cursors_flushed: std::time::Instant::now(),
             closing: false,
         })
@@ -296,7 +346,7 @@ impl Core {
         match result {
             Ok(()) => {
                 let committed = std::time::Instant::now();
-                let deliveries = fx.items.len();
+                let deliveries = fx.count;
                 self.dispatch(fx);
                 tracing::trace!(
                     ops,
@@ -316,18 +366,18 @@ impl Core {
                     Err(e) => tracing::error!("cannot reload state: {e}"),
                 }
                 // Deliveries are dropped; every request gets an error.
-                for (conn, item) in std::mem::take(&mut fx.items) {
-                    let Item::Reply { id, .. } = item else {
-                        continue;
-                    };
-                    let failure = Err(err(
-                        ErrorCode::Internal,
-                        "storage failed; nothing was saved, try again",
-                    ));
-                    if let (Some(c), Some(frame)) =
-                        (self.conns.get(&conn), encode_reply(id, failure))
-                    {
-                        let _ = c.handle.tx.try_send(Outbound::Frame(frame));
+                for (conn, items) in fx.drain_by_conn() {
+                    for item in items {
+                        let Outbound::Reply(mut reply) = item else {
+                            continue;
+                        };
+                        reply.result = Err(err(
+                            ErrorCode::Internal,
+                            "storage failed; nothing was saved, try again",
+                        ));
+                        if let Some(c) = self.conns.get(&conn) {
+                            c.handle.send(Outbound::Reply(reply));
+                        }
                     }
                 }
                 for conn_id in fx.attached.drain(..) {
@@ -340,52 +390,26 @@ impl Core {
         }
     }
 
-    /// Sends replies and events of a committed batch.
-    fn dispatch(&mut self, fx: Effects) {
-        for done in fx.completions {
+    /// Sends replies and events of a committed batch: each connection gets
+    /// its share as one queue entry, so its writer wakes once per batch
+    /// rather than once per message.
+    fn dispatch(&mut self, mut fx: Effects) {
+        for done in std::mem::take(&mut fx.completions) {
             done(true);
         }
-        for (conn, item) in fx.items {
-            let out = match item {
-                Item::Send(out) => out,
-                Item::Reply { id, result } => {
-                    // A stored message's reply also tells the writer that
-                    // this connection has its own message at that position.
-                    let stored = match &result {
-                        Ok(Response::Sent { room_id, seq, .. }) if *room_id != LOBBY_ROOM => {
-                            Some((*room_id, *seq))
-                        }
-                        _ => None,
-                    };
-                    let Some(frame) = encode_reply(id, result) else {
-                        continue;
-                    };
-                    match stored {
-                        Some((room_id, seq)) => Outbound::Sent {
-                            frame,
-                            room_id,
-                            seq,
-                        },
-                        None => Outbound::Frame(frame),
-                    }
-                }
+        for (conn, mut items) in fx.drain_by_conn() {
+            let out = match items.len() {
+                0 => continue,
+                1 => items.pop().expect("one item"),
+                _ => Outbound::Batch(items),
             };
             self.deliver(conn, out);
         }
     }
 
     fn deliver(&self, conn_id: ConnId, out: Outbound) {
-        let Some(conn) = self.conns.get(&conn_id) else {
-            return;
-        };
-        if let Err(mpsc::error::TrySendError::Full(_)) = conn.handle.tx.try_send(out)
-            && !conn.handle.cancel.is_cancelled()
-        {
-            tracing::info!(
-                conn = conn_id,
-                "outgoing queue full: disconnecting slow client"
-            );
-            conn.handle.cancel.cancel();
+        if let Some(conn) = self.conns.get(&conn_id) {
+            conn.handle.send(out);
         }
     }
 

@@ -64,7 +64,7 @@ impl Core {
         if let Some(refusal) = refusal {
             // Not registered, so answered directly; nothing to commit.
             if let Some(frame) = encode_reply(req_id, Err(refusal)) {
-                let _ = conn.tx.try_send(Outbound::Frame(frame));
+                conn.send(Outbound::Frame(frame));
             }
             return Ok(false);
         }

@@ -2,7 +2,9 @@
 //! delivery cursors. Loaded from the database at start (and reloaded if a
 //! commit ever fails), then kept in step with every committed write.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use rusqlite::Connection;
 use sotto_proto::{DeviceId, GroupInfo, GroupName, RoomRef, Username};
@@ -27,7 +29,7 @@ pub(crate) struct Room {
     /// Group owner (groups only).
     pub owner: Option<i64>,
     /// Members by user id (empty for the lobby, which everyone sees).
-    pub members: HashMap<i64, Member>,
+    pub members: FxHashMap<i64, Member>,
     /// Sequence number of the newest event; the next one gets `last_seq + 1`.
     pub last_seq: u64,
     /// Next join position to hand out.
@@ -41,7 +43,7 @@ impl Room {
             kind,
             reference,
             owner,
-            members: HashMap::new(),
+            members: FxHashMap::default(),
             last_seq: 0,
             next_position: 0,
         }
@@ -71,22 +73,22 @@ impl Room {
 /// Everything the core knows that lives in the database.
 #[derive(Debug, Default)]
 pub(crate) struct Directory {
-    pub user_names: HashMap<i64, Username>,
+    pub user_names: FxHashMap<i64, Username>,
     pub user_ids: HashMap<Username, i64>,
     /// Device row ids by (user, device id).
     pub device_keys: HashMap<(i64, DeviceId), i64>,
     /// Device row ids of each user.
-    pub user_devices: HashMap<i64, Vec<i64>>,
-    pub rooms: HashMap<u64, Room>,
+    pub user_devices: FxHashMap<i64, Vec<i64>>,
+    pub rooms: FxHashMap<u64, Room>,
     pub groups: HashMap<GroupName, u64>,
     /// Direct rooms by (lower user id, higher user id).
-    pub directs: HashMap<(i64, i64), u64>,
+    pub directs: FxHashMap<(i64, i64), u64>,
     /// Each user's notices room.
-    pub notices: HashMap<i64, u64>,
+    pub notices: FxHashMap<i64, u64>,
     /// Rooms (other than the lobby) each user belongs to.
-    pub user_rooms: HashMap<i64, HashSet<u64>>,
+    pub user_rooms: FxHashMap<i64, FxHashSet<u64>>,
     /// Acknowledged position per (device row id, room).
-    pub cursors: HashMap<(i64, u64), u64>,
+    pub cursors: FxHashMap<(i64, u64), u64>,
 }
 
 impl Directory {

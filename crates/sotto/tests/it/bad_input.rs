@@ -226,7 +226,7 @@ async fn a_request_flood_is_rate_limited() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_disconnected_without_loss() {
     let server = TestServer::start_with(|c| {
-        c.outbound_queue = 256;
+        c.outbound_buffer = 256 * 1024;
         c.requests_per_second = 100_000;
         c.request_burst = 100_000;
     })
