@@ -51,6 +51,8 @@ pub struct Router {
     last_seq: u64,
     /// Request ids for member 0.
     next_req: u64,
+    /// Waits on the queues the way a connection's writer task would.
+    waiter: tokio::runtime::Runtime,
 }
 
 impl Router {
@@ -77,6 +79,7 @@ impl Router {
             room_id: 0,
             last_seq: 0,
             next_req: 1,
+            waiter: tokio::runtime::Builder::new_current_thread().build()?,
         };
 
         let names = (0..members)
@@ -201,9 +204,8 @@ impl Router {
                 !self.cancels[member].is_cancelled(),
                 "member {member} was disconnected as a slow consumer: raise the queue budget"
             );
-            let out = self.queues[member]
-                .blocking_recv()
-                .context("core stopped")?;
+            let queue = &mut self.queues[member];
+            let out = self.waiter.block_on(queue.recv()).context("core stopped")?;
             self.queues[member].written(out.cost());
             let (batch, single) = match out {
                 Outbound::Batch(items) => (items, None),

@@ -9,11 +9,17 @@
 //! a slow consumer: the push is refused and the caller disconnects it.
 //! Nothing is lost that way, since everything in a room is stored and the
 //! client catches up from its cursor when it returns.
+//!
+//! It is a locked `VecDeque` rather than a channel: the writer takes
+//! everything queued in one swap, and an idle connection keeps no queue
+//! memory at all (a tokio channel keeps its blocks of 32 slots, several KiB
+//! per connection).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 
 use crate::core::Outbound;
 
@@ -22,6 +28,8 @@ use crate::core::Outbound;
 const REPLY_COST: usize = 256;
 /// Charged per entry on top of its payload: framing and bookkeeping.
 const ENTRY_COST: usize = 32;
+/// Entries of spare queue capacity an idle connection may keep.
+const IDLE_CAPACITY: usize = 16;
 
 impl Outbound {
     /// Approximate bytes this entry will take until it is written.
@@ -44,34 +52,76 @@ impl Outbound {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OverBudget;
 
+#[derive(Debug, Default)]
+struct Shared {
+    items: Mutex<VecDeque<Outbound>>,
+    /// Unwritten bytes: charged on push, credited back by the writer.
+    queued: AtomicUsize,
+    /// Live `QueueTx` clones; at zero the writer sees the end.
+    senders: AtomicUsize,
+    /// Set when the writer is gone: pushes are dropped.
+    closed: AtomicBool,
+    /// Wakes the writer.
+    notify: Notify,
+}
+
+impl Shared {
+    fn items(&self) -> MutexGuard<'_, VecDeque<Outbound>> {
+        // A panic while holding the lock leaves a valid deque.
+        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The pushing side, held by the core (in its `ConnHandle`) and the reader.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct QueueTx {
-    tx: mpsc::UnboundedSender<Outbound>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     budget: usize,
 }
 
 /// The writer's side.
 #[derive(Debug)]
 pub(crate) struct QueueRx {
-    rx: mpsc::UnboundedReceiver<Outbound>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+    /// Entries taken from the shared deque, not yet handed out.
+    local: VecDeque<Outbound>,
 }
 
 /// A queue that holds at most about `budget` unwritten bytes. One entry is
 /// always accepted into an empty queue, however large (a file, say).
 pub(crate) fn queue(budget: usize) -> (QueueTx, QueueRx) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        senders: AtomicUsize::new(1),
+        ..Shared::default()
+    });
     (
         QueueTx {
-            tx,
-            queued: queued.clone(),
+            shared: shared.clone(),
             budget,
         },
-        QueueRx { rx, queued },
+        QueueRx {
+            shared,
+            local: VecDeque::new(),
+        },
     )
+}
+
+impl Clone for QueueTx {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::AcqRel);
+        Self {
+            shared: self.shared.clone(),
+            budget: self.budget,
+        }
+    }
+}
+
+impl Drop for QueueTx {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.notify.notify_one();
+        }
+    }
 }
 
 impl QueueTx {
@@ -79,49 +129,98 @@ impl QueueTx {
     /// budget. A closed queue (the writer is gone) silently drops it.
     pub(crate) fn push(&self, out: Outbound) -> Result<(), OverBudget> {
         let cost = out.cost();
-        let before = self.queued.fetch_add(cost, Ordering::AcqRel);
+        let before = self.shared.queued.fetch_add(cost, Ordering::AcqRel);
         if cost > 0 && before > 0 && before + cost > self.budget {
-            self.queued.fetch_sub(cost, Ordering::AcqRel);
+            self.shared.queued.fetch_sub(cost, Ordering::AcqRel);
             return Err(OverBudget);
         }
-        if self.tx.send(out).is_err() {
-            self.queued.fetch_sub(cost, Ordering::AcqRel);
+        {
+            let mut items = self.shared.items();
+            if self.shared.closed.load(Ordering::Acquire) {
+                drop(items);
+                self.shared.queued.fetch_sub(cost, Ordering::AcqRel);
+                return Ok(());
+            }
+            items.push_back(out);
         }
+        self.shared.notify.notify_one();
         Ok(())
     }
 
     /// Unwritten bytes queued now.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        self.shared.queued.load(Ordering::Acquire)
     }
 }
 
 impl QueueRx {
-    /// The next entry, or `None` once every sender is gone.
+    /// Moves everything queued into `local`; false if nothing was queued.
+    fn take_all(&mut self) -> bool {
+        let mut items = self.shared.items();
+        if items.is_empty() {
+            return false;
+        }
+        // The shared side gets our empty deque (and its capacity) back.
+        std::mem::swap(&mut *items, &mut self.local);
+        true
+    }
+
+    /// The next entry, or `None` once every sender is gone and the queue
+    /// is drained.
     pub(crate) async fn recv(&mut self) -> Option<Outbound> {
-        self.rx.recv().await
+        loop {
+            if let Some(out) = self.try_recv() {
+                return Some(out);
+            }
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
+                // A last push may have landed just before the last sender
+                // went away.
+                return self.try_recv();
+            }
+            // A push or the last sender's drop between the checks above and
+            // this await leaves a permit, so no wakeup is lost.
+            self.shared.notify.notified().await;
+        }
     }
 
     /// The next entry if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Outbound> {
-        self.rx.try_recv().ok()
-    }
-
-    /// The next entry, blocking the thread (not for async code).
-    pub(crate) fn blocking_recv(&mut self) -> Option<Outbound> {
-        self.rx.blocking_recv()
+        if self.local.is_empty() && !self.take_all() {
+            return None;
+        }
+        self.local.pop_front()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.local.is_empty() && self.shared.items().is_empty()
     }
 
     /// Credits back entries the writer has written, by their total cost.
     pub(crate) fn written(&self, cost: usize) {
         if cost > 0 {
-            self.queued.fetch_sub(cost, Ordering::AcqRel);
+            self.shared.queued.fetch_sub(cost, Ordering::AcqRel);
         }
+    }
+
+    /// Gives back spare capacity a burst grew, if nothing is queued.
+    pub(crate) fn shrink_idle(&mut self) {
+        if self.local.is_empty() && self.local.capacity() > IDLE_CAPACITY {
+            self.local = VecDeque::new();
+        }
+        let mut items = self.shared.items();
+        if items.is_empty() && items.capacity() > IDLE_CAPACITY {
+            *items = VecDeque::new();
+        }
+    }
+}
+
+impl Drop for QueueRx {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        let dropped = std::mem::take(&mut *self.shared.items());
+        drop(dropped);
+        self.shared.queued.store(0, Ordering::Release);
     }
 }
 
@@ -164,6 +263,39 @@ mod tests {
     fn a_batch_costs_the_sum_of_its_entries() {
         let batch = Outbound::Batch(vec![frame(100), frame(200), Outbound::Close]);
         assert_eq!(batch.cost(), 300 + 2 * ENTRY_COST);
+    }
+
+    #[tokio::test]
+    async fn the_writer_wakes_for_pushes_and_ends_with_the_last_sender() {
+        let (tx, mut rx) = queue(1000);
+        let other = tx.clone();
+        let pushing = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            tx.push(frame(1)).unwrap();
+            drop(tx);
+            other.push(frame(2)).unwrap();
+        });
+        let mut lens = Vec::new();
+        while let Some(Outbound::Frame(f)) = rx.recv().await {
+            lens.push(f.len());
+        }
+        pushing.await.unwrap();
+        assert_eq!(lens, [1, 2]);
+    }
+
+    #[test]
+    fn an_idle_queue_gives_back_its_capacity() {
+        let (tx, mut rx) = queue(1 << 20);
+        for _ in 0..1000 {
+            tx.push(frame(1)).unwrap();
+        }
+        while let Some(out) = rx.try_recv() {
+            rx.written(out.cost());
+        }
+        rx.shrink_idle();
+        assert_eq!(rx.local.capacity(), 0);
+        assert!(rx.shared.items().capacity() <= IDLE_CAPACITY);
+        assert!(rx.is_empty());
     }
 
     #[test]

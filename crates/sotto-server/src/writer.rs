@@ -93,10 +93,13 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
         if closing {
             break;
         }
-        if rx.is_empty() && state.buf.capacity() > IDLE_BUFFER_MAX {
+        if rx.is_empty() {
             // Nothing else queued: an idle connection should not keep the
-            // buffer its last burst (a login backlog, say) grew.
-            state.buf = BytesMut::new();
+            // buffers its last burst (a login backlog, say) grew.
+            if state.buf.capacity() > IDLE_BUFFER_MAX {
+                state.buf = BytesMut::new();
+            }
+            rx.shrink_idle();
         }
     }
     let _ = state.flush(&mut writer).await;
