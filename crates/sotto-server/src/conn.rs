@@ -39,7 +39,7 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// per connection was a large share of the core's work.
 const ACK_DELAY: Duration = Duration::from_millis(100);
 /// Read buffer capacity kept while the connection is idle.
-const IDLE_BUFFER_MAX: usize = 2 * 1024;
+const IDLE_BUFFER_MAX: usize = 512;
 /// Consecutive rate-limited requests after which the connection is closed.
 const MAX_STRIKES: u32 = 1000;
 
@@ -84,8 +84,8 @@ async fn read_frame<R: AsyncRead + Unpin>(
         }
         let want = decoder
             .needed(buf)
-            .map_or(1024, |n| n.saturating_sub(buf.len()));
-        buf.reserve(want.clamp(1024, 64 * 1024));
+            .map_or(IDLE_BUFFER_MAX, |n| n.saturating_sub(buf.len()));
+        buf.reserve(want.clamp(IDLE_BUFFER_MAX, 64 * 1024));
         if reader.read_buf(buf).await? == 0 {
             return if buf.is_empty() {
                 Ok(None)

@@ -141,23 +141,28 @@ pub struct StoredUser {
 ///
 /// A std `Mutex` around a free list is enough: it is held only to pop or
 /// push a connection, never across a query or an `.await`. Queries run on
-/// tokio's blocking pool via [`ReadPool::run`].
+/// tokio's blocking pool via [`ReadPool::run`], at most [`MAX_READERS`] at
+/// once: under a login storm, unbounded queries would each take a blocking
+/// thread and open (and parse the schema for) a short-lived connection.
 #[derive(Debug, Clone)]
 pub struct ReadPool {
-    /// Database file, to open more readers when all are busy.
+    /// Database file, to open readers as they are first needed.
     path: Arc<PathBuf>,
     /// Idle readers.
     idle: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per reader that may exist.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
-/// Most idle readers kept open.
-const MAX_IDLE_READERS: usize = 8;
+/// Most readers open and queries running at once.
+const MAX_READERS: usize = 8;
 
 impl ReadPool {
     pub fn new(path: PathBuf) -> Self {
         Self {
             path: Arc::new(path),
             idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_READERS)),
         }
     }
 
@@ -168,17 +173,17 @@ impl ReadPool {
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let pool = self.clone();
+        let permit = self.permits.clone().acquire_owned().await?;
         tokio::task::spawn_blocking(move || {
             let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
                 Ok(Some(conn)) => conn,
                 _ => open_reader(&pool.path)?,
             };
             let result = f(&conn);
-            if let Ok(mut idle) = pool.idle.lock()
-                && idle.len() < MAX_IDLE_READERS
-            {
+            if let Ok(mut idle) = pool.idle.lock() {
                 idle.push(conn);
             }
+            drop(permit);
             Ok(result?)
         })
         .await?

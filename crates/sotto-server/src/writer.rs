@@ -18,8 +18,6 @@ use crate::store::{self, ReadPool};
 
 /// Events read from the store per page when replaying a backlog.
 const SYNC_PAGE: usize = 256;
-/// Write buffer capacity an idle connection keeps.
-const IDLE_BUFFER_MAX: usize = 2 * 1024;
 /// Bytes buffered before they are written to the socket: one TLS record.
 /// Larger chunks did not write faster and cost memory per busy connection.
 const WRITE_CHUNK: usize = 16 * 1024;
@@ -94,11 +92,10 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
             break;
         }
         if rx.is_empty() {
-            // Nothing else queued: an idle connection should not keep the
-            // buffers its last burst (a login backlog, say) grew.
-            if state.buf.capacity() > IDLE_BUFFER_MAX {
-                state.buf = BytesMut::new();
-            }
+            // Nothing else queued: an idle connection keeps no write buffer
+            // (the next wakeup allocates one sized to what it writes) and
+            // gives back the queue capacity its last burst grew.
+            state.buf = BytesMut::new();
             rx.shrink_idle();
         }
     }
