@@ -1,11 +1,15 @@
 //! Sotto's client-side cryptography, sans-IO.
 //!
+//! - [`e2e`]: end-to-end encryption with vodozemac: device accounts and
+//!   signed keys, Olm sessions between devices, Megolm room sessions with
+//!   rotation and replay protection, safety numbers.
 //! - [`sealed`]: `@secret` messages sealed with a passphrase (Argon2id key
 //!   derivation, XChaCha20-Poly1305).
 //! - [`fingerprint`]: certificate fingerprints used for trust on first use.
 //!
 //! Secrets are zeroized on drop and never printed by `Debug`.
 
+pub mod e2e;
 pub mod fingerprint;
 pub mod sealed;
 

@@ -138,7 +138,7 @@ name_type!(
 
 /// A device identifier: chosen randomly by the client on first use and kept
 /// in its data dir, 8 to 64 characters of `[A-Za-z0-9_-]`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct DeviceId(String);
 

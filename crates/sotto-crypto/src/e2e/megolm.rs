@@ -1,0 +1,365 @@
+//! Megolm room sessions: one outbound session per room this device sends
+//! in, shared over Olm with every device of every member; inbound sessions
+//! for every sender's room keys, with replay protection.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sotto_proto::e2e::{MegolmEnvelope, PublicKey, RoomPlaintext};
+use sotto_proto::{DeviceId, Username};
+use vodozemac::megolm::{
+    GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
+    MegolmMessage, SessionConfig, SessionKey,
+};
+
+use super::E2eError;
+
+/// Messages sent on one outbound session before it is replaced.
+pub const ROTATE_AFTER_MESSAGES: u32 = 100;
+/// Age after which an outbound session is replaced.
+pub const ROTATE_AFTER_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
+/// A device that may read a room's messages: who it belongs to and its
+/// Curve25519 key (which identifies its Olm sessions).
+pub type Recipient = (Username, DeviceId, PublicKey);
+
+/// This device's sending session in one room.
+pub struct OutboundRoom {
+    session: GroupSession,
+    created_ms: i64,
+    sent: u32,
+    /// Devices the room key has been sent to.
+    shared_with: BTreeSet<Recipient>,
+}
+
+impl std::fmt::Debug for OutboundRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundRoom")
+            .field("session_id", &self.session_id())
+            .field("created_ms", &self.created_ms)
+            .field("sent", &self.sent)
+            .field("shared_with", &self.shared_with.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OutboundRoom {
+    fn new(now_ms: i64) -> Self {
+        Self {
+            session: GroupSession::new(SessionConfig::version_1()),
+            created_ms: now_ms,
+            sent: 0,
+            shared_with: BTreeSet::new(),
+        }
+    }
+
+    pub fn session_id(&self) -> String {
+        self.session.session_id()
+    }
+
+    /// Whether this session may not be used again: too many messages, too
+    /// old, or a device it was shared with is no longer a recipient (a
+    /// member left or was removed, or removed a device).
+    pub fn expired(&self, now_ms: i64, recipients: &BTreeSet<Recipient>) -> bool {
+        self.sent >= ROTATE_AFTER_MESSAGES
+            || now_ms - self.created_ms >= ROTATE_AFTER_MS
+            || !self.shared_with.is_subset(recipients)
+    }
+}
+
+/// What must happen before a room message can be sent.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The outbound session's id.
+    pub session_id: String,
+    /// Devices that still need the room key (over Olm), with the key.
+    pub to_share: Vec<Recipient>,
+    /// The key to send them (at the session's current index).
+    pub session_key: Vec<u8>,
+    /// Whether the session is new (the old one was rotated or there was none).
+    pub rotated: bool,
+}
+
+/// Where an inbound room key came from, as proven by the Olm session it
+/// arrived on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySender {
+    pub user: Username,
+    pub device: DeviceId,
+    /// Curve25519 key of the Olm session the key arrived on.
+    pub curve25519: PublicKey,
+}
+
+struct InboundRoom {
+    session: InboundGroupSession,
+    sender: KeySender,
+}
+
+impl std::fmt::Debug for InboundRoom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundRoom")
+            .field("session_id", &self.session.session_id())
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every room session this device knows.
+#[derive(Debug, Default)]
+pub struct RoomSessions {
+    outbound: HashMap<u64, OutboundRoom>,
+    /// By (room, session id).
+    inbound: HashMap<(u64, String), InboundRoom>,
+    /// (session id, message index) → the room position it was first seen
+    /// at: the same ciphertext at another position is a replay.
+    seen: HashMap<(String, u32), u64>,
+}
+
+/// [`RoomSessions`] as stored.
+#[derive(Serialize, Deserialize, Default)]
+pub struct RoomSessionsPickle {
+    outbound: Vec<(u64, GroupSessionPickle, i64, u32, Vec<Recipient>)>,
+    inbound: Vec<(u64, String, InboundGroupSessionPickle, KeySender)>,
+    seen: Vec<(String, u32, u64)>,
+}
+
+impl std::fmt::Debug for RoomSessionsPickle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoomSessionsPickle")
+            .field("outbound", &self.outbound.len())
+            .field("inbound", &self.inbound.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RoomSessions {
+    /// Gets the room's outbound session ready for a message to
+    /// `recipients` (every device of every member, including this
+    /// account's other devices, but not this device): rotates it if it has
+    /// expired, and lists the devices that still need its key.
+    pub fn prepare(
+        &mut self,
+        room_id: u64,
+        recipients: &BTreeSet<Recipient>,
+        now_ms: i64,
+    ) -> Prepared {
+        let rotated = match self.outbound.get(&room_id) {
+            Some(room) if !room.expired(now_ms, recipients) => false,
+            _ => {
+                self.outbound.insert(room_id, OutboundRoom::new(now_ms));
+                true
+            }
+        };
+        let room = &self.outbound[&room_id];
+        Prepared {
+            session_id: room.session_id(),
+            to_share: recipients.difference(&room.shared_with).cloned().collect(),
+            session_key: room.session.session_key().to_bytes(),
+            rotated,
+        }
+    }
+
+    /// The room key of `session_id` reached these devices (the Olm
+    /// messages carrying it were sent).
+    pub fn mark_shared(&mut self, room_id: u64, session_id: &str, devices: &[Recipient]) {
+        if let Some(room) = self.outbound.get_mut(&room_id)
+            && room.session_id() == session_id
+        {
+            room.shared_with.extend(devices.iter().cloned());
+        }
+    }
+
+    /// Forces a new outbound session for the room on the next message.
+    pub fn discard_outbound(&mut self, room_id: u64) {
+        self.outbound.remove(&room_id);
+    }
+
+    /// Encrypts a room message on the room's outbound session, which
+    /// [`RoomSessions::prepare`] must have set up.
+    pub fn encrypt(
+        &mut self,
+        sender_key: PublicKey,
+        plaintext: &RoomPlaintext,
+    ) -> Result<MegolmEnvelope, E2eError> {
+        let room = self
+            .outbound
+            .get_mut(&plaintext.room_id)
+            .ok_or(E2eError::NoSession)?;
+        let bytes = plaintext
+            .encode()
+            .map_err(|e| E2eError::Malformed(e.to_string()))?;
+        let message = room.session.encrypt(&bytes);
+        room.sent += 1;
+        Ok(MegolmEnvelope {
+            sender_key,
+            session_id: room.session_id(),
+            ciphertext: message.to_bytes(),
+        })
+    }
+
+    /// Stores a room key that arrived over an Olm session with `sender`.
+    /// The session id must match the key. A key already known is kept if
+    /// it reaches further back; a key claiming a session that another
+    /// device already sent is refused.
+    pub fn add_room_key(
+        &mut self,
+        sender: KeySender,
+        room_id: u64,
+        session_id: &str,
+        session_key: &[u8],
+    ) -> Result<(), E2eError> {
+        let key = SessionKey::from_bytes(session_key)
+            .map_err(|e| E2eError::Malformed(format!("room key: {e}")))?;
+        let mut session = InboundGroupSession::new(&key, SessionConfig::version_1());
+        if session.session_id() != session_id {
+            return Err(E2eError::Malformed(
+                "room key does not match its session id".into(),
+            ));
+        }
+        let id = (room_id, session_id.to_owned());
+        if let Some(existing) = self.inbound.get_mut(&id) {
+            if existing.sender != sender {
+                return Err(E2eError::Mismatch(format!(
+                    "{}/{} sent a room key that {}/{} already sent",
+                    sender.user, sender.device, existing.sender.user, existing.sender.device
+                )));
+            }
+            if let Some(merged) = existing.session.merge(&mut session) {
+                existing.session = merged;
+            }
+            return Ok(());
+        }
+        self.inbound.insert(id, InboundRoom { session, sender });
+        Ok(())
+    }
+
+    /// Whether the key for `session_id` in `room_id` is known.
+    pub fn has_room_key(&self, room_id: u64, session_id: &str) -> bool {
+        self.inbound.contains_key(&(room_id, session_id.to_owned()))
+    }
+
+    /// Decrypts a room message that the server delivered in `room_id` at
+    /// position `seq`, said to be from `server_sender`. Checks that the
+    /// room key came from the device the plaintext names, that the
+    /// plaintext's room and sender match the delivery, and that this
+    /// ciphertext was not seen at another position before.
+    pub fn decrypt(
+        &mut self,
+        room_id: u64,
+        seq: u64,
+        server_sender: &Username,
+        envelope: &MegolmEnvelope,
+    ) -> Result<RoomPlaintext, E2eError> {
+        let id = (room_id, envelope.session_id.clone());
+        let room = self
+            .inbound
+            .get_mut(&id)
+            .ok_or_else(|| E2eError::MissingRoomKey {
+                session_id: envelope.session_id.clone(),
+            })?;
+        let message = MegolmMessage::from_bytes(&envelope.ciphertext)
+            .map_err(|e| E2eError::Malformed(format!("Megolm message: {e}")))?;
+        let decrypted = room
+            .session
+            .decrypt(&message)
+            .map_err(|e| E2eError::Decrypt(format!("room message: {e}")))?;
+        let plaintext = RoomPlaintext::decode(&decrypted.plaintext)
+            .map_err(|e| E2eError::Malformed(format!("room plaintext: {e}")))?;
+        let sender = &room.sender;
+        if envelope.sender_key != sender.curve25519
+            || plaintext.sender != sender.user
+            || plaintext.sender_device != sender.device
+        {
+            return Err(E2eError::Mismatch(format!(
+                "message claims to be from {}/{} but its room key came from {}/{}",
+                plaintext.sender, plaintext.sender_device, sender.user, sender.device
+            )));
+        }
+        if plaintext.room_id != room_id {
+            return Err(E2eError::Mismatch(
+                "message was encrypted for another room".into(),
+            ));
+        }
+        if &plaintext.sender != server_sender {
+            return Err(E2eError::Mismatch(format!(
+                "server says {server_sender} sent a message signed by {}",
+                plaintext.sender
+            )));
+        }
+        let index = (envelope.session_id.clone(), decrypted.message_index);
+        match self.seen.get(&index) {
+            Some(first) if *first != seq => return Err(E2eError::Replay),
+            Some(_) => {}
+            None => {
+                self.seen.insert(index, seq);
+            }
+        }
+        Ok(plaintext)
+    }
+
+    pub fn pickle(&self) -> RoomSessionsPickle {
+        RoomSessionsPickle {
+            outbound: self
+                .outbound
+                .iter()
+                .map(|(room, o)| {
+                    (
+                        *room,
+                        o.session.pickle(),
+                        o.created_ms,
+                        o.sent,
+                        o.shared_with.iter().cloned().collect(),
+                    )
+                })
+                .collect(),
+            inbound: self
+                .inbound
+                .iter()
+                .map(|((room, id), i)| (*room, id.clone(), i.session.pickle(), i.sender.clone()))
+                .collect(),
+            seen: self
+                .seen
+                .iter()
+                .map(|((id, index), seq)| (id.clone(), *index, *seq))
+                .collect(),
+        }
+    }
+
+    pub fn from_pickle(pickle: RoomSessionsPickle) -> Self {
+        Self {
+            outbound: pickle
+                .outbound
+                .into_iter()
+                .map(|(room, session, created_ms, sent, shared)| {
+                    (
+                        room,
+                        OutboundRoom {
+                            session: GroupSession::from_pickle(session),
+                            created_ms,
+                            sent,
+                            shared_with: shared.into_iter().collect(),
+                        },
+                    )
+                })
+                .collect(),
+            inbound: pickle
+                .inbound
+                .into_iter()
+                .map(|(room, id, session, sender)| {
+                    (
+                        (room, id),
+                        InboundRoom {
+                            session: InboundGroupSession::from_pickle(session),
+                            sender,
+                        },
+                    )
+                })
+                .collect(),
+            seen: pickle
+                .seen
+                .into_iter()
+                .map(|(id, index, seq)| ((id, index), seq))
+                .collect(),
+        }
+    }
+}

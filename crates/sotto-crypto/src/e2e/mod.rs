@@ -1,0 +1,338 @@
+//! End-to-end encryption with [vodozemac] (Olm and Megolm), following the
+//! Matrix design, sans-IO.
+//!
+//! - Every device has an [`account::DeviceAccount`]: Curve25519 and Ed25519
+//!   identity keys, plus signed one-time and fallback keys it uploads to the
+//!   server's key directory.
+//! - Devices talk pairwise over Olm ([`olm::OlmSessions`]): that channel
+//!   carries room keys and key requests ([`ToDeviceContent`]).
+//! - A room (a private conversation is a two-person room) is encrypted with
+//!   Megolm ([`megolm::RoomSessions`]): each sender's outbound session is
+//!   shared over Olm with every device of every member, and replaced after
+//!   100 messages, after a week, or when a device it was shared with is no
+//!   longer a recipient.
+//! - [`E2e`] ties them together for one device: what a client stores
+//!   ([`E2ePickle`]) and calls.
+//!
+//! The caller (the client) supplies what needs I/O: other devices' keys from
+//! the directory (pinned on first sight), claimed one-time keys, and
+//! delivery of the envelopes this module produces.
+
+pub mod account;
+pub mod megolm;
+pub mod olm;
+pub mod safety;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use sotto_proto::e2e::{
+    DeviceKeys, MegolmEnvelope, OlmEnvelope, RoomPlaintext, SignedOneTimeKey, ToDeviceContent,
+    ToDevicePlaintext,
+};
+use sotto_proto::{DeviceId, MessageBody, Username};
+
+pub use account::{DeviceAccount, IdentityKeys, KeyUpload, verify_device_keys};
+pub use megolm::{KeySender, Prepared, Recipient};
+pub use safety::safety_number;
+
+/// Why an end-to-end operation failed. Each is shown to the user as is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum E2eError {
+    #[error("the {what} of {user}'s device {device} carry an invalid signature")]
+    BadSignature {
+        what: &'static str,
+        user: Username,
+        device: DeviceId,
+    },
+    #[error("malformed encrypted data: {0}")]
+    Malformed(String),
+    #[error("cannot decrypt: {0}")]
+    Decrypt(String),
+    #[error("no room key for this message yet (session {session_id})")]
+    MissingRoomKey { session_id: String },
+    #[error("rejected a replayed message")]
+    Replay,
+    #[error("rejected: {0}")]
+    Mismatch(String),
+    #[error("no encrypted session with that device yet")]
+    NoSession,
+}
+
+/// One device's end-to-end state.
+#[derive(Debug)]
+pub struct E2e {
+    account: DeviceAccount,
+    olm: olm::OlmSessions,
+    rooms: megolm::RoomSessions,
+}
+
+/// [`E2e`] as the client stores it (encrypted at rest by the client).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct E2ePickle {
+    account: account::DeviceAccountPickle,
+    olm: olm::OlmSessionsPickle,
+    rooms: megolm::RoomSessionsPickle,
+}
+
+/// A decrypted to-device message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToDevice {
+    pub sender: Username,
+    pub sender_device: DeviceId,
+    pub content: ToDeviceContent,
+}
+
+impl E2e {
+    /// A new device with fresh identity keys.
+    pub fn new(user: Username, device: DeviceId) -> Self {
+        Self {
+            account: DeviceAccount::new(user, device),
+            olm: olm::OlmSessions::default(),
+            rooms: megolm::RoomSessions::default(),
+        }
+    }
+
+    pub fn user(&self) -> &Username {
+        self.account.user()
+    }
+
+    pub fn device(&self) -> &DeviceId {
+        self.account.device()
+    }
+
+    pub fn identity(&self) -> IdentityKeys {
+        self.account.identity()
+    }
+
+    /// This device's self-signed keys for the directory.
+    pub fn device_keys(&self) -> DeviceKeys {
+        self.account.device_keys()
+    }
+
+    /// One-time and fallback keys to upload; see
+    /// [`DeviceAccount::keys_to_upload`].
+    pub fn keys_to_upload(&mut self, server_count: usize) -> KeyUpload {
+        self.account.keys_to_upload(server_count)
+    }
+
+    /// Call after the upload succeeded.
+    pub fn mark_keys_published(&mut self) {
+        self.account.mark_published();
+    }
+
+    /// Call when the server reports the fallback key was handed out.
+    pub fn rotate_fallback_key(&mut self) {
+        self.account.rotate_fallback_key();
+    }
+
+    pub fn has_olm_session(&self, peer: &DeviceKeys) -> bool {
+        self.olm.has_session(&peer.curve25519)
+    }
+
+    /// Starts an Olm session with `peer` from a key claimed for it.
+    pub fn start_olm_session(
+        &mut self,
+        peer: &DeviceKeys,
+        key: &SignedOneTimeKey,
+    ) -> Result<(), E2eError> {
+        if peer.user == *self.user() && peer.device == *self.device() {
+            return Err(E2eError::Mismatch("a device cannot talk to itself".into()));
+        }
+        self.olm.start(&self.account, peer, key)
+    }
+
+    /// Whether to replace a broken Olm session with `peer` now (claim a new
+    /// key, start a session and send [`ToDeviceContent::Dummy`]); at most
+    /// once an hour per device.
+    pub fn should_recover_session(&mut self, peer: &DeviceKeys, now_ms: i64) -> bool {
+        self.olm.should_recover(&peer.curve25519, now_ms)
+    }
+
+    /// Encrypts `content` for one device, naming both ends inside.
+    pub fn encrypt_to_device(
+        &mut self,
+        peer: &DeviceKeys,
+        content: ToDeviceContent,
+    ) -> Result<OlmEnvelope, E2eError> {
+        let plaintext = ToDevicePlaintext {
+            sender: self.user().clone(),
+            sender_device: self.device().clone(),
+            sender_ed25519: self.identity().ed25519,
+            recipient: peer.user.clone(),
+            recipient_device: peer.device.clone(),
+            recipient_ed25519: peer.ed25519,
+            content,
+        };
+        let bytes = plaintext
+            .encode()
+            .map_err(|e| E2eError::Malformed(e.to_string()))?;
+        self.olm.encrypt(&self.account, &peer.curve25519, &bytes)
+    }
+
+    /// Decrypts a to-device message from `sender` (the device the server
+    /// says sent it, with the keys the client has pinned for it). Checks
+    /// that both ends named inside are the sender and this device, and
+    /// stores a room key it carries: a room key is accepted only over an
+    /// Olm session with the device that sends it.
+    pub fn decrypt_to_device(
+        &mut self,
+        sender: &DeviceKeys,
+        envelope: &OlmEnvelope,
+    ) -> Result<ToDevice, E2eError> {
+        if envelope.sender_key != sender.curve25519 {
+            return Err(E2eError::Mismatch(format!(
+                "a to-device message from {}/{} came from another device's key",
+                sender.user, sender.device
+            )));
+        }
+        let bytes = self.olm.decrypt(&mut self.account, envelope)?;
+        let plaintext = ToDevicePlaintext::decode(&bytes)
+            .map_err(|e| E2eError::Malformed(format!("to-device plaintext: {e}")))?;
+        let me = self.identity();
+        if plaintext.sender != sender.user
+            || plaintext.sender_device != sender.device
+            || plaintext.sender_ed25519 != sender.ed25519
+        {
+            return Err(E2eError::Mismatch(format!(
+                "a to-device message from {}/{} names {}/{} as its sender",
+                sender.user, sender.device, plaintext.sender, plaintext.sender_device
+            )));
+        }
+        if plaintext.recipient != *self.user()
+            || plaintext.recipient_device != *self.device()
+            || plaintext.recipient_ed25519 != me.ed25519
+        {
+            return Err(E2eError::Mismatch(format!(
+                "a to-device message from {}/{} was meant for {}/{}",
+                sender.user, sender.device, plaintext.recipient, plaintext.recipient_device
+            )));
+        }
+        if let ToDeviceContent::RoomKey {
+            room_id,
+            session_id,
+            session_key,
+        } = &plaintext.content
+        {
+            let from = KeySender {
+                user: sender.user.clone(),
+                device: sender.device.clone(),
+                curve25519: sender.curve25519,
+            };
+            self.rooms
+                .add_room_key(from, *room_id, session_id, session_key)?;
+        }
+        Ok(ToDevice {
+            sender: plaintext.sender,
+            sender_device: plaintext.sender_device,
+            content: plaintext.content,
+        })
+    }
+
+    /// Gets the room's outbound session ready for `recipients`; see
+    /// [`megolm::RoomSessions::prepare`]. The room key must reach
+    /// `to_share` (with [`E2e::room_key_for`]) before the message is sent.
+    /// A rotated session's key is also kept locally, so this device's own
+    /// messages decrypt from the local store and history.
+    pub fn prepare_room(
+        &mut self,
+        room_id: u64,
+        recipients: &BTreeSet<Recipient>,
+        now_ms: i64,
+    ) -> Result<Prepared, E2eError> {
+        let prepared = self.rooms.prepare(room_id, recipients, now_ms);
+        if prepared.rotated {
+            let me = KeySender {
+                user: self.user().clone(),
+                device: self.device().clone(),
+                curve25519: self.identity().curve25519,
+            };
+            self.rooms
+                .add_room_key(me, room_id, &prepared.session_id, &prepared.session_key)?;
+        }
+        Ok(prepared)
+    }
+
+    /// The Olm message carrying a prepared room key to one device.
+    pub fn room_key_for(
+        &mut self,
+        room_id: u64,
+        prepared: &Prepared,
+        peer: &DeviceKeys,
+    ) -> Result<OlmEnvelope, E2eError> {
+        self.encrypt_to_device(
+            peer,
+            ToDeviceContent::RoomKey {
+                room_id,
+                session_id: prepared.session_id.clone(),
+                session_key: prepared.session_key.clone(),
+            },
+        )
+    }
+
+    /// Records that the room key reached these devices.
+    pub fn mark_room_key_shared(&mut self, room_id: u64, session_id: &str, devices: &[Recipient]) {
+        self.rooms.mark_shared(room_id, session_id, devices);
+    }
+
+    /// Forces a new room session on the next message (say, after a
+    /// membership change the caller learned of).
+    pub fn discard_room_session(&mut self, room_id: u64) {
+        self.rooms.discard_outbound(room_id);
+    }
+
+    /// Encrypts a message for a prepared room. Sender, room, message id
+    /// and time travel inside.
+    pub fn encrypt_room(
+        &mut self,
+        room_id: u64,
+        msg_id: [u8; 16],
+        ts: i64,
+        body: MessageBody,
+    ) -> Result<MegolmEnvelope, E2eError> {
+        let plaintext = RoomPlaintext {
+            sender: self.user().clone(),
+            sender_device: self.device().clone(),
+            room_id,
+            msg_id,
+            ts,
+            body,
+        };
+        self.rooms.encrypt(self.identity().curve25519, &plaintext)
+    }
+
+    /// Decrypts a room message delivered at (`room_id`, `seq`) and said by
+    /// the server to be from `server_sender`.
+    pub fn decrypt_room(
+        &mut self,
+        room_id: u64,
+        seq: u64,
+        server_sender: &Username,
+        envelope: &MegolmEnvelope,
+    ) -> Result<RoomPlaintext, E2eError> {
+        self.rooms.decrypt(room_id, seq, server_sender, envelope)
+    }
+
+    pub fn has_room_key(&self, room_id: u64, session_id: &str) -> bool {
+        self.rooms.has_room_key(room_id, session_id)
+    }
+
+    pub fn pickle(&self) -> E2ePickle {
+        E2ePickle {
+            account: self.account.pickle(),
+            olm: self.olm.pickle(),
+            rooms: self.rooms.pickle(),
+        }
+    }
+
+    pub fn from_pickle(pickle: E2ePickle) -> Self {
+        Self {
+            account: DeviceAccount::from_pickle(pickle.account),
+            olm: olm::OlmSessions::from_pickle(pickle.olm),
+            rooms: megolm::RoomSessions::from_pickle(pickle.rooms),
+        }
+    }
+}

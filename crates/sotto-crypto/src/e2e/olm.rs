@@ -1,0 +1,168 @@
+//! Olm sessions with other devices: the pairwise channels room keys travel
+//! over.
+//!
+//! Several sessions may exist with one device (both sides started one at
+//! once, or a broken one was replaced): receiving tries every one of them,
+//! newest first; sending uses the newest.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sotto_proto::e2e::{DeviceKeys, OlmEnvelope, PublicKey, SignedOneTimeKey};
+use vodozemac::olm::{OlmMessage, Session, SessionPickle};
+
+use super::E2eError;
+use super::account::DeviceAccount;
+
+/// Sessions kept per peer device; older ones are dropped.
+const MAX_SESSIONS_PER_DEVICE: usize = 5;
+/// A broken session is replaced at most this often per peer device.
+pub const RECOVERY_INTERVAL_MS: i64 = 60 * 60 * 1000;
+
+/// Every Olm session this device has, by the peer's Curve25519 key.
+#[derive(Debug, Default)]
+pub struct OlmSessions {
+    /// Oldest first.
+    by_peer: HashMap<PublicKey, Vec<Session>>,
+    /// When a broken session with a peer was last replaced.
+    recovered_at: HashMap<PublicKey, i64>,
+}
+
+/// [`OlmSessions`] as stored.
+#[derive(Serialize, Deserialize, Default)]
+pub struct OlmSessionsPickle {
+    by_peer: Vec<(PublicKey, Vec<SessionPickle>)>,
+    recovered_at: Vec<(PublicKey, i64)>,
+}
+
+impl std::fmt::Debug for OlmSessionsPickle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OlmSessionsPickle")
+            .field("peers", &self.by_peer.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl OlmSessions {
+    /// Whether there is a session to send to this peer on.
+    pub fn has_session(&self, peer: &PublicKey) -> bool {
+        self.by_peer.get(peer).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Starts a session with `peer` from a claimed one-time key, after
+    /// checking the signatures on the device's keys and on the key.
+    pub fn start(
+        &mut self,
+        account: &DeviceAccount,
+        peer: &DeviceKeys,
+        key: &SignedOneTimeKey,
+    ) -> Result<(), E2eError> {
+        let session = account.outbound_session(peer, key)?;
+        self.add(peer.curve25519, session);
+        Ok(())
+    }
+
+    /// Encrypts `plaintext` for `peer` on the newest session.
+    pub fn encrypt(
+        &mut self,
+        account: &DeviceAccount,
+        peer: &PublicKey,
+        plaintext: &[u8],
+    ) -> Result<OlmEnvelope, E2eError> {
+        let session = self
+            .by_peer
+            .get_mut(peer)
+            .and_then(|s| s.last_mut())
+            .ok_or(E2eError::NoSession)?;
+        let (message_type, ciphertext) = session.encrypt(plaintext).to_parts();
+        Ok(OlmEnvelope {
+            sender_key: account.identity().curve25519,
+            message_type: message_type as u8,
+            ciphertext,
+        })
+    }
+
+    /// Decrypts a to-device message: with an existing session if one
+    /// fits, else, for a pre-key message, with a new inbound session (which
+    /// consumes the one-time key it names).
+    pub fn decrypt(
+        &mut self,
+        account: &mut DeviceAccount,
+        envelope: &OlmEnvelope,
+    ) -> Result<Vec<u8>, E2eError> {
+        let message =
+            OlmMessage::from_parts(usize::from(envelope.message_type), &envelope.ciphertext)
+                .map_err(|e| E2eError::Malformed(format!("Olm message: {e}")))?;
+        let peer = envelope.sender_key;
+        if let Some(sessions) = self.by_peer.get_mut(&peer) {
+            // A pre-key message names its session: only that one can fit.
+            for session in sessions.iter_mut().rev() {
+                if let OlmMessage::PreKey(pre_key) = &message
+                    && pre_key.session_id() != session.session_id()
+                {
+                    continue;
+                }
+                if let Ok(plaintext) = session.decrypt(&message) {
+                    return Ok(plaintext);
+                }
+            }
+        }
+        match &message {
+            OlmMessage::PreKey(pre_key) => {
+                let created = account.inbound_session(&peer, pre_key)?;
+                self.add(peer, created.session);
+                Ok(created.plaintext)
+            }
+            OlmMessage::Normal(_) => Err(E2eError::Decrypt(
+                "no Olm session with the sending device can decrypt this message".into(),
+            )),
+        }
+    }
+
+    /// Whether to replace a broken session with `peer` now, rate-limited
+    /// to once per [`RECOVERY_INTERVAL_MS`]; records the attempt if so.
+    pub fn should_recover(&mut self, peer: &PublicKey, now_ms: i64) -> bool {
+        match self.recovered_at.get(peer) {
+            Some(at) if now_ms - at < RECOVERY_INTERVAL_MS => false,
+            _ => {
+                self.recovered_at.insert(*peer, now_ms);
+                true
+            }
+        }
+    }
+
+    fn add(&mut self, peer: PublicKey, session: Session) {
+        let sessions = self.by_peer.entry(peer).or_default();
+        sessions.push(session);
+        if sessions.len() > MAX_SESSIONS_PER_DEVICE {
+            sessions.remove(0);
+        }
+    }
+
+    pub fn pickle(&self) -> OlmSessionsPickle {
+        OlmSessionsPickle {
+            by_peer: self
+                .by_peer
+                .iter()
+                .map(|(peer, sessions)| (*peer, sessions.iter().map(Session::pickle).collect()))
+                .collect(),
+            recovered_at: self.recovered_at.iter().map(|(k, v)| (*k, *v)).collect(),
+        }
+    }
+
+    pub fn from_pickle(pickle: OlmSessionsPickle) -> Self {
+        Self {
+            by_peer: pickle
+                .by_peer
+                .into_iter()
+                .map(|(peer, sessions)| {
+                    (
+                        peer,
+                        sessions.into_iter().map(Session::from_pickle).collect(),
+                    )
+                })
+                .collect(),
+            recovered_at: pickle.recovered_at.into_iter().collect(),
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The end-to-end state machine, device to device, with no server: the
+//! tests hand envelopes across the way the server would.
+
+use std::collections::BTreeSet;
+
+use sotto_proto::e2e::{DeviceKeys, MegolmEnvelope, SignedOneTimeKey, ToDeviceContent};
+use sotto_proto::{DeviceId, MessageBody, Username};
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+fn device(name: &str, n: u32) -> E2e {
+    E2e::new(
+        user(name),
+        DeviceId::parse(&format!("{}dev{n:04}", name.to_uppercase())).unwrap(),
+    )
+}
+
+fn text(t: &str) -> MessageBody {
+    MessageBody::Text { text: t.into() }
+}
+
+fn recipient(e: &E2e) -> Recipient {
+    (
+        e.user().clone(),
+        e.device().clone(),
+        e.identity().curve25519,
+    )
+}
+
+/// What the key directory hands out for `of`: its device keys and one
+/// claimed key (a one-time key while any is left, else the fallback).
+fn claim(of: &mut E2e) -> (DeviceKeys, SignedOneTimeKey) {
+    let upload = of.keys_to_upload(0);
+    of.mark_keys_published();
+    let key = upload
+        .one_time_keys
+        .into_iter()
+        .next()
+        .or(upload.fallback_key)
+        .unwrap();
+    (of.device_keys(), key)
+}
+
+/// `from` shares its room key with every device in `to` (starting Olm
+/// sessions where needed) and they store it.
+fn share_room_key(from: &mut E2e, to: &mut [&mut E2e], room: u64) -> Prepared {
+    let recipients: BTreeSet<Recipient> = to.iter().map(|d| recipient(d)).collect();
+    let prepared = from.prepare_room(room, &recipients, NOW).unwrap();
+    let mut shared = Vec::new();
+    for peer in to.iter_mut() {
+        if !prepared.to_share.contains(&recipient(peer)) {
+            continue;
+        }
+        if !from.has_olm_session(&peer.device_keys()) {
+            let (keys, key) = claim(peer);
+            from.start_olm_session(&keys, &key).unwrap();
+        }
+        let envelope = from
+            .room_key_for(room, &prepared, &peer.device_keys())
+            .unwrap();
+        let got = peer
+            .decrypt_to_device(&from.device_keys(), &envelope)
+            .unwrap();
+        assert!(matches!(got.content, ToDeviceContent::RoomKey { .. }));
+        shared.push(recipient(peer));
+    }
+    from.mark_room_key_shared(room, &prepared.session_id, &shared);
+    prepared
+}
+
+fn send(from: &mut E2e, room: u64, t: &str) -> MegolmEnvelope {
+    from.encrypt_room(room, rand::random(), NOW, text(t))
+        .unwrap()
+}
+
+#[test]
+fn device_keys_and_claimed_keys_are_signed() {
+    let mut bob = device("bob", 1);
+    let (keys, key) = claim(&mut bob);
+    verify_device_keys(&keys).unwrap();
+    account::verify_one_time_key(&keys, &key).unwrap();
+
+    let mut forged = keys.clone();
+    forged.curve25519[0] ^= 1;
+    assert!(matches!(
+        verify_device_keys(&forged),
+        Err(E2eError::BadSignature { .. })
+    ));
+    let mut forged_key = key.clone();
+    forged_key.key[5] ^= 1;
+    let mut alice = device("alice", 1);
+    assert!(matches!(
+        alice.start_olm_session(&keys, &forged_key),
+        Err(E2eError::BadSignature { .. })
+    ));
+    // A key signed by another device does not pass as bob's.
+    let mut mallory = device("mallory", 1);
+    let (_, mallory_key) = claim(&mut mallory);
+    assert!(alice.start_olm_session(&keys, &mallory_key).is_err());
+}
+
+#[test]
+fn keys_are_offered_until_published_and_topped_up_to_the_target() {
+    let mut bob = device("bob", 1);
+    let first = bob.keys_to_upload(0);
+    assert_eq!(first.one_time_keys.len(), account::ONE_TIME_KEY_TARGET);
+    assert!(first.fallback_key.is_some());
+    // The upload failed: the same keys are offered again.
+    assert_eq!(bob.keys_to_upload(0), first);
+    bob.mark_keys_published();
+    assert!(bob.keys_to_upload(account::ONE_TIME_KEY_TARGET).is_empty());
+    // The server handed out 20: top up by 20.
+    let top_up = bob.keys_to_upload(account::ONE_TIME_KEY_TARGET - 20);
+    assert_eq!(top_up.one_time_keys.len(), 20);
+    assert!(top_up.fallback_key.is_none());
+}
+
+#[test]
+fn two_users_exchange_private_messages() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let room = 7;
+    share_room_key(&mut alice, &mut [&mut bob], room);
+    let envelope = send(&mut alice, room, "hello bob");
+    let plain = bob
+        .decrypt_room(room, 1, &user("alice"), &envelope)
+        .unwrap();
+    assert_eq!(plain.body, text("hello bob"));
+    assert_eq!(plain.sender, user("alice"));
+    assert_eq!(plain.room_id, room);
+
+    // Bob answers on his own room session, over the Olm session alice
+    // started (his reply is a normal, not a pre-key, message after hers).
+    share_room_key(&mut bob, &mut [&mut alice], room);
+    let reply = send(&mut bob, room, "hi alice");
+    let plain = alice.decrypt_room(room, 2, &user("bob"), &reply).unwrap();
+    assert_eq!(plain.body, text("hi alice"));
+    // The sender can read its own message (for history).
+    let own = alice
+        .decrypt_room(room, 1, &user("alice"), &envelope)
+        .unwrap();
+    assert_eq!(own.body, text("hello bob"));
+}
+
+#[test]
+fn tampering_and_replays_are_rejected_without_breaking_the_session() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    share_room_key(&mut alice, &mut [&mut bob], 1);
+    let envelope = send(&mut alice, 1, "pay 10");
+
+    let mut flipped = envelope.clone();
+    let last = flipped.ciphertext.len() - 70;
+    flipped.ciphertext[last] ^= 0x01;
+    assert!(bob.decrypt_room(1, 1, &user("alice"), &flipped).is_err());
+
+    // The genuine one still decrypts, and its redelivery at the same
+    // position too; the same ciphertext at another position is a replay.
+    bob.decrypt_room(1, 1, &user("alice"), &envelope).unwrap();
+    bob.decrypt_room(1, 1, &user("alice"), &envelope).unwrap();
+    assert_eq!(
+        bob.decrypt_room(1, 2, &user("alice"), &envelope),
+        Err(E2eError::Replay)
+    );
+    // Moved to another room, or attributed to someone else by the server.
+    share_room_key(&mut alice, &mut [&mut bob], 2);
+    let mut moved = send(&mut alice, 2, "x");
+    moved.session_id = envelope.session_id.clone();
+    assert!(bob.decrypt_room(1, 3, &user("alice"), &moved).is_err());
+    let next = send(&mut alice, 1, "next");
+    assert!(matches!(
+        bob.decrypt_room(1, 3, &user("carol"), &next),
+        Err(E2eError::Mismatch(_))
+    ));
+    assert_eq!(
+        bob.decrypt_room(1, 3, &user("alice"), &next).unwrap().body,
+        text("next")
+    );
+}
+
+#[test]
+fn a_room_key_from_the_wrong_device_is_not_trusted() {
+    let (mut alice, mut bob, mut mallory) =
+        (device("alice", 1), device("bob", 1), device("mallory", 1));
+    // Mallory shares a room key of her own, then sends a message that
+    // claims to be alice's in the same room.
+    share_room_key(&mut mallory, &mut [&mut bob], 5);
+    let forged = mallory
+        .encrypt_room(5, [0; 16], NOW, text("it is me, alice"))
+        .unwrap();
+    // It decrypts only as hers: relabelled as alice's (by the server, in
+    // the envelope), it is refused.
+    let mut plain_forgery = forged.clone();
+    plain_forgery.sender_key = alice.identity().curve25519;
+    assert!(matches!(
+        bob.decrypt_room(5, 1, &user("alice"), &plain_forgery),
+        Err(E2eError::Mismatch(_))
+    ));
+    // A key for alice's session relayed by mallory is refused too: the
+    // session belongs to the device that first sent it.
+    let prepared = share_room_key(&mut alice, &mut [&mut bob], 5);
+    let (bob_keys, bob_key) = claim(&mut bob);
+    mallory.start_olm_session(&bob_keys, &bob_key).unwrap();
+    let relayed = mallory
+        .encrypt_to_device(
+            &bob.device_keys(),
+            ToDeviceContent::RoomKey {
+                room_id: 5,
+                session_id: prepared.session_id.clone(),
+                session_key: prepared.session_key.clone(),
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        bob.decrypt_to_device(&mallory.device_keys(), &relayed),
+        Err(E2eError::Mismatch(_))
+    ));
+    // And a to-device message the server attributes to the wrong device.
+    let (bob_keys, bob_key) = claim(&mut bob);
+    mallory.start_olm_session(&bob_keys, &bob_key).unwrap();
+    let dummy = mallory
+        .encrypt_to_device(&bob.device_keys(), ToDeviceContent::Dummy)
+        .unwrap();
+    assert!(bob.decrypt_to_device(&alice.device_keys(), &dummy).is_err());
+}
+
+#[test]
+fn a_to_device_message_forwarded_to_someone_else_is_refused() {
+    let (mut alice, mut bob, mut carol) =
+        (device("alice", 1), device("bob", 1), device("carol", 1));
+    let (keys, key) = claim(&mut bob);
+    alice.start_olm_session(&keys, &key).unwrap();
+    let for_bob = alice
+        .encrypt_to_device(&bob.device_keys(), ToDeviceContent::Dummy)
+        .unwrap();
+    assert!(
+        carol
+            .decrypt_to_device(&alice.device_keys(), &for_bob)
+            .is_err()
+    );
+    bob.decrypt_to_device(&alice.device_keys(), &for_bob)
+        .unwrap();
+}
+
+#[test]
+fn a_member_who_leaves_cannot_read_what_follows() {
+    let (mut alice, mut bob, mut carol) =
+        (device("alice", 1), device("bob", 1), device("carol", 1));
+    let first = share_room_key(&mut alice, &mut [&mut bob, &mut carol], 9);
+    let before = send(&mut alice, 9, "all three");
+    carol.decrypt_room(9, 1, &user("alice"), &before).unwrap();
+
+    // Carol leaves: the next message needs a new session, shared with bob
+    // only.
+    let second = share_room_key(&mut alice, &mut [&mut bob], 9);
+    assert!(second.rotated);
+    assert_ne!(second.session_id, first.session_id);
+    let after = send(&mut alice, 9, "just us");
+    assert_eq!(
+        bob.decrypt_room(9, 2, &user("alice"), &after).unwrap().body,
+        text("just us")
+    );
+    assert!(matches!(
+        carol.decrypt_room(9, 2, &user("alice"), &after),
+        Err(E2eError::MissingRoomKey { .. })
+    ));
+}
+
+#[test]
+fn a_new_device_gets_the_key_and_reads_new_messages() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    share_room_key(&mut alice, &mut [&mut bob], 3);
+    let old = send(&mut alice, 3, "before the new device");
+    // Bob logs in on a second device: it is shared the current session
+    // from the current index, without a rotation.
+    let mut bob2 = device("bob", 2);
+    let prepared = share_room_key(&mut alice, &mut [&mut bob, &mut bob2], 3);
+    assert!(!prepared.rotated);
+    assert_eq!(prepared.to_share, vec![recipient(&bob2)]);
+    let new = send(&mut alice, 3, "after");
+    assert_eq!(
+        bob2.decrypt_room(3, 2, &user("alice"), &new).unwrap().body,
+        text("after")
+    );
+    assert!(bob2.decrypt_room(3, 1, &user("alice"), &old).is_err());
+}
+
+#[test]
+fn sessions_rotate_after_100_messages_and_after_a_week() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let first = share_room_key(&mut alice, &mut [&mut bob], 4);
+    for i in 0..megolm::ROTATE_AFTER_MESSAGES {
+        let recipients = BTreeSet::from([recipient(&bob)]);
+        let prepared = alice.prepare_room(4, &recipients, NOW).unwrap();
+        assert_eq!(prepared.session_id, first.session_id, "message {i}");
+        send(&mut alice, 4, "m");
+    }
+    let recipients = BTreeSet::from([recipient(&bob)]);
+    let second = alice.prepare_room(4, &recipients, NOW).unwrap();
+    assert!(second.rotated);
+    let later = alice
+        .prepare_room(4, &recipients, NOW + megolm::ROTATE_AFTER_MS)
+        .unwrap();
+    assert!(later.rotated);
+    assert_ne!(later.session_id, second.session_id);
+}
+
+#[test]
+fn exhausted_one_time_keys_fall_back_and_the_session_works() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let upload = bob.keys_to_upload(0);
+    bob.mark_keys_published();
+    let fallback = upload.fallback_key.unwrap();
+    assert!(fallback.fallback);
+    alice
+        .start_olm_session(&bob.device_keys(), &fallback)
+        .unwrap();
+    let envelope = alice
+        .encrypt_to_device(&bob.device_keys(), ToDeviceContent::Dummy)
+        .unwrap();
+    bob.decrypt_to_device(&alice.device_keys(), &envelope)
+        .unwrap();
+    // The fallback key may be used again, by someone else, until bob
+    // replaces it; after the rotation, the old one still works for a while.
+    let mut carol = device("carol", 1);
+    carol
+        .start_olm_session(&bob.device_keys(), &fallback)
+        .unwrap();
+    bob.rotate_fallback_key();
+    let replacement = bob
+        .keys_to_upload(account::ONE_TIME_KEY_TARGET)
+        .fallback_key
+        .unwrap();
+    assert_ne!(replacement.key, fallback.key);
+    let from_carol = carol
+        .encrypt_to_device(&bob.device_keys(), ToDeviceContent::Dummy)
+        .unwrap();
+    bob.decrypt_to_device(&carol.device_keys(), &from_carol)
+        .unwrap();
+}
+
+#[test]
+fn both_sides_starting_a_session_at_once_still_talk() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let (bk, bkey) = claim(&mut bob);
+    let (ak, akey) = claim(&mut alice);
+    alice.start_olm_session(&bk, &bkey).unwrap();
+    bob.start_olm_session(&ak, &akey).unwrap();
+    let to_bob = alice
+        .encrypt_to_device(&bk, ToDeviceContent::Dummy)
+        .unwrap();
+    let to_alice = bob.encrypt_to_device(&ak, ToDeviceContent::Dummy).unwrap();
+    bob.decrypt_to_device(&ak, &to_bob).unwrap();
+    alice.decrypt_to_device(&bk, &to_alice).unwrap();
+    // Each now sends on the newest session; both still decrypt.
+    for _ in 0..3 {
+        let m = alice
+            .encrypt_to_device(&bk, ToDeviceContent::Dummy)
+            .unwrap();
+        bob.decrypt_to_device(&ak, &m).unwrap();
+        let m = bob.encrypt_to_device(&ak, ToDeviceContent::Dummy).unwrap();
+        alice.decrypt_to_device(&bk, &m).unwrap();
+    }
+}
+
+#[test]
+fn state_survives_a_pickle_round_trip_mid_conversation() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    share_room_key(&mut alice, &mut [&mut bob], 1);
+    let first = send(&mut alice, 1, "one");
+    bob.decrypt_room(1, 1, &user("alice"), &first).unwrap();
+
+    let mut alice = E2e::from_pickle(alice.pickle());
+    let mut bob = E2e::from_pickle(bob.pickle());
+    let second = send(&mut alice, 1, "two");
+    assert_eq!(
+        bob.decrypt_room(1, 2, &user("alice"), &second)
+            .unwrap()
+            .body,
+        text("two")
+    );
+    // The replay memory survived too.
+    assert_eq!(
+        bob.decrypt_room(1, 3, &user("alice"), &first),
+        Err(E2eError::Replay)
+    );
+    // And the Olm session: no new one-time key needed.
+    let m = alice
+        .encrypt_to_device(&bob.device_keys(), ToDeviceContent::Dummy)
+        .unwrap();
+    bob.decrypt_to_device(&alice.device_keys(), &m).unwrap();
+}
+
+#[test]
+fn broken_session_recovery_is_rate_limited() {
+    let (mut alice, bob) = (device("alice", 1), device("bob", 1));
+    let keys = bob.device_keys();
+    assert!(alice.should_recover_session(&keys, NOW));
+    assert!(!alice.should_recover_session(&keys, NOW + 1000));
+    assert!(alice.should_recover_session(&keys, NOW + olm::RECOVERY_INTERVAL_MS));
+}
