@@ -165,7 +165,9 @@ impl Session {
                             EventKind::Shutdown { message } => {
                                 bail!("server is shutting down: {message}")
                             }
-                            EventKind::Presence { .. } => {}
+                            EventKind::Presence { .. }
+                            | EventKind::KeyCount { .. }
+                            | EventKind::DevicesChanged { .. } => {}
                         },
                         ServerFrame::HelloReply(_) => bail!("unexpected second HelloReply"),
                     }

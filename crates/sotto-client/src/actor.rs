@@ -419,7 +419,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     ) -> Option<ClientEvent> {
         match decoded {
             Decoded::Ready(event) => Some(event),
-            Decoded::OwnEcho => None,
+            Decoded::OwnEcho | Decoded::KeyNotice => None,
             Decoded::Sealed {
                 from,
                 group,

@@ -447,6 +447,9 @@ fn unexpected(request: &str, response: &Response) -> ClientError {
         Response::Groups { .. } => "Groups",
         Response::History { .. } => "History",
         Response::Pong => "Pong",
+        Response::KeyCount { .. } => "KeyCount",
+        Response::Devices { .. } => "Devices",
+        Response::Claimed { .. } => "Claimed",
     };
     ClientError::Protocol(format!("unexpected {kind} reply to {request}"))
 }

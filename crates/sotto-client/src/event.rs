@@ -146,6 +146,9 @@ pub(crate) enum Decoded {
     },
     /// The server's echo of a message this very device sent: not shown.
     OwnEcho,
+    /// A key directory notice (keys claimed, a contact's new device): for
+    /// the end-to-end layer, nothing to show.
+    KeyNotice,
 }
 
 /// Who is receiving, to recognize echoes and the other party of a direct room.
@@ -170,6 +173,7 @@ pub(crate) fn decode(me: Me<'_>, body: EventBody) -> Decoded {
         EventKind::Shutdown { message } => Decoded::Ready(ClientEvent::Shutdown {
             message: clean_text(&message),
         }),
+        EventKind::KeyCount { .. } | EventKind::DevicesChanged { .. } => Decoded::KeyNotice,
     }
 }
 

@@ -49,3 +49,15 @@ pub const MAX_LISTED_MEMBERS: usize = 100;
 /// acknowledged positions to disk about once a second anyway, and every
 /// ack costs the server a frame to decrypt and decode.
 pub const ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Users per [`crate::Request::QueryKeys`].
+pub const MAX_KEY_QUERY_USERS: usize = 100;
+
+/// Devices per [`crate::Request::ClaimKeys`].
+pub const MAX_KEY_CLAIM_DEVICES: usize = 1000;
+
+/// One-time keys per [`crate::Request::UploadKeys`].
+pub const MAX_KEYS_PER_UPLOAD: usize = 100;
+
+/// Unclaimed one-time keys the directory keeps per device.
+pub const MAX_STORED_ONE_TIME_KEYS: usize = 200;

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::e2e::{DeviceKeys, SignedOneTimeKey};
 use crate::names::{DeviceId, GroupName, Password, Username};
 
 /// First frame a client sends. Its encoding never changes between protocol
@@ -90,6 +91,37 @@ pub enum Request {
     History { limit: u32 },
     /// Liveness check.
     Ping,
+    /// Publish this device's keys to the key directory: its signed identity
+    /// keys (once; they cannot change later), new one-time keys, and a
+    /// fallback key that replaces the previous one. Replies
+    /// [`Response::KeyCount`]; send it with nothing to learn the count.
+    UploadKeys {
+        device_keys: Option<Box<DeviceKeys>>,
+        one_time_keys: Vec<SignedOneTimeKey>,
+        fallback_key: Option<Box<SignedOneTimeKey>>,
+    },
+    /// The published keys of every device of these users (at most
+    /// [`crate::limits::MAX_KEY_QUERY_USERS`]).
+    QueryKeys { users: Vec<Username> },
+    /// Claim one key per device to start Olm sessions: a one-time key,
+    /// removed as it is handed out, or the fallback key when none is left.
+    /// Devices with no published keys are left out of the reply.
+    ClaimKeys { devices: Vec<DeviceRef> },
+}
+
+/// One device of one user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeviceRef {
+    pub user: Username,
+    pub device: DeviceId,
+}
+
+/// A key handed out by [`Request::ClaimKeys`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimedKey {
+    pub user: Username,
+    pub device: DeviceId,
+    pub key: SignedOneTimeKey,
 }
 
 impl Request {
@@ -111,6 +143,9 @@ impl Request {
             Request::SetStatus { .. } => "set_status",
             Request::History { .. } => "history",
             Request::Ping => "ping",
+            Request::UploadKeys { .. } => "upload_keys",
+            Request::QueryKeys { .. } => "query_keys",
+            Request::ClaimKeys { .. } => "claim_keys",
         }
     }
 }
@@ -259,6 +294,16 @@ pub enum Response {
     History { events: Vec<EventBody> },
     /// Answer to [`Request::Ping`].
     Pong,
+    /// This device's unclaimed one-time keys in the directory, and whether
+    /// its fallback key has been handed out since it was last replaced.
+    KeyCount {
+        one_time_keys: u32,
+        fallback_used: bool,
+    },
+    /// Answer to [`Request::QueryKeys`].
+    Devices { devices: Vec<DeviceKeys> },
+    /// Answer to [`Request::ClaimKeys`].
+    Claimed { keys: Vec<ClaimedKey> },
 }
 
 /// What a successful login returns.
@@ -435,6 +480,15 @@ pub enum EventKind {
     CaughtUp,
     /// The server is shutting down; the connection will close.
     Shutdown { message: String },
+    /// Keys of this device were claimed: top up the one-time keys, and
+    /// replace the fallback key if it was handed out.
+    KeyCount {
+        one_time_keys: u32,
+        fallback_used: bool,
+    },
+    /// A user who shares a room with this one (or this user) published a
+    /// new device: query their keys again before sharing room keys.
+    DevicesChanged { user: Username },
 }
 
 /// A change of presence.

@@ -88,11 +88,30 @@ CREATE TABLE IF NOT EXISTS cursors (
     seq INTEGER NOT NULL,
     PRIMARY KEY (device_key, room_id)
 ) WITHOUT ROWID;
+-- The key directory (schema version 2). Bodies are sotto-proto encodings
+-- of DeviceKeys / SignedOneTimeKey, signed by the device.
+CREATE TABLE IF NOT EXISTS published_keys (
+    device_key INTEGER PRIMARY KEY,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS one_time_keys (
+    device_key INTEGER NOT NULL,
+    key_id TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (device_key, key_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS fallback_keys (
+    device_key INTEGER PRIMARY KEY,
+    body BLOB NOT NULL,
+    -- Handed out since it was uploaded.
+    used INTEGER NOT NULL DEFAULT 0
+);
 INSERT OR IGNORE INTO rooms (id, kind, created_at) VALUES (1, 0, 0);
 ";
 
-/// Version of the schema above, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Version of the schema above, kept in `PRAGMA user_version`. Version 2
+/// added the key directory tables (created on start, nothing to migrate).
+const SCHEMA_VERSION: i64 = 2;
 
 /// Path of the database inside the data dir.
 pub fn db_path(data_dir: &Path) -> PathBuf {

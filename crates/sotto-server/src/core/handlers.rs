@@ -102,6 +102,19 @@ impl Core {
             Request::GroupKick { group, members } => self.group_kick(user, group, members, fx),
             Request::GroupLeave { group } => self.group_leave(user, group, fx),
             Request::GroupDelete { group } => self.group_delete(user, group, fx),
+            Request::UploadKeys {
+                device_keys,
+                one_time_keys,
+                fallback_key,
+            } => self.upload_keys(
+                conn_id,
+                device_keys.map(|k| *k),
+                one_time_keys,
+                fallback_key.map(|k| *k),
+                fx,
+            ),
+            Request::QueryKeys { users } => Ok(self.query_keys(users)),
+            Request::ClaimKeys { devices } => self.claim_keys(devices, fx),
         }
     }
 

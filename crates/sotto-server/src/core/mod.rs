@@ -16,6 +16,7 @@
 //! are delivered at its next login), so one slow reader never slows a room.
 
 mod handlers;
+mod keys;
 mod sessions;
 mod state;
 

@@ -89,6 +89,10 @@ pub(crate) struct Directory {
     pub user_rooms: FxHashMap<i64, FxHashSet<u64>>,
     /// Acknowledged position per (device row id, room).
     pub cursors: FxHashMap<(i64, u64), u64>,
+    /// Published identity keys by device row id.
+    pub published_keys: FxHashMap<i64, sotto_proto::e2e::DeviceKeys>,
+    /// One-time and fallback key counts by device row id.
+    pub key_state: FxHashMap<i64, super::keys::KeyState>,
 }
 
 impl Directory {
@@ -224,6 +228,35 @@ impl Directory {
             for row in rows {
                 let (device, room, seq) = row?;
                 dir.cursors.insert((device, room), seq);
+            }
+        }
+        {
+            let mut stmt = db.prepare("SELECT device_key, body FROM published_keys")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
+            for row in rows {
+                let (device, body) = row?;
+                match sotto_proto::e2e::DeviceKeys::decode(&body) {
+                    Ok(keys) => {
+                        dir.published_keys.insert(device, keys);
+                    }
+                    Err(e) => tracing::error!(device, "unreadable published keys: {e}"),
+                }
+            }
+            let mut stmt =
+                db.prepare("SELECT device_key, COUNT(*) FROM one_time_keys GROUP BY device_key")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (device, count) = row?;
+                dir.key_state.entry(device).or_default().one_time_keys = count as u32;
+            }
+            let mut stmt = db.prepare("SELECT device_key, used FROM fallback_keys")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))?;
+            for row in rows {
+                let (device, used) = row?;
+                let state = dir.key_state.entry(device).or_default();
+                state.has_fallback = true;
+                state.fallback_used = used;
             }
         }
         dir.rooms

@@ -6,6 +6,7 @@ mod basics;
 mod binary;
 mod errors;
 mod groups;
+mod keys;
 mod load;
 mod persistence;
 mod raw;

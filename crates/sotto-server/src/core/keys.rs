@@ -1,0 +1,308 @@
+//! The key directory: devices' published identity keys, one-time keys
+//! handed out once each, and fallback keys. The server checks shapes and
+//! ownership only; clients verify every signature themselves, so a server
+//! that lies about keys is caught by the clients, not trusted by them.
+
+use rusqlite::{OptionalExtension, params};
+use sotto_proto::e2e::{DeviceKeys, SignedOneTimeKey};
+use sotto_proto::limits::{
+    MAX_KEY_CLAIM_DEVICES, MAX_KEY_QUERY_USERS, MAX_KEYS_PER_UPLOAD, MAX_STORED_ONE_TIME_KEYS,
+};
+use sotto_proto::{
+    ClaimedKey, DeviceRef, ErrorCode, ErrorReply, EventBody, EventKind, Response, SharedEvent,
+    Username,
+};
+
+use super::{ConnId, Core, Effects, Outbound, err, now_ms};
+
+type Reply = Result<Response, ErrorReply>;
+
+/// Per-device key state the core keeps in memory.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyState {
+    pub one_time_keys: u32,
+    pub has_fallback: bool,
+    pub fallback_used: bool,
+}
+
+impl Core {
+    fn key_count(&self, device_key: i64) -> Response {
+        let state = self
+            .dir
+            .key_state
+            .get(&device_key)
+            .copied()
+            .unwrap_or_default();
+        Response::KeyCount {
+            one_time_keys: state.one_time_keys,
+            fallback_used: state.fallback_used,
+        }
+    }
+
+    /// `UploadKeys` from the device logged in on `conn_id`.
+    pub(super) fn upload_keys(
+        &mut self,
+        conn_id: ConnId,
+        device_keys: Option<DeviceKeys>,
+        one_time_keys: Vec<SignedOneTimeKey>,
+        fallback_key: Option<SignedOneTimeKey>,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        let Some((user, device_key, device)) = self
+            .conns
+            .get(&conn_id)
+            .map(|c| (c.user, c.device_key, c.device.clone()))
+        else {
+            return Ok(Err(err(ErrorCode::Internal, "connection vanished")));
+        };
+        let name = self.name(user)?;
+        if one_time_keys.len() > MAX_KEYS_PER_UPLOAD {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                format!("at most {MAX_KEYS_PER_UPLOAD} one-time keys per upload"),
+            )));
+        }
+        if one_time_keys.iter().any(|k| k.fallback)
+            || fallback_key.as_ref().is_some_and(|k| !k.fallback)
+        {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                "one-time keys and the fallback key are marked the wrong way round",
+            )));
+        }
+        if let Some(keys) = device_keys {
+            if keys.user != name || keys.device != device {
+                return Ok(Err(err(
+                    ErrorCode::Invalid,
+                    "device keys must name this account and this device",
+                )));
+            }
+            match self.dir.published_keys.get(&device_key) {
+                Some(existing) if *existing == keys => {}
+                Some(_) => {
+                    return Ok(Err(err(
+                        ErrorCode::Invalid,
+                        "this device's identity keys are published and cannot change; \
+                         a new identity needs a new device id",
+                    )));
+                }
+                None => {
+                    let body = keys.encode()?;
+                    self.db
+                        .prepare_cached(
+                            "INSERT INTO published_keys (device_key, body) VALUES (?1, ?2)",
+                        )?
+                        .execute(params![device_key, body])?;
+                    self.dir.published_keys.insert(device_key, keys);
+                    self.devices_changed(user, &name, fx);
+                }
+            }
+        }
+        if !self.dir.published_keys.contains_key(&device_key)
+            && (!one_time_keys.is_empty() || fallback_key.is_some())
+        {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                "publish this device's identity keys before its one-time keys",
+            )));
+        }
+        let mut state = self
+            .dir
+            .key_state
+            .get(&device_key)
+            .copied()
+            .unwrap_or_default();
+        if state.one_time_keys as usize + one_time_keys.len() > MAX_STORED_ONE_TIME_KEYS {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                format!(
+                    "the directory keeps at most {MAX_STORED_ONE_TIME_KEYS} one-time keys per device; \
+                     it has {}",
+                    state.one_time_keys
+                ),
+            )));
+        }
+        {
+            let mut insert = self.db.prepare_cached(
+                "INSERT OR IGNORE INTO one_time_keys (device_key, key_id, body) VALUES (?1, ?2, ?3)",
+            )?;
+            for key in &one_time_keys {
+                let added = insert.execute(params![device_key, key.key_id, key.encode()?])?;
+                state.one_time_keys += added as u32;
+            }
+        }
+        if let Some(key) = fallback_key {
+            self.db
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO fallback_keys (device_key, body, used) VALUES (?1, ?2, 0)",
+                )?
+                .execute(params![device_key, key.encode()?])?;
+            state.has_fallback = true;
+            state.fallback_used = false;
+        }
+        self.dir.key_state.insert(device_key, state);
+        Ok(Ok(self.key_count(device_key)))
+    }
+
+    /// `QueryKeys`: every published device of each user.
+    pub(super) fn query_keys(&self, users: Vec<Username>) -> Reply {
+        if users.len() > MAX_KEY_QUERY_USERS {
+            return Err(err(
+                ErrorCode::Invalid,
+                format!("at most {MAX_KEY_QUERY_USERS} users per key query"),
+            ));
+        }
+        let mut devices = Vec::new();
+        for name in users {
+            let Some(user) = self.dir.user_ids.get(&name) else {
+                return Err(err(
+                    ErrorCode::UnknownUser,
+                    format!("no user named '{name}'"),
+                ));
+            };
+            for device_key in self.dir.user_devices.get(user).into_iter().flatten() {
+                if let Some(keys) = self.dir.published_keys.get(device_key) {
+                    devices.push(keys.clone());
+                }
+            }
+        }
+        Ok(Response::Devices { devices })
+    }
+
+    /// `ClaimKeys`: one key per device, a one-time key while any is left,
+    /// else the fallback key. The owner's connections are told the new
+    /// count so they can top up.
+    pub(super) fn claim_keys(
+        &mut self,
+        devices: Vec<DeviceRef>,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        if devices.len() > MAX_KEY_CLAIM_DEVICES {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                format!("at most {MAX_KEY_CLAIM_DEVICES} devices per claim"),
+            )));
+        }
+        let mut keys = Vec::new();
+        for DeviceRef { user: name, device } in devices {
+            let Some(user) = self.dir.user_ids.get(&name).copied() else {
+                continue;
+            };
+            let Some(device_key) = self.dir.device_keys.get(&(user, device.clone())).copied()
+            else {
+                continue;
+            };
+            let mut state = self
+                .dir
+                .key_state
+                .get(&device_key)
+                .copied()
+                .unwrap_or_default();
+            let claimed = if state.one_time_keys > 0 {
+                let row: Option<(String, Vec<u8>)> = self
+                    .db
+                    .prepare_cached(
+                        "SELECT key_id, body FROM one_time_keys WHERE device_key = ?1 ORDER BY key_id LIMIT 1",
+                    )?
+                    .query_row([device_key], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                match row {
+                    Some((key_id, body)) => {
+                        self.db
+                            .prepare_cached(
+                                "DELETE FROM one_time_keys WHERE device_key = ?1 AND key_id = ?2",
+                            )?
+                            .execute(params![device_key, key_id])?;
+                        state.one_time_keys -= 1;
+                        Some(body)
+                    }
+                    None => {
+                        state.one_time_keys = 0;
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let claimed = match claimed {
+                Some(body) => Some(body),
+                None if state.has_fallback => {
+                    let body: Option<Vec<u8>> = self
+                        .db
+                        .prepare_cached("SELECT body FROM fallback_keys WHERE device_key = ?1")?
+                        .query_row([device_key], |r| r.get(0))
+                        .optional()?;
+                    if body.is_some() && !state.fallback_used {
+                        self.db
+                            .prepare_cached(
+                                "UPDATE fallback_keys SET used = 1 WHERE device_key = ?1",
+                            )?
+                            .execute([device_key])?;
+                        state.fallback_used = true;
+                    }
+                    body
+                }
+                None => None,
+            };
+            self.dir.key_state.insert(device_key, state);
+            let Some(body) = claimed else { continue };
+            let key = SignedOneTimeKey::decode(&body)?;
+            keys.push(ClaimedKey {
+                user: name,
+                device,
+                key,
+            });
+            self.notify_device(
+                user,
+                device_key,
+                EventKind::KeyCount {
+                    one_time_keys: state.one_time_keys,
+                    fallback_used: state.fallback_used,
+                },
+                fx,
+            );
+        }
+        Ok(Ok(Response::Claimed { keys }))
+    }
+
+    /// Tells `user` and everyone sharing a room with them (not the lobby)
+    /// that `user` has a new device.
+    fn devices_changed(&self, user: i64, name: &Username, fx: &mut Effects) {
+        let mut audience = std::collections::BTreeSet::from([user]);
+        for room_id in self.dir.user_rooms.get(&user).into_iter().flatten() {
+            if let Some(room) = self.dir.rooms.get(room_id) {
+                audience.extend(room.members.keys().copied());
+            }
+        }
+        let Some(shared) = encode_event(EventKind::DevicesChanged { user: name.clone() }) else {
+            return;
+        };
+        for member in audience {
+            for conn in self.online.get(&member).into_iter().flat_map(|o| &o.conns) {
+                fx.send(*conn, Outbound::Event(shared.clone()));
+            }
+        }
+    }
+
+    /// Sends an unstored event to the connections of one device.
+    fn notify_device(&self, user: i64, device_key: i64, kind: EventKind, fx: &mut Effects) {
+        let Some(shared) = encode_event(kind) else {
+            return;
+        };
+        for conn_id in self.online.get(&user).into_iter().flat_map(|o| &o.conns) {
+            if self
+                .conns
+                .get(conn_id)
+                .is_some_and(|c| c.device_key == device_key)
+            {
+                fx.send(*conn_id, Outbound::Event(shared.clone()));
+            }
+        }
+    }
+}
+
+fn encode_event(kind: EventKind) -> Option<SharedEvent> {
+    SharedEvent::encode(&EventBody { ts: now_ms(), kind })
+        .map_err(|e| tracing::error!("cannot encode event: {e}"))
+        .ok()
+}

@@ -1,0 +1,397 @@
+//! The key directory (issue 4): devices publish signed keys, others query
+//! them and claim each one-time key once, then the fallback key; owners are
+//! told; bad uploads are refused; everything survives a restart.
+
+use sotto_crypto::e2e::{E2e, verify_device_keys};
+use sotto_proto::e2e::ToDeviceContent;
+use sotto_proto::{
+    Credential, DeviceId, DeviceRef, ErrorCode, ErrorReply, EventKind, Password, Request, Response,
+    ServerFrame, Username,
+};
+use sotto_test_support::TestServer;
+
+use crate::raw::Raw;
+
+/// A device: a raw connection and its end-to-end state.
+struct Device {
+    raw: Raw,
+    e2e: E2e,
+}
+
+async fn device(server: &TestServer, name: &str, device: &str) -> Device {
+    let credential = Credential::Password(Password::new(format!("pw-{name}")).unwrap());
+    let (raw, result) = Raw::try_login(server.addr, name, device, credential, None).await;
+    result.expect("login succeeds");
+    let e2e = E2e::new(
+        Username::parse(name).unwrap(),
+        DeviceId::parse(&format!("{device}-{name}")).unwrap(),
+    );
+    Device { raw, e2e }
+}
+
+/// Sends a request; its reply, with the events that came first.
+async fn ask(raw: &mut Raw, request: Request) -> (Result<Response, ErrorReply>, Vec<EventKind>) {
+    let id = raw.request(request).await;
+    let mut events = Vec::new();
+    loop {
+        match raw.recv().await.expect("server answers") {
+            ServerFrame::Reply { id: got, result } if got == id => return (result, events),
+            ServerFrame::Event { body, .. } => events.push(body.kind),
+            _ => {}
+        }
+    }
+}
+
+async fn publish(d: &mut Device) -> Response {
+    let upload = d.e2e.keys_to_upload(0);
+    let (result, _) = ask(
+        &mut d.raw,
+        Request::UploadKeys {
+            device_keys: Some(Box::new(d.e2e.device_keys())),
+            one_time_keys: upload.one_time_keys,
+            fallback_key: upload.fallback_key.map(Box::new),
+        },
+    )
+    .await;
+    let response = result.expect("upload accepted");
+    d.e2e.mark_keys_published();
+    response
+}
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+fn code(result: Result<Response, ErrorReply>) -> ErrorCode {
+    result.expect_err("refused").code
+}
+
+#[tokio::test]
+async fn published_keys_are_claimed_once_each_then_the_fallback() {
+    let mut server = TestServer::start().await;
+    let mut alice = device(&server, "alice", "phone").await;
+    let mut bob = device(&server, "bob", "laptop").await;
+    assert!(matches!(
+        publish(&mut bob).await,
+        Response::KeyCount {
+            one_time_keys: 50,
+            fallback_used: false
+        }
+    ));
+
+    // Alice finds bob's device, with a signature her client can check.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::QueryKeys {
+            users: vec![user("bob")],
+        },
+    )
+    .await;
+    let Ok(Response::Devices { devices }) = result else {
+        panic!("expected devices, got {result:?}");
+    };
+    assert_eq!(devices, vec![bob.e2e.device_keys()]);
+    verify_device_keys(&devices[0]).unwrap();
+
+    // Each claim hands out a different one-time key; bob hears the count.
+    let bob_ref = DeviceRef {
+        user: user("bob"),
+        device: bob.e2e.device().clone(),
+    };
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::ClaimKeys {
+            devices: vec![bob_ref.clone(); 3],
+        },
+    )
+    .await;
+    let Ok(Response::Claimed { keys }) = result else {
+        panic!("expected claimed keys, got {result:?}");
+    };
+    assert_eq!(keys.len(), 3);
+    let mut ids: Vec<_> = keys.iter().map(|k| k.key.key_id.clone()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "each one-time key is handed out once");
+    assert!(keys.iter().all(|k| !k.key.fallback));
+    let (_, events) = ask(&mut bob.raw, Request::Ping).await;
+    assert!(events.contains(&EventKind::KeyCount {
+        one_time_keys: 47,
+        fallback_used: false
+    }));
+
+    // A claimed key starts a working Olm session (carried by hand here).
+    alice
+        .e2e
+        .start_olm_session(&devices[0], &keys[0].key)
+        .unwrap();
+    let envelope = alice
+        .e2e
+        .encrypt_to_device(&devices[0], ToDeviceContent::Dummy)
+        .unwrap();
+    let got = bob
+        .e2e
+        .decrypt_to_device(&alice.e2e.device_keys(), &envelope)
+        .unwrap();
+    assert_eq!(got.content, ToDeviceContent::Dummy);
+
+    // The directory survives a restart.
+    server.restart().await;
+    let mut alice = Device {
+        raw: {
+            let credential = Credential::Password(Password::new("pw-alice".into()).unwrap());
+            Raw::try_login(server.addr, "alice", "phone", credential, None)
+                .await
+                .0
+        },
+        e2e: alice.e2e,
+    };
+    // The rest go; then only the fallback key is left, handed out again
+    // and again, and bob is told to replace it.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::ClaimKeys {
+            devices: vec![bob_ref.clone(); 48],
+        },
+    )
+    .await;
+    let Ok(Response::Claimed { keys }) = result else {
+        panic!("expected claimed keys, got {result:?}");
+    };
+    assert_eq!(keys.len(), 48);
+    assert_eq!(keys.iter().filter(|k| k.key.fallback).count(), 1);
+    let fallback = keys.last().unwrap().key.clone();
+    assert!(fallback.fallback);
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::ClaimKeys {
+            devices: vec![bob_ref.clone()],
+        },
+    )
+    .await;
+    let Ok(Response::Claimed { keys }) = result else {
+        panic!("expected claimed keys, got {result:?}");
+    };
+    assert_eq!(keys[0].key, fallback);
+
+    let mut bob = Device {
+        raw: {
+            let credential = Credential::Password(Password::new("pw-bob".into()).unwrap());
+            Raw::try_login(server.addr, "bob", "laptop", credential, None)
+                .await
+                .0
+        },
+        e2e: bob.e2e,
+    };
+    let (result, _) = ask(
+        &mut bob.raw,
+        Request::UploadKeys {
+            device_keys: None,
+            one_time_keys: Vec::new(),
+            fallback_key: None,
+        },
+    )
+    .await;
+    assert!(matches!(
+        result,
+        Ok(Response::KeyCount {
+            one_time_keys: 0,
+            fallback_used: true
+        })
+    ));
+    // Bob tops up and replaces the fallback key.
+    bob.e2e.rotate_fallback_key();
+    let upload = bob.e2e.keys_to_upload(0);
+    let (result, _) = ask(
+        &mut bob.raw,
+        Request::UploadKeys {
+            device_keys: None,
+            one_time_keys: upload.one_time_keys,
+            fallback_key: upload.fallback_key.map(Box::new),
+        },
+    )
+    .await;
+    assert!(matches!(
+        result,
+        Ok(Response::KeyCount {
+            one_time_keys: 50,
+            fallback_used: false
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_claimed_key_from_the_directory_starts_a_session_both_ends_use() {
+    let server = TestServer::start().await;
+    let mut alice = device(&server, "alice", "phone").await;
+    let mut bob = device(&server, "bob", "laptop").await;
+    publish(&mut alice).await;
+    publish(&mut bob).await;
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::ClaimKeys {
+            devices: vec![DeviceRef {
+                user: user("bob"),
+                device: bob.e2e.device().clone(),
+            }],
+        },
+    )
+    .await;
+    let Ok(Response::Claimed { keys }) = result else {
+        panic!("expected a key, got {result:?}");
+    };
+    let (result, _) = ask(
+        &mut bob.raw,
+        Request::QueryKeys {
+            users: vec![user("alice")],
+        },
+    )
+    .await;
+    let Ok(Response::Devices {
+        devices: alice_devices,
+    }) = result
+    else {
+        panic!("expected devices, got {result:?}");
+    };
+    let bob_keys = bob.e2e.device_keys();
+    alice
+        .e2e
+        .start_olm_session(&bob_keys, &keys[0].key)
+        .unwrap();
+    let envelope = alice
+        .e2e
+        .encrypt_to_device(&bob_keys, ToDeviceContent::Dummy)
+        .unwrap();
+    let got = bob
+        .e2e
+        .decrypt_to_device(&alice_devices[0], &envelope)
+        .unwrap();
+    assert_eq!(got.sender, user("alice"));
+}
+
+#[tokio::test]
+async fn bad_uploads_and_queries_are_refused_and_nothing_else_breaks() {
+    let server = TestServer::start().await;
+    let mut alice = device(&server, "alice", "phone").await;
+    let mallory_e2e = E2e::new(user("mallory"), DeviceId::parse("phone-mallory").unwrap());
+    let upload = alice.e2e.keys_to_upload(0);
+
+    // One-time keys before the device's identity keys.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::UploadKeys {
+            device_keys: None,
+            one_time_keys: upload.one_time_keys.clone(),
+            fallback_key: None,
+        },
+    )
+    .await;
+    assert_eq!(code(result), ErrorCode::Invalid);
+    // Someone else's device keys.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::UploadKeys {
+            device_keys: Some(Box::new(mallory_e2e.device_keys())),
+            one_time_keys: Vec::new(),
+            fallback_key: None,
+        },
+    )
+    .await;
+    assert_eq!(code(result), ErrorCode::Invalid);
+    // Too many keys at once.
+    let mut many = upload.one_time_keys.clone();
+    many.extend(upload.one_time_keys.clone());
+    many.extend(upload.one_time_keys.clone());
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::UploadKeys {
+            device_keys: Some(Box::new(alice.e2e.device_keys())),
+            one_time_keys: many,
+            fallback_key: None,
+        },
+    )
+    .await;
+    assert_eq!(code(result), ErrorCode::Invalid);
+    // A fallback key passed as a one-time key.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::UploadKeys {
+            device_keys: Some(Box::new(alice.e2e.device_keys())),
+            one_time_keys: vec![upload.fallback_key.clone().unwrap()],
+            fallback_key: None,
+        },
+    )
+    .await;
+    assert_eq!(code(result), ErrorCode::Invalid);
+    // An unknown user.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::QueryKeys {
+            users: vec![user("nobody")],
+        },
+    )
+    .await;
+    assert_eq!(code(result), ErrorCode::UnknownUser);
+
+    // The valid upload still works, and the identity cannot change after.
+    publish(&mut alice).await;
+    let other = E2e::new(user("alice"), alice.e2e.device().clone());
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::UploadKeys {
+            device_keys: Some(Box::new(other.device_keys())),
+            one_time_keys: Vec::new(),
+            fallback_key: None,
+        },
+    )
+    .await;
+    let refusal = result.expect_err("identity keys cannot change");
+    assert_eq!(refusal.code, ErrorCode::Invalid);
+    assert!(
+        refusal.message.contains("cannot change"),
+        "{}",
+        refusal.message
+    );
+    // Claims for unknown users or devices are simply empty.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::ClaimKeys {
+            devices: vec![DeviceRef {
+                user: user("nobody"),
+                device: DeviceId::parse("whatever1").unwrap(),
+            }],
+        },
+    )
+    .await;
+    assert!(matches!(result, Ok(Response::Claimed { keys }) if keys.is_empty()));
+}
+
+#[tokio::test]
+async fn a_new_device_is_announced_to_those_who_share_a_room() {
+    let server = TestServer::start().await;
+    let mut alice = device(&server, "alice", "phone").await;
+    let mut bob = device(&server, "bob", "laptop").await;
+    let mut carol = device(&server, "carol", "tablet").await;
+    // Alice and bob share a private room; carol shares nothing with bob.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::SendDirect {
+            to: user("bob"),
+            payload: vec![1, 2, 3],
+        },
+    )
+    .await;
+    result.expect("sent");
+    publish(&mut bob).await;
+    let (_, events) = ask(&mut alice.raw, Request::Ping).await;
+    assert!(
+        events.contains(&EventKind::DevicesChanged { user: user("bob") }),
+        "{events:?}"
+    );
+    let (_, events) = ask(&mut carol.raw, Request::Ping).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, EventKind::DevicesChanged { .. })),
+        "{events:?}"
+    );
+}
