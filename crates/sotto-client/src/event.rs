@@ -146,8 +146,8 @@ pub(crate) enum Decoded {
     },
     /// The server's echo of a message this very device sent: not shown.
     OwnEcho,
-    /// A key directory notice (keys claimed, a contact's new device): for
-    /// the end-to-end layer, nothing to show.
+    /// A key directory notice (keys claimed, a contact's new device) or a
+    /// to-device message: for the end-to-end layer, nothing to show.
     KeyNotice,
 }
 
@@ -193,6 +193,9 @@ fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
     };
     let ready = Decoded::Ready;
     match (room, content) {
+        // This device's to-device queue carries room keys for the
+        // end-to-end layer: nothing to show.
+        (RoomRef::Inbox { .. }, _) => Decoded::KeyNotice,
         (RoomRef::Lobby, RoomContent::Text { text }) => ready(ClientEvent::Lobby {
             from: sender,
             text: clean_text(&text),
@@ -268,6 +271,7 @@ fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
                 RoomRef::Direct { .. } => "unexpected content in a private conversation",
                 RoomRef::Group { .. } => "unexpected content in a group",
                 RoomRef::Notices { .. } => "unexpected content in your notices",
+                RoomRef::Inbox { .. } => "unexpected content in this device's key inbox",
             };
             undecodable(sender, reason)
         }

@@ -61,3 +61,9 @@ pub const MAX_KEYS_PER_UPLOAD: usize = 100;
 
 /// Unclaimed one-time keys the directory keeps per device.
 pub const MAX_STORED_ONE_TIME_KEYS: usize = 200;
+
+/// Messages per [`crate::Request::SendToDevice`].
+pub const MAX_TO_DEVICE_MESSAGES: usize = 1000;
+
+/// Payload bytes of one to-device message.
+pub const MAX_TO_DEVICE_PAYLOAD: usize = 64 * 1024;

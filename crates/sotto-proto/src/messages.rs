@@ -107,6 +107,21 @@ pub enum Request {
     /// removed as it is handed out, or the fallback key when none is left.
     /// Devices with no published keys are left out of the reply.
     ClaimKeys { devices: Vec<DeviceRef> },
+    /// Queue opaque payloads (Olm-encrypted, see `crate::e2e::OlmEnvelope`)
+    /// for other devices, durably: each device receives its messages in
+    /// order, also after being offline, until it acknowledges them. Fails
+    /// as a whole, storing nothing, if any device is unknown. Replies
+    /// `Done`.
+    SendToDevice { messages: Vec<ToDeviceMessage> },
+}
+
+/// One payload for one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToDeviceMessage {
+    pub user: Username,
+    pub device: DeviceId,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
 }
 
 /// One device of one user.
@@ -146,6 +161,7 @@ impl Request {
             Request::UploadKeys { .. } => "upload_keys",
             Request::QueryKeys { .. } => "query_keys",
             Request::ClaimKeys { .. } => "claim_keys",
+            Request::SendToDevice { .. } => "send_to_device",
         }
     }
 }
@@ -524,6 +540,11 @@ pub enum RoomRef {
     Group { name: GroupName },
     /// A user's own notices from the server (e.g. "group X was deleted").
     Notices { user: Username },
+    /// One device's queue of to-device messages (room keys over Olm):
+    /// delivered only to that device, in order, and deleted once it
+    /// acknowledges them. Content is an `Envelope` whose `device` is the
+    /// sending device.
+    Inbox { device: DeviceId },
 }
 
 /// What a timeline entry holds.

@@ -26,6 +26,8 @@ pub enum RoomKind {
     Direct = 1,
     Group = 2,
     Notices = 3,
+    /// One device's to-device queue (`user_a` holds the device row id).
+    Inbox = 4,
 }
 
 impl RoomKind {
@@ -35,6 +37,7 @@ impl RoomKind {
             1 => RoomKind::Direct,
             2 => RoomKind::Group,
             3 => RoomKind::Notices,
+            4 => RoomKind::Inbox,
             _ => return None,
         })
     }
@@ -267,7 +270,12 @@ pub fn history(
     let mut rooms: Vec<(i64, i64)> = vec![(LOBBY_ROOM as i64, 0)];
     {
         let mut stmt =
-            conn.prepare_cached("SELECT room_id, joined_seq FROM members WHERE user_id = ?1")?;
+            // Not the to-device queues: they hold key material for one
+            // device, not history.
+            conn.prepare_cached(
+                "SELECT m.room_id, m.joined_seq FROM members m JOIN rooms r ON r.id = m.room_id \
+                 WHERE m.user_id = ?1 AND r.kind != 4",
+            )?;
         for row in stmt.query_map([user_id], |row| Ok((row.get(0)?, row.get(1)?)))? {
             rooms.push(row?);
         }

@@ -115,6 +115,7 @@ impl Core {
             ),
             Request::QueryKeys { users } => Ok(self.query_keys(users)),
             Request::ClaimKeys { devices } => self.claim_keys(devices, fx),
+            Request::SendToDevice { messages } => self.send_to_device(conn_id, messages, fx),
         }
     }
 
@@ -255,7 +256,7 @@ impl Core {
             .ok_or_else(|| anyhow::anyhow!("unknown user id {user}"))
     }
 
-    fn insert_room(
+    pub(super) fn insert_room(
         &mut self,
         kind: RoomKind,
         name: Option<&GroupName>,
@@ -269,7 +270,12 @@ impl Core {
         Ok(self.db.last_insert_rowid() as u64)
     }
 
-    fn add_member(&mut self, room_id: u64, user: i64, joined_seq: u64) -> anyhow::Result<()> {
+    pub(super) fn add_member(
+        &mut self,
+        room_id: u64,
+        user: i64,
+        joined_seq: u64,
+    ) -> anyhow::Result<()> {
         let room = self
             .dir
             .rooms

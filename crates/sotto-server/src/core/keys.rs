@@ -7,13 +7,16 @@ use rusqlite::{OptionalExtension, params};
 use sotto_proto::e2e::{DeviceKeys, SignedOneTimeKey};
 use sotto_proto::limits::{
     MAX_KEY_CLAIM_DEVICES, MAX_KEY_QUERY_USERS, MAX_KEYS_PER_UPLOAD, MAX_STORED_ONE_TIME_KEYS,
+    MAX_TO_DEVICE_MESSAGES, MAX_TO_DEVICE_PAYLOAD,
 };
 use sotto_proto::{
-    ClaimedKey, DeviceRef, ErrorCode, ErrorReply, EventBody, EventKind, Response, SharedEvent,
-    Username,
+    ClaimedKey, DeviceRef, ErrorCode, ErrorReply, EventBody, EventKind, Response, RoomContent,
+    RoomRef, SharedEvent, ToDeviceMessage, Username,
 };
 
+use super::state::Room;
 use super::{ConnId, Core, Effects, Outbound, err, now_ms};
+use crate::store::RoomKind;
 
 type Reply = Result<Response, ErrorReply>;
 
@@ -263,6 +266,109 @@ impl Core {
             );
         }
         Ok(Ok(Response::Claimed { keys }))
+    }
+
+    /// `SendToDevice`: appends each payload to its device's queue (a room
+    /// only that device reads), after checking every target exists.
+    pub(super) fn send_to_device(
+        &mut self,
+        conn_id: ConnId,
+        messages: Vec<ToDeviceMessage>,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Reply> {
+        let Some((user, device_key, device)) = self
+            .conns
+            .get(&conn_id)
+            .map(|c| (c.user, c.device_key, c.device.clone()))
+        else {
+            return Ok(Err(err(ErrorCode::Internal, "connection vanished")));
+        };
+        if messages.is_empty() {
+            return Ok(Err(err(
+                ErrorCode::EmptyMessage,
+                "no to-device messages to send",
+            )));
+        }
+        if messages.len() > MAX_TO_DEVICE_MESSAGES {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                format!("at most {MAX_TO_DEVICE_MESSAGES} to-device messages per request"),
+            )));
+        }
+        let mut targets = Vec::with_capacity(messages.len());
+        for message in &messages {
+            if message.payload.is_empty() {
+                return Ok(Err(err(ErrorCode::EmptyMessage, "empty to-device payload")));
+            }
+            if message.payload.len() > MAX_TO_DEVICE_PAYLOAD {
+                return Ok(Err(err(
+                    ErrorCode::MessageTooLong,
+                    format!("a to-device payload may be at most {MAX_TO_DEVICE_PAYLOAD} bytes"),
+                )));
+            }
+            let Some(target_user) = self.dir.user_ids.get(&message.user).copied() else {
+                return Ok(Err(err(
+                    ErrorCode::UnknownUser,
+                    format!("no user named '{}'", message.user),
+                )));
+            };
+            let Some(target) = self
+                .dir
+                .device_keys
+                .get(&(target_user, message.device.clone()))
+                .copied()
+            else {
+                return Ok(Err(err(
+                    ErrorCode::UnknownUser,
+                    format!("{} has no device '{}'", message.user, message.device),
+                )));
+            };
+            if target == device_key {
+                return Ok(Err(err(
+                    ErrorCode::Invalid,
+                    "a device cannot send to-device messages to itself",
+                )));
+            }
+            targets.push((target_user, target));
+        }
+        for ((target_user, target), message) in targets.into_iter().zip(messages) {
+            let room_id = self.inbox_room(target_user, target)?;
+            self.append(
+                fx,
+                room_id,
+                user,
+                RoomContent::Envelope {
+                    device: device.clone(),
+                    payload: message.payload,
+                },
+            )?;
+        }
+        Ok(Ok(Response::Done))
+    }
+
+    /// A device's to-device queue, created on first use.
+    fn inbox_room(&mut self, user: i64, device_key: i64) -> anyhow::Result<u64> {
+        if let Some(room) = self.dir.inboxes.get(&device_key) {
+            return Ok(*room);
+        }
+        let device = self
+            .dir
+            .device_names
+            .get(&device_key)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("unknown device row {device_key}"))?;
+        let room_id = self.insert_room(
+            RoomKind::Inbox,
+            None,
+            Some(user),
+            Some((device_key, device_key)),
+        )?;
+        let mut room = Room::new(RoomKind::Inbox, RoomRef::Inbox { device }, Some(user));
+        room.device = Some(device_key);
+        self.dir.rooms.insert(room_id, room);
+        self.dir.inboxes.insert(device_key, room_id);
+        self.add_member(room_id, user, 0)?;
+        Ok(room_id)
     }
 
     /// Tells `user` and everyone sharing a room with them (not the lobby)

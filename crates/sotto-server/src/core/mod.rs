@@ -426,8 +426,20 @@ impl Core {
             "INSERT INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
         )?;
+        let mut prune = self
+            .db
+            .prepare_cached("DELETE FROM events WHERE room_id = ?1 AND seq <= ?2")?;
         for ((device, room), seq) in self.dirty_cursors.drain() {
             stmt.execute(params![device, room as i64, seq as i64])?;
+            // A device's to-device messages are gone once it has them.
+            if self
+                .dir
+                .rooms
+                .get(&room)
+                .is_some_and(|r| r.device == Some(device))
+            {
+                prune.execute(params![room as i64, seq as i64])?;
+            }
         }
         Ok(())
     }
@@ -576,7 +588,19 @@ impl Core {
                 {
                     continue;
                 }
-                for conn in online.conns.iter().filter(|c| Some(**c) != origin) {
+                let for_device = |c: &&ConnId| {
+                    room.device.is_none_or(|device| {
+                        self.conns
+                            .get(*c)
+                            .is_some_and(|conn| conn.device_key == device)
+                    })
+                };
+                for conn in online
+                    .conns
+                    .iter()
+                    .filter(|c| Some(**c) != origin)
+                    .filter(for_device)
+                {
                     fx.send(
                         *conn,
                         Outbound::Room {
@@ -588,8 +612,11 @@ impl Core {
                 }
             }
             // The sending device has its own message: move its cursor on if
-            // it had everything before it.
-            if let Some(conn) = origin.and_then(|c| self.conns.get(&c)) {
+            // it had everything before it. (Not for a to-device queue,
+            // which only its own device reads.)
+            if room.device.is_none()
+                && let Some(conn) = origin.and_then(|c| self.conns.get(&c))
+            {
                 let key = (conn.device_key, room_id);
                 if self.dir.cursor(sender, conn.device_key, room_id) + 1 == seq {
                     self.dir.cursors.insert(key, seq);

@@ -78,6 +78,7 @@ impl Core {
                 )?;
                 let key = self.db.last_insert_rowid();
                 self.dir.device_keys.insert((user, device.clone()), key);
+                self.dir.device_names.insert(key, device.clone());
                 self.dir.user_devices.entry(user).or_default().push(key);
                 key
             }
@@ -156,7 +157,10 @@ impl Core {
             .flatten()
             .filter_map(|room_id| {
                 let room = self.dir.rooms.get(room_id)?;
-                if (dnd && room.kind == RoomKind::Direct) || !filter(room) {
+                if (dnd && room.kind == RoomKind::Direct)
+                    || room.device.is_some_and(|d| d != device_key)
+                    || !filter(room)
+                {
                     return None;
                 }
                 let after = self.dir.cursor(user, device_key, *room_id);

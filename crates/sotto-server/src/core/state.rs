@@ -34,6 +34,9 @@ pub(crate) struct Room {
     pub last_seq: u64,
     /// Next join position to hand out.
     pub next_position: i64,
+    /// For a device's to-device queue: the device row id; its events go to
+    /// that device only.
+    pub device: Option<i64>,
 }
 
 impl Room {
@@ -46,6 +49,7 @@ impl Room {
             members: FxHashMap::default(),
             last_seq: 0,
             next_position: 0,
+            device: None,
         }
     }
 
@@ -85,6 +89,10 @@ pub(crate) struct Directory {
     pub directs: FxHashMap<(i64, i64), u64>,
     /// Each user's notices room.
     pub notices: FxHashMap<i64, u64>,
+    /// Each device's to-device queue room, by device row id.
+    pub inboxes: FxHashMap<i64, u64>,
+    /// Device ids by device row id.
+    pub device_names: FxHashMap<i64, DeviceId>,
     /// Rooms (other than the lobby) each user belongs to.
     pub user_rooms: FxHashMap<i64, FxHashSet<u64>>,
     /// Acknowledged position per (device row id, room).
@@ -125,6 +133,7 @@ impl Directory {
             for row in rows {
                 let (key, user, device) = row?;
                 if let Ok(device) = DeviceId::parse(&device) {
+                    dir.device_names.insert(key, device.clone());
                     dir.device_keys.insert((user, device), key);
                     dir.user_devices.entry(user).or_default().push(key);
                 }
@@ -174,8 +183,19 @@ impl Directory {
                         }
                         _ => continue,
                     },
+                    RoomKind::Inbox => match a.and_then(|a| dir.device_names.get(&a).cloned()) {
+                        Some(device) => RoomRef::Inbox { device },
+                        None => continue,
+                    },
                 };
-                dir.rooms.insert(id, Room::new(kind, reference, owner));
+                let mut room = Room::new(kind, reference, owner);
+                if kind == RoomKind::Inbox {
+                    room.device = a;
+                    if let Some(device) = a {
+                        dir.inboxes.insert(device, id);
+                    }
+                }
+                dir.rooms.insert(id, room);
             }
         }
         {

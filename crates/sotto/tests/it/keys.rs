@@ -395,3 +395,269 @@ async fn a_new_device_is_announced_to_those_who_share_a_room() {
         "{events:?}"
     );
 }
+
+/// The next room event, skipping other events and replies.
+async fn next_room_event(raw: &mut Raw) -> sotto_proto::RoomEvent {
+    loop {
+        match raw.recv().await.expect("server answers") {
+            ServerFrame::Event {
+                body:
+                    sotto_proto::EventBody {
+                        kind: EventKind::Room(event),
+                        ..
+                    },
+                ..
+            } => return event,
+            _ => continue,
+        }
+    }
+}
+
+/// Room events that arrive before the reply to a ping.
+async fn room_events_until_pong(raw: &mut Raw) -> Vec<sotto_proto::RoomEvent> {
+    let (_, events) = ask(raw, Request::Ping).await;
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            EventKind::Room(event) => Some(event),
+            _ => None,
+        })
+        .collect()
+}
+
+fn payload_of(event: &sotto_proto::RoomEvent) -> Vec<u8> {
+    match &event.content {
+        sotto_proto::RoomContent::Envelope { payload, .. } => payload.clone(),
+        other => panic!("expected an envelope, got {other:?}"),
+    }
+}
+
+async fn ack(raw: &mut Raw, event: &sotto_proto::RoomEvent) {
+    raw.send(sotto_proto::ClientFrame::Ack(sotto_proto::Ack {
+        room_id: event.room_id,
+        seq: event.seq,
+    }))
+    .await;
+}
+
+fn to(user_name: &str, device: &DeviceId, payload: &[u8]) -> sotto_proto::ToDeviceMessage {
+    sotto_proto::ToDeviceMessage {
+        user: user(user_name),
+        device: device.clone(),
+        payload: payload.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn to_device_messages_reach_only_their_device_in_order_even_offline_until_acknowledged() {
+    let mut server = TestServer::start().await;
+    let mut alice = device(&server, "alice", "phone").await;
+    let mut laptop = device(&server, "bob", "laptop").await;
+    // Bob's phone exists (it logged in once) but is offline.
+    let phone_id = {
+        let phone = device(&server, "bob", "phone").await;
+        phone.e2e.device().clone()
+    };
+    let laptop_id = laptop.e2e.device().clone();
+
+    // A request naming an unknown device stores nothing at all.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::SendToDevice {
+            messages: vec![
+                to("bob", &laptop_id, b"never"),
+                to("bob", &DeviceId::parse("nosuchdevice").unwrap(), b"x"),
+            ],
+        },
+    )
+    .await;
+    assert_eq!(code(result), ErrorCode::UnknownUser);
+
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::SendToDevice {
+            messages: vec![
+                to("bob", &laptop_id, b"k1"),
+                to("bob", &phone_id, b"k2"),
+                to("bob", &laptop_id, b"k3"),
+            ],
+        },
+    )
+    .await;
+    assert!(matches!(result, Ok(Response::Done)), "{result:?}");
+
+    let first = next_room_event(&mut laptop.raw).await;
+    let second = next_room_event(&mut laptop.raw).await;
+    assert_eq!(
+        first.room,
+        sotto_proto::RoomRef::Inbox {
+            device: laptop_id.clone()
+        }
+    );
+    assert_eq!(first.sender, user("alice"));
+    assert_eq!(
+        (payload_of(&first), payload_of(&second)),
+        (b"k1".to_vec(), b"k3".to_vec())
+    );
+    assert!(room_events_until_pong(&mut laptop.raw).await.is_empty());
+    ack(&mut laptop.raw, &second).await;
+
+    // The phone gets its message when it comes online, and only that one.
+    let mut phone = device(&server, "bob", "phone").await;
+    let got = next_room_event(&mut phone.raw).await;
+    assert_eq!(payload_of(&got), b"k2".to_vec());
+    assert!(room_events_until_pong(&mut phone.raw).await.is_empty());
+    ack(&mut phone.raw, &got).await;
+    // Acknowledged messages are deleted (after the reader hands its acks
+    // over, at most 100 ms later, and the cursors are written on stop).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.stop().await;
+    let db = rusqlite::Connection::open(server.db_path()).unwrap();
+    let queued: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM events e JOIN rooms r ON r.id = e.room_id WHERE r.kind = 4",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(queued, 0, "acknowledged to-device messages are deleted");
+    drop(db);
+    server.restart().await;
+    let mut phone = device(&server, "bob", "phone").await;
+    assert!(room_events_until_pong(&mut phone.raw).await.is_empty());
+    // And history never shows them.
+    let (result, _) = ask(&mut phone.raw, Request::History { limit: 100 }).await;
+    let Ok(Response::History { events }) = result else {
+        panic!("expected history, got {result:?}");
+    };
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
+    let server = TestServer::start().await;
+    let mut alice = device(&server, "alice", "phone").await;
+    let mut bob = device(&server, "bob", "laptop").await;
+    publish(&mut bob).await;
+    let bob_keys = bob.e2e.device_keys();
+    let alice_keys = alice.e2e.device_keys();
+
+    // Alice claims a key of bob's device, shares her room key over Olm
+    // through bob's queue, then sends a Megolm message in their room.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::ClaimKeys {
+            devices: vec![DeviceRef {
+                user: user("bob"),
+                device: bob.e2e.device().clone(),
+            }],
+        },
+    )
+    .await;
+    let Ok(Response::Claimed { keys }) = result else {
+        panic!("expected a key, got {result:?}");
+    };
+    alice
+        .e2e
+        .start_olm_session(&bob_keys, &keys[0].key)
+        .unwrap();
+    // The room id comes from the server once the room exists: a first
+    // message creates it.
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::SendDirect {
+            to: user("bob"),
+            payload: b"opening the room".to_vec(),
+        },
+    )
+    .await;
+    let Ok(Response::Sent { room_id, .. }) = result else {
+        panic!("expected sent, got {result:?}");
+    };
+    let recipients = std::collections::BTreeSet::from([(
+        user("bob"),
+        bob.e2e.device().clone(),
+        bob_keys.curve25519,
+    )]);
+    let prepared = alice.e2e.prepare_room(room_id, &recipients, 0).unwrap();
+    let olm = alice
+        .e2e
+        .room_key_for(room_id, &prepared, &bob_keys)
+        .unwrap();
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::SendToDevice {
+            messages: vec![sotto_proto::ToDeviceMessage {
+                user: user("bob"),
+                device: bob.e2e.device().clone(),
+                payload: olm.encode().unwrap(),
+            }],
+        },
+    )
+    .await;
+    result.expect("queued");
+    let secret = "the eagle lands at 0600 (Megolm test)";
+    let envelope = alice
+        .e2e
+        .encrypt_room(
+            room_id,
+            [7; 16],
+            0,
+            sotto_proto::MessageBody::Text {
+                text: secret.into(),
+            },
+        )
+        .unwrap();
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::SendDirect {
+            to: user("bob"),
+            payload: envelope.encode().unwrap(),
+        },
+    )
+    .await;
+    let Ok(Response::Sent { seq, .. }) = result else {
+        panic!("expected sent, got {result:?}");
+    };
+
+    // Bob: the opening message, the room key from his queue, the message.
+    let mut room_key = None;
+    let mut message = None;
+    while room_key.is_none() || message.is_none() {
+        let event = next_room_event(&mut bob.raw).await;
+        match event.room {
+            sotto_proto::RoomRef::Inbox { .. } => room_key = Some(event),
+            _ if event.seq == seq => message = Some(event),
+            _ => {}
+        }
+    }
+    let olm = sotto_proto::e2e::OlmEnvelope::decode(&payload_of(&room_key.unwrap())).unwrap();
+    bob.e2e.decrypt_to_device(&alice_keys, &olm).unwrap();
+    let message = message.unwrap();
+    let envelope = sotto_proto::e2e::MegolmEnvelope::decode(&payload_of(&message)).unwrap();
+    let plain = bob
+        .e2e
+        .decrypt_room(message.room_id, message.seq, &message.sender, &envelope)
+        .unwrap();
+    assert_eq!(
+        plain.body,
+        sotto_proto::MessageBody::Text {
+            text: secret.into()
+        }
+    );
+
+    // The server's database holds ciphertext only. (The search works: the
+    // unencrypted opening payload is found.)
+    let db = std::fs::read(server.db_path()).unwrap();
+    let wal = std::fs::read(server.db_path().with_extension("db-wal")).unwrap_or_default();
+    let contains = |needle: &[u8]| {
+        [&db, &wal]
+            .iter()
+            .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+    };
+    assert!(contains(b"opening the room"));
+    assert!(
+        !contains(secret.as_bytes()),
+        "plaintext in the server's database"
+    );
+}
