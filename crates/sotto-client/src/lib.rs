@@ -35,7 +35,9 @@ mod event;
 pub mod files;
 mod handshake;
 pub mod known_servers;
+pub mod local_store;
 pub mod tls;
+pub mod trust;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -1,5 +1,7 @@
 //! Sotto's client-side cryptography, sans-IO.
 //!
+//! - [`at_rest`]: the client's local store sealed under a key derived
+//!   from the account password.
 //! - [`e2e`]: end-to-end encryption with vodozemac: device accounts and
 //!   signed keys, Olm sessions between devices, Megolm room sessions with
 //!   rotation and replay protection, safety numbers.
@@ -9,6 +11,7 @@
 //!
 //! Secrets are zeroized on drop and never printed by `Debug`.
 
+pub mod at_rest;
 pub mod e2e;
 pub mod fingerprint;
 pub mod sealed;

@@ -1,0 +1,307 @@
+//! Which device keys this client trusts: every device of every contact is
+//! pinned the first time the key directory lists it (trust on first use,
+//! like SSH's `known_hosts`). A contact's new device is accepted with a
+//! warning; a device whose identity keys changed is refused (its old keys
+//! stay pinned). Comparing safety numbers out of band and confirming marks
+//! a contact verified, until their set of devices changes.
+//!
+//! Sans-IO: the caller feeds it directory listings and stores it (inside
+//! the encrypted local store).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sotto_crypto::e2e::{safety_number, verify_device_keys};
+use sotto_proto::e2e::{DeviceKeys, PublicKey};
+use sotto_proto::{DeviceId, Username};
+
+/// Pinned devices, per user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Trust {
+    users: BTreeMap<Username, UserTrust>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct UserTrust {
+    devices: BTreeMap<DeviceId, DeviceKeys>,
+    /// The Ed25519 keys of the user's devices when they were verified.
+    verified: Option<BTreeSet<PublicKey>>,
+}
+
+/// Something the user should be told about a contact's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustWarning {
+    /// A contact has a device this client had not seen.
+    NewDevice {
+        user: Username,
+        device: DeviceId,
+        fingerprint: String,
+    },
+    /// A device's identity keys are not the ones pinned for it: the new keys
+    /// are not used.
+    ChangedKeys { user: Username, device: DeviceId },
+    /// The directory returned keys whose signature does not check.
+    BadSignature { user: Username, device: DeviceId },
+    /// A verified contact's devices changed: verify again.
+    VerificationLost { user: Username },
+}
+
+impl std::fmt::Display for TrustWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrustWarning::NewDevice {
+                user,
+                device,
+                fingerprint,
+            } => write!(
+                f,
+                "{user} has a new device {device} (fingerprint {fingerprint}); \
+                 if you did not expect it, check with {user}"
+            ),
+            TrustWarning::ChangedKeys { user, device } => write!(
+                f,
+                "the keys of {user}'s device {device} CHANGED; messages are not encrypted \
+                 to the new keys. Check with {user} (@verify {user})"
+            ),
+            TrustWarning::BadSignature { user, device } => write!(
+                f,
+                "the server listed keys for {user}'s device {device} with an invalid \
+                 signature; that device is ignored"
+            ),
+            TrustWarning::VerificationLost { user } => write!(
+                f,
+                "{user}'s devices changed since you verified them: @verify {user} again"
+            ),
+        }
+    }
+}
+
+/// A pinned device as `@devices` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    pub user: Username,
+    pub device: DeviceId,
+    pub fingerprint: String,
+    pub verified: bool,
+}
+
+/// A device's fingerprint: its Ed25519 key in hex, in groups of four.
+pub fn fingerprint(keys: &DeviceKeys) -> String {
+    let hex = hex::encode(keys.ed25519);
+    hex.as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Trust {
+    /// Takes in the directory's listing of `user`'s devices. Returns the
+    /// devices to encrypt to (pinned, and still listed) and the warnings to
+    /// show.
+    pub fn observe(
+        &mut self,
+        user: &Username,
+        listed: &[DeviceKeys],
+    ) -> (Vec<DeviceKeys>, Vec<TrustWarning>) {
+        let entry = self.users.entry(user.clone()).or_default();
+        let first_sight = entry.devices.is_empty();
+        let verified_before = entry.verified.is_some() && is_verified(entry);
+        let mut usable = Vec::new();
+        let mut warnings = Vec::new();
+        for keys in listed {
+            if keys.user != *user {
+                continue;
+            }
+            if verify_device_keys(keys).is_err() {
+                warnings.push(TrustWarning::BadSignature {
+                    user: user.clone(),
+                    device: keys.device.clone(),
+                });
+                continue;
+            }
+            match entry.devices.get(&keys.device) {
+                Some(pinned) if pinned == keys => usable.push(keys.clone()),
+                Some(_) => warnings.push(TrustWarning::ChangedKeys {
+                    user: user.clone(),
+                    device: keys.device.clone(),
+                }),
+                None => {
+                    entry.devices.insert(keys.device.clone(), keys.clone());
+                    if !first_sight {
+                        warnings.push(TrustWarning::NewDevice {
+                            user: user.clone(),
+                            device: keys.device.clone(),
+                            fingerprint: fingerprint(keys),
+                        });
+                    }
+                    usable.push(keys.clone());
+                }
+            }
+        }
+        if verified_before && !is_verified(entry) {
+            warnings.push(TrustWarning::VerificationLost { user: user.clone() });
+        }
+        (usable, warnings)
+    }
+
+    /// The pinned keys of a device, if any.
+    pub fn pinned(&self, user: &Username, device: &DeviceId) -> Option<&DeviceKeys> {
+        self.users.get(user)?.devices.get(device)
+    }
+
+    /// The safety number between this account (`me`, with its devices'
+    /// keys) and `user`, from the keys pinned for `user`.
+    pub fn safety_number(
+        &self,
+        me: &Username,
+        my_keys: &[PublicKey],
+        user: &Username,
+    ) -> Option<String> {
+        let theirs: Vec<PublicKey> = self
+            .users
+            .get(user)?
+            .devices
+            .values()
+            .map(|d| d.ed25519)
+            .collect();
+        if theirs.is_empty() {
+            return None;
+        }
+        Some(safety_number((me, my_keys), (user, &theirs)))
+    }
+
+    /// Marks `user` verified with their currently pinned devices. False if
+    /// no device of theirs is known yet.
+    pub fn verify(&mut self, user: &Username) -> bool {
+        let Some(entry) = self.users.get_mut(user) else {
+            return false;
+        };
+        if entry.devices.is_empty() {
+            return false;
+        }
+        entry.verified = Some(entry.devices.values().map(|d| d.ed25519).collect());
+        true
+    }
+
+    pub fn is_verified(&self, user: &Username) -> bool {
+        self.users.get(user).is_some_and(is_verified)
+    }
+
+    /// Every pinned device of `user`, for `@devices`.
+    pub fn devices(&self, user: &Username) -> Vec<DeviceInfo> {
+        let Some(entry) = self.users.get(user) else {
+            return Vec::new();
+        };
+        let verified = is_verified(entry);
+        entry
+            .devices
+            .values()
+            .map(|keys| DeviceInfo {
+                user: user.clone(),
+                device: keys.device.clone(),
+                fingerprint: fingerprint(keys),
+                verified,
+            })
+            .collect()
+    }
+}
+
+fn is_verified(entry: &UserTrust) -> bool {
+    let current: BTreeSet<PublicKey> = entry.devices.values().map(|d| d.ed25519).collect();
+    entry.verified.as_ref() == Some(&current)
+}
+
+#[cfg(test)]
+mod tests {
+    use sotto_crypto::e2e::E2e;
+
+    use super::*;
+
+    fn user(name: &str) -> Username {
+        Username::parse(name).unwrap()
+    }
+
+    fn device(name: &str, id: &str) -> E2e {
+        E2e::new(user(name), DeviceId::parse(id).unwrap())
+    }
+
+    #[test]
+    fn first_sight_pins_silently_and_a_new_device_warns() {
+        let mut trust = Trust::default();
+        let (laptop, phone) = (device("bob", "laptop-bob"), device("bob", "phone-bob"));
+        let (usable, warnings) = trust.observe(&user("bob"), &[laptop.device_keys()]);
+        assert_eq!(usable, vec![laptop.device_keys()]);
+        assert!(warnings.is_empty());
+        let (usable, warnings) =
+            trust.observe(&user("bob"), &[laptop.device_keys(), phone.device_keys()]);
+        assert_eq!(usable.len(), 2);
+        assert!(
+            matches!(&warnings[..], [TrustWarning::NewDevice { device, .. }] if device.as_str() == "phone-bob")
+        );
+        // Seen before: no more warnings.
+        let (_, warnings) =
+            trust.observe(&user("bob"), &[laptop.device_keys(), phone.device_keys()]);
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn changed_keys_are_refused_and_bad_signatures_ignored() {
+        let mut trust = Trust::default();
+        let original = device("bob", "laptop-bob");
+        trust.observe(&user("bob"), &[original.device_keys()]);
+        // Same device id, new identity (a server swapping keys).
+        let impostor = device("bob", "laptop-bob");
+        let (usable, warnings) = trust.observe(&user("bob"), &[impostor.device_keys()]);
+        assert!(usable.is_empty());
+        assert!(matches!(&warnings[..], [TrustWarning::ChangedKeys { .. }]));
+        assert_eq!(
+            trust.pinned(&user("bob"), original.device()),
+            Some(&original.device_keys())
+        );
+        let mut forged = device("bob", "tablet-bob").device_keys();
+        forged.curve25519[0] ^= 1;
+        let (usable, warnings) = trust.observe(&user("bob"), &[forged]);
+        assert!(usable.is_empty());
+        assert!(matches!(&warnings[..], [TrustWarning::BadSignature { .. }]));
+        assert!(warnings[0].to_string().contains("invalid signature"));
+    }
+
+    #[test]
+    fn verification_holds_until_the_devices_change() {
+        let mut trust = Trust::default();
+        let me = device("alice", "phone-alice");
+        let laptop = device("bob", "laptop-bob");
+        let bob = user("bob");
+        assert!(
+            !trust.verify(&bob),
+            "nothing to verify before any key is known"
+        );
+        trust.observe(&bob, &[laptop.device_keys()]);
+        let mine = [me.identity().ed25519];
+        let number = trust.safety_number(&user("alice"), &mine, &bob).unwrap();
+        assert!(trust.verify(&bob));
+        assert!(trust.is_verified(&bob));
+        assert!(trust.devices(&bob).iter().all(|d| d.verified));
+
+        let phone = device("bob", "phone-bob");
+        let (_, warnings) = trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
+        assert!(warnings.contains(&TrustWarning::VerificationLost { user: bob.clone() }));
+        assert!(!trust.is_verified(&bob));
+        assert_ne!(
+            trust.safety_number(&user("alice"), &mine, &bob).unwrap(),
+            number
+        );
+    }
+
+    #[test]
+    fn trust_survives_serialization() {
+        let mut trust = Trust::default();
+        let laptop = device("bob", "laptop-bob");
+        trust.observe(&user("bob"), &[laptop.device_keys()]);
+        trust.verify(&user("bob"));
+        let again: Trust = serde_json::from_str(&serde_json::to_string(&trust).unwrap()).unwrap();
+        assert!(again.is_verified(&user("bob")));
+        assert_eq!(again.devices(&user("bob")), trust.devices(&user("bob")));
+    }
+}

@@ -1,0 +1,195 @@
+//! Encryption at rest for the client's local store (end-to-end state,
+//! pinned keys, decrypted history).
+//!
+//! The key is derived once per session from the account password with
+//! Argon2id and a random salt kept in the file's header; every save seals
+//! the whole state with XChaCha20-Poly1305 under a fresh nonce, with the
+//! header as associated data. A wrong password, or any change to the file,
+//! fails authentication.
+//!
+//! File layout: `MAGIC` ‖ m_cost (u32 BE) ‖ t_cost (u32 BE) ‖ salt (16) ‖
+//! nonce (24) ‖ ciphertext and tag.
+
+use std::fmt;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::sealed::{M_COST_KIB, MAX_M_COST_KIB, MAX_T_COST, T_COST};
+
+const MAGIC: &[u8; 8] = b"SOTTOST1";
+const SALT_LEN: usize = 16;
+const NONCE_LEN: usize = 24;
+const HEADER_LEN: usize = MAGIC.len() + 4 + 4 + SALT_LEN;
+
+/// Why a store could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AtRestError {
+    #[error("cannot unlock the local store: wrong password, or the file was changed")]
+    WrongKeyOrDamaged,
+    #[error("the local store file is not a Sotto store, or is truncated")]
+    Malformed,
+}
+
+/// A store key: derived from the password and the store's salt.
+#[derive(Clone)]
+pub struct StoreKey {
+    key: Zeroizing<[u8; 32]>,
+    header: [u8; HEADER_LEN],
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoreKey(<redacted>)")
+    }
+}
+
+impl StoreKey {
+    /// A key for a new store: a fresh salt, the default costs.
+    pub fn create(password: &str) -> Self {
+        let mut salt = [0u8; SALT_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut salt);
+        Self::derive(password, M_COST_KIB, T_COST, salt)
+            .unwrap_or_else(|_| unreachable_key(M_COST_KIB, T_COST, salt))
+    }
+
+    fn derive(
+        password: &str,
+        m_cost: u32,
+        t_cost: u32,
+        salt: [u8; SALT_LEN],
+    ) -> Result<Self, AtRestError> {
+        let params =
+            Params::new(m_cost, t_cost, 1, Some(32)).map_err(|_| AtRestError::Malformed)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password_into(password.as_bytes(), &salt, key.as_mut())
+            .map_err(|_| AtRestError::Malformed)?;
+        Ok(Self {
+            key,
+            header: header(m_cost, t_cost, &salt),
+        })
+    }
+
+    /// Seals `plaintext` into the bytes of a store file.
+    pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let cipher = XChaCha20Poly1305::new(self.key.as_ref().into());
+        // Encryption with a valid key and nonce only fails for inputs
+        // beyond 256 GiB.
+        let ciphertext = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &self.header,
+                },
+            )
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+}
+
+/// A key that can never have been derived (all zero); only reachable if the
+/// default costs were invalid, which a test rules out.
+fn unreachable_key(m_cost: u32, t_cost: u32, salt: [u8; SALT_LEN]) -> StoreKey {
+    StoreKey {
+        key: Zeroizing::new([0; 32]),
+        header: header(m_cost, t_cost, &salt),
+    }
+}
+
+fn header(m_cost: u32, t_cost: u32, salt: &[u8; SALT_LEN]) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&m_cost.to_be_bytes());
+    header[12..16].copy_from_slice(&t_cost.to_be_bytes());
+    header[16..].copy_from_slice(salt);
+    header
+}
+
+/// Opens a store file with the password: its key (to seal the next save
+/// with) and its contents.
+pub fn open(password: &str, file: &[u8]) -> Result<(StoreKey, Zeroizing<Vec<u8>>), AtRestError> {
+    if file.len() < HEADER_LEN + NONCE_LEN || &file[..8] != MAGIC {
+        return Err(AtRestError::Malformed);
+    }
+    let word = |at: usize| u32::from_be_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]);
+    let (m_cost, t_cost) = (word(8), word(12));
+    if m_cost > MAX_M_COST_KIB || t_cost > MAX_T_COST {
+        return Err(AtRestError::Malformed);
+    }
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&file[16..HEADER_LEN]);
+    let key = StoreKey::derive(password, m_cost, t_cost, salt)?;
+    let nonce = &file[HEADER_LEN..HEADER_LEN + NONCE_LEN];
+    let cipher = XChaCha20Poly1305::new(key.key.as_ref().into());
+    let plain = cipher
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: &file[HEADER_LEN + NONCE_LEN..],
+                aad: &file[..HEADER_LEN],
+            },
+        )
+        .map_err(|_| AtRestError::WrongKeyOrDamaged)?;
+    Ok((key, Zeroizing::new(plain)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_store_opens_with_the_password_only() {
+        let key = StoreKey::create("correct horse");
+        assert_ne!(*key.key, [0; 32], "the default costs derive a real key");
+        let file = key.seal(b"olm account and history");
+        assert!(!file.windows(7).any(|w| w == b"history"));
+        let (again, plain) = open("correct horse", &file).unwrap();
+        assert_eq!(plain.as_slice(), b"olm account and history");
+        // The reopened key seals files the password opens, with a new nonce.
+        let second = again.seal(b"more");
+        assert_ne!(
+            second[HEADER_LEN..HEADER_LEN + NONCE_LEN],
+            file[HEADER_LEN..HEADER_LEN + NONCE_LEN]
+        );
+        assert_eq!(
+            open("correct horse", &second).unwrap().1.as_slice(),
+            b"more"
+        );
+        assert_eq!(
+            open("wrong", &file).map(|_| ()),
+            Err(AtRestError::WrongKeyOrDamaged)
+        );
+    }
+
+    #[test]
+    fn any_change_to_the_file_is_detected() {
+        let file = StoreKey::create("pw").seal(b"state");
+        for at in [0, 9, 20, HEADER_LEN + 3, file.len() - 1] {
+            let mut changed = file.clone();
+            changed[at] ^= 0x10;
+            assert!(open("pw", &changed).is_err(), "byte {at}");
+        }
+        assert_eq!(
+            open("pw", &file[..30]).map(|_| ()),
+            Err(AtRestError::Malformed)
+        );
+    }
+
+    #[test]
+    fn hostile_costs_are_refused_before_deriving() {
+        let mut file = StoreKey::create("pw").seal(b"state");
+        file[8..12].copy_from_slice(&(MAX_M_COST_KIB + 1).to_be_bytes());
+        assert_eq!(open("pw", &file).map(|_| ()), Err(AtRestError::Malformed));
+    }
+}
