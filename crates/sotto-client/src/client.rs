@@ -450,6 +450,7 @@ fn unexpected(request: &str, response: &Response) -> ClientError {
         Response::KeyCount { .. } => "KeyCount",
         Response::Devices { .. } => "Devices",
         Response::Claimed { .. } => "Claimed",
+        Response::Room { .. } => "Room",
     };
     ClientError::Protocol(format!("unexpected {kind} reply to {request}"))
 }

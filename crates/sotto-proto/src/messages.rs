@@ -113,6 +113,10 @@ pub enum Request {
     /// as a whole, storing nothing, if any device is unknown. Replies
     /// `Done`.
     SendToDevice { messages: Vec<ToDeviceMessage> },
+    /// The id of the private room with `with`, created if needed: an
+    /// end-to-end encrypted first message must name its room inside the
+    /// ciphertext. Replies [`Response::Room`].
+    DirectRoom { with: Username },
 }
 
 /// One payload for one device.
@@ -162,6 +166,7 @@ impl Request {
             Request::QueryKeys { .. } => "query_keys",
             Request::ClaimKeys { .. } => "claim_keys",
             Request::SendToDevice { .. } => "send_to_device",
+            Request::DirectRoom { .. } => "direct_room",
         }
     }
 }
@@ -320,6 +325,8 @@ pub enum Response {
     Devices { devices: Vec<DeviceKeys> },
     /// Answer to [`Request::ClaimKeys`].
     Claimed { keys: Vec<ClaimedKey> },
+    /// Answer to [`Request::DirectRoom`].
+    Room { room_id: u64 },
 }
 
 /// What a successful login returns.

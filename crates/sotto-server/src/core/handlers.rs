@@ -116,6 +116,18 @@ impl Core {
             Request::QueryKeys { users } => Ok(self.query_keys(users)),
             Request::ClaimKeys { devices } => self.claim_keys(devices, fx),
             Request::SendToDevice { messages } => self.send_to_device(conn_id, messages, fx),
+            Request::DirectRoom { with } => {
+                let peer = check!(self.user_id(&with));
+                if peer == user {
+                    return Ok(Err(err(
+                        ErrorCode::Invalid,
+                        "you have no private room with yourself",
+                    )));
+                }
+                Ok(Ok(Response::Room {
+                    room_id: self.direct_room(user, peer)?,
+                }))
+            }
         }
     }
 

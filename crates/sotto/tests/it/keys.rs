@@ -661,3 +661,48 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
         "plaintext in the server's database"
     );
 }
+
+#[tokio::test]
+async fn the_private_room_id_is_known_before_the_first_message() {
+    let server = TestServer::start().await;
+    let mut alice = device(&server, "alice", "phone").await;
+    let mut bob = device(&server, "bob", "laptop").await;
+    let (result, _) = ask(&mut alice.raw, Request::DirectRoom { with: user("bob") }).await;
+    let Ok(Response::Room { room_id }) = result else {
+        panic!("expected a room, got {result:?}");
+    };
+    // The same room from bob's side, and for the first message.
+    let (result, _) = ask(
+        &mut bob.raw,
+        Request::DirectRoom {
+            with: user("alice"),
+        },
+    )
+    .await;
+    assert!(matches!(result, Ok(Response::Room { room_id: id }) if id == room_id));
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::SendDirect {
+            to: user("bob"),
+            payload: vec![1],
+        },
+    )
+    .await;
+    assert!(matches!(result, Ok(Response::Sent { room_id: id, seq: 1, .. }) if id == room_id));
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::DirectRoom {
+            with: user("nobody"),
+        },
+    )
+    .await;
+    assert_eq!(code(result), ErrorCode::UnknownUser);
+    let (result, _) = ask(
+        &mut alice.raw,
+        Request::DirectRoom {
+            with: user("alice"),
+        },
+    )
+    .await;
+    assert_eq!(code(result), ErrorCode::Invalid);
+}
