@@ -145,14 +145,15 @@ pub struct OlmEnvelope {
 }
 
 /// What a to-device message decrypts to. Both ends are named with their
-/// Ed25519 keys so a message cannot be re-encrypted to someone else or
-/// attributed to another device.
+/// keys so a message cannot be re-encrypted to someone else or attributed
+/// to another device. The sender's self-signed keys travel inside, so a
+/// recipient that has not seen the sender's device yet can check and pin
+/// them (trust on first use) without asking the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToDevicePlaintext {
     pub sender: Username,
     pub sender_device: DeviceId,
-    #[serde(with = "serde_bytes")]
-    pub sender_ed25519: PublicKey,
+    pub sender_keys: DeviceKeys,
     pub recipient: Username,
     pub recipient_device: DeviceId,
     #[serde(with = "serde_bytes")]
@@ -243,7 +244,13 @@ mod tests {
         let key = ToDevicePlaintext {
             sender: user("alice"),
             sender_device: device("ALICEDEV01"),
-            sender_ed25519: [1; 32],
+            sender_keys: DeviceKeys {
+                user: user("alice"),
+                device: device("ALICEDEV01"),
+                curve25519: [1; 32],
+                ed25519: [4; 32],
+                signature: [5; 64],
+            },
             recipient: user("bob"),
             recipient_device: device("BOBDEVICE1"),
             recipient_ed25519: [2; 32],

@@ -83,6 +83,8 @@ pub struct E2ePickle {
 pub struct ToDevice {
     pub sender: Username,
     pub sender_device: DeviceId,
+    /// The sender's self-signed keys, as checked.
+    pub sender_keys: DeviceKeys,
     pub content: ToDeviceContent,
 }
 
@@ -161,7 +163,7 @@ impl E2e {
         let plaintext = ToDevicePlaintext {
             sender: self.user().clone(),
             sender_device: self.device().clone(),
-            sender_ed25519: self.identity().ed25519,
+            sender_keys: self.device_keys(),
             recipient: peer.user.clone(),
             recipient_device: peer.device.clone(),
             recipient_ed25519: peer.ed25519,
@@ -189,26 +191,54 @@ impl E2e {
                 sender.user, sender.device
             )));
         }
+        self.decrypt_to_device_with(envelope, |keys| {
+            if keys == sender {
+                Ok(())
+            } else {
+                Err(E2eError::Mismatch(format!(
+                    "a to-device message from {}/{} names {}/{} as its sender",
+                    sender.user, sender.device, keys.user, keys.device
+                )))
+            }
+        })
+    }
+
+    /// Decrypts a to-device message from whichever device the Olm session
+    /// belongs to. The sender's self-signed keys inside must carry a valid
+    /// signature, name the Olm session's key and the sender inside; then
+    /// `accept` decides whether to trust them (the client's pinned keys, or
+    /// pinning them on first sight). Only then is a room key stored.
+    pub fn decrypt_to_device_with(
+        &mut self,
+        envelope: &OlmEnvelope,
+        accept: impl FnOnce(&DeviceKeys) -> Result<(), E2eError>,
+    ) -> Result<ToDevice, E2eError> {
         let bytes = self.olm.decrypt(&mut self.account, envelope)?;
         let plaintext = ToDevicePlaintext::decode(&bytes)
             .map_err(|e| E2eError::Malformed(format!("to-device plaintext: {e}")))?;
-        let me = self.identity();
-        if plaintext.sender != sender.user
-            || plaintext.sender_device != sender.device
-            || plaintext.sender_ed25519 != sender.ed25519
+        let keys = &plaintext.sender_keys;
+        verify_device_keys(keys)?;
+        if keys.curve25519 != envelope.sender_key
+            || keys.user != plaintext.sender
+            || keys.device != plaintext.sender_device
         {
             return Err(E2eError::Mismatch(format!(
-                "a to-device message from {}/{} names {}/{} as its sender",
-                sender.user, sender.device, plaintext.sender, plaintext.sender_device
+                "a to-device message names {}/{} as its sender but came from other keys",
+                plaintext.sender, plaintext.sender_device
             )));
         }
+        accept(keys)?;
+        let me = self.identity();
         if plaintext.recipient != *self.user()
             || plaintext.recipient_device != *self.device()
             || plaintext.recipient_ed25519 != me.ed25519
         {
             return Err(E2eError::Mismatch(format!(
                 "a to-device message from {}/{} was meant for {}/{}",
-                sender.user, sender.device, plaintext.recipient, plaintext.recipient_device
+                plaintext.sender,
+                plaintext.sender_device,
+                plaintext.recipient,
+                plaintext.recipient_device
             )));
         }
         if let ToDeviceContent::RoomKey {
@@ -218,16 +248,17 @@ impl E2e {
         } = &plaintext.content
         {
             let from = KeySender {
-                user: sender.user.clone(),
-                device: sender.device.clone(),
-                curve25519: sender.curve25519,
+                user: keys.user.clone(),
+                device: keys.device.clone(),
+                curve25519: keys.curve25519,
             };
             self.rooms
                 .add_room_key(from, *room_id, session_id, session_key)?;
         }
         Ok(ToDevice {
-            sender: plaintext.sender,
-            sender_device: plaintext.sender_device,
+            sender: plaintext.sender.clone(),
+            sender_device: plaintext.sender_device.clone(),
+            sender_keys: plaintext.sender_keys.clone(),
             content: plaintext.content,
         })
     }

@@ -403,3 +403,66 @@ fn broken_session_recovery_is_rate_limited() {
     assert!(!alice.should_recover_session(&keys, NOW + 1000));
     assert!(alice.should_recover_session(&keys, NOW + olm::RECOVERY_INTERVAL_MS));
 }
+
+#[test]
+fn a_first_message_carries_the_senders_keys_for_trust_on_first_use() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let (keys, key) = claim(&mut bob);
+    alice.start_olm_session(&keys, &key).unwrap();
+    let envelope = alice
+        .encrypt_to_device(&keys, ToDeviceContent::Dummy)
+        .unwrap();
+    // Bob has never seen alice's device: he learns (and could pin) her
+    // keys from the message itself, checked against the Olm session.
+    let mut seen = None;
+    let got = bob
+        .decrypt_to_device_with(&envelope, |k| {
+            seen = Some(k.clone());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, Some(alice.device_keys()));
+    assert_eq!(got.sender_keys, alice.device_keys());
+    // The caller's trust decision is final: refused keys store nothing.
+    let room = share_room_key(&mut alice, &mut [&mut bob], 3);
+    let mut carol = device("carol", 1);
+    let (keys, key) = claim(&mut carol);
+    alice.start_olm_session(&keys, &key).unwrap();
+    let for_carol = alice.room_key_for(3, &room, &keys).unwrap();
+    let refused = carol.decrypt_to_device_with(&for_carol, |_| {
+        Err(E2eError::Mismatch("keys changed".into()))
+    });
+    assert!(refused.is_err());
+    assert!(!carol.has_room_key(3, &room.session_id));
+}
+
+#[test]
+fn a_sender_cannot_pass_off_another_devices_keys() {
+    let (mut mallory, mut bob, alice) =
+        (device("mallory", 1), device("bob", 1), device("alice", 1));
+    let (keys, key) = claim(&mut bob);
+    mallory.start_olm_session(&keys, &key).unwrap();
+    // Mallory's client puts alice's (validly self-signed) keys inside: they
+    // do not match the Olm session's key, so they are refused.
+    let plaintext = sotto_proto::e2e::ToDevicePlaintext {
+        sender: user("alice"),
+        sender_device: alice.device().clone(),
+        sender_keys: alice.device_keys(),
+        recipient: user("bob"),
+        recipient_device: bob.device().clone(),
+        recipient_ed25519: bob.identity().ed25519,
+        content: ToDeviceContent::Dummy,
+    };
+    let envelope = mallory
+        .olm
+        .encrypt(
+            &mallory.account,
+            &keys.curve25519,
+            &plaintext.encode().unwrap(),
+        )
+        .unwrap();
+    assert!(matches!(
+        bob.decrypt_to_device_with(&envelope, |_| Ok(())),
+        Err(E2eError::Mismatch(_))
+    ));
+}
