@@ -12,13 +12,14 @@ use std::path::PathBuf;
 
 use bytes::BytesMut;
 use sotto_proto::{
-    Ack, ClientFrame, DeviceId, EventBody, FrameDecoder, GroupName, Request, Response, SealedBox,
-    ServerFrame, Username,
+    Ack, ClientFrame, DeviceId, EventBody, EventKind, FrameDecoder, GroupName, Request, Response,
+    RoomContent, RoomRef, SealedBox, ServerFrame, Username,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::crypto::{SharedCrypto, lock};
 use crate::event::{ClientEvent, Decoded, Me, Position, decode};
 use crate::{
     ClientError, HANDSHAKE_TIMEOUT, MAX_PENDING_REQUESTS, MAX_SEALED_KEPT, REQUEST_TIMEOUT,
@@ -49,6 +50,8 @@ pub(crate) enum Op {
     GetSealed { id: u64, reply: Reply<StoredSealed> },
     /// Close the connection (TLS close_notify) and stop.
     Quit { reply: oneshot::Sender<()> },
+    /// Show an event from the handle (a security notice).
+    Emit(ClientEvent),
 }
 
 /// A sealed message kept until the user opens it.
@@ -65,6 +68,8 @@ pub(crate) struct StoredSealed {
 enum Pending {
     Response(Reply<Response>),
     History(Reply<Vec<ClientEvent>>),
+    /// A key top-up the actor sent itself.
+    Keys,
 }
 
 impl Pending {
@@ -77,6 +82,7 @@ impl Pending {
             Pending::History(tx) => {
                 let _ = tx.send(Err(error));
             }
+            Pending::Keys => {}
         }
     }
 
@@ -84,6 +90,7 @@ impl Pending {
         match self {
             Pending::Response(tx) => tx.is_closed(),
             Pending::History(tx) => tx.is_closed(),
+            Pending::Keys => false,
         }
     }
 }
@@ -200,6 +207,8 @@ pub(crate) struct Actor<W> {
     saved: HashMap<(u64, u64), (String, PathBuf, u64)>,
     /// The server's shutdown message, the reason of the disconnection that follows.
     shutdown_message: Option<String>,
+    /// This device's end-to-end state (shared with the handle).
+    crypto: SharedCrypto,
 }
 
 impl<W: AsyncWrite + Unpin + Send> Actor<W> {
@@ -214,6 +223,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         frames: mpsc::Receiver<Batch>,
         events: mpsc::Sender<ClientEvent>,
         reader: Option<JoinHandle<()>>,
+        crypto: SharedCrypto,
     ) -> Self {
         Self {
             me,
@@ -233,6 +243,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             next_sealed: 1,
             saved: HashMap::new(),
             shutdown_message: None,
+            crypto,
         }
     }
 
@@ -316,6 +327,10 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 let _ = reply.send(found);
                 return Ok(());
             }
+            Op::Emit(event) => {
+                self.emit(event).await;
+                return Ok(());
+            }
             // Handled by `run`.
             Op::Quit { reply } => {
                 let _ = reply.send(());
@@ -377,6 +392,19 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }
             }
         }
+        // Sessions and room keys that arrived must be on disk before the
+        // server may forget them.
+        let due = lock(&self.crypto).save_due();
+        if !acks.is_empty()
+            && due
+            && let Err(e) = crate::crypto::save(&self.crypto).await
+        {
+            self.emit(ClientEvent::Security {
+                message: format!("{e}; not acknowledging, the server will resend"),
+            })
+            .await;
+            return Ok(());
+        }
         for (room_id, seq) in acks {
             let frame = ClientFrame::Ack(Ack { room_id, seq });
             write_frame(&mut self.writer, &mut self.wbuf, &frame).await?;
@@ -396,6 +424,13 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             }
             *seen = pos.seq;
         }
+        let body = match self.decrypt(body).await {
+            Ok(body) => body,
+            Err(event) => {
+                self.emit(event).await;
+                return position;
+            }
+        };
         let me = Me {
             user: &self.me,
             device: &self.device,
@@ -493,6 +528,80 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         }
     }
 
+    /// Takes this device's to-device messages in (room keys) and decrypts
+    /// private and group messages in place. `Err` is what to show instead:
+    /// a message that cannot be read is shown as such, never dropped.
+    async fn decrypt(&mut self, mut body: EventBody) -> Result<EventBody, ClientEvent> {
+        let ts = body.ts;
+        let EventKind::Room(event) = &mut body.kind else {
+            match &body.kind {
+                EventKind::KeyCount {
+                    one_time_keys,
+                    fallback_used,
+                } => {
+                    self.top_up_keys(*one_time_keys, *fallback_used).await;
+                }
+                EventKind::DevicesChanged { user } => {
+                    lock(&self.crypto).device_cache.remove(user);
+                }
+                _ => {}
+            }
+            return Ok(body);
+        };
+        if let RoomRef::Inbox { .. } = event.room {
+            let RoomContent::Envelope { payload, .. } = &event.content else {
+                return Ok(body);
+            };
+            let result = lock(&self.crypto).receive_to_device(payload);
+            return match result {
+                Ok(warnings) => {
+                    for warning in warnings {
+                        self.emit(ClientEvent::Security {
+                            message: warning.to_string(),
+                        })
+                        .await;
+                    }
+                    Ok(body)
+                }
+                Err(reason) => Err(ClientEvent::Undecodable {
+                    from: event.sender.clone(),
+                    reason: format!("refused a key message: {reason}"),
+                    ts,
+                }),
+            };
+        }
+        let result = lock(&self.crypto).decrypt_event(event);
+        match result {
+            Ok(()) => Ok(body),
+            Err(reason) => Err(ClientEvent::Undecodable {
+                from: event.sender.clone(),
+                reason,
+                ts,
+            }),
+        }
+    }
+
+    /// Replaces claimed one-time keys (and a used fallback key).
+    async fn top_up_keys(&mut self, count: u32, fallback_used: bool) {
+        let request = lock(&self.crypto).key_upload(Some(count), fallback_used);
+        let Some(request) = request else {
+            return;
+        };
+        if crate::crypto::save(&self.crypto).await.is_err() {
+            return;
+        }
+        // Marked published when the reply arrives.
+        let id = self.next_request;
+        self.next_request += 1;
+        let frame = ClientFrame::Request { id, request };
+        if write_frame(&mut self.writer, &mut self.wbuf, &frame)
+            .await
+            .is_ok()
+        {
+            self.pending.insert(id, Pending::Keys);
+        }
+    }
+
     fn keep_sealed(&mut self, stored: StoredSealed) -> u64 {
         let id = self.next_sealed;
         self.next_sealed += 1;
@@ -522,6 +631,13 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 };
                 let _ = tx.send(result);
             }
+            Pending::Keys => match result {
+                Ok(Response::KeyCount { .. }) => {
+                    lock(&self.crypto).e2e.mark_keys_published();
+                    let _ = crate::crypto::save(&self.crypto).await;
+                }
+                other => tracing::warn!("key top-up failed: {other:?}"),
+            },
         }
     }
 
@@ -530,6 +646,13 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         let mut out = Vec::with_capacity(events.len());
         for body in events {
             let position = Position::of(&body);
+            let body = match self.decrypt(body).await {
+                Ok(body) => body,
+                Err(event) => {
+                    out.push(event);
+                    continue;
+                }
+            };
             let me = Me {
                 user: &self.me,
                 device: &self.device,

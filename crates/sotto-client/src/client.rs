@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use crate::actor::{Op, StoredSealed};
+use crate::crypto::{SharedCrypto, lock, save};
 use crate::event::clean_text;
 use crate::{ClientError, ClientEvent, REQUEST_TIMEOUT};
 
@@ -80,14 +81,193 @@ pub struct Client {
     ops: mpsc::Sender<Op>,
     /// The login result, immutable for the connection's life.
     session: Arc<Connection>,
+    /// This device's end-to-end state (shared with the actor).
+    crypto: SharedCrypto,
+    /// One encrypted send at a time: each prepares, shares and uses a room
+    /// session over several requests.
+    send_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Client {
-    pub(crate) fn new(ops: mpsc::Sender<Op>, session: Connection) -> Self {
+    pub(crate) fn new(ops: mpsc::Sender<Op>, session: Connection, crypto: SharedCrypto) -> Self {
         Self {
             ops,
             session: Arc::new(session),
+            crypto,
+            send_lock: Arc::new(tokio::sync::Mutex::new(())),
         }
+    }
+
+    /// Publishes this device's keys (first login) and tops up its one-time
+    /// keys in the server's key directory.
+    pub(crate) async fn publish_keys(&self) -> Result<(), ClientError> {
+        let _guard = self.send_lock.lock().await;
+        let (mut count, mut fallback_used) = (None, false);
+        // The first round publishes; the next ones top up what the reply
+        // says is missing (normally none).
+        for _ in 0..3 {
+            let Some(request) = lock(&self.crypto).key_upload(count, fallback_used) else {
+                break;
+            };
+            save(&self.crypto).await?;
+            match self.request(request).await? {
+                Response::KeyCount {
+                    one_time_keys,
+                    fallback_used: used,
+                } => {
+                    lock(&self.crypto).e2e.mark_keys_published();
+                    count = Some(one_time_keys);
+                    fallback_used = used;
+                }
+                other => return Err(unexpected("upload_keys", &other)),
+            }
+        }
+        save(&self.crypto).await
+    }
+
+    /// Encrypts `body` for everyone in the room of `to` and sends it:
+    /// learns the room, the members' devices (checked against pinned keys),
+    /// starts Olm sessions with devices that need the room key, shares it,
+    /// then sends the Megolm ciphertext.
+    async fn send_encrypted(&self, to: Target, body: MessageBody) -> Result<SentInfo, ClientError> {
+        let guard = self.send_lock.lock().await;
+        let me = self.user().clone();
+        let (room_id, members) = match &to {
+            Target::User(peer) => {
+                let known = lock(&self.crypto).direct_rooms.get(peer).copied();
+                let room_id = match known {
+                    Some(room_id) => room_id,
+                    None => match self
+                        .request(Request::DirectRoom { with: peer.clone() })
+                        .await?
+                    {
+                        Response::Room { room_id } => {
+                            lock(&self.crypto)
+                                .direct_rooms
+                                .insert(peer.clone(), room_id);
+                            room_id
+                        }
+                        other => return Err(unexpected("direct_room", &other)),
+                    },
+                };
+                (room_id, vec![me.clone(), peer.clone()])
+            }
+            Target::Group(name) => {
+                let group = match self
+                    .request(Request::GroupInfo {
+                        group: name.clone(),
+                    })
+                    .await?
+                {
+                    Response::Group(info) => info,
+                    other => return Err(unexpected("group_info", &other)),
+                };
+                let mut members = group.members;
+                if !members.contains(&me) {
+                    members.push(me.clone());
+                }
+                (group.room_id, members)
+            }
+        };
+        // Device lists are cached for the session and dropped when the
+        // server announces a change (`DevicesChanged`).
+        let (mut listed, unknown) = {
+            let crypto = lock(&self.crypto);
+            let mut listed = Vec::new();
+            let mut unknown = Vec::new();
+            for member in &members {
+                match crypto.device_cache.get(member) {
+                    Some(devices) => listed.extend(devices.iter().cloned()),
+                    None => unknown.push(member.clone()),
+                }
+            }
+            (listed, unknown)
+        };
+        for chunk in unknown.chunks(sotto_proto::limits::MAX_KEY_QUERY_USERS) {
+            match self
+                .request(Request::QueryKeys {
+                    users: chunk.to_vec(),
+                })
+                .await?
+            {
+                Response::Devices { devices } => {
+                    let mut crypto = lock(&self.crypto);
+                    for user in chunk {
+                        let theirs: Vec<_> = devices
+                            .iter()
+                            .filter(|d| d.user == *user)
+                            .cloned()
+                            .collect();
+                        crypto.device_cache.insert(user.clone(), theirs);
+                    }
+                    listed.extend(devices);
+                }
+                other => return Err(unexpected("query_keys", &other)),
+            }
+        }
+        let now = now_ms();
+        let (recipients, warnings, prepared, need) = {
+            let mut crypto = lock(&self.crypto);
+            let (recipients, warnings) = crypto.recipients(&members, &listed);
+            let (prepared, need) = crypto.prepare(room_id, &recipients, now)?;
+            (recipients, warnings, prepared, need)
+        };
+        for warning in warnings {
+            self.notice(warning.to_string()).await;
+        }
+        let mut claimed = Vec::new();
+        for chunk in need.chunks(sotto_proto::limits::MAX_KEY_CLAIM_DEVICES) {
+            match self
+                .request(Request::ClaimKeys {
+                    devices: chunk.to_vec(),
+                })
+                .await?
+            {
+                Response::Claimed { keys } => claimed.extend(keys),
+                other => return Err(unexpected("claim_keys", &other)),
+            }
+        }
+        let (messages, shared, problems) =
+            lock(&self.crypto).room_key_messages(room_id, &prepared, &recipients, &claimed);
+        for problem in problems {
+            self.notice(format!("a device cannot read this message: {problem}"))
+                .await;
+        }
+        // The Olm sessions used must be on disk before anything encrypted
+        // with them leaves (a reused Olm message key breaks the session).
+        if !messages.is_empty() {
+            save(&self.crypto).await?;
+        }
+        for chunk in messages.chunks(sotto_proto::limits::MAX_TO_DEVICE_MESSAGES) {
+            match self
+                .request(Request::SendToDevice {
+                    messages: chunk.to_vec(),
+                })
+                .await?
+            {
+                Response::Done => {}
+                other => return Err(unexpected("send_to_device", &other)),
+            }
+        }
+        let payload = {
+            let mut crypto = lock(&self.crypto);
+            crypto.mark_shared(room_id, &prepared, &shared);
+            crypto.encrypt(room_id, body, now)?
+        };
+        // Encrypted: other sends may go on while this one is stored (the
+        // room session tolerates messages arriving out of index order).
+        drop(guard);
+        // Not saved now: the Megolm session is replaced after a restart
+        // anyway (`Crypto::open`), and the actor saves before it acks.
+        self.send_payload(to, payload).await
+    }
+
+    /// Shows a security notice to the user (through the event stream).
+    async fn notice(&self, message: String) {
+        let _ = self
+            .ops
+            .send(Op::Emit(ClientEvent::Security { message }))
+            .await;
     }
 
     /// The login result: user, device id, whether the account was just
@@ -161,18 +341,18 @@ impl Client {
 
     /// Sends a private message.
     pub async fn send_private(&self, to: Username, text: &str) -> Result<SentInfo, ClientError> {
-        let payload = encode(&MessageBody::Text {
+        let body = MessageBody::Text {
             text: prepare_text(text)?,
-        })?;
-        self.send_payload(Target::User(to), payload).await
+        };
+        self.send_encrypted(Target::User(to), body).await
     }
 
     /// Sends a message to a group.
     pub async fn send_group(&self, group: GroupName, text: &str) -> Result<SentInfo, ClientError> {
-        let payload = encode(&MessageBody::Text {
+        let body = MessageBody::Text {
             text: prepare_text(text)?,
-        })?;
-        self.send_payload(Target::Group(group), payload).await
+        };
+        self.send_encrypted(Target::Group(group), body).await
     }
 
     /// Seals `text` with `passphrase` and sends it. The recipient sees a
@@ -189,8 +369,7 @@ impl Client {
             tokio::task::spawn_blocking(move || sotto_crypto::seal(&passphrase, text.as_bytes()))
                 .await
                 .map_err(|e| ClientError::Internal(format!("sealing failed: {e}")))?;
-        let payload = encode(&MessageBody::Sealed(sealed))?;
-        self.send_payload(to, payload).await
+        self.send_encrypted(to, MessageBody::Sealed(sealed)).await
     }
 
     /// Sends a file of at most [`MAX_FILE_LEN`] bytes.
@@ -218,11 +397,11 @@ impl Client {
         if data.len() > MAX_FILE_LEN {
             return Err(too_large(data.len() as u64));
         }
-        let payload = encode(&MessageBody::File(FileBody {
+        let body = MessageBody::File(FileBody {
             name: file_name(path),
             data,
-        }))?;
-        self.send_payload(to, payload).await
+        });
+        self.send_encrypted(to, body).await
     }
 
     /// Creates a group owned by this user with `members`.
@@ -371,6 +550,8 @@ impl Client {
     /// fail with [`ClientError::Disconnected`]; the event stream then ends.
     /// Quitting an already closed connection succeeds.
     pub async fn quit(&self) -> Result<(), ClientError> {
+        // Keep what changed since the last save (pinned keys, sessions).
+        let _ = save(&self.crypto).await;
         let (tx, rx) = oneshot::channel();
         if self.ops.send(Op::Quit { reply: tx }).await.is_ok() {
             let _ = rx.await;
@@ -431,9 +612,11 @@ fn file_name(path: &Path) -> String {
     name
 }
 
-fn encode(body: &MessageBody) -> Result<Vec<u8>, ClientError> {
-    body.encode()
-        .map_err(|e| ClientError::Internal(e.to_string()))
+/// Milliseconds since the Unix epoch, by this machine's clock.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn unexpected(request: &str, response: &Response) -> ClientError {

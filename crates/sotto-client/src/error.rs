@@ -142,6 +142,12 @@ pub enum ClientError {
     /// a value could not be encoded).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The local store (keys, sessions) could not be opened or written.
+    #[error("{0}")]
+    LocalStore(String),
+    /// End-to-end encryption failed for this message; nothing was sent.
+    #[error("cannot encrypt the message: {0}")]
+    Encryption(String),
 }
 
 impl ClientError {
@@ -180,6 +186,8 @@ impl ClientError {
             ClientError::ConnectionLost(_) => "connection_lost",
             ClientError::Disconnected => "disconnected",
             ClientError::Internal(_) => "internal",
+            ClientError::LocalStore(_) => "local_store",
+            ClientError::Encryption(_) => "encryption",
         }
     }
 }

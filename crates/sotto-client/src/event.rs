@@ -98,6 +98,9 @@ pub enum ClientEvent {
     },
     /// The server is shutting down.
     Shutdown { message: String },
+    /// Something about a contact's keys the user should know (a new
+    /// device, changed keys, a lost verification).
+    Security { message: String },
     /// The connection is gone; this is the last event.
     Disconnected { reason: String },
 }

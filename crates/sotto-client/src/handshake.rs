@@ -22,6 +22,7 @@ use tokio_rustls::client::TlsStream;
 use crate::actor::{Actor, read_frames, write_frame};
 use crate::addr::ServerAddr;
 use crate::client::{Client, Connection, Events};
+use crate::crypto::{Crypto, SharedCrypto};
 use crate::device::{create_private_dir, load_or_create_device_id};
 use crate::known_servers::{KnownServers, Pinned};
 use crate::{
@@ -119,6 +120,18 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     if ok.server_password_required && server_password.is_none() {
         return Err(ClientError::ServerPasswordRequired);
     }
+    // The local store (this device's keys and sessions) is sealed under the
+    // account password: unlock it before the password is handed over.
+    let crypto = {
+        let path = crate::local_store::store_file(&data_dir, &user, &addr);
+        let (user, device, secret) = (
+            user.clone(),
+            device_id.clone(),
+            zeroize::Zeroizing::new(password.expose().to_owned()),
+        );
+        blocking(move || Crypto::open(&path, &secret, &user, &device)).await?
+    };
+    let crypto: SharedCrypto = crate::crypto::shared(crypto);
     let login = Login {
         user: user.clone(),
         credential: Credential::Password(password),
@@ -154,6 +167,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         frames_rx,
         events_tx,
         Some(reader),
+        crypto.clone(),
     );
     tokio::spawn(actor.run());
     let session = Connection {
@@ -162,7 +176,9 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         fingerprint,
         server_software: hello.server,
     };
-    Ok((Client::new(ops_tx, session), Events::new(events_rx)))
+    let client = Client::new(ops_tx, session, crypto);
+    client.publish_keys().await?;
+    Ok((client, Events::new(events_rx)))
 }
 
 /// Where received files go.

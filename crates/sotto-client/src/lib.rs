@@ -28,6 +28,7 @@ mod actor;
 pub mod addr;
 mod client;
 pub mod command;
+mod crypto;
 pub mod device;
 pub mod emoji;
 mod error;

@@ -86,13 +86,19 @@ impl LocalStore {
 
     /// Seals and writes `value`, replacing what was stored.
     pub fn save<T: Serialize>(&self, value: &T) -> Result<(), StoreError> {
-        let plain = zeroize::Zeroizing::new(
-            serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        );
-        write_atomically(&self.path, &self.key.seal(&plain)).map_err(|source| StoreError::Io {
+        let sealed = self.seal(value)?;
+        write_atomically(&self.path, &sealed).map_err(|source| StoreError::Io {
             path: self.path.clone(),
             source,
         })
+    }
+
+    /// The sealed file bytes for `value`, to write later (and elsewhere).
+    pub fn seal<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
+        let plain = zeroize::Zeroizing::new(
+            serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        );
+        Ok(self.key.seal(&plain))
     }
 }
 

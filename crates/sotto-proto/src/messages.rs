@@ -117,6 +117,10 @@ pub enum Request {
     /// end-to-end encrypted first message must name its room inside the
     /// ciphertext. Replies [`Response::Room`].
     DirectRoom { with: Username },
+    /// One group the sender belongs to, with every member (an encrypting
+    /// sender shares the room key with all of them). Replies
+    /// [`Response::Group`].
+    GroupInfo { group: GroupName },
 }
 
 /// One payload for one device.
@@ -167,6 +171,7 @@ impl Request {
             Request::ClaimKeys { .. } => "claim_keys",
             Request::SendToDevice { .. } => "send_to_device",
             Request::DirectRoom { .. } => "direct_room",
+            Request::GroupInfo { .. } => "group_info",
         }
     }
 }

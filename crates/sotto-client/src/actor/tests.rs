@@ -31,6 +31,10 @@ struct Harness {
     wire_buf: BytesMut,
     _dir: tempfile::TempDir,
     downloads: PathBuf,
+    /// Alice's end-to-end state, shared with the actor.
+    crypto: SharedCrypto,
+    /// The other devices that send to alice, by (user, device).
+    senders: std::sync::Mutex<HashMap<(String, String), sotto_crypto::e2e::E2e>>,
 }
 
 fn start() -> Harness {
@@ -40,6 +44,14 @@ fn start() -> Harness {
     let (ops_tx, ops_rx) = mpsc::channel(8);
     let (frames_tx, frames_rx) = mpsc::channel(8);
     let (events_tx, events_rx) = mpsc::channel(64);
+    let crypto = crate::crypto::Crypto::open(
+        &dir.path().join("store"),
+        "pw-alice",
+        &u("alice"),
+        &DeviceId::parse(MY_DEVICE).unwrap(),
+    )
+    .unwrap();
+    let crypto: SharedCrypto = crate::crypto::shared(crypto);
     let actor = Actor::new(
         u("alice"),
         DeviceId::parse(MY_DEVICE).unwrap(),
@@ -49,6 +61,7 @@ fn start() -> Harness {
         frames_rx,
         events_tx,
         None,
+        crypto.clone(),
     );
     tokio::spawn(actor.run());
     Harness {
@@ -59,6 +72,8 @@ fn start() -> Harness {
         wire_buf: BytesMut::new(),
         _dir: dir,
         downloads,
+        crypto,
+        senders: std::sync::Mutex::new(HashMap::new()),
     }
 }
 
@@ -119,10 +134,59 @@ fn direct() -> RoomRef {
     }
 }
 
-fn envelope(device: &str, body: &MessageBody) -> RoomContent {
-    RoomContent::Envelope {
-        device: DeviceId::parse(device).unwrap(),
-        payload: body.encode().unwrap(),
+impl Harness {
+    /// `body` encrypted by `user`'s `device` for room `room_id`, as it
+    /// arrives in an envelope; the sender shares its room key with alice
+    /// (over Olm) first.
+    fn envelope(&self, user: &str, device: &str, room_id: u64, body: &MessageBody) -> RoomContent {
+        use sotto_crypto::e2e::E2e;
+        let mut alice = crate::crypto::lock(&self.crypto);
+        let payload = if user == "alice" && device == MY_DEVICE {
+            let prepared = alice
+                .e2e
+                .prepare_room(room_id, &Default::default(), 0)
+                .unwrap();
+            assert!(prepared.to_share.is_empty());
+            alice
+                .e2e
+                .encrypt_room(room_id, rand::random(), 0, body.clone())
+                .unwrap()
+        } else {
+            let mut senders = self.senders.lock().unwrap();
+            let sender = senders
+                .entry((user.to_owned(), device.to_owned()))
+                .or_insert_with(|| E2e::new(u(user), DeviceId::parse(device).unwrap()));
+            let me = alice.e2e.device_keys();
+            let recipients = std::collections::BTreeSet::from([(
+                me.user.clone(),
+                me.device.clone(),
+                me.curve25519,
+            )]);
+            let prepared = sender.prepare_room(room_id, &recipients, 0).unwrap();
+            if !prepared.to_share.is_empty() {
+                if !sender.has_olm_session(&me) {
+                    let upload = alice.e2e.keys_to_upload(0);
+                    alice.e2e.mark_keys_published();
+                    sender
+                        .start_olm_session(&me, &upload.one_time_keys[0])
+                        .unwrap();
+                }
+                let olm = sender.room_key_for(room_id, &prepared, &me).unwrap();
+                alice
+                    .e2e
+                    .decrypt_to_device(&sender.device_keys(), &olm)
+                    .unwrap();
+                let shared: Vec<_> = prepared.to_share.clone();
+                sender.mark_room_key_shared(room_id, &prepared.session_id, &shared);
+            }
+            sender
+                .encrypt_room(room_id, rand::random(), 0, body.clone())
+                .unwrap()
+        };
+        RoomContent::Envelope {
+            device: DeviceId::parse(device).unwrap(),
+            payload: payload.encode().unwrap(),
+        }
     }
 }
 
@@ -138,9 +202,21 @@ fn lobby(t: &str) -> RoomContent {
 async fn one_ack_per_room_per_batch_and_none_for_the_lobby() {
     let mut h = start();
     h.feed(vec![
-        room_event(1, 5, direct(), "bob", envelope(OTHER_DEVICE, &text("one"))),
+        room_event(
+            1,
+            5,
+            direct(),
+            "bob",
+            h.envelope("bob", OTHER_DEVICE, 5, &text("one")),
+        ),
         room_event(2, 1, RoomRef::Lobby, "bob", lobby("hello lobby")),
-        room_event(3, 5, direct(), "bob", envelope(OTHER_DEVICE, &text("two"))),
+        room_event(
+            3,
+            5,
+            direct(),
+            "bob",
+            h.envelope("bob", OTHER_DEVICE, 5, &text("two")),
+        ),
         room_event(
             4,
             9,
@@ -175,7 +251,7 @@ async fn redelivered_events_are_shown_once() {
         5,
         direct(),
         "bob",
-        envelope(OTHER_DEVICE, &text("once")),
+        h.envelope("bob", OTHER_DEVICE, 5, &text("once")),
     )])
     .await;
     assert!(matches!(h.event().await, ClientEvent::Private { .. }));
@@ -184,7 +260,13 @@ async fn redelivered_events_are_shown_once() {
         ClientFrame::Ack(Ack { room_id: 5, seq: 1 })
     ));
     // The same room event again (as after a redelivery), then a new one.
-    let mut again = room_event(2, 5, direct(), "bob", envelope(OTHER_DEVICE, &text("once")));
+    let mut again = room_event(
+        2,
+        5,
+        direct(),
+        "bob",
+        h.envelope("bob", OTHER_DEVICE, 5, &text("once")),
+    );
     if let ServerFrame::Event { body, .. } = &mut again
         && let EventKind::Room(event) = &mut body.kind
     {
@@ -192,7 +274,13 @@ async fn redelivered_events_are_shown_once() {
     }
     h.feed(vec![
         again,
-        room_event(3, 5, direct(), "bob", envelope(OTHER_DEVICE, &text("new"))),
+        room_event(
+            3,
+            5,
+            direct(),
+            "bob",
+            h.envelope("bob", OTHER_DEVICE, 5, &text("new")),
+        ),
     ])
     .await;
     assert!(matches!(h.event().await, ClientEvent::Private { text, .. } if text == "new"));
@@ -211,14 +299,14 @@ async fn own_echo_is_hidden_but_acked_and_other_devices_are_shown() {
             5,
             direct(),
             "alice",
-            envelope(MY_DEVICE, &text("from here")),
+            h.envelope("alice", MY_DEVICE, 5, &text("from here")),
         ),
         room_event(
             2,
             5,
             direct(),
             "alice",
-            envelope(OTHER_DEVICE, &text("from my phone")),
+            h.envelope("alice", OTHER_DEVICE, 5, &text("from my phone")),
         ),
     ])
     .await;
@@ -329,8 +417,20 @@ async fn sealed_messages_are_numbered_and_kept() {
     };
     let body = MessageBody::Sealed(sealed.clone());
     h.feed(vec![
-        room_event(1, 5, direct(), "bob", envelope(OTHER_DEVICE, &body)),
-        room_event(2, 5, direct(), "bob", envelope(OTHER_DEVICE, &body)),
+        room_event(
+            1,
+            5,
+            direct(),
+            "bob",
+            h.envelope("bob", OTHER_DEVICE, 5, &body),
+        ),
+        room_event(
+            2,
+            5,
+            direct(),
+            "bob",
+            h.envelope("bob", OTHER_DEVICE, 5, &body),
+        ),
     ])
     .await;
     assert!(matches!(
@@ -361,7 +461,13 @@ async fn files_are_saved_once_and_history_reuses_them() {
         name: "../../evil.txt".into(),
         data: b"contents".to_vec(),
     });
-    let frame = room_event(1, 5, direct(), "bob", envelope(OTHER_DEVICE, &file));
+    let frame = room_event(
+        1,
+        5,
+        direct(),
+        "bob",
+        h.envelope("bob", OTHER_DEVICE, 5, &file),
+    );
     let ServerFrame::Event {
         body: stored_body, ..
     } = frame.clone()
@@ -399,7 +505,7 @@ async fn files_are_saved_once_and_history_reuses_them() {
         5,
         direct(),
         "alice",
-        envelope(MY_DEVICE, &text("sent from here")),
+        h.envelope("alice", MY_DEVICE, 5, &text("sent from here")),
     ) else {
         unreachable!()
     };

@@ -174,6 +174,11 @@ impl RoomSessions {
         self.outbound.remove(&room_id);
     }
 
+    /// Forces new outbound sessions in every room.
+    pub fn discard_all_outbound(&mut self) {
+        self.outbound.clear();
+    }
+
     /// Encrypts a room message on the room's outbound session, which
     /// [`RoomSessions::prepare`] must have set up.
     pub fn encrypt(

@@ -315,6 +315,14 @@ impl E2e {
         self.rooms.discard_outbound(room_id);
     }
 
+    /// Forces new room sessions everywhere. A client that does not save
+    /// after every message calls this when it loads its state: a stored
+    /// outbound session may be behind what was already sent, and reusing a
+    /// message index would make recipients reject the message as a replay.
+    pub fn discard_room_sessions(&mut self) {
+        self.rooms.discard_all_outbound();
+    }
+
     /// Encrypts a message for a prepared room. Sender, room, message id
     /// and time travel inside.
     pub fn encrypt_room(

@@ -116,6 +116,18 @@ impl Core {
             Request::QueryKeys { users } => Ok(self.query_keys(users)),
             Request::ClaimKeys { devices } => self.claim_keys(devices, fx),
             Request::SendToDevice { messages } => self.send_to_device(conn_id, messages, fx),
+            Request::GroupInfo { group } => {
+                let room_id = check!(self.member_group(&group, user));
+                Ok(self.dir.group_info(room_id, usize::MAX).map_or_else(
+                    || {
+                        Err(err(
+                            ErrorCode::UnknownGroup,
+                            format!("no such group: {group}"),
+                        ))
+                    },
+                    |info| Ok(Response::Group(info)),
+                ))
+            }
             Request::DirectRoom { with } => {
                 let peer = check!(self.user_id(&with));
                 if peer == user {

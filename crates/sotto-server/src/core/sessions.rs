@@ -171,7 +171,10 @@ impl Core {
                 })
             })
             .collect();
-        ranges.sort_by_key(|r| r.room_id);
+        // This device's to-device queue first: it carries the room keys the
+        // messages in the other rooms need.
+        let inbox = self.dir.inboxes.get(&device_key).copied();
+        ranges.sort_by_key(|r| (Some(r.room_id) != inbox, r.room_id));
         ranges
     }
 

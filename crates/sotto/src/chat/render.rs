@@ -314,6 +314,7 @@ impl Renderer {
                 )
             }
             ClientEvent::Shutdown { message } => format!("* server: {message}"),
+            ClientEvent::Security { message } => format!("! security: {message}"),
             ClientEvent::Disconnected { reason } => format!("! disconnected: {reason}"),
         })
     }
@@ -393,6 +394,7 @@ impl Renderer {
                 json!({"type": "undecodable", "from": from.as_str(), "reason": reason, "ts": ts})
             }
             ClientEvent::Shutdown { message } => json!({"type": "shutdown", "text": message}),
+            ClientEvent::Security { message } => json!({"type": "security", "text": message}),
             ClientEvent::Disconnected { reason } => json!({"type": "disconnected", "text": reason}),
         })
     }

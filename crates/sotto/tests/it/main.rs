@@ -4,6 +4,7 @@
 mod bad_input;
 mod basics;
 mod binary;
+mod e2e;
 mod errors;
 mod groups;
 mod keys;

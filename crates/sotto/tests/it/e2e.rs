@@ -1,0 +1,163 @@
+//! End-to-end encryption through the client library (issue 4): what the
+//! server stores is ciphertext, every device of a recipient can read new
+//! messages, and a message that is not end-to-end encrypted is refused.
+
+use sotto_client::ClientEvent;
+use sotto_proto::{GroupName, Request, Username};
+use sotto_test_support::{TestClient, TestServer};
+
+use crate::raw::Raw;
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+/// Whether the server's database or its WAL contains `needle`.
+fn server_db_contains(server: &TestServer, needle: &str) -> bool {
+    let db = std::fs::read(server.db_path()).unwrap();
+    let wal = std::fs::read(server.db_path().with_extension("db-wal")).unwrap_or_default();
+    [db, wal]
+        .iter()
+        .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+}
+
+#[tokio::test]
+async fn private_and_group_messages_are_ciphertext_on_the_server() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let mut carol = server.client("carol").await;
+
+    alice
+        .client
+        .send_private(user("bob"), "private-plaintext-8841")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_private().await.1, "private-plaintext-8841");
+
+    let crew = GroupName::parse("crew").unwrap();
+    alice
+        .client
+        .group_create(crew.clone(), vec![user("bob"), user("carol")])
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_group(crew.clone(), "group-plaintext-8842")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_group().await.2, "group-plaintext-8842");
+    assert_eq!(carol.expect_group().await.2, "group-plaintext-8842");
+
+    // The lobby is plaintext by design: it shows the search works.
+    alice
+        .client
+        .send_lobby("lobby-plaintext-8843")
+        .await
+        .unwrap();
+    bob.expect_lobby().await;
+    assert!(server_db_contains(&server, "lobby-plaintext-8843"));
+    assert!(!server_db_contains(&server, "private-plaintext-8841"));
+    assert!(!server_db_contains(&server, "group-plaintext-8842"));
+}
+
+#[tokio::test]
+async fn every_device_of_a_recipient_reads_new_messages_and_the_senders_other_devices_too() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut alice_phone = server.client("alice").await;
+    let mut bob_laptop = server.client("bob").await;
+    let mut bob_phone = server.client("bob").await;
+    alice
+        .client
+        .send_private(user("bob"), "to all of bob")
+        .await
+        .unwrap();
+    assert_eq!(bob_laptop.expect_private().await.1, "to all of bob");
+    assert_eq!(bob_phone.expect_private().await.1, "to all of bob");
+    // Alice's other device sees her own message (its own copy).
+    let (from, text) = alice_phone.expect_private().await;
+    assert_eq!((from.as_str(), text.as_str()), ("alice", "to all of bob"));
+
+    // A device that logs in later reads what is sent after it appeared.
+    let mut bob_tablet = server.client("bob").await;
+    alice
+        .client
+        .send_private(user("bob"), "after the tablet")
+        .await
+        .unwrap();
+    assert_eq!(bob_tablet.expect_private().await.1, "after the tablet");
+}
+
+#[tokio::test]
+async fn a_conversation_survives_restarting_the_clients_and_the_server() {
+    let mut server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice
+        .client
+        .send_private(user("bob"), "before")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_private().await.1, "before");
+
+    let (alice_dir, bob_dir) = (alice.dir, bob.dir);
+    let _ = alice.client.quit().await;
+    let _ = bob.client.quit().await;
+    server.restart().await;
+    let alice = TestClient::connect_in(server.addr, "alice", alice_dir)
+        .await
+        .unwrap();
+    let mut bob = TestClient::connect_in(server.addr, "bob", bob_dir)
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_private(user("bob"), "after")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_private().await.1, "after");
+    bob.client
+        .send_private(user("alice"), "and back")
+        .await
+        .unwrap();
+    let mut alice = alice;
+    assert_eq!(alice.expect_private().await.1, "and back");
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_end_to_end_encrypted_is_refused_visibly() {
+    let server = TestServer::start().await;
+    let mut bob = server.client("bob").await;
+    // A raw client sends a plain message body where ciphertext belongs.
+    let mut mallory = Raw::login(server.addr, "mallory").await;
+    let body = sotto_proto::MessageBody::Text {
+        text: "trust me".into(),
+    };
+    let id = mallory
+        .request(Request::SendDirect {
+            to: user("bob"),
+            payload: body.encode().unwrap(),
+        })
+        .await;
+    let (got, result) = mallory.reply().await.unwrap();
+    assert_eq!(got, id);
+    result.expect("the server stores what it cannot read");
+    let reason = bob
+        .expect("a refusal", |e| match e {
+            ClientEvent::Undecodable { from, reason, .. } if from.as_str() == "mallory" => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert!(reason.contains("not end-to-end encrypted"), "{reason}");
+    // Bob's client keeps working.
+    let alice = server.client("alice").await;
+    alice
+        .client
+        .send_private(user("bob"), "still fine")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_private().await.1, "still fine");
+}
