@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 use crate::actor::{Op, StoredSealed};
 use crate::crypto::{SharedCrypto, lock, save};
 use crate::event::clean_text;
+use crate::trust::DeviceInfo;
 use crate::{ClientError, ClientEvent, REQUEST_TIMEOUT};
 
 /// Who or what a message goes to.
@@ -48,6 +49,15 @@ pub struct SentInfo {
     pub ts: i64,
     /// Something to tell the sender (recipient offline, dnd, away).
     pub note: Option<DeliveryNote>,
+}
+
+/// A contact's safety number and whether they are verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub user: Username,
+    /// 12 groups of 5 digits.
+    pub safety_number: String,
+    pub verified: bool,
 }
 
 /// A sealed message, opened.
@@ -260,6 +270,110 @@ impl Client {
         // Not saved now: the Megolm session is replaced after a restart
         // anyway (`Crypto::open`), and the actor saves before it acks.
         self.send_payload(to, payload).await
+    }
+
+    /// Refreshes `users`' devices from the directory through trust on first
+    /// use; shows the warnings.
+    async fn refresh_devices(&self, users: &[Username]) -> Result<(), ClientError> {
+        let devices = match self
+            .request(Request::QueryKeys {
+                users: users.to_vec(),
+            })
+            .await?
+        {
+            Response::Devices { devices } => devices,
+            other => return Err(unexpected("query_keys", &other)),
+        };
+        let warnings = {
+            let mut crypto = lock(&self.crypto);
+            let mut warnings = Vec::new();
+            for user in users {
+                let theirs: Vec<_> = devices
+                    .iter()
+                    .filter(|d| d.user == *user)
+                    .cloned()
+                    .collect();
+                let (_, mut warned) = crypto.trust.observe(user, &theirs);
+                warnings.append(&mut warned);
+                crypto.device_cache.insert(user.clone(), theirs);
+            }
+            crypto.touch();
+            warnings
+        };
+        for warning in warnings {
+            self.notice(warning.to_string()).await;
+        }
+        save(&self.crypto).await
+    }
+
+    /// `user`'s devices (this account's when `None`), as pinned, with
+    /// fingerprints and whether they are verified.
+    pub async fn devices(&self, user: Option<Username>) -> Result<Vec<DeviceInfo>, ClientError> {
+        let user = user.unwrap_or_else(|| self.user().clone());
+        self.refresh_devices(std::slice::from_ref(&user)).await?;
+        let crypto = lock(&self.crypto);
+        let mut devices = crypto.trust.devices(&user);
+        if user == *self.user() && !devices.iter().any(|d| d.device == *crypto.e2e.device()) {
+            // This device, even before the directory lists it.
+            devices.push(DeviceInfo {
+                user: user.clone(),
+                device: crypto.e2e.device().clone(),
+                fingerprint: crate::trust::fingerprint(&crypto.e2e.device_keys()),
+                verified: false,
+            });
+        }
+        Ok(devices)
+    }
+
+    /// The safety number of this account and `user`, from the keys of all
+    /// of both accounts' devices: the same on both sides. Compare it out of
+    /// band, then [`Client::confirm_verified`].
+    pub async fn safety_number(&self, user: &Username) -> Result<Verification, ClientError> {
+        let me = self.user().clone();
+        if *user == me {
+            return Err(ClientError::Encryption(
+                "verify someone else: your own devices are listed by @devices".into(),
+            ));
+        }
+        self.refresh_devices(&[me.clone(), user.clone()]).await?;
+        let crypto = lock(&self.crypto);
+        let mut mine: Vec<_> = crypto
+            .trust
+            .devices(&me)
+            .iter()
+            .filter_map(|d| crypto.trust.pinned(&me, &d.device).map(|k| k.ed25519))
+            .collect();
+        let own = crypto.e2e.identity().ed25519;
+        if !mine.contains(&own) {
+            mine.push(own);
+        }
+        let number = crypto
+            .trust
+            .safety_number(&me, &mine, user)
+            .ok_or_else(|| {
+                ClientError::Encryption(format!(
+                    "{user} has no device with published keys yet: nothing to verify"
+                ))
+            })?;
+        Ok(Verification {
+            user: user.clone(),
+            safety_number: number,
+            verified: crypto.trust.is_verified(user),
+        })
+    }
+
+    /// Marks `user` verified with their current devices (after comparing
+    /// the safety number). Lapses when their devices change.
+    pub async fn confirm_verified(&self, user: &Username) -> Result<Verification, ClientError> {
+        let shown = self.safety_number(user).await?;
+        let verified = {
+            let mut crypto = lock(&self.crypto);
+            let verified = crypto.trust.verify(user);
+            crypto.touch();
+            verified
+        };
+        save(&self.crypto).await?;
+        Ok(Verification { verified, ..shown })
     }
 
     /// Shows a security notice to the user (through the event stream).

@@ -32,6 +32,9 @@ text                       send text to the lobby (everyone)
 @group delete NAME         delete group NAME (owner only)
 @group list                list your groups
 @history [N]               show the last N messages (1 to 1000, default 20)
+@devices [USER]            list USER's devices (default: yours) with fingerprints
+@verify USER               show the safety number to compare with USER
+@verify USER confirm       mark USER verified after comparing the numbers
 @help                      show this help
 @quit                      disconnect and exit
 Emoji shortcodes like :smile: are replaced before sending.";
@@ -45,6 +48,8 @@ const USAGE_SECRET: &str = "@secret USER KEY message";
 const USAGE_OPEN: &str = "@open ID KEY";
 const USAGE_FILE: &str = "@file USER PATH";
 const USAGE_HISTORY: &str = "@history [N]";
+const USAGE_DEVICES: &str = "@devices [USER]";
+const USAGE_VERIFY: &str = "@verify USER [confirm]";
 const USAGE_HELP: &str = "@help";
 const USAGE_QUIT: &str = "@quit";
 const USAGE_GROUP: &str = "@group set|send|file|add|kick|leave|delete|list ...";
@@ -107,6 +112,10 @@ pub enum Command {
     GroupList,
     /// `@history [N]`
     History(u32),
+    /// `@devices [USER]`: `None` is the user's own devices.
+    Devices(Option<Username>),
+    /// `@verify USER [confirm]`
+    Verify { user: Username, confirm: bool },
     /// `@help`
     Help,
     /// `@quit`
@@ -170,6 +179,32 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         }
         "group" => group(args),
         "history" => history(args),
+        "devices" => {
+            let (user, rest) = split_word(args);
+            if !rest.is_empty() {
+                return Err(CommandError::Usage(USAGE_DEVICES));
+            }
+            if user.is_empty() {
+                Ok(Command::Devices(None))
+            } else {
+                Ok(Command::Devices(Some(username(user, USAGE_DEVICES)?)))
+            }
+        }
+        "verify" => {
+            let (user, rest) = split_word(args);
+            let user = username(user, USAGE_VERIFY)?;
+            match rest.trim() {
+                "" => Ok(Command::Verify {
+                    user,
+                    confirm: false,
+                }),
+                word if word.eq_ignore_ascii_case("confirm") => Ok(Command::Verify {
+                    user,
+                    confirm: true,
+                }),
+                _ => Err(CommandError::Usage(USAGE_VERIFY)),
+            }
+        }
         "help" => no_args(args, USAGE_HELP, Command::Help),
         "quit" => no_args(args, USAGE_QUIT, Command::Quit),
         _ => match Username::parse(word) {

@@ -135,6 +135,12 @@ impl Crypto {
         Ok(Some((self.path.clone(), bytes)))
     }
 
+    /// Marks the state changed (saved on the next [`save`]).
+    pub fn touch(&mut self) {
+        self.dirty = true;
+        self.urgent = true;
+    }
+
     /// Whether to save before acknowledging: always after an Olm message,
     /// else at most every [`LAZY_SAVE`] (room messages only add to the
     /// replay memory).

@@ -45,11 +45,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use addr::ServerAddr;
-pub use client::{Client, Events, OpenedSecret, SentInfo, Target};
+pub use client::{Client, Events, OpenedSecret, SentInfo, Target, Verification};
 pub use error::ClientError;
 pub use event::ClientEvent;
 pub use handshake::connect;
 pub use sotto_crypto::{Fingerprint, Passphrase};
+pub use trust::DeviceInfo;
 
 /// What a successful login established (returned by [`Client::session`]):
 /// the user, this device's id, whether the account was just registered, who

@@ -254,6 +254,15 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
                 out.sent(to.as_str(), None);
             }
             Command::History(n) => out.history(&client.history(n).await?),
+            Command::Devices(user) => out.devices(&client.devices(user).await?),
+            Command::Verify { user, confirm } => {
+                let verification = if confirm {
+                    client.confirm_verified(&user).await?
+                } else {
+                    client.safety_number(&user).await?
+                };
+                out.verification(&verification, confirm);
+            }
         }
         Ok(())
     }

@@ -319,9 +319,40 @@ fn help_lists_every_command() {
         "@group delete",
         "@group list",
         "@history",
+        "@devices",
+        "@verify",
         "@help",
         "@quit",
     ] {
         assert!(HELP.contains(command), "{command} missing from HELP");
     }
+}
+
+#[test]
+fn verify_and_devices() {
+    assert!(matches!(
+        parse("@verify bob"),
+        Ok(Command::Verify { user, confirm: false }) if user.as_str() == "bob"
+    ));
+    assert!(matches!(
+        parse("@verify Bob CONFIRM"),
+        Ok(Command::Verify { user, confirm: true }) if user.as_str() == "bob"
+    ));
+    assert!(matches!(
+        parse("@verify bob maybe"),
+        Err(CommandError::Usage("@verify USER [confirm]"))
+    ));
+    assert!(matches!(
+        parse("@verify"),
+        Err(CommandError::Usage("@verify USER [confirm]"))
+    ));
+    assert!(matches!(parse("@devices"), Ok(Command::Devices(None))));
+    assert!(matches!(
+        parse("@devices bob"),
+        Ok(Command::Devices(Some(user))) if user.as_str() == "bob"
+    ));
+    assert!(matches!(
+        parse("@devices bob carol"),
+        Err(CommandError::Usage("@devices [USER]"))
+    ));
 }

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Local};
 use serde_json::{Value, json};
-use sotto_client::{ClientError, ClientEvent, Session};
+use sotto_client::{ClientError, ClientEvent, DeviceInfo, Session, Verification};
 use sotto_proto::{
     DeliveryNote, GroupInfo, GroupName, PresenceChange, Status, UserPresence, Username,
 };
@@ -185,6 +185,59 @@ impl Renderer {
                 g.name,
                 g.owner,
                 join(&g.members)
+            ));
+        }
+    }
+
+    pub fn devices(&self, devices: &[DeviceInfo]) {
+        if self.json {
+            let list: Vec<Value> = devices
+                .iter()
+                .map(|d| {
+                    json!({"user": d.user.as_str(), "device": d.device.as_str(),
+                    "fingerprint": d.fingerprint, "verified": d.verified})
+                })
+                .collect();
+            self.value(json!({"type": "devices", "devices": list}));
+            return;
+        }
+        if devices.is_empty() {
+            self.line("No devices with published keys.");
+        }
+        for d in devices {
+            let state = if d.verified {
+                "verified"
+            } else {
+                "not verified"
+            };
+            self.line(&format!(
+                "{} {}  {}  ({state})",
+                d.user, d.device, d.fingerprint
+            ));
+        }
+    }
+
+    pub fn verification(&self, v: &Verification, confirmed: bool) {
+        if self.json {
+            self.value(json!({"type": "verification", "user": v.user.as_str(),
+                "safety_number": v.safety_number, "verified": v.verified}));
+            return;
+        }
+        self.line(&format!(
+            "Safety number with {}: {}",
+            v.user, v.safety_number
+        ));
+        if confirmed && v.verified {
+            self.line(&format!(
+                "{} is now verified (until their devices change).",
+                v.user
+            ));
+        } else if v.verified {
+            self.line(&format!("{} is verified.", v.user));
+        } else {
+            self.line(&format!(
+                "Compare it with {} in person or on a call; if it matches, type @verify {} confirm",
+                v.user, v.user
             ));
         }
     }

@@ -161,3 +161,31 @@ async fn a_message_that_is_not_end_to_end_encrypted_is_refused_visibly() {
         .unwrap();
     assert_eq!(bob.expect_private().await.1, "still fine");
 }
+
+#[tokio::test]
+async fn safety_numbers_match_on_both_sides_and_change_with_the_keys() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let bob = server.client("bob").await;
+    let from_alice = alice.client.safety_number(&user("bob")).await.unwrap();
+    let from_bob = bob.client.safety_number(&user("alice")).await.unwrap();
+    assert_eq!(from_alice.safety_number, from_bob.safety_number);
+    assert_eq!(from_alice.safety_number.len(), 71);
+    assert!(!from_alice.verified);
+
+    let confirmed = alice.client.confirm_verified(&user("bob")).await.unwrap();
+    assert!(confirmed.verified);
+    let devices = alice.client.devices(Some(user("bob"))).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert!(devices[0].verified);
+    assert_eq!(devices[0].fingerprint.len(), 64 + 15);
+
+    // Bob adds a device: the number changes and the verification lapses.
+    let _bob_phone = server.client("bob").await;
+    let after = alice.client.safety_number(&user("bob")).await.unwrap();
+    assert_ne!(after.safety_number, from_alice.safety_number);
+    assert!(!after.verified);
+    let mine = alice.client.devices(None).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert!(alice.client.safety_number(&user("alice")).await.is_err());
+}
