@@ -189,3 +189,189 @@ async fn safety_numbers_match_on_both_sides_and_change_with_the_keys() {
     assert_eq!(mine.len(), 1);
     assert!(alice.client.safety_number(&user("alice")).await.is_err());
 }
+
+/// The envelope payloads of room events a raw device of the same account
+/// receives (its own account's messages reach its other devices).
+async fn next_envelope(raw: &mut Raw) -> (u64, Vec<u8>) {
+    loop {
+        if let Some(sotto_proto::ServerFrame::Event {
+            body:
+                sotto_proto::EventBody {
+                    kind: sotto_proto::EventKind::Room(event),
+                    ..
+                },
+            ..
+        }) = raw.recv().await
+            && let sotto_proto::RoomContent::Envelope { payload, .. } = event.content
+        {
+            return (event.room_id, payload);
+        }
+    }
+}
+
+#[tokio::test]
+async fn tampered_and_replayed_envelopes_are_rejected_and_nothing_else_breaks() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    // A raw device of alice's account sees what alice sends (as a hostile
+    // server would) and can send it again.
+    let mut replayer = Raw::login(server.addr, "alice").await;
+    alice
+        .client
+        .send_private(user("bob"), "pay bob 10")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_private().await.1, "pay bob 10");
+    let (_, payload) = next_envelope(&mut replayer).await;
+
+    let undecodable = |reason_has: &'static str| {
+        move |e: &ClientEvent| match e {
+            ClientEvent::Undecodable { reason, .. } if reason.contains(reason_has) => {
+                Some(reason.clone())
+            }
+            _ => None,
+        }
+    };
+    // The same ciphertext again, as a new message.
+    replayer
+        .request(Request::SendDirect {
+            to: user("bob"),
+            payload: payload.clone(),
+        })
+        .await;
+    bob.expect("a refused replay", undecodable("replayed"))
+        .await;
+    // A flipped bit.
+    let mut envelope = sotto_proto::e2e::MegolmEnvelope::decode(&payload).unwrap();
+    let at = envelope.ciphertext.len() / 2;
+    envelope.ciphertext[at] ^= 1;
+    replayer
+        .request(Request::SendDirect {
+            to: user("bob"),
+            payload: envelope.encode().unwrap(),
+        })
+        .await;
+    bob.expect("a refused forgery", undecodable("cannot decrypt"))
+        .await;
+    // The conversation goes on.
+    alice
+        .client
+        .send_private(user("bob"), "still here")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_private().await.1, "still here");
+}
+
+#[tokio::test]
+async fn a_kicked_member_gets_no_key_for_what_follows() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let mut carol = server.client("carol").await;
+    let mut watcher = Raw::login(server.addr, "alice").await;
+    let crew = GroupName::parse("crew").unwrap();
+    alice
+        .client
+        .group_create(crew.clone(), vec![user("bob"), user("carol")])
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_group(crew.clone(), "all of us")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_group().await.2, "all of us");
+    assert_eq!(carol.expect_group().await.2, "all of us");
+    alice
+        .client
+        .group_kick(crew.clone(), vec![user("carol")])
+        .await
+        .unwrap();
+    alice
+        .client
+        .send_group(crew.clone(), "without carol")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_group().await.2, "without carol");
+
+    // The second message is under a new Megolm session, whose key went to
+    // bob's device only.
+    let mut sessions = Vec::new();
+    while sessions.len() < 2 {
+        let (_, payload) = next_envelope(&mut watcher).await;
+        if let Ok(envelope) = sotto_proto::e2e::MegolmEnvelope::decode(&payload) {
+            sessions.push(envelope.session_id);
+        }
+    }
+    assert_ne!(sessions[0], sessions[1], "the session rotated at the kick");
+    let seen = carol.drain_for(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Group { text, .. } if text == "without carol")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn exhausted_one_time_keys_fall_back_and_the_conversation_works() {
+    let server = TestServer::start().await;
+    let mut bob = server.client("bob").await;
+    let bob_device = bob.client.session().device_id.clone();
+    // Someone claims all of bob's one-time keys.
+    let mut claimer = Raw::login(server.addr, "mallory").await;
+    let id = claimer
+        .request(Request::ClaimKeys {
+            devices: vec![
+                sotto_proto::DeviceRef {
+                    user: user("bob"),
+                    device: bob_device.clone(),
+                };
+                50
+            ],
+        })
+        .await;
+    let (got, result) = claimer.reply().await.unwrap();
+    assert_eq!(got, id);
+    let Ok(sotto_proto::Response::Claimed { keys }) = result else {
+        panic!("expected keys, got {result:?}");
+    };
+    assert!(keys.iter().all(|k| !k.key.fallback));
+    // Bob's client tops up on the KeyCount notice; claim the new ones too,
+    // then alice gets the fallback key.
+    let _ = bob.drain_for(std::time::Duration::from_millis(300)).await;
+    let id = claimer
+        .request(Request::ClaimKeys {
+            devices: vec![
+                sotto_proto::DeviceRef {
+                    user: user("bob"),
+                    device: bob_device.clone(),
+                };
+                60
+            ],
+        })
+        .await;
+    let (_, result) = claimer.reply().await.unwrap();
+    let Ok(sotto_proto::Response::Claimed { keys }) = result else {
+        panic!("expected keys, got {result:?}");
+    };
+    assert!(
+        keys.last().unwrap().key.fallback,
+        "only the fallback was left"
+    );
+
+    let alice = server.client("alice").await;
+    alice
+        .client
+        .send_private(user("bob"), "over the fallback key")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_private().await.1, "over the fallback key");
+    bob.client
+        .send_private(user("alice"), "and back")
+        .await
+        .unwrap();
+    let mut alice = alice;
+    assert_eq!(alice.expect_private().await.1, "and back");
+}
