@@ -352,7 +352,8 @@ async fn exhausted_one_time_keys_fall_back_and_the_conversation_works() {
             ],
         })
         .await;
-    let (_, result) = claimer.reply().await.unwrap();
+    let (got, result) = claimer.reply().await.unwrap();
+    assert_eq!(got, id);
     let Ok(sotto_proto::Response::Claimed { keys }) = result else {
         panic!("expected keys, got {result:?}");
     };
