@@ -90,7 +90,12 @@ impl Crypto {
         user: &Username,
         device: &DeviceId,
     ) -> Result<Self, ClientError> {
-        let (store, stored) = LocalStore::open::<Stored>(path, password).map_err(store_error)?;
+        let (store, stored) = LocalStore::open::<Stored>(path, password).map_err(|e| {
+            ClientError::LocalStore(format!(
+                "{e} ({}; it holds this device's keys: with the right password it opens again)",
+                path.display()
+            ))
+        })?;
         let (e2e, trust) = match stored {
             Some(stored) => {
                 let mut e2e = E2e::from_pickle(stored.e2e);

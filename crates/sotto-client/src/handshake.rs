@@ -121,17 +121,9 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         return Err(ClientError::ServerPasswordRequired);
     }
     // The local store (this device's keys and sessions) is sealed under the
-    // account password: unlock it before the password is handed over.
-    let crypto = {
-        let path = crate::local_store::store_file(&data_dir, &user, &addr);
-        let (user, device, secret) = (
-            user.clone(),
-            device_id.clone(),
-            zeroize::Zeroizing::new(password.expose().to_owned()),
-        );
-        blocking(move || Crypto::open(&path, &secret, &user, &device)).await?
-    };
-    let crypto: SharedCrypto = crate::crypto::shared(crypto);
+    // account password; it is unlocked once the server accepted it, so a
+    // mistyped password gets the server's answer.
+    let secret = zeroize::Zeroizing::new(password.expose().to_owned());
     let login = Login {
         user: user.clone(),
         credential: Credential::Password(password),
@@ -141,6 +133,12 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     };
     let (logged_in, early) = conn.login(login).await?;
     tracing::info!(%server, user = %logged_in.user, server_software = %hello.server, "logged in");
+    let crypto = {
+        let path = crate::local_store::store_file(&data_dir, &user, &addr);
+        let (user, device) = (user.clone(), device_id.clone());
+        blocking(move || Crypto::open(&path, &secret, &user, &device)).await?
+    };
+    let crypto: SharedCrypto = crate::crypto::shared(crypto);
 
     let Handshake {
         stream,

@@ -376,3 +376,31 @@ async fn exhausted_one_time_keys_fall_back_and_the_conversation_works() {
     let mut alice = alice;
     assert_eq!(alice.expect_private().await.1, "and back");
 }
+
+#[tokio::test]
+async fn a_damaged_local_store_is_a_clear_error_not_a_silent_new_identity() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let dir = alice.dir;
+    let _ = alice.client.quit().await;
+    let stores = dir.path().join("stores");
+    let store = std::fs::read_dir(&stores)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&store).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&store, bytes).unwrap();
+    let err = TestClient::connect_in(server.addr, "alice", dir)
+        .await
+        .expect_err("a changed store does not open");
+    let message = err.to_string();
+    assert!(
+        message.contains("cannot unlock the local store"),
+        "{message}"
+    );
+    assert!(message.contains("stores"), "{message}");
+}
