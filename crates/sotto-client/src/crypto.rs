@@ -160,10 +160,14 @@ impl Crypto {
         server_count: Option<u32>,
         fallback_used: bool,
     ) -> Option<Request> {
-        if fallback_used {
+        let count = server_count.unwrap_or(0) as usize;
+        let mut upload = self.e2e.keys_to_upload(count);
+        // Replace a used fallback key once: a replacement still waiting to
+        // be published (several claims reported before it was) is enough.
+        if fallback_used && upload.fallback_key.is_none() {
             self.e2e.rotate_fallback_key();
+            upload = self.e2e.keys_to_upload(count);
         }
-        let upload = self.e2e.keys_to_upload(server_count.unwrap_or(0) as usize);
         if server_count.is_some() && upload.is_empty() {
             return None;
         }
@@ -385,4 +389,36 @@ pub(crate) async fn save(crypto: &SharedCrypto) -> Result<(), ClientError> {
 
 fn e2e_error(e: E2eError) -> ClientError {
     ClientError::Encryption(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fallback_of(request: Option<Request>) -> Option<sotto_proto::e2e::SignedOneTimeKey> {
+        match request {
+            Some(Request::UploadKeys { fallback_key, .. }) => fallback_key.map(|k| *k),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_used_fallback_key_is_replaced_once_until_the_replacement_is_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut crypto = Crypto::open(
+            &dir.path().join("store"),
+            "pw",
+            &Username::parse("bob").unwrap(),
+            &DeviceId::parse("bobdevice1").unwrap(),
+        )
+        .unwrap();
+        let first = fallback_of(crypto.key_upload(None, false)).unwrap();
+        crypto.e2e.mark_keys_published();
+        assert!(crypto.key_upload(Some(50), false).is_none());
+        // Two claims of the fallback reported before the upload went out.
+        let replacement = fallback_of(crypto.key_upload(Some(50), true)).unwrap();
+        let again = fallback_of(crypto.key_upload(Some(50), true)).unwrap();
+        assert_ne!(replacement.key, first.key);
+        assert_eq!(again.key, replacement.key, "not rotated twice");
+    }
 }
