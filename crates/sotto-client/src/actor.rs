@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::crypto::{SharedCrypto, lock};
+use crate::crypto::{KeyAsk, SharedCrypto, lock};
 use crate::event::{ClientEvent, Decoded, Me, Position, decode};
 use crate::{
     ClientError, HANDSHAKE_TIMEOUT, MAX_PENDING_REQUESTS, MAX_SEALED_KEPT, REQUEST_TIMEOUT,
@@ -29,6 +29,9 @@ use crate::{
 const READ_CHUNK: usize = 16 * 1024;
 /// A write buffer that grew past this (a file upload) is released after use.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+
+/// Messages kept per missing room key until it arrives.
+const MAX_HELD_PER_SESSION: usize = 256;
 
 /// A reply channel for a request.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
@@ -70,6 +73,10 @@ enum Pending {
     History(Reply<Vec<ClientEvent>>),
     /// A key top-up the actor sent itself.
     Keys,
+    /// A key claimed to ask a device for a missing room key.
+    ClaimForKey(Box<(sotto_proto::e2e::DeviceKeys, KeyAsk)>),
+    /// A request of the actor's own whose reply needs nothing.
+    Quiet,
 }
 
 impl Pending {
@@ -82,7 +89,7 @@ impl Pending {
             Pending::History(tx) => {
                 let _ = tx.send(Err(error));
             }
-            Pending::Keys => {}
+            Pending::Keys | Pending::ClaimForKey(_) | Pending::Quiet => {}
         }
     }
 
@@ -90,7 +97,7 @@ impl Pending {
         match self {
             Pending::Response(tx) => tx.is_closed(),
             Pending::History(tx) => tx.is_closed(),
-            Pending::Keys => false,
+            Pending::Keys | Pending::ClaimForKey(_) | Pending::Quiet => false,
         }
     }
 }
@@ -209,6 +216,10 @@ pub(crate) struct Actor<W> {
     shutdown_message: Option<String>,
     /// This device's end-to-end state (shared with the handle).
     crypto: SharedCrypto,
+    /// Messages waiting for a room key, by (room, session).
+    held: HashMap<(u64, String), Vec<(sotto_proto::RoomEvent, i64)>>,
+    /// Sessions whose key was asked for (once per connection).
+    asked: std::collections::HashSet<String>,
 }
 
 impl<W: AsyncWrite + Unpin + Send> Actor<W> {
@@ -244,6 +255,8 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             saved: HashMap::new(),
             shutdown_message: None,
             crypto,
+            held: HashMap::new(),
+            asked: std::collections::HashSet::new(),
         }
     }
 
@@ -534,17 +547,14 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     async fn decrypt(&mut self, mut body: EventBody) -> Result<EventBody, ClientEvent> {
         let ts = body.ts;
         let EventKind::Room(event) = &mut body.kind else {
-            match &body.kind {
-                EventKind::KeyCount {
-                    one_time_keys,
-                    fallback_used,
-                } => {
-                    self.top_up_keys(*one_time_keys, *fallback_used).await;
-                }
-                EventKind::DevicesChanged { user } => {
-                    lock(&self.crypto).device_cache.remove(user);
-                }
-                _ => {}
+            // (Device lists are asked for on every send, so a
+            // `DevicesChanged` notice needs nothing here.)
+            if let EventKind::KeyCount {
+                one_time_keys,
+                fallback_used,
+            } = &body.kind
+            {
+                self.top_up_keys(*one_time_keys, *fallback_used).await;
             }
             return Ok(body);
         };
@@ -554,13 +564,14 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             };
             let result = lock(&self.crypto).receive_to_device(payload);
             return match result {
-                Ok(warnings) => {
+                Ok((warnings, got)) => {
                     for warning in warnings {
                         self.emit(ClientEvent::Security {
                             message: warning.to_string(),
                         })
                         .await;
                     }
+                    self.after_to_device(got).await;
                     Ok(body)
                 }
                 Err(reason) => Err(ClientEvent::Undecodable {
@@ -570,15 +581,134 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }),
             };
         }
+        let original = event.clone();
         let result = lock(&self.crypto).decrypt_event(event);
         match result {
             Ok(()) => Ok(body),
-            Err(reason) => Err(ClientEvent::Undecodable {
-                from: event.sender.clone(),
-                reason,
-                ts,
-            }),
+            Err(undecryptable) => {
+                let from = event.sender.clone();
+                if let Some(ask) = undecryptable.ask {
+                    self.ask_for_key(ask, original, ts).await;
+                }
+                Err(ClientEvent::Undecodable {
+                    from,
+                    reason: undecryptable.reason,
+                    ts,
+                })
+            }
         }
+    }
+
+    /// Holds a message whose room key is missing and asks the sender's
+    /// device for the key (once per session).
+    async fn ask_for_key(&mut self, ask: KeyAsk, event: sotto_proto::RoomEvent, ts: i64) {
+        let key = (ask.room_id, ask.session_id.clone());
+        let held = self.held.entry(key).or_default();
+        if held.len() < MAX_HELD_PER_SESSION {
+            held.push((event, ts));
+        }
+        if self.asked.contains(&ask.session_id) {
+            return;
+        }
+        let request = lock(&self.crypto).key_request(&ask);
+        if request.is_some() {
+            // Asked once per session; a sender not known yet (its key may
+            // still be on its way) is asked when a later message needs it.
+            self.asked.insert(ask.session_id.clone());
+        }
+        match request {
+            Some(Ok(message)) => self.send_quietly(vec![message]).await,
+            Some(Err(keys)) => {
+                let claim = Request::ClaimKeys {
+                    devices: vec![sotto_proto::DeviceRef {
+                        user: keys.user.clone(),
+                        device: keys.device.clone(),
+                    }],
+                };
+                if let Some(id) = self.write_request(claim).await {
+                    self.pending
+                        .insert(id, Pending::ClaimForKey(Box::new((keys, ask))));
+                }
+            }
+            // The sender's device is unknown here: nobody to ask.
+            None => {}
+        }
+    }
+
+    /// Answers key requests, and shows held messages a new key unlocks.
+    async fn after_to_device(&mut self, got: sotto_crypto::e2e::ToDevice) {
+        match got.content {
+            sotto_proto::e2e::ToDeviceContent::KeyRequest {
+                room_id,
+                session_id,
+            } => {
+                let answer =
+                    lock(&self.crypto).answer_key_request(&got.sender_keys, room_id, &session_id);
+                if let Some(message) = answer {
+                    self.send_quietly(vec![message]).await;
+                }
+            }
+            sotto_proto::e2e::ToDeviceContent::RoomKey {
+                room_id,
+                session_id,
+                ..
+            }
+            | sotto_proto::e2e::ToDeviceContent::ForwardedRoomKey {
+                room_id,
+                session_id,
+                ..
+            } => {
+                let Some(held) = self.held.remove(&(room_id, session_id)) else {
+                    return;
+                };
+                for (mut event, ts) in held {
+                    let position = Some(Position {
+                        room_id: event.room_id,
+                        seq: event.seq,
+                        ackable: true,
+                    });
+                    let result = lock(&self.crypto).decrypt_event(&mut event);
+                    if result.is_err() {
+                        continue;
+                    }
+                    let me = Me {
+                        user: &self.me,
+                        device: &self.device,
+                        hide_own_echo: true,
+                    };
+                    let body = EventBody {
+                        ts,
+                        kind: EventKind::Room(event),
+                    };
+                    let decoded = decode(me, body);
+                    if let Some(event) = self.finish(decoded, position).await {
+                        self.emit(event).await;
+                    }
+                }
+            }
+            sotto_proto::e2e::ToDeviceContent::Dummy => {}
+        }
+    }
+
+    /// Sends to-device messages; the reply needs no handling.
+    async fn send_quietly(&mut self, messages: Vec<sotto_proto::ToDeviceMessage>) {
+        if crate::crypto::save(&self.crypto).await.is_err() {
+            return;
+        }
+        if let Some(id) = self.write_request(Request::SendToDevice { messages }).await {
+            self.pending.insert(id, Pending::Quiet);
+        }
+    }
+
+    /// Writes a request of the actor's own; its id, if it was written.
+    async fn write_request(&mut self, request: Request) -> Option<u64> {
+        let id = self.next_request;
+        self.next_request += 1;
+        let frame = ClientFrame::Request { id, request };
+        write_frame(&mut self.writer, &mut self.wbuf, &frame)
+            .await
+            .is_ok()
+            .then_some(id)
     }
 
     /// Replaces claimed one-time keys (and a used fallback key).
@@ -638,6 +768,24 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }
                 other => tracing::warn!("key top-up failed: {other:?}"),
             },
+            Pending::ClaimForKey(claim) => {
+                let (keys, ask) = *claim;
+                let Ok(Response::Claimed { keys: claimed }) = result else {
+                    return;
+                };
+                let Some(claimed) = claimed.first() else {
+                    return;
+                };
+                let message = lock(&self.crypto).key_request_after_claim(&keys, &claimed.key, &ask);
+                if let Some(message) = message {
+                    self.send_quietly(vec![message]).await;
+                }
+            }
+            Pending::Quiet => {
+                if let Err(e) = result {
+                    tracing::debug!("to-device message refused: {e}");
+                }
+            }
         }
     }
 

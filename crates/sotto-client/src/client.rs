@@ -179,39 +179,18 @@ impl Client {
                 (group.room_id, members)
             }
         };
-        // Device lists are cached for the session and dropped when the
-        // server announces a change (`DevicesChanged`).
-        let (mut listed, unknown) = {
-            let crypto = lock(&self.crypto);
-            let mut listed = Vec::new();
-            let mut unknown = Vec::new();
-            for member in &members {
-                match crypto.device_cache.get(member) {
-                    Some(devices) => listed.extend(devices.iter().cloned()),
-                    None => unknown.push(member.clone()),
-                }
-            }
-            (listed, unknown)
-        };
-        for chunk in unknown.chunks(sotto_proto::limits::MAX_KEY_QUERY_USERS) {
+        // Device lists are asked for on every send: a cached list could miss
+        // a device added a moment ago (its `DevicesChanged` notice may still
+        // be on its way), which would then not get the room key.
+        let mut listed = Vec::new();
+        for chunk in members.chunks(sotto_proto::limits::MAX_KEY_QUERY_USERS) {
             match self
                 .request(Request::QueryKeys {
                     users: chunk.to_vec(),
                 })
                 .await?
             {
-                Response::Devices { devices } => {
-                    let mut crypto = lock(&self.crypto);
-                    for user in chunk {
-                        let theirs: Vec<_> = devices
-                            .iter()
-                            .filter(|d| d.user == *user)
-                            .cloned()
-                            .collect();
-                        crypto.device_cache.insert(user.clone(), theirs);
-                    }
-                    listed.extend(devices);
-                }
+                Response::Devices { devices } => listed.extend(devices),
                 other => return Err(unexpected("query_keys", &other)),
             }
         }
@@ -295,7 +274,6 @@ impl Client {
                     .collect();
                 let (_, mut warned) = crypto.trust.observe(user, &theirs);
                 warnings.append(&mut warned);
-                crypto.device_cache.insert(user.clone(), theirs);
             }
             crypto.touch();
             warnings

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use sotto_crypto::e2e::{E2e, E2eError, E2ePickle, Prepared, Recipient};
-use sotto_proto::e2e::{DeviceKeys, MegolmEnvelope, OlmEnvelope};
+use sotto_proto::e2e::{DeviceKeys, MegolmEnvelope, OlmEnvelope, ToDeviceContent};
 use sotto_proto::{
     DeviceId, DeviceRef, MessageBody, Request, RoomContent, RoomEvent, RoomRef, ToDeviceMessage,
     Username,
@@ -48,9 +48,6 @@ pub(crate) struct Crypto {
     saved_at: std::time::Instant,
     /// Private room ids by peer (they never change), for this session.
     pub direct_rooms: BTreeMap<Username, u64>,
-    /// The directory's devices per user, for this session; dropped when
-    /// the server says a user's devices changed.
-    pub device_cache: BTreeMap<Username, Vec<DeviceKeys>>,
 }
 
 /// The state shared by the handle and the actor.
@@ -119,7 +116,6 @@ impl Crypto {
             urgent: true,
             saved_at: std::time::Instant::now(),
             direct_rooms: BTreeMap::new(),
-            device_cache: BTreeMap::new(),
         })
     }
 
@@ -315,7 +311,10 @@ impl Crypto {
     /// A to-device message from this device's inbox: checks and pins the
     /// sender's keys (trust on first use) and stores a room key it carries.
     /// Warnings to show, or why it was refused.
-    pub fn receive_to_device(&mut self, payload: &[u8]) -> Result<Vec<TrustWarning>, String> {
+    pub fn receive_to_device(
+        &mut self,
+        payload: &[u8],
+    ) -> Result<(Vec<TrustWarning>, sotto_crypto::e2e::ToDevice), String> {
         let envelope = OlmEnvelope::decode(payload).map_err(|e| format!("malformed: {e}"))?;
         let mut warnings = Vec::new();
         let trust = &mut self.trust;
@@ -333,41 +332,144 @@ impl Crypto {
         });
         self.dirty = true;
         self.urgent = true;
-        result.map(|_| warnings).map_err(|e| e.to_string())
+        result.map(|got| (warnings, got)).map_err(|e| e.to_string())
     }
 
     /// Decrypts a private or group room event in place: its envelope's
     /// payload becomes the encoded message body. `Err` says why it could
-    /// not be read.
-    pub fn decrypt_event(&mut self, event: &mut RoomEvent) -> Result<(), String> {
+    /// not be read, and which key to ask for if one is missing.
+    pub fn decrypt_event(&mut self, event: &mut RoomEvent) -> Result<(), Undecryptable> {
+        let sender_device = match &event.content {
+            RoomContent::Envelope { device, .. } => device.clone(),
+            _ => return Ok(()),
+        };
+        let room_id = event.room_id;
+        self.decrypt_in_place(event)
+            .map_err(|(reason, session_id)| Undecryptable {
+                reason,
+                ask: session_id.map(|session_id| KeyAsk {
+                    room_id,
+                    session_id,
+                    sender: event.sender.clone(),
+                    sender_device,
+                }),
+            })
+    }
+
+    fn decrypt_in_place(&mut self, event: &mut RoomEvent) -> Result<(), (String, Option<String>)> {
         let RoomContent::Envelope { payload, .. } = &mut event.content else {
             return Ok(());
         };
         if !matches!(event.room, RoomRef::Direct { .. } | RoomRef::Group { .. }) {
             return Ok(());
         }
-        let envelope = MegolmEnvelope::decode(payload)
-            .map_err(|_| "the message is not end-to-end encrypted; refused".to_owned())?;
+        let envelope = MegolmEnvelope::decode(payload).map_err(|_| {
+            (
+                "the message is not end-to-end encrypted; refused".to_owned(),
+                None,
+            )
+        })?;
         let plain = self
             .e2e
             .decrypt_room(event.room_id, event.seq, &event.sender, &envelope)
             .map_err(|e| match e {
-                E2eError::MissingRoomKey { .. } => format!(
-                    "cannot decrypt this message: no room key from {}'s device for it \
-                     (it was sent before this device could receive keys, or the key is \
-                     still on its way)",
-                    event.sender
+                E2eError::MissingRoomKey { session_id } => (
+                    format!(
+                        "cannot decrypt this message yet: this device has no room key for it \
+                         (it was sent before this device could receive keys, or the key is \
+                         still on its way); asked {}'s device for it",
+                        event.sender
+                    ),
+                    Some(session_id),
                 ),
-                other => other.to_string(),
+                other => (other.to_string(), None),
             })?;
         self.dirty = true;
         *payload = plain
             .body
             .encode()
-            .map_err(|e| format!("cannot re-encode the decrypted message: {e}"))?;
+            .map_err(|e| (format!("cannot re-encode the decrypted message: {e}"), None))?;
         Ok(())
     }
+
+    /// The to-device request for a missing room key, if the sender's device
+    /// is pinned: ready to send when there is an Olm session with it, or
+    /// the device to claim a key for first.
+    pub fn key_request(&mut self, ask: &KeyAsk) -> Option<Result<ToDeviceMessage, DeviceKeys>> {
+        let keys = self.trust.pinned(&ask.sender, &ask.sender_device)?.clone();
+        if !self.e2e.has_olm_session(&keys) {
+            return Some(Err(keys));
+        }
+        let content = ToDeviceContent::KeyRequest {
+            room_id: ask.room_id,
+            session_id: ask.session_id.clone(),
+        };
+        let envelope = self.e2e.encrypt_to_device(&keys, content).ok()?;
+        self.urgent = true;
+        self.dirty = true;
+        Some(Ok(ToDeviceMessage {
+            user: keys.user.clone(),
+            device: keys.device.clone(),
+            payload: envelope.encode().ok()?,
+        }))
+    }
+
+    /// Starts an Olm session from a claimed key and builds the key request.
+    pub fn key_request_after_claim(
+        &mut self,
+        keys: &DeviceKeys,
+        claimed: &sotto_proto::e2e::SignedOneTimeKey,
+        ask: &KeyAsk,
+    ) -> Option<ToDeviceMessage> {
+        self.e2e.start_olm_session(keys, claimed).ok()?;
+        self.key_request(ask)?.ok()
+    }
+
+    /// Answers a key request from `from` (checked over Olm): only for this
+    /// device's own sessions, and only to this account's devices, verified
+    /// contacts, or devices the key was originally sent to.
+    pub fn answer_key_request(
+        &mut self,
+        from: &DeviceKeys,
+        room_id: u64,
+        session_id: &str,
+    ) -> Option<ToDeviceMessage> {
+        let allowed = from.user == *self.e2e.user()
+            || self.trust.is_verified(&from.user)
+            || self.e2e.was_shared_with(room_id, session_id, from);
+        if !allowed {
+            return None;
+        }
+        let content = self.e2e.answer_key_request(room_id, session_id)?;
+        let envelope = self.e2e.encrypt_to_device(from, content).ok()?;
+        self.urgent = true;
+        self.dirty = true;
+        Some(ToDeviceMessage {
+            user: from.user.clone(),
+            device: from.device.clone(),
+            payload: envelope.encode().ok()?,
+        })
+    }
 }
+
+/// A room message this device could not decrypt.
+#[derive(Debug, Clone)]
+pub(crate) struct Undecryptable {
+    pub reason: String,
+    /// The key to ask its sender for, when one is missing.
+    pub ask: Option<KeyAsk>,
+}
+
+/// A missing room key and whom to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyAsk {
+    pub room_id: u64,
+    pub session_id: String,
+    pub sender: Username,
+    pub sender_device: DeviceId,
+}
+
+impl Crypto {}
 
 /// Writes a snapshot (blocking I/O).
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {

@@ -175,6 +175,15 @@ pub enum ToDeviceContent {
     },
     /// Asks the sender of a room message for the key it could not decrypt.
     KeyRequest { room_id: u64, session_id: String },
+    /// The answer to a [`ToDeviceContent::KeyRequest`], from the device
+    /// that owns the session: its key from the first index it has
+    /// (vodozemac `ExportedSessionKey` bytes).
+    ForwardedRoomKey {
+        room_id: u64,
+        session_id: String,
+        #[serde(with = "serde_bytes")]
+        exported_key: Vec<u8>,
+    },
     /// Starts a fresh Olm session after a broken one; carries nothing.
     Dummy,
 }

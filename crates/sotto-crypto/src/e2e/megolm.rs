@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use sotto_proto::e2e::{MegolmEnvelope, PublicKey, RoomPlaintext};
 use sotto_proto::{DeviceId, Username};
 use vodozemac::megolm::{
-    GroupSession, GroupSessionPickle, InboundGroupSession, InboundGroupSessionPickle,
-    MegolmMessage, SessionConfig, SessionKey,
+    ExportedSessionKey, GroupSession, GroupSessionPickle, InboundGroupSession,
+    InboundGroupSessionPickle, MegolmMessage, SessionConfig, SessionKey,
 };
 
 use super::E2eError;
@@ -215,7 +215,49 @@ impl RoomSessions {
     ) -> Result<(), E2eError> {
         let key = SessionKey::from_bytes(session_key)
             .map_err(|e| E2eError::Malformed(format!("room key: {e}")))?;
-        let mut session = InboundGroupSession::new(&key, SessionConfig::version_1());
+        let session = InboundGroupSession::new(&key, SessionConfig::version_1());
+        self.insert_inbound(sender, room_id, session_id, session)
+    }
+
+    /// Stores a forwarded room key (the answer to a key request) that
+    /// arrived over an Olm session with `sender`, which must own the
+    /// session: only owners answer requests.
+    pub fn add_forwarded_key(
+        &mut self,
+        sender: KeySender,
+        room_id: u64,
+        session_id: &str,
+        exported_key: &[u8],
+    ) -> Result<(), E2eError> {
+        let key = ExportedSessionKey::from_bytes(exported_key)
+            .map_err(|e| E2eError::Malformed(format!("forwarded room key: {e}")))?;
+        let session = InboundGroupSession::import(&key, SessionConfig::version_1());
+        self.insert_inbound(sender, room_id, session_id, session)
+    }
+
+    /// This device's own session's key from the first index it has, to
+    /// answer a key request; `None` for a session it did not create.
+    pub fn export_own(&self, room_id: u64, session_id: &str, me: &PublicKey) -> Option<Vec<u8>> {
+        let room = self.inbound.get(&(room_id, session_id.to_owned()))?;
+        (room.sender.curve25519 == *me)
+            .then(|| room.session.export_at_first_known_index().to_bytes())
+    }
+
+    /// Whether the room's current outbound session is `session_id` and its
+    /// key was sent to `recipient`.
+    pub fn was_shared_with(&self, room_id: u64, session_id: &str, recipient: &Recipient) -> bool {
+        self.outbound.get(&room_id).is_some_and(|room| {
+            room.session_id() == session_id && room.shared_with.contains(recipient)
+        })
+    }
+
+    fn insert_inbound(
+        &mut self,
+        sender: KeySender,
+        room_id: u64,
+        session_id: &str,
+        mut session: InboundGroupSession,
+    ) -> Result<(), E2eError> {
         if session.session_id() != session_id {
             return Err(E2eError::Malformed(
                 "room key does not match its session id".into(),
@@ -264,10 +306,16 @@ impl RoomSessions {
             })?;
         let message = MegolmMessage::from_bytes(&envelope.ciphertext)
             .map_err(|e| E2eError::Malformed(format!("Megolm message: {e}")))?;
-        let decrypted = room
-            .session
-            .decrypt(&message)
-            .map_err(|e| E2eError::Decrypt(format!("room message: {e}")))?;
+        let decrypted = room.session.decrypt(&message).map_err(|e| match e {
+            // The key this device has starts after this message (it joined
+            // later): as good as missing; the owner can forward an earlier one.
+            vodozemac::megolm::DecryptionError::UnknownMessageIndex(..) => {
+                E2eError::MissingRoomKey {
+                    session_id: envelope.session_id.clone(),
+                }
+            }
+            other => E2eError::Decrypt(format!("room message: {other}")),
+        })?;
         let plaintext = RoomPlaintext::decode(&decrypted.plaintext)
             .map_err(|e| E2eError::Malformed(format!("room plaintext: {e}")))?;
         let sender = &room.sender;

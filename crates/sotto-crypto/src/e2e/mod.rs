@@ -255,6 +255,20 @@ impl E2e {
             self.rooms
                 .add_room_key(from, *room_id, session_id, session_key)?;
         }
+        if let ToDeviceContent::ForwardedRoomKey {
+            room_id,
+            session_id,
+            exported_key,
+        } = &plaintext.content
+        {
+            let from = KeySender {
+                user: keys.user.clone(),
+                device: keys.device.clone(),
+                curve25519: keys.curve25519,
+            };
+            self.rooms
+                .add_forwarded_key(from, *room_id, session_id, exported_key)?;
+        }
         Ok(ToDevice {
             sender: plaintext.sender.clone(),
             sender_device: plaintext.sender_device.clone(),
@@ -353,6 +367,31 @@ impl E2e {
         envelope: &MegolmEnvelope,
     ) -> Result<RoomPlaintext, E2eError> {
         self.rooms.decrypt(room_id, seq, server_sender, envelope)
+    }
+
+    /// The answer to a key request for one of this device's own room
+    /// sessions, from the first index it has; `None` if it is not ours.
+    /// Whether to answer at all is the caller's decision.
+    pub fn answer_key_request(&self, room_id: u64, session_id: &str) -> Option<ToDeviceContent> {
+        let exported = self
+            .rooms
+            .export_own(room_id, session_id, &self.identity().curve25519)?;
+        Some(ToDeviceContent::ForwardedRoomKey {
+            room_id,
+            session_id: session_id.to_owned(),
+            exported_key: exported,
+        })
+    }
+
+    /// Whether `device` was sent the key of the room's current session
+    /// `session_id` (an original recipient).
+    pub fn was_shared_with(&self, room_id: u64, session_id: &str, device: &DeviceKeys) -> bool {
+        let recipient = (
+            device.user.clone(),
+            device.device.clone(),
+            device.curve25519,
+        );
+        self.rooms.was_shared_with(room_id, session_id, &recipient)
     }
 
     pub fn has_room_key(&self, room_id: u64, session_id: &str) -> bool {

@@ -466,3 +466,54 @@ fn a_sender_cannot_pass_off_another_devices_keys() {
         Err(E2eError::Mismatch(_))
     ));
 }
+
+#[test]
+fn a_key_request_is_answered_by_the_owner_from_its_first_index() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let room = share_room_key(&mut alice, &mut [&mut bob], 8);
+    let first = send(&mut alice, 8, "before bob's second device");
+    // Bob's second device joins: it is shared the session from index 1.
+    let mut bob2 = device("bob", 2);
+    share_room_key(&mut alice, &mut [&mut bob, &mut bob2], 8);
+    assert!(bob2.decrypt_room(8, 1, &user("alice"), &first).is_err());
+    assert!(alice.was_shared_with(8, &room.session_id, &bob2.device_keys()));
+    assert!(!alice.was_shared_with(8, &room.session_id, &device("carol", 1).device_keys()));
+
+    // Bob2 asks; alice (the owner) answers from index 0 over Olm.
+    let answer = alice.answer_key_request(8, &room.session_id).unwrap();
+    let forwarded = alice
+        .encrypt_to_device(&bob2.device_keys(), answer)
+        .unwrap();
+    bob2.decrypt_to_device(&alice.device_keys(), &forwarded)
+        .unwrap();
+    assert_eq!(
+        bob2.decrypt_room(8, 1, &user("alice"), &first)
+            .unwrap()
+            .body,
+        text("before bob's second device")
+    );
+    // Only owners answer: bob has the key but did not create the session.
+    assert!(bob.answer_key_request(8, &room.session_id).is_none());
+    // A forwarded key from a device that does not own the session is not
+    // trusted for that session.
+    let mut carol = device("carol", 1);
+    let (keys, key) = claim(&mut bob2);
+    carol.start_olm_session(&keys, &key).unwrap();
+    let fake = carol
+        .encrypt_to_device(
+            &bob2.device_keys(),
+            ToDeviceContent::ForwardedRoomKey {
+                room_id: 8,
+                session_id: room.session_id.clone(),
+                exported_key: match alice.answer_key_request(8, &room.session_id).unwrap() {
+                    ToDeviceContent::ForwardedRoomKey { exported_key, .. } => exported_key,
+                    _ => unreachable!(),
+                },
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        bob2.decrypt_to_device(&carol.device_keys(), &fake),
+        Err(E2eError::Mismatch(_))
+    ));
+}

@@ -404,3 +404,146 @@ async fn a_damaged_local_store_is_a_clear_error_not_a_silent_new_identity() {
     );
     assert!(message.contains("stores"), "{message}");
 }
+
+#[tokio::test]
+async fn a_new_device_asks_for_a_missing_key_and_then_reads_the_message() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    alice.client.send_private(user("bob"), "m1").await.unwrap();
+    assert_eq!(bob.expect_private().await.1, "m1");
+    // Bob's new device gets the room key from the current index on.
+    let mut bob2 = server.client("bob").await;
+    alice.client.send_private(user("bob"), "m2").await.unwrap();
+    assert_eq!(bob2.expect_private().await.1, "m2");
+
+    // In history, m1 cannot be read yet: it says so and asks alice's device.
+    let history = bob2.client.history(10).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Undecodable { reason, .. }
+            if reason.contains("asked alice's device"))),
+        "{history:?}"
+    );
+    // Alice's device answers (bob2 was sent this session's key), and m1
+    // shows up.
+    assert_eq!(bob2.expect_private().await.1, "m1");
+}
+
+#[tokio::test]
+async fn key_requests_from_strangers_are_not_answered() {
+    use sotto_crypto::e2e::E2e;
+    use sotto_proto::e2e::{MegolmEnvelope, OlmEnvelope, ToDeviceContent};
+    use sotto_proto::{DeviceId, DeviceRef, Response, ToDeviceMessage};
+
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let alice_device = alice.client.session().device_id.clone();
+    // A raw device of alice's account sees the session id, as the server
+    // would.
+    let mut watcher = Raw::login(server.addr, "alice").await;
+    alice
+        .client
+        .send_private(user("bob"), "for bob only")
+        .await
+        .unwrap();
+    assert_eq!(bob.expect_private().await.1, "for bob only");
+    let (room_id, payload) = next_envelope(&mut watcher).await;
+    let session_id = MegolmEnvelope::decode(&payload).unwrap().session_id;
+
+    // Mallory, a stranger with a real device, asks alice's device for it.
+    let mut mallory = Raw::login(server.addr, "mallory").await;
+    let mut e2e = E2e::new(
+        user("mallory"),
+        DeviceId::parse("rawdevice-mallory").unwrap(),
+    );
+    let upload = e2e.keys_to_upload(0);
+    let id = mallory
+        .request(Request::UploadKeys {
+            device_keys: Some(Box::new(e2e.device_keys())),
+            one_time_keys: upload.one_time_keys,
+            fallback_key: upload.fallback_key.map(Box::new),
+        })
+        .await;
+    assert_eq!(mallory.reply().await.unwrap().0, id);
+    let id = mallory
+        .request(Request::QueryKeys {
+            users: vec![user("alice")],
+        })
+        .await;
+    let (got, result) = mallory.reply().await.unwrap();
+    assert_eq!(got, id);
+    let Ok(Response::Devices { devices }) = result else {
+        panic!("expected devices, got {result:?}");
+    };
+    let alice_keys = devices
+        .into_iter()
+        .find(|d| d.device == alice_device)
+        .unwrap();
+    let id = mallory
+        .request(Request::ClaimKeys {
+            devices: vec![DeviceRef {
+                user: user("alice"),
+                device: alice_device.clone(),
+            }],
+        })
+        .await;
+    let (got, result) = mallory.reply().await.unwrap();
+    assert_eq!(got, id);
+    let Ok(Response::Claimed { keys }) = result else {
+        panic!("expected a key, got {result:?}");
+    };
+    e2e.start_olm_session(&alice_keys, &keys[0].key).unwrap();
+    let request = e2e
+        .encrypt_to_device(
+            &alice_keys,
+            ToDeviceContent::KeyRequest {
+                room_id,
+                session_id: session_id.clone(),
+            },
+        )
+        .unwrap();
+    let id = mallory
+        .request(Request::SendToDevice {
+            messages: vec![ToDeviceMessage {
+                user: user("alice"),
+                device: alice_device.clone(),
+                payload: request.encode().unwrap(),
+            }],
+        })
+        .await;
+    let (got, result) = mallory.reply().await.unwrap();
+    assert_eq!(got, id);
+    result.expect("queued");
+
+    // Alice's client reads the request but sends nothing back: mallory's
+    // inbox stays empty. (The test above shows an allowed request is
+    // answered within this time.)
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let id2 = mallory.request(Request::Ping).await;
+    let mut forwarded = Vec::new();
+    loop {
+        match mallory.recv().await.unwrap() {
+            sotto_proto::ServerFrame::Event {
+                body:
+                    sotto_proto::EventBody {
+                        kind: sotto_proto::EventKind::Room(event),
+                        ..
+                    },
+                ..
+            } => {
+                if let sotto_proto::RoomContent::Envelope { payload, .. } = event.content
+                    && let Ok(env) = OlmEnvelope::decode(&payload)
+                {
+                    forwarded.push(env);
+                }
+            }
+            sotto_proto::ServerFrame::Reply { id: got, .. } if got == id2 => break,
+            _ => {}
+        }
+    }
+    assert!(forwarded.is_empty(), "a stranger got an answer");
+    drop(alice);
+}
