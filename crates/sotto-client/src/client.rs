@@ -113,8 +113,8 @@ impl Client {
     pub(crate) async fn publish_keys(&self) -> Result<(), ClientError> {
         let _guard = self.send_lock.lock().await;
         let (mut count, mut fallback_used) = (None, false);
-        // The first round publishes; the next ones top up what the reply
-        // says is missing (normally none).
+        // The first round publishes the identity keys and learns how many
+        // one-time keys the server holds; the next tops up what is missing.
         for _ in 0..3 {
             let Some(request) = lock(&self.crypto).key_upload(count, fallback_used) else {
                 break;

@@ -156,7 +156,17 @@ impl Crypto {
         server_count: Option<u32>,
         fallback_used: bool,
     ) -> Option<Request> {
-        let count = server_count.unwrap_or(0) as usize;
+        let Some(count) = server_count else {
+            // First learn what the server holds (publishing the identity
+            // keys, which it accepts again unchanged): topping up blindly
+            // at every connect would pile up keys.
+            return Some(Request::UploadKeys {
+                device_keys: Some(Box::new(self.e2e.device_keys())),
+                one_time_keys: Vec::new(),
+                fallback_key: None,
+            });
+        };
+        let count = count as usize;
         let mut upload = self.e2e.keys_to_upload(count);
         // Replace a used fallback key once: a replacement still waiting to
         // be published (several claims reported before it was) is enough.
@@ -164,14 +174,12 @@ impl Crypto {
             self.e2e.rotate_fallback_key();
             upload = self.e2e.keys_to_upload(count);
         }
-        if server_count.is_some() && upload.is_empty() {
+        if upload.is_empty() {
             return None;
         }
         self.dirty = true;
         Some(Request::UploadKeys {
-            device_keys: server_count
-                .is_none()
-                .then(|| Box::new(self.e2e.device_keys())),
+            device_keys: None,
             one_time_keys: upload.one_time_keys,
             fallback_key: upload.fallback_key.map(Box::new),
         })
@@ -514,7 +522,8 @@ mod tests {
             &DeviceId::parse("bobdevice1").unwrap(),
         )
         .unwrap();
-        let first = fallback_of(crypto.key_upload(None, false)).unwrap();
+        assert!(fallback_of(crypto.key_upload(None, false)).is_none());
+        let first = fallback_of(crypto.key_upload(Some(0), false)).unwrap();
         crypto.e2e.mark_keys_published();
         assert!(crypto.key_upload(Some(50), false).is_none());
         // Two claims of the fallback reported before the upload went out.

@@ -547,3 +547,32 @@ async fn key_requests_from_strangers_are_not_answered() {
     assert!(forwarded.is_empty(), "a stranger got an answer");
     drop(alice);
 }
+
+#[tokio::test]
+async fn reconnecting_tops_up_one_time_keys_instead_of_piling_them_up() {
+    let server = TestServer::start().await;
+    let mut bob = server.client("bob").await;
+    let device = bob.client.session().device_id.clone();
+    for _ in 0..5 {
+        bob = bob.reconnect(server.addr).await;
+    }
+    let mut claimer = Raw::login(server.addr, "mallory").await;
+    let id = claimer
+        .request(Request::ClaimKeys {
+            devices: vec![
+                sotto_proto::DeviceRef {
+                    user: user("bob"),
+                    device,
+                };
+                60
+            ],
+        })
+        .await;
+    let (got, result) = claimer.reply().await.unwrap();
+    assert_eq!(got, id);
+    let Ok(sotto_proto::Response::Claimed { keys }) = result else {
+        panic!("expected keys, got {result:?}");
+    };
+    assert_eq!(keys.iter().filter(|k| !k.key.fallback).count(), 50);
+    drop(bob);
+}
