@@ -90,6 +90,17 @@ pub struct KeySender {
     pub curve25519: PublicKey,
 }
 
+impl KeySender {
+    /// The device these (checked) keys belong to.
+    pub fn of(keys: &sotto_proto::e2e::DeviceKeys) -> Self {
+        Self {
+            user: keys.user.clone(),
+            device: keys.device.clone(),
+            curve25519: keys.curve25519,
+        }
+    }
+}
+
 struct InboundRoom {
     session: InboundGroupSession,
     sender: KeySender,

@@ -241,33 +241,25 @@ impl E2e {
                 plaintext.recipient_device
             )));
         }
-        if let ToDeviceContent::RoomKey {
-            room_id,
-            session_id,
-            session_key,
-        } = &plaintext.content
-        {
-            let from = KeySender {
-                user: keys.user.clone(),
-                device: keys.device.clone(),
-                curve25519: keys.curve25519,
-            };
-            self.rooms
-                .add_room_key(from, *room_id, session_id, session_key)?;
-        }
-        if let ToDeviceContent::ForwardedRoomKey {
-            room_id,
-            session_id,
-            exported_key,
-        } = &plaintext.content
-        {
-            let from = KeySender {
-                user: keys.user.clone(),
-                device: keys.device.clone(),
-                curve25519: keys.curve25519,
-            };
-            self.rooms
-                .add_forwarded_key(from, *room_id, session_id, exported_key)?;
+        match &plaintext.content {
+            ToDeviceContent::RoomKey {
+                room_id,
+                session_id,
+                session_key,
+            } => self
+                .rooms
+                .add_room_key(KeySender::of(keys), *room_id, session_id, session_key)?,
+            ToDeviceContent::ForwardedRoomKey {
+                room_id,
+                session_id,
+                exported_key,
+            } => self.rooms.add_forwarded_key(
+                KeySender::of(keys),
+                *room_id,
+                session_id,
+                exported_key,
+            )?,
+            ToDeviceContent::KeyRequest { .. } | ToDeviceContent::Dummy => {}
         }
         Ok(ToDevice {
             sender: plaintext.sender.clone(),

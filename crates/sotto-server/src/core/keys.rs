@@ -10,8 +10,8 @@ use sotto_proto::limits::{
     MAX_TO_DEVICE_MESSAGES, MAX_TO_DEVICE_PAYLOAD,
 };
 use sotto_proto::{
-    ClaimedKey, DeviceRef, ErrorCode, ErrorReply, EventBody, EventKind, Response, RoomContent,
-    RoomRef, SharedEvent, ToDeviceMessage, Username,
+    ClaimedKey, DeviceId, DeviceRef, ErrorCode, ErrorReply, EventBody, EventKind, Response,
+    RoomContent, RoomRef, SharedEvent, ToDeviceMessage, Username,
 };
 
 use super::state::Room;
@@ -29,6 +29,13 @@ pub(crate) struct KeyState {
 }
 
 impl Core {
+    /// The user, device row id and device id logged in on `conn_id`.
+    fn logged_in_device(&self, conn_id: ConnId) -> Option<(i64, i64, DeviceId)> {
+        self.conns
+            .get(&conn_id)
+            .map(|c| (c.user, c.device_key, c.device.clone()))
+    }
+
     fn key_count(&self, device_key: i64) -> Response {
         let state = self
             .dir
@@ -51,11 +58,7 @@ impl Core {
         fallback_key: Option<SignedOneTimeKey>,
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
-        let Some((user, device_key, device)) = self
-            .conns
-            .get(&conn_id)
-            .map(|c| (c.user, c.device_key, c.device.clone()))
-        else {
+        let Some((user, device_key, device)) = self.logged_in_device(conn_id) else {
             return Ok(Err(err(ErrorCode::Internal, "connection vanished")));
         };
         let name = self.name(user)?;
@@ -276,11 +279,7 @@ impl Core {
         messages: Vec<ToDeviceMessage>,
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
-        let Some((user, device_key, device)) = self
-            .conns
-            .get(&conn_id)
-            .map(|c| (c.user, c.device_key, c.device.clone()))
-        else {
+        let Some((user, device_key, device)) = self.logged_in_device(conn_id) else {
             return Ok(Err(err(ErrorCode::Internal, "connection vanished")));
         };
         if messages.is_empty() {

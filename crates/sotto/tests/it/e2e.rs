@@ -134,14 +134,12 @@ async fn a_message_that_is_not_end_to_end_encrypted_is_refused_visibly() {
     let body = sotto_proto::MessageBody::Text {
         text: "trust me".into(),
     };
-    let id = mallory
-        .request(Request::SendDirect {
+    let (result, _) = mallory
+        .ask(Request::SendDirect {
             to: user("bob"),
             payload: body.encode().unwrap(),
         })
         .await;
-    let (got, result) = mallory.reply().await.unwrap();
-    assert_eq!(got, id);
     result.expect("the server stores what it cannot read");
     let reason = bob
         .expect("a refusal", |e| match e {
@@ -321,8 +319,8 @@ async fn exhausted_one_time_keys_fall_back_and_the_conversation_works() {
     let bob_device = bob.client.session().device_id.clone();
     // Someone claims all of bob's one-time keys.
     let mut claimer = Raw::login(server.addr, "mallory").await;
-    let id = claimer
-        .request(Request::ClaimKeys {
+    let (result, _) = claimer
+        .ask(Request::ClaimKeys {
             devices: vec![
                 sotto_proto::DeviceRef {
                     user: user("bob"),
@@ -332,8 +330,6 @@ async fn exhausted_one_time_keys_fall_back_and_the_conversation_works() {
             ],
         })
         .await;
-    let (got, result) = claimer.reply().await.unwrap();
-    assert_eq!(got, id);
     let Ok(sotto_proto::Response::Claimed { keys }) = result else {
         panic!("expected keys, got {result:?}");
     };
@@ -341,8 +337,8 @@ async fn exhausted_one_time_keys_fall_back_and_the_conversation_works() {
     // Bob's client tops up on the KeyCount notice; claim the new ones too,
     // then alice gets the fallback key.
     let _ = bob.drain_for(std::time::Duration::from_millis(300)).await;
-    let id = claimer
-        .request(Request::ClaimKeys {
+    let (result, _) = claimer
+        .ask(Request::ClaimKeys {
             devices: vec![
                 sotto_proto::DeviceRef {
                     user: user("bob"),
@@ -352,8 +348,6 @@ async fn exhausted_one_time_keys_fall_back_and_the_conversation_works() {
             ],
         })
         .await;
-    let (got, result) = claimer.reply().await.unwrap();
-    assert_eq!(got, id);
     let Ok(sotto_proto::Response::Claimed { keys }) = result else {
         panic!("expected keys, got {result:?}");
     };
@@ -460,21 +454,20 @@ async fn key_requests_from_strangers_are_not_answered() {
         DeviceId::parse("rawdevice-mallory").unwrap(),
     );
     let upload = e2e.keys_to_upload(0);
-    let id = mallory
-        .request(Request::UploadKeys {
+    let (result, _) = mallory
+        .ask(Request::UploadKeys {
             device_keys: Some(Box::new(e2e.device_keys())),
             one_time_keys: upload.one_time_keys,
             fallback_key: upload.fallback_key.map(Box::new),
         })
         .await;
-    assert_eq!(mallory.reply().await.unwrap().0, id);
-    let id = mallory
-        .request(Request::QueryKeys {
+    result.expect("mallory's keys are published");
+    e2e.mark_keys_published();
+    let (result, _) = mallory
+        .ask(Request::QueryKeys {
             users: vec![user("alice")],
         })
         .await;
-    let (got, result) = mallory.reply().await.unwrap();
-    assert_eq!(got, id);
     let Ok(Response::Devices { devices }) = result else {
         panic!("expected devices, got {result:?}");
     };
@@ -482,16 +475,14 @@ async fn key_requests_from_strangers_are_not_answered() {
         .into_iter()
         .find(|d| d.device == alice_device)
         .unwrap();
-    let id = mallory
-        .request(Request::ClaimKeys {
+    let (result, _) = mallory
+        .ask(Request::ClaimKeys {
             devices: vec![DeviceRef {
                 user: user("alice"),
                 device: alice_device.clone(),
             }],
         })
         .await;
-    let (got, result) = mallory.reply().await.unwrap();
-    assert_eq!(got, id);
     let Ok(Response::Claimed { keys }) = result else {
         panic!("expected a key, got {result:?}");
     };
@@ -505,8 +496,8 @@ async fn key_requests_from_strangers_are_not_answered() {
             },
         )
         .unwrap();
-    let id = mallory
-        .request(Request::SendToDevice {
+    let (result, _) = mallory
+        .ask(Request::SendToDevice {
             messages: vec![ToDeviceMessage {
                 user: user("alice"),
                 device: alice_device.clone(),
@@ -514,8 +505,6 @@ async fn key_requests_from_strangers_are_not_answered() {
             }],
         })
         .await;
-    let (got, result) = mallory.reply().await.unwrap();
-    assert_eq!(got, id);
     result.expect("queued");
 
     // Alice's client reads the request but sends nothing back: mallory's
@@ -557,8 +546,8 @@ async fn reconnecting_tops_up_one_time_keys_instead_of_piling_them_up() {
         bob = bob.reconnect(server.addr).await;
     }
     let mut claimer = Raw::login(server.addr, "mallory").await;
-    let id = claimer
-        .request(Request::ClaimKeys {
+    let (result, _) = claimer
+        .ask(Request::ClaimKeys {
             devices: vec![
                 sotto_proto::DeviceRef {
                     user: user("bob"),
@@ -568,8 +557,6 @@ async fn reconnecting_tops_up_one_time_keys_instead_of_piling_them_up() {
             ],
         })
         .await;
-    let (got, result) = claimer.reply().await.unwrap();
-    assert_eq!(got, id);
     let Ok(sotto_proto::Response::Claimed { keys }) = result else {
         panic!("expected keys, got {result:?}");
     };

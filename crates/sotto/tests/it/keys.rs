@@ -29,30 +29,16 @@ async fn device(server: &TestServer, name: &str, device: &str) -> Device {
     Device { raw, e2e }
 }
 
-/// Sends a request; its reply, with the events that came first.
-async fn ask(raw: &mut Raw, request: Request) -> (Result<Response, ErrorReply>, Vec<EventKind>) {
-    let id = raw.request(request).await;
-    let mut events = Vec::new();
-    loop {
-        match raw.recv().await.expect("server answers") {
-            ServerFrame::Reply { id: got, result } if got == id => return (result, events),
-            ServerFrame::Event { body, .. } => events.push(body.kind),
-            _ => {}
-        }
-    }
-}
-
 async fn publish(d: &mut Device) -> Response {
     let upload = d.e2e.keys_to_upload(0);
-    let (result, _) = ask(
-        &mut d.raw,
-        Request::UploadKeys {
+    let (result, _) = d
+        .raw
+        .ask(Request::UploadKeys {
             device_keys: Some(Box::new(d.e2e.device_keys())),
             one_time_keys: upload.one_time_keys,
             fallback_key: upload.fallback_key.map(Box::new),
-        },
-    )
-    .await;
+        })
+        .await;
     let response = result.expect("upload accepted");
     d.e2e.mark_keys_published();
     response
@@ -80,13 +66,12 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
     ));
 
     // Alice finds bob's device, with a signature her client can check.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::QueryKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::QueryKeys {
             users: vec![user("bob")],
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Devices { devices }) = result else {
         panic!("expected devices, got {result:?}");
     };
@@ -98,13 +83,12 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
         user: user("bob"),
         device: bob.e2e.device().clone(),
     };
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::ClaimKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::ClaimKeys {
             devices: vec![bob_ref.clone(); 3],
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Claimed { keys }) = result else {
         panic!("expected claimed keys, got {result:?}");
     };
@@ -113,7 +97,7 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
     ids.dedup();
     assert_eq!(ids.len(), 3, "each one-time key is handed out once");
     assert!(keys.iter().all(|k| !k.key.fallback));
-    let (_, events) = ask(&mut bob.raw, Request::Ping).await;
+    let (_, events) = bob.raw.ask(Request::Ping).await;
     assert!(events.contains(&EventKind::KeyCount {
         one_time_keys: 47,
         fallback_used: false
@@ -147,13 +131,12 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
     };
     // The rest go; then only the fallback key is left, handed out again
     // and again, and bob is told to replace it.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::ClaimKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::ClaimKeys {
             devices: vec![bob_ref.clone(); 48],
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Claimed { keys }) = result else {
         panic!("expected claimed keys, got {result:?}");
     };
@@ -161,13 +144,12 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
     assert_eq!(keys.iter().filter(|k| k.key.fallback).count(), 1);
     let fallback = keys.last().unwrap().key.clone();
     assert!(fallback.fallback);
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::ClaimKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::ClaimKeys {
             devices: vec![bob_ref.clone()],
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Claimed { keys }) = result else {
         panic!("expected claimed keys, got {result:?}");
     };
@@ -182,15 +164,14 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
         },
         e2e: bob.e2e,
     };
-    let (result, _) = ask(
-        &mut bob.raw,
-        Request::UploadKeys {
+    let (result, _) = bob
+        .raw
+        .ask(Request::UploadKeys {
             device_keys: None,
             one_time_keys: Vec::new(),
             fallback_key: None,
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(matches!(
         result,
         Ok(Response::KeyCount {
@@ -201,15 +182,14 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
     // Bob tops up and replaces the fallback key.
     bob.e2e.rotate_fallback_key();
     let upload = bob.e2e.keys_to_upload(0);
-    let (result, _) = ask(
-        &mut bob.raw,
-        Request::UploadKeys {
+    let (result, _) = bob
+        .raw
+        .ask(Request::UploadKeys {
             device_keys: None,
             one_time_keys: upload.one_time_keys,
             fallback_key: upload.fallback_key.map(Box::new),
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(matches!(
         result,
         Ok(Response::KeyCount {
@@ -226,26 +206,24 @@ async fn a_claimed_key_from_the_directory_starts_a_session_both_ends_use() {
     let mut bob = device(&server, "bob", "laptop").await;
     publish(&mut alice).await;
     publish(&mut bob).await;
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::ClaimKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::ClaimKeys {
             devices: vec![DeviceRef {
                 user: user("bob"),
                 device: bob.e2e.device().clone(),
             }],
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Claimed { keys }) = result else {
         panic!("expected a key, got {result:?}");
     };
-    let (result, _) = ask(
-        &mut bob.raw,
-        Request::QueryKeys {
+    let (result, _) = bob
+        .raw
+        .ask(Request::QueryKeys {
             users: vec![user("alice")],
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Devices {
         devices: alice_devices,
     }) = result
@@ -276,74 +254,68 @@ async fn bad_uploads_and_queries_are_refused_and_nothing_else_breaks() {
     let upload = alice.e2e.keys_to_upload(0);
 
     // One-time keys before the device's identity keys.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::UploadKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::UploadKeys {
             device_keys: None,
             one_time_keys: upload.one_time_keys.clone(),
             fallback_key: None,
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(code(result), ErrorCode::Invalid);
     // Someone else's device keys.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::UploadKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::UploadKeys {
             device_keys: Some(Box::new(mallory_e2e.device_keys())),
             one_time_keys: Vec::new(),
             fallback_key: None,
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(code(result), ErrorCode::Invalid);
     // Too many keys at once.
     let mut many = upload.one_time_keys.clone();
     many.extend(upload.one_time_keys.clone());
     many.extend(upload.one_time_keys.clone());
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::UploadKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::UploadKeys {
             device_keys: Some(Box::new(alice.e2e.device_keys())),
             one_time_keys: many,
             fallback_key: None,
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(code(result), ErrorCode::Invalid);
     // A fallback key passed as a one-time key.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::UploadKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::UploadKeys {
             device_keys: Some(Box::new(alice.e2e.device_keys())),
             one_time_keys: vec![upload.fallback_key.clone().unwrap()],
             fallback_key: None,
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(code(result), ErrorCode::Invalid);
     // An unknown user.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::QueryKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::QueryKeys {
             users: vec![user("nobody")],
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(code(result), ErrorCode::UnknownUser);
 
     // The valid upload still works, and the identity cannot change after.
     publish(&mut alice).await;
     let other = E2e::new(user("alice"), alice.e2e.device().clone());
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::UploadKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::UploadKeys {
             device_keys: Some(Box::new(other.device_keys())),
             one_time_keys: Vec::new(),
             fallback_key: None,
-        },
-    )
-    .await;
+        })
+        .await;
     let refusal = result.expect_err("identity keys cannot change");
     assert_eq!(refusal.code, ErrorCode::Invalid);
     assert!(
@@ -352,16 +324,15 @@ async fn bad_uploads_and_queries_are_refused_and_nothing_else_breaks() {
         refusal.message
     );
     // Claims for unknown users or devices are simply empty.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::ClaimKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::ClaimKeys {
             devices: vec![DeviceRef {
                 user: user("nobody"),
                 device: DeviceId::parse("whatever1").unwrap(),
             }],
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(matches!(result, Ok(Response::Claimed { keys }) if keys.is_empty()));
 }
 
@@ -372,22 +343,21 @@ async fn a_new_device_is_announced_to_those_who_share_a_room() {
     let mut bob = device(&server, "bob", "laptop").await;
     let mut carol = device(&server, "carol", "tablet").await;
     // Alice and bob share a private room; carol shares nothing with bob.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::SendDirect {
+    let (result, _) = alice
+        .raw
+        .ask(Request::SendDirect {
             to: user("bob"),
             payload: vec![1, 2, 3],
-        },
-    )
-    .await;
+        })
+        .await;
     result.expect("sent");
     publish(&mut bob).await;
-    let (_, events) = ask(&mut alice.raw, Request::Ping).await;
+    let (_, events) = alice.raw.ask(Request::Ping).await;
     assert!(
         events.contains(&EventKind::DevicesChanged { user: user("bob") }),
         "{events:?}"
     );
-    let (_, events) = ask(&mut carol.raw, Request::Ping).await;
+    let (_, events) = carol.raw.ask(Request::Ping).await;
     assert!(
         !events
             .iter()
@@ -415,7 +385,7 @@ async fn next_room_event(raw: &mut Raw) -> sotto_proto::RoomEvent {
 
 /// Room events that arrive before the reply to a ping.
 async fn room_events_until_pong(raw: &mut Raw) -> Vec<sotto_proto::RoomEvent> {
-    let (_, events) = ask(raw, Request::Ping).await;
+    let (_, events) = raw.ask(Request::Ping).await;
     events
         .into_iter()
         .filter_map(|e| match e {
@@ -461,29 +431,27 @@ async fn to_device_messages_reach_only_their_device_in_order_even_offline_until_
     let laptop_id = laptop.e2e.device().clone();
 
     // A request naming an unknown device stores nothing at all.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::SendToDevice {
+    let (result, _) = alice
+        .raw
+        .ask(Request::SendToDevice {
             messages: vec![
                 to("bob", &laptop_id, b"never"),
                 to("bob", &DeviceId::parse("nosuchdevice").unwrap(), b"x"),
             ],
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(code(result), ErrorCode::UnknownUser);
 
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::SendToDevice {
+    let (result, _) = alice
+        .raw
+        .ask(Request::SendToDevice {
             messages: vec![
                 to("bob", &laptop_id, b"k1"),
                 to("bob", &phone_id, b"k2"),
                 to("bob", &laptop_id, b"k3"),
             ],
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(matches!(result, Ok(Response::Done)), "{result:?}");
 
     let first = next_room_event(&mut laptop.raw).await;
@@ -526,7 +494,7 @@ async fn to_device_messages_reach_only_their_device_in_order_even_offline_until_
     let mut phone = device(&server, "bob", "phone").await;
     assert!(room_events_until_pong(&mut phone.raw).await.is_empty());
     // And history never shows them.
-    let (result, _) = ask(&mut phone.raw, Request::History { limit: 100 }).await;
+    let (result, _) = phone.raw.ask(Request::History { limit: 100 }).await;
     let Ok(Response::History { events }) = result else {
         panic!("expected history, got {result:?}");
     };
@@ -544,16 +512,15 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
 
     // Alice claims a key of bob's device, shares her room key over Olm
     // through bob's queue, then sends a Megolm message in their room.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::ClaimKeys {
+    let (result, _) = alice
+        .raw
+        .ask(Request::ClaimKeys {
             devices: vec![DeviceRef {
                 user: user("bob"),
                 device: bob.e2e.device().clone(),
             }],
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Claimed { keys }) = result else {
         panic!("expected a key, got {result:?}");
     };
@@ -563,14 +530,13 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
         .unwrap();
     // The room id comes from the server once the room exists: a first
     // message creates it.
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::SendDirect {
+    let (result, _) = alice
+        .raw
+        .ask(Request::SendDirect {
             to: user("bob"),
             payload: b"opening the room".to_vec(),
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Sent { room_id, .. }) = result else {
         panic!("expected sent, got {result:?}");
     };
@@ -584,17 +550,16 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
         .e2e
         .room_key_for(room_id, &prepared, &bob_keys)
         .unwrap();
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::SendToDevice {
+    let (result, _) = alice
+        .raw
+        .ask(Request::SendToDevice {
             messages: vec![sotto_proto::ToDeviceMessage {
                 user: user("bob"),
                 device: bob.e2e.device().clone(),
                 payload: olm.encode().unwrap(),
             }],
-        },
-    )
-    .await;
+        })
+        .await;
     result.expect("queued");
     let secret = "the eagle lands at 0600 (Megolm test)";
     let envelope = alice
@@ -608,14 +573,13 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
             },
         )
         .unwrap();
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::SendDirect {
+    let (result, _) = alice
+        .raw
+        .ask(Request::SendDirect {
             to: user("bob"),
             payload: envelope.encode().unwrap(),
-        },
-    )
-    .await;
+        })
+        .await;
     let Ok(Response::Sent { seq, .. }) = result else {
         panic!("expected sent, got {result:?}");
     };
@@ -667,42 +631,41 @@ async fn the_private_room_id_is_known_before_the_first_message() {
     let server = TestServer::start().await;
     let mut alice = device(&server, "alice", "phone").await;
     let mut bob = device(&server, "bob", "laptop").await;
-    let (result, _) = ask(&mut alice.raw, Request::DirectRoom { with: user("bob") }).await;
+    let (result, _) = alice
+        .raw
+        .ask(Request::DirectRoom { with: user("bob") })
+        .await;
     let Ok(Response::Room { room_id }) = result else {
         panic!("expected a room, got {result:?}");
     };
     // The same room from bob's side, and for the first message.
-    let (result, _) = ask(
-        &mut bob.raw,
-        Request::DirectRoom {
+    let (result, _) = bob
+        .raw
+        .ask(Request::DirectRoom {
             with: user("alice"),
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(matches!(result, Ok(Response::Room { room_id: id }) if id == room_id));
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::SendDirect {
+    let (result, _) = alice
+        .raw
+        .ask(Request::SendDirect {
             to: user("bob"),
             payload: vec![1],
-        },
-    )
-    .await;
+        })
+        .await;
     assert!(matches!(result, Ok(Response::Sent { room_id: id, seq: 1, .. }) if id == room_id));
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::DirectRoom {
+    let (result, _) = alice
+        .raw
+        .ask(Request::DirectRoom {
             with: user("nobody"),
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(code(result), ErrorCode::UnknownUser);
-    let (result, _) = ask(
-        &mut alice.raw,
-        Request::DirectRoom {
+    let (result, _) = alice
+        .raw
+        .ask(Request::DirectRoom {
             with: user("alice"),
-        },
-    )
-    .await;
+        })
+        .await;
     assert_eq!(code(result), ErrorCode::Invalid);
 }

@@ -83,6 +83,26 @@ impl Raw {
         }
     }
 
+    /// Sends a request; its reply, with the kinds of the events that came
+    /// before it.
+    pub async fn ask(
+        &mut self,
+        request: Request,
+    ) -> (
+        Result<sotto_proto::Response, sotto_proto::ErrorReply>,
+        Vec<sotto_proto::EventKind>,
+    ) {
+        let id = self.request(request).await;
+        let mut events = Vec::new();
+        loop {
+            match self.recv().await.expect("server answers") {
+                ServerFrame::Reply { id: got, result } if got == id => return (result, events),
+                ServerFrame::Event { body, .. } => events.push(body.kind),
+                _ => {}
+            }
+        }
+    }
+
     /// The next reply (skipping events): (id, result).
     pub async fn reply(
         &mut self,
