@@ -2,10 +2,12 @@
 //!
 //! Two tasks per connection: the reader task splits frames off the TLS read
 //! half and passes them on in batches (one batch per drained read buffer);
-//! the actor owns the write half, the pending-request map and the per-room
-//! positions. After handling a batch the actor acknowledges, once per room,
-//! the highest event it handed to the front end, so a burst of offline
-//! messages costs one ack per room rather than one per message.
+//! the actor owns the write half and the pending-request map. The actor
+//! acknowledges, once per room, the highest event it handed to the front
+//! end, after saving what those events changed (room keys, sessions,
+//! history, positions) in one transaction, and at most every
+//! [`ACK_INTERVAL`]: a burst of messages costs one save and one ack per room
+//! rather than one per message, while a lone message is acknowledged at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -19,19 +21,18 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::crypto::{KeyAsk, SharedCrypto, lock};
+use crate::crypto::{HeldEvent, KeyAsk, SharedCrypto, lock};
 use crate::event::{ClientEvent, Decoded, Me, Position, decode};
+use crate::history::Entry;
 use crate::{
     ClientError, HANDSHAKE_TIMEOUT, MAX_PENDING_REQUESTS, MAX_SEALED_KEPT, REQUEST_TIMEOUT,
 };
+use sotto_proto::limits::ACK_INTERVAL;
 
 /// Bytes read at a time when the next frame's size is not known yet.
 const READ_CHUNK: usize = 16 * 1024;
 /// A write buffer that grew past this (a file upload) is released after use.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
-
-/// Messages kept per missing room key until it arrives.
-const MAX_HELD_PER_SESSION: usize = 256;
 
 /// A reply channel for a request.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
@@ -42,6 +43,13 @@ pub(crate) enum Op {
     /// Send a request; the raw response comes back.
     Request {
         request: Request,
+        reply: Reply<Response>,
+    },
+    /// Send a message; once the server stored it, keep `entry` in the
+    /// local history.
+    Send {
+        request: Request,
+        entry: Box<Entry>,
         reply: Reply<Response>,
     },
     /// Fetch history and decode it like live events.
@@ -70,7 +78,10 @@ pub(crate) struct StoredSealed {
 #[derive(Debug)]
 enum Pending {
     Response(Reply<Response>),
-    History(Reply<Vec<ClientEvent>>),
+    /// A message sent: its history entry, kept once it is stored.
+    Sent(Reply<Response>, Box<Entry>),
+    /// History from the server, to merge with the local history.
+    History(Reply<Vec<ClientEvent>>, u32),
     /// A key top-up the actor sent itself.
     Keys,
     /// A key claimed to ask a device for a missing room key.
@@ -83,10 +94,10 @@ impl Pending {
     fn fail(self, error: ClientError) {
         // The caller may have given up (timeout); nobody to tell then.
         match self {
-            Pending::Response(tx) => {
+            Pending::Response(tx) | Pending::Sent(tx, _) => {
                 let _ = tx.send(Err(error));
             }
-            Pending::History(tx) => {
+            Pending::History(tx, _) => {
                 let _ = tx.send(Err(error));
             }
             Pending::Keys | Pending::ClaimForKey(_) | Pending::Quiet => {}
@@ -95,8 +106,8 @@ impl Pending {
 
     fn is_closed(&self) -> bool {
         match self {
-            Pending::Response(tx) => tx.is_closed(),
-            Pending::History(tx) => tx.is_closed(),
+            Pending::Response(tx) | Pending::Sent(tx, _) => tx.is_closed(),
+            Pending::History(tx, _) => tx.is_closed(),
             Pending::Keys | Pending::ClaimForKey(_) | Pending::Quiet => false,
         }
     }
@@ -204,8 +215,9 @@ pub(crate) struct Actor<W> {
     next_request: u64,
     /// The last per-connection event sequence number, to notice gaps.
     conn_seq: u64,
-    /// The highest event seen per room, to drop redeliveries.
-    room_seq: HashMap<u64, u64>,
+    /// The highest lobby event seen, to drop redeliveries (other rooms'
+    /// positions are kept with the end-to-end state, across restarts).
+    lobby_seq: u64,
     /// Sealed messages by local id, oldest first.
     sealed: BTreeMap<u64, StoredSealed>,
     /// The next local id for a sealed message.
@@ -216,8 +228,13 @@ pub(crate) struct Actor<W> {
     shutdown_message: Option<String>,
     /// This device's end-to-end state (shared with the handle).
     crypto: SharedCrypto,
-    /// Messages waiting for a room key, by (room, session).
-    held: HashMap<(u64, String), Vec<(sotto_proto::RoomEvent, i64)>>,
+    /// The highest handled event per room, not acknowledged yet.
+    unacked: BTreeMap<u64, u64>,
+    /// When acknowledgements were last sent.
+    acked_at: tokio::time::Instant,
+    /// When to send the acknowledgements held back (at most one save and
+    /// ack per [`ACK_INTERVAL`]).
+    ack_due: Option<tokio::time::Instant>,
     /// Sessions whose key was asked for (once per connection).
     asked: std::collections::HashSet<String>,
 }
@@ -249,14 +266,18 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             pending: HashMap::new(),
             next_request: 2,
             conn_seq: 0,
-            room_seq: HashMap::new(),
+            lobby_seq: 0,
             sealed: BTreeMap::new(),
             next_sealed: 1,
             saved: HashMap::new(),
             shutdown_message: None,
             crypto,
-            held: HashMap::new(),
             asked: std::collections::HashSet::new(),
+            unacked: BTreeMap::new(),
+            acked_at: tokio::time::Instant::now()
+                .checked_sub(ACK_INTERVAL)
+                .unwrap_or_else(tokio::time::Instant::now),
+            ack_due: None,
         }
     }
 
@@ -290,13 +311,20 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                     Some(Err(reason)) => break reason,
                     None => break "the connection closed".to_owned(),
                 },
+                () = sleep_until(self.ack_due), if self.ack_due.is_some() => {
+                    if let Err(e) = self.acknowledge().await {
+                        break e.to_string();
+                    }
+                }
             }
         };
         self.disconnected(reason).await;
     }
 
-    /// Sends close_notify and stops the reader.
+    /// Sends close_notify and stops the reader, acknowledging what was
+    /// handled first.
     async fn close(&mut self) {
+        let _ = self.acknowledge().await;
         let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.writer.shutdown()).await;
         self.stop();
     }
@@ -312,6 +340,11 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     }
 
     async fn disconnected(&mut self, reason: String) {
+        // Nothing can be acknowledged now, but what was handled is kept, so
+        // the server's resending is recognized and not shown twice.
+        if let Err(e) = crate::crypto::save(&self.crypto).await {
+            tracing::warn!("saving the local store at disconnection: {e}");
+        }
         let reason = match self.shutdown_message.take() {
             Some(message) => format!("the server shut down: {message}"),
             None => reason,
@@ -330,7 +363,14 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     async fn handle_op(&mut self, op: Op) -> Result<(), ClientError> {
         let (request, pending) = match op {
             Op::Request { request, reply } => (request, Pending::Response(reply)),
-            Op::History { limit, reply } => (Request::History { limit }, Pending::History(reply)),
+            Op::Send {
+                request,
+                entry,
+                reply,
+            } => (request, Pending::Sent(reply, entry)),
+            Op::History { limit, reply } => {
+                (Request::History { limit }, Pending::History(reply, limit))
+            }
             Op::GetSealed { id, reply } => {
                 let found = self
                     .sealed
@@ -378,9 +418,9 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         }
     }
 
-    /// Handles the frames of one read, then acknowledges what it handled.
+    /// Handles the frames of one read, then acknowledges what it handled
+    /// (now, or within [`ACK_INTERVAL`] of the last acknowledgement).
     async fn handle_batch(&mut self, frames: Vec<ServerFrame>) -> Result<(), ClientError> {
-        let mut acks: BTreeMap<u64, u64> = BTreeMap::new();
         for frame in frames {
             match frame {
                 ServerFrame::Reply { id, result } => self.handle_reply(id, result).await,
@@ -396,7 +436,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                     if let Some(pos) = self.handle_event(body).await
                         && pos.ackable
                     {
-                        let highest = acks.entry(pos.room_id).or_default();
+                        let highest = self.unacked.entry(pos.room_id).or_default();
                         *highest = (*highest).max(pos.seq);
                     }
                 }
@@ -405,23 +445,40 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }
             }
         }
-        // Sessions and room keys that arrived must be on disk before the
-        // server may forget them.
-        let due = lock(&self.crypto).save_due();
-        if !acks.is_empty()
-            && due
-            && let Err(e) = crate::crypto::save(&self.crypto).await
-        {
+        if self.unacked.is_empty() || self.ack_due.is_some() {
+            return Ok(());
+        }
+        let due = self.acked_at + ACK_INTERVAL;
+        if tokio::time::Instant::now() >= due {
+            self.acknowledge().await
+        } else {
+            self.ack_due = Some(due);
+            Ok(())
+        }
+    }
+
+    /// Saves what the handled events changed (sessions, room keys,
+    /// history, positions), then acknowledges them: the server may forget
+    /// them only once they are on disk here. A failed save acknowledges
+    /// nothing (the server resends) and is tried again later.
+    async fn acknowledge(&mut self) -> Result<(), ClientError> {
+        self.ack_due = None;
+        if self.unacked.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = crate::crypto::save(&self.crypto).await {
             self.emit(ClientEvent::Security {
                 message: format!("{e}; not acknowledging, the server will resend"),
             })
             .await;
+            self.ack_due = Some(tokio::time::Instant::now() + ACK_INTERVAL);
             return Ok(());
         }
-        for (room_id, seq) in acks {
+        for (room_id, seq) in std::mem::take(&mut self.unacked) {
             let frame = ClientFrame::Ack(Ack { room_id, seq });
             write_frame(&mut self.writer, &mut self.wbuf, &frame).await?;
         }
+        self.acked_at = tokio::time::Instant::now();
         Ok(())
     }
 
@@ -429,13 +486,18 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     async fn handle_event(&mut self, body: EventBody) -> Option<Position> {
         let position = Position::of(&body);
         if let Some(pos) = position {
-            let seen = self.room_seq.entry(pos.room_id).or_default();
-            if pos.seq <= *seen {
+            let first = if pos.ackable {
+                lock(&self.crypto).first_time(pos.room_id, pos.seq)
+            } else {
+                let first = pos.seq > self.lobby_seq;
+                self.lobby_seq = self.lobby_seq.max(pos.seq);
+                first
+            };
+            if !first {
                 tracing::debug!(room = pos.room_id, seq = pos.seq, "duplicate event dropped");
                 // Already shown; acking again is harmless and cumulative.
                 return position;
             }
-            *seen = pos.seq;
         }
         let body = match self.decrypt(body).await {
             Ok(body) => body,
@@ -459,14 +521,30 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         position
     }
 
-    /// Numbers a sealed message or saves a file; `None` for a hidden echo.
+    /// Numbers a sealed message or saves a file, and keeps a private or
+    /// group message in the local history; `None` for a hidden echo.
     async fn finish(
         &mut self,
         decoded: Decoded,
         position: Option<Position>,
     ) -> Option<ClientEvent> {
+        let (event, entry) = self.finish_event(decoded, position).await?;
+        if let (Some(pos), Some(entry)) = (position, entry.or_else(|| Entry::of(&event))) {
+            let ts = event_ts(&event);
+            lock(&self.crypto).record_history(pos.room_id, pos.seq, ts, &entry);
+        }
+        Some(event)
+    }
+
+    /// [`Actor::finish`] without the history: the event, and the history
+    /// entry if it cannot be made from the event (a sealed message's box).
+    async fn finish_event(
+        &mut self,
+        decoded: Decoded,
+        position: Option<Position>,
+    ) -> Option<(ClientEvent, Option<Entry>)> {
         match decoded {
-            Decoded::Ready(event) => Some(event),
+            Decoded::Ready(event) => Some((event, None)),
             Decoded::OwnEcho | Decoded::KeyNotice => None,
             Decoded::Sealed {
                 from,
@@ -474,18 +552,26 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 ts,
                 sealed,
             } => {
+                let entry = Entry::Sealed {
+                    from: from.clone(),
+                    group: group.clone(),
+                    sealed: sealed.clone(),
+                };
                 let id = self.keep_sealed(StoredSealed {
                     from: from.clone(),
                     group: group.clone(),
                     ts,
                     sealed,
                 });
-                Some(ClientEvent::Sealed {
-                    id,
-                    from,
-                    group,
-                    ts,
-                })
+                Some((
+                    ClientEvent::Sealed {
+                        id,
+                        from,
+                        group,
+                        ts,
+                    },
+                    Some(entry),
+                ))
             }
             Decoded::File {
                 from,
@@ -495,14 +581,17 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             } => {
                 let key = position.map(|p| (p.room_id, p.seq));
                 if let Some((name, path, size)) = key.and_then(|k| self.saved.get(&k)).cloned() {
-                    return Some(ClientEvent::File {
-                        from,
-                        group,
-                        name,
-                        path,
-                        size,
-                        ts,
-                    });
+                    return Some((
+                        ClientEvent::File {
+                            from,
+                            group,
+                            name,
+                            path,
+                            size,
+                            ts,
+                        },
+                        None,
+                    ));
                 }
                 let name = crate::files::sanitize_file_name(&file.name);
                 let size = file.data.len() as u64;
@@ -517,25 +606,34 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                         if let Some(key) = key {
                             self.saved.insert(key, (name.clone(), path.clone(), size));
                         }
-                        Some(ClientEvent::File {
-                            from,
-                            group,
-                            name,
-                            path,
-                            size,
-                            ts,
-                        })
+                        Some((
+                            ClientEvent::File {
+                                from,
+                                group,
+                                name,
+                                path,
+                                size,
+                                ts,
+                            },
+                            None,
+                        ))
                     }
-                    Ok(Err(e)) => Some(ClientEvent::Undecodable {
-                        from,
-                        reason: format!("could not save file '{name}': {e}"),
-                        ts,
-                    }),
-                    Err(e) => Some(ClientEvent::Undecodable {
-                        from,
-                        reason: format!("could not save file '{name}': {e}"),
-                        ts,
-                    }),
+                    Ok(Err(e)) => Some((
+                        ClientEvent::Undecodable {
+                            from,
+                            reason: format!("could not save file '{name}': {e}"),
+                            ts,
+                        },
+                        None,
+                    )),
+                    Err(e) => Some((
+                        ClientEvent::Undecodable {
+                            from,
+                            reason: format!("could not save file '{name}': {e}"),
+                            ts,
+                        },
+                        None,
+                    )),
                 }
             }
         }
@@ -599,13 +697,15 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         }
     }
 
-    /// Holds a message whose room key is missing and asks the sender's
-    /// device for the key (once per session).
+    /// Holds a message whose room key is missing (in the local store, so
+    /// it is shown when the key comes, even after a restart) and asks the
+    /// sender's device for the key (once per session and connection).
     async fn ask_for_key(&mut self, ask: KeyAsk, event: sotto_proto::RoomEvent, ts: i64) {
-        let key = (ask.room_id, ask.session_id.clone());
-        let held = self.held.entry(key).or_default();
-        if held.len() < MAX_HELD_PER_SESSION {
-            held.push((event, ts));
+        if !lock(&self.crypto).hold(&ask.session_id, &event, ts) {
+            tracing::warn!(
+                room = ask.room_id,
+                "too many messages wait for one room key"
+            );
         }
         if self.asked.contains(&ask.session_id) {
             return;
@@ -658,19 +758,50 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 session_id,
                 ..
             } => {
-                let Some(held) = self.held.remove(&(room_id, session_id)) else {
-                    return;
-                };
-                for (mut event, ts) in held {
+                self.show_held(room_id, session_id).await;
+            }
+            sotto_proto::e2e::ToDeviceContent::Dummy => {}
+        }
+    }
+
+    /// Shows the messages that waited for the room key of `session_id`,
+    /// now that it came (those it still cannot decrypt wait on).
+    async fn show_held(&mut self, room_id: u64, session_id: String) {
+        if !lock(&self.crypto).has_held(room_id, &session_id) {
+            return;
+        }
+        // The held messages may still be on their way to the store.
+        let rows = match crate::crypto::save(&self.crypto).await {
+            Ok(()) => {
+                let session = session_id.clone();
+                crate::crypto::read(&self.crypto, move |store| store.held_for(room_id, &session))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let rows = match rows {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.emit(ClientEvent::Security {
+                    message: format!("cannot read messages that waited for a key: {e}"),
+                })
+                .await;
+                return;
+            }
+        };
+        for row in rows {
+            let Ok(HeldEvent { ts, mut event }) = serde_json::from_slice(&row.event) else {
+                lock(&self.crypto).unhold(row.room_id, row.seq, &session_id);
+                continue;
+            };
+            let result = lock(&self.crypto).decrypt_event(&mut event);
+            let shown = match result {
+                Ok(()) => {
                     let position = Some(Position {
                         room_id: event.room_id,
                         seq: event.seq,
                         ackable: true,
                     });
-                    let result = lock(&self.crypto).decrypt_event(&mut event);
-                    if result.is_err() {
-                        continue;
-                    }
                     let me = Me {
                         user: &self.me,
                         device: &self.device,
@@ -681,12 +812,21 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                         kind: EventKind::Room(event),
                     };
                     let decoded = decode(me, body);
-                    if let Some(event) = self.finish(decoded, position).await {
-                        self.emit(event).await;
-                    }
+                    self.finish(decoded, position).await
                 }
+                // The key that came starts after this message: it waits
+                // for an earlier one.
+                Err(undecryptable) if undecryptable.ask.is_some() => continue,
+                Err(undecryptable) => Some(ClientEvent::Undecodable {
+                    from: event.sender.clone(),
+                    reason: undecryptable.reason,
+                    ts,
+                }),
+            };
+            lock(&self.crypto).unhold(row.room_id, row.seq, &session_id);
+            if let Some(event) = shown {
+                self.emit(event).await;
             }
-            sotto_proto::e2e::ToDeviceContent::Dummy => {}
         }
     }
 
@@ -751,9 +891,18 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             Pending::Response(tx) => {
                 let _ = tx.send(result.map_err(ClientError::Server));
             }
-            Pending::History(tx) => {
+            Pending::Sent(tx, entry) => {
+                if let Ok(Response::Sent {
+                    room_id, seq, ts, ..
+                }) = &result
+                {
+                    lock(&self.crypto).record_history(*room_id, *seq, *ts, &entry);
+                }
+                let _ = tx.send(result.map_err(ClientError::Server));
+            }
+            Pending::History(tx, limit) => {
                 let result = match result {
-                    Ok(Response::History { events }) => Ok(self.decode_history(events).await),
+                    Ok(Response::History { events }) => self.history(events, limit).await,
                     Ok(_) => Err(ClientError::Protocol(
                         "the server answered a history request with something else".to_owned(),
                     )),
@@ -789,29 +938,116 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         }
     }
 
-    /// Decodes history like live events, but showing this device's own messages.
-    async fn decode_history(&mut self, events: Vec<EventBody>) -> Vec<ClientEvent> {
-        let mut out = Vec::with_capacity(events.len());
-        for body in events {
+    /// The newest `limit` events of the local history and the server's,
+    /// oldest first. Private and group messages come from the local store;
+    /// the server's copy (ciphertext) is decrypted only for messages the
+    /// store does not have (sent before this device existed, say), and
+    /// those are kept from then on. The lobby and group notices come from
+    /// the server. This device's own messages are shown too.
+    async fn history(
+        &mut self,
+        events: Vec<EventBody>,
+        limit: u32,
+    ) -> Result<Vec<ClientEvent>, ClientError> {
+        crate::crypto::save(&self.crypto).await?;
+        let positions: Vec<(u64, u64)> = events
+            .iter()
+            .filter(|body| is_message(body))
+            .filter_map(Position::of)
+            .map(|p| (p.room_id, p.seq))
+            .collect();
+        let (recent, found) = crate::crypto::read(&self.crypto, move |store| {
+            Ok((store.recent_history(limit)?, store.history_at(&positions)?))
+        })
+        .await?;
+        enum Shown {
+            Kept(Entry),
+            Event(ClientEvent),
+        }
+        // By (time, room, position): the order shown.
+        let mut shown: BTreeMap<(i64, u64, u64), Shown> = BTreeMap::new();
+        let mut kept = std::collections::HashSet::new();
+        for row in recent.into_iter().chain(found) {
+            let entry: Entry = serde_json::from_slice(&row.entry).map_err(|e| {
+                ClientError::LocalStore(format!("a history entry is unreadable: {e}"))
+            })?;
+            kept.insert((row.room_id, row.seq));
+            shown.insert((row.ts, row.room_id, row.seq), Shown::Kept(entry));
+        }
+        for (n, body) in events.into_iter().enumerate() {
+            let ts = body.ts;
             let position = Position::of(&body);
-            let body = match self.decrypt(body).await {
-                Ok(body) => body,
-                Err(event) => {
-                    out.push(event);
-                    continue;
+            let key = position.map_or((ts, u64::MAX, n as u64), |p| (ts, p.room_id, p.seq));
+            if position.is_some_and(|p| kept.contains(&(p.room_id, p.seq))) {
+                continue;
+            }
+            let event = match self.decrypt(body).await {
+                Ok(body) => {
+                    let me = Me {
+                        user: &self.me,
+                        device: &self.device,
+                        hide_own_echo: false,
+                    };
+                    let decoded = decode(me, body);
+                    self.finish(decoded, position).await
                 }
+                Err(event) => Some(event),
             };
-            let me = Me {
-                user: &self.me,
-                device: &self.device,
-                hide_own_echo: false,
-            };
-            let decoded = decode(me, body);
-            if let Some(event) = self.finish(decoded, position).await {
-                out.push(event);
+            if let Some(event) = event {
+                shown.insert(key, Shown::Event(event));
             }
         }
-        out
+        // Messages decrypted just now are kept.
+        crate::crypto::save(&self.crypto).await?;
+        let skip = shown.len().saturating_sub(limit as usize);
+        let mut out = Vec::with_capacity(shown.len() - skip);
+        for ((ts, _, _), item) in shown.into_iter().skip(skip) {
+            out.push(match item {
+                Shown::Event(event) => event,
+                Shown::Kept(entry) => entry.into_event(ts, |from, group, sealed| {
+                    self.keep_sealed(StoredSealed {
+                        from: from.clone(),
+                        group: group.clone(),
+                        ts,
+                        sealed: sealed.clone(),
+                    })
+                }),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Sleeps until `at` (never, for `None`: the caller guards on it).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether an event is a private or group message (an envelope).
+fn is_message(body: &EventBody) -> bool {
+    matches!(
+        &body.kind,
+        EventKind::Room(sotto_proto::RoomEvent {
+            room: RoomRef::Direct { .. } | RoomRef::Group { .. },
+            content: RoomContent::Envelope { .. },
+            ..
+        })
+    )
+}
+
+/// The time of a message event (the server's).
+fn event_ts(event: &ClientEvent) -> i64 {
+    match event {
+        ClientEvent::Lobby { ts, .. }
+        | ClientEvent::Private { ts, .. }
+        | ClientEvent::Group { ts, .. }
+        | ClientEvent::Sealed { ts, .. }
+        | ClientEvent::File { ts, .. }
+        | ClientEvent::Undecodable { ts, .. } => *ts,
+        _ => 0,
     }
 }
 

@@ -21,6 +21,7 @@ use zeroize::Zeroizing;
 use crate::actor::{Op, StoredSealed};
 use crate::crypto::{SharedCrypto, lock, save};
 use crate::event::clean_text;
+use crate::history::Entry;
 use crate::trust::DeviceInfo;
 use crate::{ClientError, ClientEvent, REQUEST_TIMEOUT};
 
@@ -139,9 +140,15 @@ impl Client {
     /// learns the room, the members' devices (checked against pinned keys),
     /// starts Olm sessions with devices that need the room key, shares it,
     /// then sends the Megolm ciphertext.
-    async fn send_encrypted(&self, to: Target, body: MessageBody) -> Result<SentInfo, ClientError> {
+    async fn send_encrypted(
+        &self,
+        to: Target,
+        body: MessageBody,
+        file: Option<&Path>,
+    ) -> Result<SentInfo, ClientError> {
         let guard = self.send_lock.lock().await;
         let me = self.user().clone();
+        let entry = Entry::sent(&me, &to, &body, file);
         let (room_id, members) = match &to {
             Target::User(peer) => {
                 let known = lock(&self.crypto).direct_rooms.get(peer).copied();
@@ -246,9 +253,7 @@ impl Client {
         // Encrypted: other sends may go on while this one is stored (the
         // room session tolerates messages arriving out of index order).
         drop(guard);
-        // Not saved now: the Megolm session is replaced after a restart
-        // anyway (`Crypto::open`), and the actor saves before it acks.
-        self.send_payload(to, payload).await
+        self.send_payload(to, payload, entry).await
     }
 
     /// Refreshes `users`' devices from the directory through trust on first
@@ -275,7 +280,6 @@ impl Client {
                 let (_, mut warned) = crypto.trust.observe(user, &theirs);
                 warnings.append(&mut warned);
             }
-            crypto.touch();
             warnings
         };
         for warning in warnings {
@@ -344,12 +348,7 @@ impl Client {
     /// the safety number). Lapses when their devices change.
     pub async fn confirm_verified(&self, user: &Username) -> Result<Verification, ClientError> {
         let shown = self.safety_number(user).await?;
-        let verified = {
-            let mut crypto = lock(&self.crypto);
-            let verified = crypto.trust.verify(user);
-            crypto.touch();
-            verified
-        };
+        let verified = lock(&self.crypto).trust.verify(user);
         save(&self.crypto).await?;
         Ok(Verification { verified, ..shown })
     }
@@ -414,12 +413,29 @@ impl Client {
         self.call(|reply| Op::Request { request, reply }).await
     }
 
-    async fn send_payload(&self, to: Target, payload: Vec<u8>) -> Result<SentInfo, ClientError> {
+    /// Sends an encrypted message; the actor keeps `entry` in the local
+    /// history once the server has stored it, saved with the batch the
+    /// reply came in (the room session itself is not saved: each room
+    /// starts a new one after a restart).
+    async fn send_payload(
+        &self,
+        to: Target,
+        payload: Vec<u8>,
+        entry: Entry,
+    ) -> Result<SentInfo, ClientError> {
         let request = match to {
             Target::User(to) => Request::SendDirect { to, payload },
             Target::Group(group) => Request::SendGroup { group, payload },
         };
-        sent(self.request(request).await?)
+        let entry = Box::new(entry);
+        sent(
+            self.call(|reply| Op::Send {
+                request,
+                entry,
+                reply,
+            })
+            .await?,
+        )
     }
 
     /// Sends text to the lobby.
@@ -436,7 +452,7 @@ impl Client {
         let body = MessageBody::Text {
             text: prepare_text(text)?,
         };
-        self.send_encrypted(Target::User(to), body).await
+        self.send_encrypted(Target::User(to), body, None).await
     }
 
     /// Sends a message to a group.
@@ -444,7 +460,7 @@ impl Client {
         let body = MessageBody::Text {
             text: prepare_text(text)?,
         };
-        self.send_encrypted(Target::Group(group), body).await
+        self.send_encrypted(Target::Group(group), body, None).await
     }
 
     /// Seals `text` with `passphrase` and sends it. The recipient sees a
@@ -461,7 +477,8 @@ impl Client {
             tokio::task::spawn_blocking(move || sotto_crypto::seal(&passphrase, text.as_bytes()))
                 .await
                 .map_err(|e| ClientError::Internal(format!("sealing failed: {e}")))?;
-        self.send_encrypted(to, MessageBody::Sealed(sealed)).await
+        self.send_encrypted(to, MessageBody::Sealed(sealed), None)
+            .await
     }
 
     /// Sends a file of at most [`MAX_FILE_LEN`] bytes.
@@ -493,7 +510,7 @@ impl Client {
             name: file_name(path),
             data,
         });
-        self.send_encrypted(to, body).await
+        self.send_encrypted(to, body, Some(path)).await
     }
 
     /// Creates a group owned by this user with `members`.
@@ -642,12 +659,13 @@ impl Client {
     /// fail with [`ClientError::Disconnected`]; the event stream then ends.
     /// Quitting an already closed connection succeeds.
     pub async fn quit(&self) -> Result<(), ClientError> {
-        // Keep what changed since the last save (pinned keys, sessions).
-        let _ = save(&self.crypto).await;
         let (tx, rx) = oneshot::channel();
         if self.ops.send(Op::Quit { reply: tx }).await.is_ok() {
             let _ = rx.await;
         }
+        // Keep what changed since the last save (pinned keys, sessions),
+        // and let another connection open the store.
+        let _ = crate::crypto::close(&self.crypto).await;
         Ok(())
     }
 }

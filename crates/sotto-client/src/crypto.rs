@@ -1,35 +1,47 @@
 //! This device's end-to-end state, shared by the [`crate::Client`] handle
 //! (which encrypts what it sends) and the actor (which decrypts what
-//! arrives), kept in the sealed local store.
+//! arrives), kept in the local store (`local_store.rs`) with the decrypted
+//! history, the positions reached and the messages waiting for a key.
 //!
-//! The lock is a std mutex held only for CPU work, never across an await:
-//! the handle's send path makes several requests whose replies the actor
-//! delivers, and the actor needs the state to decrypt meanwhile.
+//! The state lock is a std mutex held only for CPU work, never across an
+//! await: the handle's send path makes several requests whose replies the
+//! actor delivers, and the actor needs the state to decrypt meanwhile. What
+//! changed is gathered in memory and written by [`save`] in one transaction
+//! on a blocking thread, under the store's own lock.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
-use sotto_crypto::e2e::{E2e, E2eError, E2ePickle, Prepared, Recipient};
+use sotto_crypto::e2e::{E2e, E2eError, E2eRecords, LegacyE2ePickle, Prepared, Recipient};
 use sotto_proto::e2e::{DeviceKeys, MegolmEnvelope, OlmEnvelope, ToDeviceContent};
 use sotto_proto::{
     DeviceId, DeviceRef, MessageBody, Request, RoomContent, RoomEvent, RoomRef, ToDeviceMessage,
     Username,
 };
+use zeroize::Zeroizing;
 
 use crate::ClientError;
-use crate::local_store::{LocalStore, StoreError};
+use crate::history::Entry;
+use crate::local_store::{Changes, HeldRow, HistoryRow, LocalStore, RecordKey, StoreError};
 use crate::trust::{Trust, TrustWarning};
 
-/// How long room-message bookkeeping may wait to be saved.
-const LAZY_SAVE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Messages kept per missing room key until it arrives.
+pub(crate) const MAX_HELD_PER_SESSION: usize = 256;
 
-/// What the local store holds.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    e2e: E2ePickle,
+/// A store written as one sealed file held this.
+#[derive(Deserialize)]
+struct LegacyStored {
+    e2e: LegacyE2ePickle,
     trust: Trust,
+}
+
+/// A message waiting for its room key, as stored.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct HeldEvent {
+    pub ts: i64,
+    pub event: RoomEvent,
 }
 
 /// The end-to-end state of this device.
@@ -37,15 +49,14 @@ struct Stored {
 pub(crate) struct Crypto {
     pub e2e: E2e,
     pub trust: Trust,
-    store: LocalStore,
-    path: PathBuf,
-    /// Changed since the last save.
-    dirty: bool,
-    /// Changed in a way that must reach the disk before the server may
-    /// forget what caused it (an Olm message: its ratchet moved).
-    urgent: bool,
-    /// When the state was last written.
-    saved_at: std::time::Instant,
+    /// Writes waiting for the next [`save`] (the end-to-end records are
+    /// taken from `e2e` then).
+    pending: Changes,
+    /// The highest event handled per room, as saved with what it changed.
+    positions: HashMap<u64, u64>,
+    /// The positions of messages held per (room, session) until its key
+    /// comes, as stored.
+    held: HashMap<(u64, String), BTreeSet<u64>>,
     /// Private room ids by peer (they never change), for this session.
     pub direct_rooms: BTreeMap<Username, u64>,
 }
@@ -56,14 +67,17 @@ pub(crate) type SharedCrypto = Arc<Shared>;
 #[derive(Debug)]
 pub(crate) struct Shared {
     state: Mutex<Crypto>,
-    /// Saves happen one at a time, each writing the state as of its turn,
-    /// so an older snapshot never lands after a newer one.
+    /// The database; used on blocking threads only. `None` once closed.
+    store: Mutex<Option<LocalStore>>,
+    /// Saves happen one at a time, in order, so a later one never lands
+    /// before an earlier one.
     saving: tokio::sync::Mutex<()>,
 }
 
-pub(crate) fn shared(crypto: Crypto) -> SharedCrypto {
+pub(crate) fn shared(crypto: Crypto, store: LocalStore) -> SharedCrypto {
     Arc::new(Shared {
         state: Mutex::new(crypto),
+        store: Mutex::new(Some(store)),
         saving: tokio::sync::Mutex::new(()),
     })
 }
@@ -73,80 +87,217 @@ pub(crate) fn lock(crypto: &SharedCrypto) -> MutexGuard<'_, Crypto> {
     crypto.state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+fn lock_store(crypto: &Shared) -> MutexGuard<'_, Option<LocalStore>> {
+    crypto.store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn store_error(e: StoreError) -> ClientError {
     ClientError::LocalStore(e.to_string())
 }
 
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::LocalStore(format!("the local store's {what} is unreadable: {e}"))
+}
+
+fn json<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
+    // The stored types are plain data (no maps with non-string keys), which
+    // serde_json always serializes.
+    Zeroizing::new(serde_json::to_vec(value).unwrap_or_default())
+}
+
+const ACCOUNT: &str = "account";
+const OLM: &str = "olm";
+const INBOUND: &str = "inbound";
+const TRUST: &str = "trust";
+
+fn inbound_id(room_id: u64, session_id: &str) -> Vec<u8> {
+    let mut id = room_id.to_be_bytes().to_vec();
+    id.extend_from_slice(session_id.as_bytes());
+    id
+}
+
 impl Crypto {
-    /// Unlocks the store at `path` with the account password; a new store,
-    /// or one of another device (its device file was replaced), starts a
-    /// fresh device identity.
+    /// Unlocks the store at `path` with the account password and reads the
+    /// state; a new store, or one of another device (its device file was
+    /// replaced), starts a fresh device identity.
     pub fn open(
         path: &Path,
         password: &str,
         user: &Username,
         device: &DeviceId,
-    ) -> Result<Self, ClientError> {
-        let (store, stored) = LocalStore::open::<Stored>(path, password).map_err(|e| {
+    ) -> Result<(Self, LocalStore), ClientError> {
+        let (store, loaded) = LocalStore::open(path, password).map_err(|e| {
             ClientError::LocalStore(format!(
                 "{e} ({}; it holds this device's keys: with the right password it opens again)",
                 path.display()
             ))
         })?;
-        let (e2e, trust) = match stored {
-            Some(stored) => {
-                let mut e2e = E2e::from_pickle(stored.e2e);
-                // Room sessions are not saved after every message: start new
-                // ones rather than risk reusing a message index.
-                e2e.discard_room_sessions();
-                if e2e.user() == user && e2e.device() == device {
-                    (e2e, stored.trust)
-                } else {
-                    (E2e::new(user.clone(), device.clone()), stored.trust)
+        let mut records = E2eRecords::default();
+        let mut trust = None;
+        for (key, plain) in &loaded.records {
+            match key.kind {
+                ACCOUNT => {
+                    records.account =
+                        Some(serde_json::from_slice(plain).map_err(|e| corrupt("account", e))?);
                 }
+                OLM => records
+                    .olm
+                    .push(serde_json::from_slice(plain).map_err(|e| corrupt("Olm sessions", e))?),
+                INBOUND => records
+                    .inbound
+                    .push(serde_json::from_slice(plain).map_err(|e| corrupt("room sessions", e))?),
+                TRUST => {
+                    trust = Some(serde_json::from_slice(plain).map_err(|e| corrupt("pins", e))?);
+                }
+                _ => {}
             }
-            None => (E2e::new(user.clone(), device.clone()), Trust::default()),
-        };
-        Ok(Self {
-            e2e,
-            trust,
-            store,
-            path: path.to_owned(),
-            dirty: true,
-            urgent: true,
-            saved_at: std::time::Instant::now(),
-            direct_rooms: BTreeMap::new(),
-        })
-    }
-
-    /// The sealed bytes of the current state if it changed since the last
-    /// save; write them with [`write`] (outside the lock).
-    pub fn snapshot(&mut self) -> Result<Option<(PathBuf, Vec<u8>)>, ClientError> {
-        if !self.dirty {
-            return Ok(None);
         }
-        let stored = Stored {
-            e2e: self.e2e.pickle(),
-            trust: self.trust.clone(),
+        let mut e2e = if records.account.is_some() {
+            Some(E2e::from_records(records).map_err(|e| corrupt("state", e))?)
+        } else if let Some(legacy) = &loaded.legacy {
+            let legacy: LegacyStored =
+                serde_json::from_slice(legacy).map_err(|e| corrupt("old store file", e))?;
+            let mut pins = legacy.trust;
+            pins.mark_changed();
+            trust = Some(pins);
+            Some(E2e::from_legacy(legacy.e2e))
+        } else {
+            None
         };
-        let bytes = self.store.seal(&stored).map_err(store_error)?;
-        self.dirty = false;
-        self.urgent = false;
-        self.saved_at = std::time::Instant::now();
-        Ok(Some((self.path.clone(), bytes)))
+        let mut pending = Changes::default();
+        if e2e
+            .as_ref()
+            .is_some_and(|e2e| e2e.user() != user || e2e.device() != device)
+        {
+            // Another device's state: its sessions are no use to this one.
+            pending.clear_records = true;
+            e2e = None;
+        }
+        Ok((
+            Self {
+                e2e: e2e.unwrap_or_else(|| E2e::new(user.clone(), device.clone())),
+                trust: trust.unwrap_or_default(),
+                pending,
+                positions: loaded.positions,
+                held: loaded.held,
+                direct_rooms: BTreeMap::new(),
+            },
+            store,
+        ))
     }
 
-    /// Marks the state changed (saved on the next [`save`]).
-    pub fn touch(&mut self) {
-        self.dirty = true;
-        self.urgent = true;
+    /// What to write on the next save: everything changed since the last.
+    fn take_changes(&mut self) -> Changes {
+        let mut changes = std::mem::take(&mut self.pending);
+        let E2eRecords {
+            account,
+            olm,
+            inbound,
+        } = self.e2e.take_changed();
+        if let Some(account) = account {
+            changes.records.push((
+                RecordKey {
+                    kind: ACCOUNT,
+                    id: Vec::new(),
+                },
+                json(&account),
+            ));
+        }
+        for peer in olm {
+            changes.records.push((
+                RecordKey {
+                    kind: OLM,
+                    id: peer.peer.to_vec(),
+                },
+                json(&peer),
+            ));
+        }
+        for room in inbound {
+            changes.records.push((
+                RecordKey {
+                    kind: INBOUND,
+                    id: inbound_id(room.room_id, &room.session_id),
+                },
+                json(&room),
+            ));
+        }
+        if self.trust.take_changed() {
+            changes.records.push((
+                RecordKey {
+                    kind: TRUST,
+                    id: Vec::new(),
+                },
+                json(&self.trust),
+            ));
+        }
+        changes
     }
 
-    /// Whether to save before acknowledging: always after an Olm message,
-    /// else at most every [`LAZY_SAVE`] (room messages only add to the
-    /// replay memory).
-    pub fn save_due(&self) -> bool {
-        self.urgent || (self.dirty && self.saved_at.elapsed() >= LAZY_SAVE)
+    /// Whether the event at (`room_id`, `seq`) is new to this device; if
+    /// so it counts as handled from now on (saved with what it changes).
+    /// Each room's events arrive in order, so one position per room is
+    /// enough to recognize a redelivery, also after a restart.
+    pub fn first_time(&mut self, room_id: u64, seq: u64) -> bool {
+        let at = self.positions.entry(room_id).or_default();
+        if seq <= *at {
+            return false;
+        }
+        *at = seq;
+        self.pending.positions.push((room_id, seq));
+        true
+    }
+
+    /// Keeps a decrypted message in the local history.
+    pub fn record_history(&mut self, room_id: u64, seq: u64, ts: i64, entry: &Entry) {
+        self.pending.history.push(HistoryRow {
+            room_id,
+            seq,
+            ts,
+            entry: json(entry),
+        });
+    }
+
+    /// Keeps a message whose room key is missing until the key comes;
+    /// `false` when too many already wait for that key.
+    pub fn hold(&mut self, session_id: &str, event: &RoomEvent, ts: i64) -> bool {
+        let held = self
+            .held
+            .entry((event.room_id, session_id.to_owned()))
+            .or_default();
+        if held.contains(&event.seq) {
+            return true;
+        }
+        if held.len() >= MAX_HELD_PER_SESSION {
+            return false;
+        }
+        held.insert(event.seq);
+        self.pending.held.push(HeldRow {
+            room_id: event.room_id,
+            seq: event.seq,
+            session_id: session_id.to_owned(),
+            event: json(&HeldEvent {
+                ts,
+                event: event.clone(),
+            }),
+        });
+        true
+    }
+
+    /// Whether messages wait for this room key.
+    pub fn has_held(&self, room_id: u64, session_id: &str) -> bool {
+        self.held.contains_key(&(room_id, session_id.to_owned()))
+    }
+
+    /// A held message was handled (shown, or refused for good).
+    pub fn unhold(&mut self, room_id: u64, seq: u64, session_id: &str) {
+        let key = (room_id, session_id.to_owned());
+        if let Some(held) = self.held.get_mut(&key) {
+            held.remove(&seq);
+            if held.is_empty() {
+                self.held.remove(&key);
+            }
+        }
+        self.pending.unheld.push((room_id, seq));
     }
 
     /// The request that publishes this device's keys and tops up one-time
@@ -177,7 +328,6 @@ impl Crypto {
         if upload.is_empty() {
             return None;
         }
-        self.dirty = true;
         Some(Request::UploadKeys {
             device_keys: None,
             one_time_keys: upload.one_time_keys,
@@ -209,7 +359,6 @@ impl Crypto {
                 );
             }
         }
-        self.dirty = true;
         (recipients, warnings)
     }
 
@@ -236,7 +385,6 @@ impl Crypto {
                 device: keys.device.clone(),
             })
             .collect();
-        self.dirty = true;
         Ok((prepared, need))
     }
 
@@ -289,14 +437,12 @@ impl Crypto {
                 Err(e) => problems.push(format!("{}/{}: {e}", keys.user, keys.device)),
             }
         }
-        self.dirty = true;
         (messages, shared, problems)
     }
 
     pub fn mark_shared(&mut self, room_id: u64, prepared: &Prepared, shared: &[Recipient]) {
         self.e2e
             .mark_room_key_shared(room_id, &prepared.session_id, shared);
-        self.dirty = true;
     }
 
     /// Encrypts a message body for a prepared room: the envelope payload.
@@ -310,7 +456,6 @@ impl Crypto {
             .e2e
             .encrypt_room(room_id, rand::random(), now_ms, body)
             .map_err(e2e_error)?;
-        self.dirty = true;
         envelope
             .encode()
             .map_err(|e| ClientError::Internal(e.to_string()))
@@ -338,8 +483,6 @@ impl Crypto {
                 )))
             }
         });
-        self.dirty = true;
-        self.urgent = true;
         result.map(|got| (warnings, got)).map_err(|e| e.to_string())
     }
 
@@ -392,7 +535,6 @@ impl Crypto {
                 ),
                 other => (other.to_string(), None),
             })?;
-        self.dirty = true;
         *payload = plain
             .body
             .encode()
@@ -413,8 +555,6 @@ impl Crypto {
             session_id: ask.session_id.clone(),
         };
         let envelope = self.e2e.encrypt_to_device(&keys, content).ok()?;
-        self.urgent = true;
-        self.dirty = true;
         Some(Ok(ToDeviceMessage {
             user: keys.user.clone(),
             device: keys.device.clone(),
@@ -450,8 +590,6 @@ impl Crypto {
         }
         let content = self.e2e.answer_key_request(room_id, session_id)?;
         let envelope = self.e2e.encrypt_to_device(from, content).ok()?;
-        self.urgent = true;
-        self.dirty = true;
         Some(ToDeviceMessage {
             user: from.user.clone(),
             device: from.device.clone(),
@@ -477,24 +615,57 @@ pub(crate) struct KeyAsk {
     pub sender_device: DeviceId,
 }
 
-impl Crypto {}
-
-/// Writes a snapshot (blocking I/O).
-pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), ClientError> {
-    crate::known_servers::write_atomically(path, bytes)
-        .map_err(|e| ClientError::LocalStore(format!("{}: {e}", path.display())))
-}
-
-/// Saves the state if it changed, off the async threads.
+/// Writes what changed since the last save, in one transaction, off the
+/// async threads. If the write fails the changes stay queued, ahead of
+/// anything newer, for the next save.
 pub(crate) async fn save(crypto: &SharedCrypto) -> Result<(), ClientError> {
     let _turn = crypto.saving.lock().await;
-    let snapshot = lock(crypto).snapshot()?;
-    if let Some((path, bytes)) = snapshot {
-        tokio::task::spawn_blocking(move || write(&path, &bytes))
-            .await
-            .map_err(|e| ClientError::Internal(format!("saving the local store: {e}")))??;
+    let changes = lock(crypto).take_changes();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let shared = crypto.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let result = match lock_store(&shared).as_mut() {
+            Some(store) => store.write(&changes).map_err(store_error),
+            None => Err(store_error(StoreError::Closed)),
+        };
+        result.map_err(|e| Box::new((e, changes)))
+    })
+    .await
+    .map_err(|e| ClientError::Internal(format!("saving the local store: {e}")))?;
+    if let Err(failed) = written {
+        let (error, changes) = *failed;
+        let mut state = lock(crypto);
+        let newer = std::mem::take(&mut state.pending);
+        state.pending = changes.then(newer);
+        return Err(error);
     }
     Ok(())
+}
+
+/// Reads from the store on a blocking thread.
+pub(crate) async fn read<T: Send + 'static>(
+    crypto: &SharedCrypto,
+    f: impl FnOnce(&LocalStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ClientError> {
+    let shared = crypto.clone();
+    tokio::task::spawn_blocking(move || match lock_store(&shared).as_ref() {
+        Some(store) => f(store).map_err(store_error),
+        None => Err(store_error(StoreError::Closed)),
+    })
+    .await
+    .map_err(|e| ClientError::Internal(format!("reading the local store: {e}")))?
+}
+
+/// Saves what is left and closes the store (after [`crate::Client::quit`]:
+/// another connection may open it next).
+pub(crate) async fn close(crypto: &SharedCrypto) -> Result<(), ClientError> {
+    let saved = save(crypto).await;
+    let _turn = crypto.saving.lock().await;
+    let shared = crypto.clone();
+    let _ = tokio::task::spawn_blocking(move || drop(lock_store(&shared).take())).await;
+    saved
 }
 
 fn e2e_error(e: E2eError) -> ClientError {
@@ -515,8 +686,8 @@ mod tests {
     #[test]
     fn a_used_fallback_key_is_replaced_once_until_the_replacement_is_published() {
         let dir = tempfile::tempdir().unwrap();
-        let mut crypto = Crypto::open(
-            &dir.path().join("store"),
+        let (mut crypto, _store) = Crypto::open(
+            &dir.path().join("store.db"),
             "pw",
             &Username::parse("bob").unwrap(),
             &DeviceId::parse("bobdevice1").unwrap(),

@@ -133,12 +133,12 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     };
     let (logged_in, early) = conn.login(login).await?;
     tracing::info!(%server, user = %logged_in.user, server_software = %hello.server, "logged in");
-    let crypto = {
+    let (crypto, store) = {
         let path = crate::local_store::store_file(&data_dir, &user, &addr);
         let (user, device) = (user.clone(), device_id.clone());
         blocking(move || Crypto::open(&path, &secret, &user, &device)).await?
     };
-    let crypto: SharedCrypto = crate::crypto::shared(crypto);
+    let crypto: SharedCrypto = crate::crypto::shared(crypto, store);
 
     let Handshake {
         stream,

@@ -35,6 +35,7 @@ mod error;
 mod event;
 pub mod files;
 mod handshake;
+mod history;
 pub mod known_servers;
 pub mod local_store;
 pub mod tls;

@@ -1,19 +1,84 @@
-//! The client's local store: one file per account and server in the data
-//! dir, sealed at rest under a key derived from the account password
-//! (`sotto_crypto::at_rest`). It is written whole and atomically (a
-//! temporary file, fsync, rename), so a crash leaves either the old state
-//! or the new one, never a mix.
+//! The client's local store: one SQLite database per account and server in
+//! the data dir (`stores/USER@HOST_PORT.db`), holding this device's keys and
+//! sessions, the contacts' pinned keys, the decrypted history of private and
+//! group rooms, and messages waiting for a room key.
+//!
+//! Everything secret is sealed at rest, record by record, under a key
+//! derived from the account password (`sotto_crypto::at_rest`); each record
+//! is bound to its table and key, so records cannot be swapped or moved.
+//! What stays readable is what the server knows too: room ids, positions in
+//! a room's timeline, server times and Megolm session ids.
+//!
+//! A save is one SQLite transaction (WAL, `synchronous = FULL`): the end-to-end
+//! state, the history it decrypted and the positions it reached land together
+//! or not at all, so after a crash the state never disagrees with what was
+//! acknowledged to the server.
+//!
+//! A store written before this one (a single sealed file at the same path
+//! without `.db`) is read once and moved into the database.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use rusqlite::{Connection, OptionalExtension, params};
 use sotto_crypto::at_rest::{self, AtRestError, StoreKey};
 use sotto_proto::Username;
+use zeroize::Zeroizing;
 
 use crate::addr::ServerAddr;
 use crate::device::create_private_dir;
-use crate::known_servers::write_atomically;
+
+/// Decrypted messages kept per room; older ones are forgotten.
+pub const MAX_HISTORY_PER_ROOM: u32 = 10_000;
+/// A room's history is trimmed to [`MAX_HISTORY_PER_ROOM`] at its first
+/// message of a session and then every this many (trimming walks the room's
+/// index, so not at every message).
+const TRIM_EVERY: u32 = 256;
+
+/// What the `check` record holds: opening it proves the password.
+const CHECK: &[u8] = b"sotto local store";
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+-- Sealed state records: the account ('account', ''), each peer device's Olm
+-- sessions ('olm', its Curve25519 key), each inbound room session
+-- ('inbound', room id and session id), pinned keys ('trust', '').
+CREATE TABLE IF NOT EXISTS records (
+    kind TEXT NOT NULL,
+    id BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (kind, id)
+) WITHOUT ROWID;
+-- The highest event of each room this device has handled: redeliveries at
+-- or below it are not shown again.
+CREATE TABLE IF NOT EXISTS positions (
+    room_id INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL
+);
+-- Decrypted private and group messages (sealed), by room position. (A
+-- rowid table: walking its indexes never reads the messages themselves.)
+CREATE TABLE IF NOT EXISTS history (
+    room_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    UNIQUE (room_id, seq)
+);
+CREATE INDEX IF NOT EXISTS history_by_time ON history (ts, room_id, seq);
+-- Messages that arrived before their room key (sealed), until it comes.
+CREATE TABLE IF NOT EXISTS held (
+    room_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    session_id TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (room_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS held_by_session ON held (room_id, session_id);
+";
 
 /// Why the local store could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -27,103 +92,680 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("local store {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the local store is closed")]
+    Closed,
 }
 
-/// The store file of `user` on `server`.
+/// The store of `user` on `server`.
 pub fn store_file(data_dir: &Path, user: &Username, server: &ServerAddr) -> PathBuf {
     data_dir
         .join("stores")
-        .join(format!("{user}@{}", server.file_name_part()))
+        .join(format!("{user}@{}.db", server.file_name_part()))
+}
+
+/// Where a store written as one sealed file lived (moved into the database
+/// on first open).
+fn legacy_file(path: &Path) -> PathBuf {
+    path.with_extension("")
+}
+
+/// A state record's place: what it is, and which one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordKey {
+    pub kind: &'static str,
+    pub id: Vec<u8>,
+}
+
+/// A decrypted message as stored: its room position, server time and the
+/// client's serialized entry.
+#[derive(Debug)]
+pub struct HistoryRow {
+    pub room_id: u64,
+    pub seq: u64,
+    pub ts: i64,
+    pub entry: Zeroizing<Vec<u8>>,
+}
+
+/// A message waiting for the room key of `session_id`.
+#[derive(Debug)]
+pub struct HeldRow {
+    pub room_id: u64,
+    pub seq: u64,
+    pub session_id: String,
+    pub event: Zeroizing<Vec<u8>>,
+}
+
+/// Everything one save writes, in order: a later write of the same record
+/// or position replaces an earlier one.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Forget every state record first (they belonged to another device).
+    pub clear_records: bool,
+    pub records: Vec<(RecordKey, Zeroizing<Vec<u8>>)>,
+    pub positions: Vec<(u64, u64)>,
+    pub history: Vec<HistoryRow>,
+    pub held: Vec<HeldRow>,
+    /// Held messages that were shown (their key came) or given up on.
+    pub unheld: Vec<(u64, u64)>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        !self.clear_records
+            && self.records.is_empty()
+            && self.positions.is_empty()
+            && self.history.is_empty()
+            && self.held.is_empty()
+            && self.unheld.is_empty()
+    }
+
+    /// Puts `newer` after these changes (for a save that failed and must
+    /// be written again before what came since).
+    pub fn then(mut self, newer: Changes) -> Changes {
+        if newer.clear_records {
+            self.clear_records = true;
+            self.records.clear();
+        }
+        self.records.extend(newer.records);
+        self.positions.extend(newer.positions);
+        self.history.extend(newer.history);
+        self.held.extend(newer.held);
+        self.unheld.extend(newer.unheld);
+        self
+    }
+}
+
+/// What a store held when it was opened.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every state record, opened.
+    pub records: Vec<(RecordKey, Zeroizing<Vec<u8>>)>,
+    pub positions: HashMap<u64, u64>,
+    /// The positions of held messages per (room, session).
+    pub held: HashMap<(u64, String), BTreeSet<u64>>,
+    /// The contents of a store written as one file, to move over (the
+    /// file is removed after the first save).
+    pub legacy: Option<Zeroizing<Vec<u8>>>,
 }
 
 /// An open (unlocked) store.
 #[derive(Debug)]
 pub struct LocalStore {
     path: PathBuf,
+    conn: Connection,
     key: StoreKey,
+    /// A store written as one file, removed once its contents are saved here.
+    legacy: Option<PathBuf>,
+    /// Messages added per room since it was last trimmed.
+    untrimmed: HashMap<u64, u32>,
+}
+
+fn record_context(key: &RecordKey) -> Vec<u8> {
+    let mut context = format!("records/{}/", key.kind).into_bytes();
+    context.extend_from_slice(&key.id);
+    context
+}
+
+fn history_context(room_id: u64, seq: u64) -> Vec<u8> {
+    format!("history/{room_id}/{seq}").into_bytes()
+}
+
+fn held_context(room_id: u64, seq: u64, session_id: &str) -> Vec<u8> {
+    format!("held/{room_id}/{seq}/{session_id}").into_bytes()
+}
+
+/// SQLite stores integers as i64; positions and ids fit (the server hands
+/// out ids from 1 up, and refuses to exceed `i64::MAX` itself).
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
 }
 
 impl LocalStore {
-    /// Unlocks the store at `path` with `password` and reads it; a store
-    /// that does not exist yet opens empty (`None`) and is created by the
-    /// first save.
-    pub fn open<T: DeserializeOwned>(
-        path: &Path,
-        password: &str,
-    ) -> Result<(Self, Option<T>), StoreError> {
+    /// Unlocks the store at `path` with `password` and reads its state; a
+    /// store that does not exist yet is created (moving over a store
+    /// written as one file, if there is one).
+    pub fn open(path: &Path, password: &str) -> Result<(Self, Loaded), StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_owned(),
             source,
         };
-        match std::fs::read(path) {
-            Ok(file) => {
-                let (key, plain) = at_rest::open(password, &file)?;
-                let value = serde_json::from_slice(&plain)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok((
-                    Self {
-                        path: path.to_owned(),
-                        key,
-                    },
-                    Some(value),
-                ))
+        if let Some(parent) = path.parent() {
+            create_private_dir(parent).map_err(io)?;
+        }
+        let db = |source| StoreError::Db {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(db)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .map_err(db)?;
+        #[cfg(unix)]
+        restrict_permissions(path).map_err(io)?;
+        conn.execute_batch(SCHEMA).map_err(db)?;
+        let header: Option<Vec<u8>> = conn
+            .query_row("SELECT value FROM meta WHERE name = 'header'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        // A store written as one file is read until its contents are saved
+        // here (it is removed after that write).
+        let old = legacy_file(path);
+        let legacy = match std::fs::read(&old) {
+            Ok(file) => Some(at_rest::open(password, &file)?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: old,
+                    source: e,
+                });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(parent) = path.parent() {
-                    create_private_dir(parent).map_err(io)?;
-                }
-                Ok((
-                    Self {
-                        path: path.to_owned(),
-                        key: StoreKey::create(password),
-                    },
-                    None,
-                ))
+        };
+        let mut loaded = Loaded::default();
+        let key = match header {
+            Some(header) => {
+                let key = StoreKey::unlock(password, &header)?;
+                let check: Vec<u8> = conn
+                    .query_row("SELECT value FROM meta WHERE name = 'check'", [], |r| {
+                        r.get(0)
+                    })
+                    .map_err(db)?;
+                key.open_record(b"meta/check", &check)?;
+                loaded.legacy = legacy.map(|(_, plain)| plain);
+                key
             }
-            Err(e) => Err(io(e)),
+            None => {
+                let key = match legacy {
+                    Some((key, plain)) => {
+                        loaded.legacy = Some(plain);
+                        key
+                    }
+                    None => StoreKey::create(password),
+                };
+                conn.execute(
+                    "INSERT INTO meta (name, value) VALUES ('header', ?1), ('check', ?2), \
+                     ('schema', ?3)",
+                    params![
+                        key.header(),
+                        key.seal_record(b"meta/check", CHECK),
+                        SCHEMA_VERSION.to_be_bytes().as_slice()
+                    ],
+                )
+                .map_err(db)?;
+                key
+            }
+        };
+        let mut store = Self {
+            path: path.to_owned(),
+            conn,
+            key,
+            legacy: loaded.legacy.is_some().then_some(old),
+            untrimmed: HashMap::new(),
+        };
+        store.load(&mut loaded)?;
+        if loaded.records.iter().any(|(k, _)| k.kind == "account") && loaded.legacy.is_some() {
+            // Moved over before, but not removed yet: the database is newer.
+            loaded.legacy = None;
+            store.remove_legacy();
+        }
+        Ok((store, loaded))
+    }
+
+    fn remove_legacy(&mut self) {
+        if let Some(old) = self.legacy.take()
+            && let Err(e) = std::fs::remove_file(&old)
+        {
+            tracing::warn!(path = %old.display(), "could not remove the old store file: {e}");
         }
     }
 
-    /// Seals and writes `value`, replacing what was stored.
-    pub fn save<T: Serialize>(&self, value: &T) -> Result<(), StoreError> {
-        let sealed = self.seal(value)?;
-        write_atomically(&self.path, &sealed).map_err(|source| StoreError::Io {
+    fn db(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Db {
             path: self.path.clone(),
             source,
+        }
+    }
+
+    fn load(&self, loaded: &mut Loaded) -> Result<(), StoreError> {
+        let db = self.db();
+        let mut records = self
+            .conn
+            .prepare("SELECT kind, id, value FROM records")
+            .map_err(&db)?;
+        let rows = records
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(&db)?;
+        for row in rows {
+            let (kind, id, value) = row.map_err(&db)?;
+            let Some(kind) = known_kind(&kind) else {
+                return Err(StoreError::Corrupt(format!("unknown record kind {kind:?}")));
+            };
+            let key = RecordKey { kind, id };
+            let plain = self.key.open_record(&record_context(&key), &value)?;
+            loaded.records.push((key, plain));
+        }
+        let mut positions = self
+            .conn
+            .prepare("SELECT room_id, seq FROM positions")
+            .map_err(&db)?;
+        for row in positions
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(&db)?
+        {
+            let (room, seq) = row.map_err(&db)?;
+            loaded.positions.insert(uint(room), uint(seq));
+        }
+        let mut held = self
+            .conn
+            .prepare("SELECT room_id, session_id, seq FROM held")
+            .map_err(&db)?;
+        for row in held
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(&db)?
+        {
+            let (room, session, seq) = row.map_err(&db)?;
+            loaded
+                .held
+                .entry((uint(room), session))
+                .or_default()
+                .insert(uint(seq));
+        }
+        Ok(())
+    }
+
+    /// Writes `changes` in one transaction, sealing what is secret.
+    pub fn write(&mut self, changes: &Changes) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let db = |source| StoreError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(db)?;
+        if changes.clear_records {
+            tx.execute("DELETE FROM records", []).map_err(db)?;
+        }
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO records (kind, id, value) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(db)?;
+            for (key, plain) in &changes.records {
+                let sealed = self.key.seal_record(&record_context(key), plain);
+                put.execute(params![key.kind, key.id, sealed]).map_err(db)?;
+            }
+            let mut position = tx
+                .prepare_cached(
+                    "INSERT INTO positions (room_id, seq) VALUES (?1, ?2) \
+                     ON CONFLICT (room_id) DO UPDATE SET seq = max(seq, excluded.seq)",
+                )
+                .map_err(db)?;
+            for (room, seq) in &changes.positions {
+                position
+                    .execute(params![int(*room), int(*seq)])
+                    .map_err(db)?;
+            }
+            let mut history = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO history (room_id, seq, ts, value) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?;
+            let mut trim = BTreeSet::new();
+            for row in &changes.history {
+                let sealed = self
+                    .key
+                    .seal_record(&history_context(row.room_id, row.seq), &row.entry);
+                history
+                    .execute(params![int(row.room_id), int(row.seq), row.ts, sealed])
+                    .map_err(db)?;
+                let added = self.untrimmed.entry(row.room_id).or_insert(TRIM_EVERY);
+                *added += 1;
+                if *added > TRIM_EVERY {
+                    *added = 0;
+                    trim.insert(row.room_id);
+                }
+            }
+            let mut prune = tx
+                .prepare_cached(
+                    "DELETE FROM history WHERE room_id = ?1 AND seq < (SELECT seq FROM history \
+                     WHERE room_id = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+                )
+                .map_err(db)?;
+            for room in trim {
+                prune
+                    .execute(params![int(room), MAX_HISTORY_PER_ROOM - 1])
+                    .map_err(db)?;
+            }
+            let mut hold = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO held (room_id, seq, session_id, value) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(db)?;
+            for row in &changes.held {
+                let sealed = self.key.seal_record(
+                    &held_context(row.room_id, row.seq, &row.session_id),
+                    &row.event,
+                );
+                hold.execute(params![
+                    int(row.room_id),
+                    int(row.seq),
+                    row.session_id,
+                    sealed
+                ])
+                .map_err(db)?;
+            }
+            let mut unhold = tx
+                .prepare_cached("DELETE FROM held WHERE room_id = ?1 AND seq = ?2")
+                .map_err(db)?;
+            for (room, seq) in &changes.unheld {
+                unhold.execute(params![int(*room), int(*seq)]).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        // A store written as one file: its contents are in the database now.
+        self.remove_legacy();
+        Ok(())
+    }
+
+    /// The newest `limit` decrypted messages, oldest first.
+    pub fn recent_history(&self, limit: u32) -> Result<Vec<HistoryRow>, StoreError> {
+        let db = self.db();
+        let mut query = self
+            .conn
+            .prepare_cached(
+                "SELECT room_id, seq, ts, value FROM history \
+                 ORDER BY ts DESC, room_id DESC, seq DESC LIMIT ?1",
+            )
+            .map_err(&db)?;
+        let rows = query
+            .query_map(params![limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            })
+            .map_err(&db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (room, seq, ts, sealed) = row.map_err(&db)?;
+            out.push(self.history_row(uint(room), uint(seq), ts, &sealed)?);
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// The decrypted messages stored at these positions (those that are).
+    pub fn history_at(&self, positions: &[(u64, u64)]) -> Result<Vec<HistoryRow>, StoreError> {
+        let db = self.db();
+        let mut query = self
+            .conn
+            .prepare_cached("SELECT ts, value FROM history WHERE room_id = ?1 AND seq = ?2")
+            .map_err(&db)?;
+        let mut out = Vec::new();
+        for (room, seq) in positions {
+            let found = query
+                .query_row(params![int(*room), int(*seq)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()
+                .map_err(&db)?;
+            if let Some((ts, sealed)) = found {
+                out.push(self.history_row(*room, *seq, ts, &sealed)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn history_row(
+        &self,
+        room_id: u64,
+        seq: u64,
+        ts: i64,
+        sealed: &[u8],
+    ) -> Result<HistoryRow, StoreError> {
+        let entry = self
+            .key
+            .open_record(&history_context(room_id, seq), sealed)?;
+        Ok(HistoryRow {
+            room_id,
+            seq,
+            ts,
+            entry,
         })
     }
 
-    /// The sealed file bytes for `value`, to write later (and elsewhere).
-    pub fn seal<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StoreError> {
-        let plain = zeroize::Zeroizing::new(
-            serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        );
-        Ok(self.key.seal(&plain))
+    /// The messages held for the key of `session_id` in `room_id`, in
+    /// timeline order.
+    pub fn held_for(&self, room_id: u64, session_id: &str) -> Result<Vec<HeldRow>, StoreError> {
+        let db = self.db();
+        let mut query = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, value FROM held WHERE room_id = ?1 AND session_id = ?2 ORDER BY seq",
+            )
+            .map_err(&db)?;
+        let rows = query
+            .query_map(params![int(room_id), session_id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(&db)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, sealed) = row.map_err(&db)?;
+            let seq = uint(seq);
+            let event = self
+                .key
+                .open_record(&held_context(room_id, seq, session_id), &sealed)?;
+            out.push(HeldRow {
+                room_id,
+                seq,
+                session_id: session_id.to_owned(),
+                event,
+            });
+        }
+        Ok(out)
     }
+}
+
+fn known_kind(kind: &str) -> Option<&'static str> {
+    ["account", "olm", "inbound", "trust"]
+        .into_iter()
+        .find(|k| *k == kind)
+}
+
+/// The database and its WAL hold sealed records, but their layout says
+/// which rooms were active when: owner-only, like the rest of the data dir.
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn record(kind: &'static str, id: &[u8], value: &str) -> (RecordKey, Zeroizing<Vec<u8>>) {
+        (
+            RecordKey {
+                kind,
+                id: id.to_vec(),
+            },
+            Zeroizing::new(value.as_bytes().to_vec()),
+        )
+    }
+
+    fn row(room_id: u64, seq: u64, text: &str) -> HistoryRow {
+        HistoryRow {
+            room_id,
+            seq,
+            ts: 1000 + seq as i64,
+            entry: Zeroizing::new(text.as_bytes().to_vec()),
+        }
+    }
+
+    fn contains(path: &Path, needle: &str) -> bool {
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        [path.to_owned(), wal].iter().any(|p| {
+            std::fs::read(p)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+        })
+    }
+
     #[test]
-    fn a_store_round_trips_only_with_its_password() {
+    fn a_store_round_trips_only_with_its_password_and_holds_no_plaintext() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("stores").join("alice@example");
-        let (store, empty) = LocalStore::open::<Vec<String>>(&path, "pw-alice").unwrap();
-        assert!(empty.is_none());
-        let history = vec!["meet at noon".to_owned()];
-        store.save(&history).unwrap();
-        let on_disk = std::fs::read(&path).unwrap();
-        assert!(!on_disk.windows(4).any(|w| w == b"noon"));
+        let path = dir.path().join("stores").join("alice@example.db");
+        let (mut store, loaded) = LocalStore::open(&path, "pw-alice").unwrap();
+        assert!(loaded.records.is_empty() && loaded.legacy.is_none());
+        let changes = Changes {
+            records: vec![record("account", b"", "olm-account-secret")],
+            positions: vec![(7, 3), (7, 2)],
+            history: vec![row(7, 3, "meet at noon")],
+            ..Changes::default()
+        };
+        store.write(&changes).unwrap();
+        assert!(!contains(&path, "noon") && !contains(&path, "olm-account-secret"));
+        drop(store);
 
-        let (store, got) = LocalStore::open::<Vec<String>>(&path, "pw-alice").unwrap();
-        assert_eq!(got, Some(history));
-        store.save(&vec!["second".to_owned()]).unwrap();
-        let (_, got) = LocalStore::open::<Vec<String>>(&path, "pw-alice").unwrap();
-        assert_eq!(got, Some(vec!["second".to_owned()]));
+        let (store, loaded) = LocalStore::open(&path, "pw-alice").unwrap();
+        assert_eq!(loaded.records.len(), 1);
+        assert_eq!(loaded.records[0].1.as_slice(), b"olm-account-secret");
+        // A position only moves forward.
+        assert_eq!(loaded.positions.get(&7), Some(&3));
+        let history = store.recent_history(10).unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].entry.as_slice(), b"meet at noon");
+        drop(store);
 
-        let err = LocalStore::open::<Vec<String>>(&path, "not-the-password").unwrap_err();
+        let err = LocalStore::open(&path, "not-the-password").unwrap_err();
         assert!(err.to_string().contains("wrong password"), "{err}");
+    }
+
+    #[test]
+    fn history_is_newest_first_bounded_and_found_by_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let (mut store, _) = LocalStore::open(&path, "pw").unwrap();
+        let history = (1..=5).map(|seq| row(1, seq, &format!("m{seq}"))).collect();
+        store
+            .write(&Changes {
+                history,
+                ..Changes::default()
+            })
+            .unwrap();
+        let last: Vec<u64> = store
+            .recent_history(2)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(last, vec![4, 5]);
+        let found = store.history_at(&[(1, 2), (1, 9), (2, 2)]).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].entry.as_slice(), b"m2");
+        // A row moved to another position does not open there.
+        let sealed: Vec<u8> = store
+            .conn
+            .query_row(
+                "SELECT value FROM history WHERE room_id = 1 AND seq = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE history SET value = ?1 WHERE room_id = 1 AND seq = 2",
+                params![sealed],
+            )
+            .unwrap();
+        let err = store.history_at(&[(1, 2)]).unwrap_err();
+        assert!(err.to_string().contains("changed"), "{err}");
+    }
+
+    #[test]
+    fn held_messages_wait_by_session_until_unheld() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let (mut store, _) = LocalStore::open(&path, "pw").unwrap();
+        let held = |seq, session: &str| HeldRow {
+            room_id: 4,
+            seq,
+            session_id: session.into(),
+            event: Zeroizing::new(format!("event {seq}").into_bytes()),
+        };
+        store
+            .write(&Changes {
+                held: vec![held(2, "s1"), held(1, "s1"), held(3, "s2")],
+                ..Changes::default()
+            })
+            .unwrap();
+        drop(store);
+        let (mut store, loaded) = LocalStore::open(&path, "pw").unwrap();
+        assert_eq!(
+            loaded.held.get(&(4, "s1".to_owned())),
+            Some(&BTreeSet::from([1, 2]))
+        );
+        let rows = store.held_for(4, "s1").unwrap();
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
+        store
+            .write(&Changes {
+                unheld: vec![(4, 1), (4, 2)],
+                ..Changes::default()
+            })
+            .unwrap();
+        assert!(store.held_for(4, "s1").unwrap().is_empty());
+        assert_eq!(store.held_for(4, "s2").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_store_written_as_one_file_is_moved_into_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice@example.db");
+        let key = StoreKey::create("pw");
+        std::fs::write(legacy_file(&path), key.seal(b"{\"old\":true}")).unwrap();
+        let (mut store, loaded) = LocalStore::open(&path, "pw").unwrap();
+        assert_eq!(
+            loaded.legacy.as_deref().map(Vec::as_slice),
+            Some(&b"{\"old\":true}"[..])
+        );
+        store
+            .write(&Changes {
+                records: vec![record("trust", b"", "{}")],
+                ..Changes::default()
+            })
+            .unwrap();
+        assert!(!legacy_file(&path).exists(), "removed once moved");
+        drop(store);
+        let (_, loaded) = LocalStore::open(&path, "pw").unwrap();
+        assert!(loaded.legacy.is_none());
+        assert_eq!(loaded.records.len(), 1);
     }
 }

@@ -19,6 +19,9 @@ use sotto_proto::{DeviceId, Username};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Trust {
     users: BTreeMap<Username, UserTrust>,
+    /// Something was pinned or verified since [`Trust::take_changed`].
+    #[serde(skip)]
+    changed: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -128,6 +131,7 @@ impl Trust {
                 }),
                 None => {
                     entry.devices.insert(keys.device.clone(), keys.clone());
+                    self.changed = true;
                     if !first_sight {
                         warnings.push(TrustWarning::NewDevice {
                             user: user.clone(),
@@ -181,7 +185,19 @@ impl Trust {
             return false;
         }
         entry.verified = Some(entry.devices.values().map(|d| d.ed25519).collect());
+        self.changed = true;
         true
+    }
+
+    /// Whether something was pinned or verified since the last call (to
+    /// save it).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// Counts everything as changed (to save it all, in a new store).
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
     }
 
     pub fn is_verified(&self, user: &Username) -> bool {

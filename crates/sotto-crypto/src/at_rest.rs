@@ -2,13 +2,18 @@
 //! pinned keys, decrypted history).
 //!
 //! The key is derived once per session from the account password with
-//! Argon2id and a random salt kept in the file's header; every save seals
-//! the whole state with XChaCha20-Poly1305 under a fresh nonce, with the
-//! header as associated data. A wrong password, or any change to the file,
-//! fails authentication.
+//! Argon2id and a random salt kept in the store's header (`MAGIC` ‖ m_cost
+//! (u32 BE) ‖ t_cost (u32 BE) ‖ salt (16)). Everything stored is sealed with
+//! XChaCha20-Poly1305 under a fresh random nonce, with the header as
+//! associated data. A wrong password, or any change, fails authentication.
 //!
-//! File layout: `MAGIC` ‖ m_cost (u32 BE) ‖ t_cost (u32 BE) ‖ salt (16) ‖
-//! nonce (24) ‖ ciphertext and tag.
+//! Two forms:
+//! - records ([`StoreKey::seal_record`]): nonce (24) ‖ ciphertext and tag,
+//!   bound to a context naming the record (its table and key), so a record
+//!   cannot be moved to another place or passed off as another; the header
+//!   is kept beside them and [`StoreKey::unlock`] derives the key from it;
+//! - a whole file ([`StoreKey::seal`], [`open`]): header ‖ nonce ‖
+//!   ciphertext and tag.
 
 use std::fmt;
 
@@ -76,6 +81,54 @@ impl StoreKey {
 
     /// Seals `plaintext` into the bytes of a store file.
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + plaintext.len() + 16);
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&self.seal_with(&self.header, plaintext));
+        out
+    }
+
+    /// The store's header (costs and salt): not secret, kept beside the
+    /// records so [`StoreKey::unlock`] can derive the key again.
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// The key of a store with this header, from the password. A wrong
+    /// password still yields a key; opening a record with it fails.
+    pub fn unlock(password: &str, header: &[u8]) -> Result<Self, AtRestError> {
+        let (m_cost, t_cost, salt) = parse_header(header)?;
+        Self::derive(password, m_cost, t_cost, salt)
+    }
+
+    /// Seals one record stored under `context` (which names it: table and
+    /// key): nonce ‖ ciphertext and tag.
+    pub fn seal_record(&self, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.seal_with(&self.record_aad(context), plaintext)
+    }
+
+    /// Opens a record sealed under the same `context`.
+    pub fn open_record(
+        &self,
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, AtRestError> {
+        if sealed.len() < NONCE_LEN {
+            return Err(AtRestError::Malformed);
+        }
+        self.open_with(&self.record_aad(context), sealed)
+    }
+
+    fn record_aad(&self, context: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(HEADER_LEN + 1 + context.len());
+        aad.extend_from_slice(&self.header);
+        // Whole files use the bare header: a record can never pass for one.
+        aad.push(b'/');
+        aad.extend_from_slice(context);
+        aad
+    }
+
+    /// nonce ‖ ciphertext and tag.
+    fn seal_with(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let cipher = XChaCha20Poly1305::new(self.key.as_ref().into());
@@ -86,16 +139,48 @@ impl StoreKey {
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: plaintext,
-                    aad: &self.header,
+                    aad,
                 },
             )
             .unwrap_or_default();
-        let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + ciphertext.len());
-        out.extend_from_slice(&self.header);
+        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ciphertext);
         out
     }
+
+    fn open_with(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AtRestError> {
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let cipher = XChaCha20Poly1305::new(self.key.as_ref().into());
+        cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| AtRestError::WrongKeyOrDamaged)
+    }
+}
+
+/// Costs and salt from a header, refusing costs beyond the bounds before
+/// anything is derived.
+fn parse_header(header: &[u8]) -> Result<(u32, u32, [u8; SALT_LEN]), AtRestError> {
+    if header.len() < HEADER_LEN || &header[..8] != MAGIC {
+        return Err(AtRestError::Malformed);
+    }
+    let word = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let (m_cost, t_cost) = (word(8), word(12));
+    if m_cost > MAX_M_COST_KIB || t_cost > MAX_T_COST {
+        return Err(AtRestError::Malformed);
+    }
+    let mut salt = [0u8; SALT_LEN];
+    salt.copy_from_slice(&header[16..HEADER_LEN]);
+    Ok((m_cost, t_cost, salt))
 }
 
 /// A key that can never have been derived (all zero); only reachable if the
@@ -119,29 +204,13 @@ fn header(m_cost: u32, t_cost: u32, salt: &[u8; SALT_LEN]) -> [u8; HEADER_LEN] {
 /// Opens a store file with the password: its key (to seal the next save
 /// with) and its contents.
 pub fn open(password: &str, file: &[u8]) -> Result<(StoreKey, Zeroizing<Vec<u8>>), AtRestError> {
-    if file.len() < HEADER_LEN + NONCE_LEN || &file[..8] != MAGIC {
+    if file.len() < HEADER_LEN + NONCE_LEN {
         return Err(AtRestError::Malformed);
     }
-    let word = |at: usize| u32::from_be_bytes([file[at], file[at + 1], file[at + 2], file[at + 3]]);
-    let (m_cost, t_cost) = (word(8), word(12));
-    if m_cost > MAX_M_COST_KIB || t_cost > MAX_T_COST {
-        return Err(AtRestError::Malformed);
-    }
-    let mut salt = [0u8; SALT_LEN];
-    salt.copy_from_slice(&file[16..HEADER_LEN]);
-    let key = StoreKey::derive(password, m_cost, t_cost, salt)?;
-    let nonce = &file[HEADER_LEN..HEADER_LEN + NONCE_LEN];
-    let cipher = XChaCha20Poly1305::new(key.key.as_ref().into());
-    let plain = cipher
-        .decrypt(
-            XNonce::from_slice(nonce),
-            Payload {
-                msg: &file[HEADER_LEN + NONCE_LEN..],
-                aad: &file[..HEADER_LEN],
-            },
-        )
-        .map_err(|_| AtRestError::WrongKeyOrDamaged)?;
-    Ok((key, Zeroizing::new(plain)))
+    let (header, sealed) = file.split_at(HEADER_LEN);
+    let key = StoreKey::unlock(password, header)?;
+    let plain = key.open_with(header, sealed)?;
+    Ok((key, plain))
 }
 
 #[cfg(test)]
@@ -184,6 +253,45 @@ mod tests {
             open("pw", &file[..30]).map(|_| ()),
             Err(AtRestError::Malformed)
         );
+    }
+
+    #[test]
+    fn records_open_only_in_their_place_and_with_the_password() {
+        let key = StoreKey::create("pw");
+        let record = key.seal_record(b"history/7/42", b"see you at noon");
+        assert!(!record.windows(4).any(|w| w == b"noon"));
+        let again = StoreKey::unlock("pw", key.header()).unwrap();
+        assert_eq!(
+            again
+                .open_record(b"history/7/42", &record)
+                .unwrap()
+                .as_slice(),
+            b"see you at noon"
+        );
+        // Moved to another key, altered, or opened with another password.
+        let wrong = Err(AtRestError::WrongKeyOrDamaged);
+        assert_eq!(
+            again.open_record(b"history/7/43", &record).map(|_| ()),
+            wrong
+        );
+        let mut changed = record.clone();
+        changed[30] ^= 1;
+        assert_eq!(
+            again.open_record(b"history/7/42", &changed).map(|_| ()),
+            wrong
+        );
+        let other = StoreKey::unlock("not pw", key.header()).unwrap();
+        assert_eq!(
+            other.open_record(b"history/7/42", &record).map(|_| ()),
+            wrong
+        );
+        assert_eq!(
+            again.open_record(b"x", &record[..10]).map(|_| ()),
+            Err(AtRestError::Malformed)
+        );
+        // A whole-file seal is not a record, nor the other way round.
+        let file = key.seal(b"state");
+        assert_eq!(key.open_record(b"", &file[HEADER_LEN..]).map(|_| ()), wrong);
     }
 
     #[test]

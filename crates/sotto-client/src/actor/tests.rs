@@ -44,14 +44,14 @@ fn start() -> Harness {
     let (ops_tx, ops_rx) = mpsc::channel(8);
     let (frames_tx, frames_rx) = mpsc::channel(8);
     let (events_tx, events_rx) = mpsc::channel(64);
-    let crypto = crate::crypto::Crypto::open(
-        &dir.path().join("store"),
+    let (crypto, store) = crate::crypto::Crypto::open(
+        &dir.path().join("store.db"),
         "pw-alice",
         &u("alice"),
         &DeviceId::parse(MY_DEVICE).unwrap(),
     )
     .unwrap();
-    let crypto: SharedCrypto = crate::crypto::shared(crypto);
+    let crypto: SharedCrypto = crate::crypto::shared(crypto, store);
     let actor = Actor::new(
         u("alice"),
         DeviceId::parse(MY_DEVICE).unwrap(),

@@ -1,15 +1,22 @@
 //! Megolm room sessions: one outbound session per room this device sends
 //! in, shared over Olm with every device of every member; inbound sessions
 //! for every sender's room keys, with replay protection.
+//!
+//! Inbound sessions are stored one record each ([`InboundPickle`]), and
+//! only the ones that changed are handed out to be saved
+//! ([`RoomSessions::take_changed`]): a long-lived device does not rewrite
+//! every session it ever received for each new message. Outbound sessions
+//! are never stored: after a restart each room starts a new one, so a
+//! message index can never be reused from a stale copy.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sotto_proto::e2e::{MegolmEnvelope, PublicKey, RoomPlaintext};
 use sotto_proto::{DeviceId, Username};
 use vodozemac::megolm::{
-    ExportedSessionKey, GroupSession, GroupSessionPickle, InboundGroupSession,
-    InboundGroupSessionPickle, MegolmMessage, SessionConfig, SessionKey,
+    ExportedSessionKey, GroupSession, InboundGroupSession, InboundGroupSessionPickle,
+    MegolmMessage, SessionConfig, SessionKey,
 };
 
 use super::E2eError;
@@ -104,6 +111,13 @@ impl KeySender {
 struct InboundRoom {
     session: InboundGroupSession,
     sender: KeySender,
+    /// (message index, room position) of every message decrypted with this
+    /// session, by index: the same ciphertext at another position is a
+    /// replay.
+    seen: Vec<(u32, u64)>,
+    /// For this device's own sessions: every device the key was sent to
+    /// (the original recipients, whose key requests are answered).
+    shared_with: BTreeSet<Recipient>,
 }
 
 impl std::fmt::Debug for InboundRoom {
@@ -111,6 +125,7 @@ impl std::fmt::Debug for InboundRoom {
         f.debug_struct("InboundRoom")
             .field("session_id", &self.session.session_id())
             .field("sender", &self.sender)
+            .field("seen", &self.seen.len())
             .finish_non_exhaustive()
     }
 }
@@ -121,24 +136,27 @@ pub struct RoomSessions {
     outbound: HashMap<u64, OutboundRoom>,
     /// By (room, session id).
     inbound: HashMap<(u64, String), InboundRoom>,
-    /// (session id, message index) → the room position it was first seen
-    /// at: the same ciphertext at another position is a replay.
-    seen: HashMap<(String, u32), u64>,
+    /// Inbound sessions changed since [`RoomSessions::take_changed`].
+    changed: HashSet<(u64, String)>,
 }
 
-/// [`RoomSessions`] as stored.
-#[derive(Serialize, Deserialize, Default)]
-pub struct RoomSessionsPickle {
-    outbound: Vec<(u64, GroupSessionPickle, i64, u32, Vec<Recipient>)>,
-    inbound: Vec<(u64, String, InboundGroupSessionPickle, KeySender)>,
-    seen: Vec<(String, u32, u64)>,
+/// One inbound room session as stored.
+#[derive(Serialize, Deserialize)]
+pub struct InboundPickle {
+    pub room_id: u64,
+    pub session_id: String,
+    session: InboundGroupSessionPickle,
+    sender: KeySender,
+    seen: Vec<(u32, u64)>,
+    shared_with: Vec<Recipient>,
 }
 
-impl std::fmt::Debug for RoomSessionsPickle {
+impl std::fmt::Debug for InboundPickle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoomSessionsPickle")
-            .field("outbound", &self.outbound.len())
-            .field("inbound", &self.inbound.len())
+        f.debug_struct("InboundPickle")
+            .field("room_id", &self.room_id)
+            .field("session_id", &self.session_id)
+            .field("sender", &self.sender)
             .finish_non_exhaustive()
     }
 }
@@ -178,16 +196,16 @@ impl RoomSessions {
         {
             room.shared_with.extend(devices.iter().cloned());
         }
+        let id = (room_id, session_id.to_owned());
+        if let Some(own) = self.inbound.get_mut(&id) {
+            own.shared_with.extend(devices.iter().cloned());
+            self.changed.insert(id);
+        }
     }
 
     /// Forces a new outbound session for the room on the next message.
     pub fn discard_outbound(&mut self, room_id: u64) {
         self.outbound.remove(&room_id);
-    }
-
-    /// Forces new outbound sessions in every room.
-    pub fn discard_all_outbound(&mut self) {
-        self.outbound.clear();
     }
 
     /// Encrypts a room message on the room's outbound session, which
@@ -254,12 +272,12 @@ impl RoomSessions {
             .then(|| room.session.export_at_first_known_index().to_bytes())
     }
 
-    /// Whether the room's current outbound session is `session_id` and its
-    /// key was sent to `recipient`.
+    /// Whether the key of this device's session `session_id` was sent to
+    /// `recipient` (current and earlier sessions alike).
     pub fn was_shared_with(&self, room_id: u64, session_id: &str, recipient: &Recipient) -> bool {
-        self.outbound.get(&room_id).is_some_and(|room| {
-            room.session_id() == session_id && room.shared_with.contains(recipient)
-        })
+        self.inbound
+            .get(&(room_id, session_id.to_owned()))
+            .is_some_and(|room| room.shared_with.contains(recipient))
     }
 
     fn insert_inbound(
@@ -284,10 +302,20 @@ impl RoomSessions {
             }
             if let Some(merged) = existing.session.merge(&mut session) {
                 existing.session = merged;
+                self.changed.insert(id);
             }
             return Ok(());
         }
-        self.inbound.insert(id, InboundRoom { session, sender });
+        self.inbound.insert(
+            id.clone(),
+            InboundRoom {
+                session,
+                sender,
+                seen: Vec::new(),
+                shared_with: BTreeSet::new(),
+            },
+        );
+        self.changed.insert(id);
         Ok(())
     }
 
@@ -350,80 +378,96 @@ impl RoomSessions {
                 plaintext.sender
             )));
         }
-        let index = (envelope.session_id.clone(), decrypted.message_index);
-        match self.seen.get(&index) {
-            Some(first) if *first != seq => return Err(E2eError::Replay),
-            Some(_) => {}
-            None => {
-                self.seen.insert(index, seq);
+        let index = decrypted.message_index;
+        match room.seen.binary_search_by_key(&index, |(i, _)| *i) {
+            Ok(at) if room.seen[at].1 != seq => return Err(E2eError::Replay),
+            Ok(_) => {}
+            Err(at) => {
+                room.seen.insert(at, (index, seq));
+                self.changed.insert(id);
             }
         }
         Ok(plaintext)
     }
 
-    pub fn pickle(&self) -> RoomSessionsPickle {
-        RoomSessionsPickle {
-            outbound: self
-                .outbound
-                .iter()
-                .map(|(room, o)| {
-                    (
-                        *room,
-                        o.session.pickle(),
-                        o.created_ms,
-                        o.sent,
-                        o.shared_with.iter().cloned().collect(),
-                    )
-                })
-                .collect(),
-            inbound: self
-                .inbound
-                .iter()
-                .map(|((room, id), i)| (*room, id.clone(), i.session.pickle(), i.sender.clone()))
-                .collect(),
-            seen: self
-                .seen
-                .iter()
-                .map(|((id, index), seq)| (id.clone(), *index, *seq))
-                .collect(),
+    /// The inbound sessions changed since the last call, to store.
+    pub fn take_changed(&mut self) -> Vec<InboundPickle> {
+        let changed = std::mem::take(&mut self.changed);
+        changed
+            .into_iter()
+            .filter_map(|id| self.pickle_one(&id))
+            .collect()
+    }
+
+    /// Every inbound session, to store.
+    pub fn pickle_all(&self) -> Vec<InboundPickle> {
+        self.inbound
+            .keys()
+            .filter_map(|id| self.pickle_one(id))
+            .collect()
+    }
+
+    fn pickle_one(&self, id: &(u64, String)) -> Option<InboundPickle> {
+        let room = self.inbound.get(id)?;
+        Some(InboundPickle {
+            room_id: id.0,
+            session_id: id.1.clone(),
+            session: room.session.pickle(),
+            sender: room.sender.clone(),
+            seen: room.seen.clone(),
+            shared_with: room.shared_with.iter().cloned().collect(),
+        })
+    }
+
+    /// Inbound sessions as stored; no outbound session (each room starts a
+    /// new one).
+    pub fn from_pickles(pickles: impl IntoIterator<Item = InboundPickle>) -> Self {
+        let inbound = pickles
+            .into_iter()
+            .map(|p| {
+                let mut seen = p.seen;
+                seen.sort_unstable();
+                seen.dedup_by_key(|(i, _)| *i);
+                (
+                    (p.room_id, p.session_id),
+                    InboundRoom {
+                        session: InboundGroupSession::from_pickle(p.session),
+                        sender: p.sender,
+                        seen,
+                        shared_with: p.shared_with.into_iter().collect(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            outbound: HashMap::new(),
+            inbound,
+            changed: HashSet::new(),
         }
     }
 
-    pub fn from_pickle(pickle: RoomSessionsPickle) -> Self {
-        Self {
-            outbound: pickle
-                .outbound
-                .into_iter()
-                .map(|(room, session, created_ms, sent, shared)| {
-                    (
-                        room,
-                        OutboundRoom {
-                            session: GroupSession::from_pickle(session),
-                            created_ms,
-                            sent,
-                            shared_with: shared.into_iter().collect(),
-                        },
-                    )
-                })
-                .collect(),
-            inbound: pickle
-                .inbound
-                .into_iter()
-                .map(|(room, id, session, sender)| {
-                    (
-                        (room, id),
-                        InboundRoom {
-                            session: InboundGroupSession::from_pickle(session),
-                            sender,
-                        },
-                    )
-                })
-                .collect(),
-            seen: pickle
-                .seen
-                .into_iter()
-                .map(|(id, index, seq)| ((id, index), seq))
-                .collect(),
+    /// The inbound sessions of a store written before sessions were
+    /// stored one by one: (room, session id, session, sender) and the
+    /// replay memory as (session id, index, position).
+    pub(crate) fn from_legacy(
+        inbound: Vec<(u64, String, InboundGroupSessionPickle, KeySender)>,
+        seen: Vec<(String, u32, u64)>,
+    ) -> Self {
+        let mut by_session: HashMap<String, Vec<(u32, u64)>> = HashMap::new();
+        for (session_id, index, seq) in seen {
+            by_session.entry(session_id).or_default().push((index, seq));
         }
+        let mut sessions = Self::from_pickles(inbound.into_iter().map(
+            |(room_id, session_id, session, sender)| InboundPickle {
+                seen: by_session.remove(&session_id).unwrap_or_default(),
+                room_id,
+                session_id,
+                session,
+                sender,
+                shared_with: Vec::new(),
+            },
+        ));
+        sessions.changed = sessions.inbound.keys().cloned().collect();
+        sessions
     }
 }

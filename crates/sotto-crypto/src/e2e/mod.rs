@@ -11,8 +11,10 @@
 //!   shared over Olm with every device of every member, and replaced after
 //!   100 messages, after a week, or when a device it was shared with is no
 //!   longer a recipient.
-//! - [`E2e`] ties them together for one device: what a client stores
-//!   ([`E2ePickle`]) and calls.
+//! - [`E2e`] ties them together for one device: what a client calls, and
+//!   what it stores ([`E2eRecords`]: the account, each peer's Olm sessions
+//!   and each inbound room session as separate records, so a save writes
+//!   only what changed).
 //!
 //! The caller (the client) supplies what needs I/O: other devices' keys from
 //! the directory (pinned on first sight), claimed one-time keys, and
@@ -28,7 +30,7 @@ mod tests;
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sotto_proto::e2e::{
     DeviceKeys, MegolmEnvelope, OlmEnvelope, RoomPlaintext, SignedOneTimeKey, ToDeviceContent,
     ToDevicePlaintext,
@@ -36,7 +38,8 @@ use sotto_proto::e2e::{
 use sotto_proto::{DeviceId, MessageBody, Username};
 
 pub use account::{DeviceAccount, IdentityKeys, KeyUpload, verify_device_keys};
-pub use megolm::{KeySender, Prepared, Recipient};
+pub use megolm::{InboundPickle, KeySender, Prepared, Recipient};
+pub use olm::OlmPeerPickle;
 pub use safety::safety_number;
 
 /// Why an end-to-end operation failed. Each is shown to the user as is.
@@ -66,16 +69,57 @@ pub enum E2eError {
 #[derive(Debug)]
 pub struct E2e {
     account: DeviceAccount,
+    /// The account changed since [`E2e::take_changed`] (keys generated,
+    /// published or used up).
+    account_changed: bool,
     olm: olm::OlmSessions,
     rooms: megolm::RoomSessions,
 }
 
-/// [`E2e`] as the client stores it (encrypted at rest by the client).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct E2ePickle {
+/// [`E2e`] as records for the client to store (encrypted at rest by the
+/// client): all of them ([`E2e::records`]) or the ones changed since the
+/// last save ([`E2e::take_changed`]). A record replaces the stored one with
+/// the same key (the account; a peer's Curve25519 key; a room and session id).
+#[derive(Debug, Default)]
+pub struct E2eRecords {
+    pub account: Option<account::DeviceAccountPickle>,
+    pub olm: Vec<OlmPeerPickle>,
+    pub inbound: Vec<InboundPickle>,
+}
+
+impl E2eRecords {
+    pub fn is_empty(&self) -> bool {
+        self.account.is_none() && self.olm.is_empty() && self.inbound.is_empty()
+    }
+}
+
+/// The whole state as one value, as stores written before [`E2eRecords`]
+/// held it; read once to move such a store over.
+#[derive(Deserialize)]
+pub struct LegacyE2ePickle {
     account: account::DeviceAccountPickle,
-    olm: olm::OlmSessionsPickle,
-    rooms: megolm::RoomSessionsPickle,
+    olm: olm::LegacyOlmSessionsPickle,
+    rooms: LegacyRooms,
+}
+
+#[derive(Deserialize)]
+struct LegacyRooms {
+    /// Outbound sessions are not carried over: each room starts a new one.
+    #[allow(dead_code)]
+    outbound: serde::de::IgnoredAny,
+    inbound: Vec<(
+        u64,
+        String,
+        vodozemac::megolm::InboundGroupSessionPickle,
+        KeySender,
+    )>,
+    seen: Vec<(String, u32, u64)>,
+}
+
+impl std::fmt::Debug for LegacyE2ePickle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyE2ePickle").finish_non_exhaustive()
+    }
 }
 
 /// A decrypted to-device message.
@@ -93,6 +137,7 @@ impl E2e {
     pub fn new(user: Username, device: DeviceId) -> Self {
         Self {
             account: DeviceAccount::new(user, device),
+            account_changed: true,
             olm: olm::OlmSessions::default(),
             rooms: megolm::RoomSessions::default(),
         }
@@ -118,16 +163,19 @@ impl E2e {
     /// One-time and fallback keys to upload; see
     /// [`DeviceAccount::keys_to_upload`].
     pub fn keys_to_upload(&mut self, server_count: usize) -> KeyUpload {
+        self.account_changed = true;
         self.account.keys_to_upload(server_count)
     }
 
     /// Call after the upload succeeded.
     pub fn mark_keys_published(&mut self) {
+        self.account_changed = true;
         self.account.mark_published();
     }
 
     /// Call when the server reports the fallback key was handed out.
     pub fn rotate_fallback_key(&mut self) {
+        self.account_changed = true;
         self.account.rotate_fallback_key();
     }
 
@@ -213,6 +261,8 @@ impl E2e {
         envelope: &OlmEnvelope,
         accept: impl FnOnce(&DeviceKeys) -> Result<(), E2eError>,
     ) -> Result<ToDevice, E2eError> {
+        // A pre-key message uses up one of the account's one-time keys.
+        self.account_changed = true;
         let bytes = self.olm.decrypt(&mut self.account, envelope)?;
         let plaintext = ToDevicePlaintext::decode(&bytes)
             .map_err(|e| E2eError::Malformed(format!("to-device plaintext: {e}")))?;
@@ -321,14 +371,6 @@ impl E2e {
         self.rooms.discard_outbound(room_id);
     }
 
-    /// Forces new room sessions everywhere. A client that does not save
-    /// after every message calls this when it loads its state: a stored
-    /// outbound session may be behind what was already sent, and reusing a
-    /// message index would make recipients reject the message as a replay.
-    pub fn discard_room_sessions(&mut self) {
-        self.rooms.discard_all_outbound();
-    }
-
     /// Encrypts a message for a prepared room. Sender, room, message id
     /// and time travel inside.
     pub fn encrypt_room(
@@ -375,8 +417,8 @@ impl E2e {
         })
     }
 
-    /// Whether `device` was sent the key of the room's current session
-    /// `session_id` (an original recipient).
+    /// Whether `device` was sent the key of this device's session
+    /// `session_id` (an original recipient), current or earlier.
     pub fn was_shared_with(&self, room_id: u64, session_id: &str, device: &DeviceKeys) -> bool {
         let recipient = (
             device.user.clone(),
@@ -390,19 +432,48 @@ impl E2e {
         self.rooms.has_room_key(room_id, session_id)
     }
 
-    pub fn pickle(&self) -> E2ePickle {
-        E2ePickle {
-            account: self.account.pickle(),
-            olm: self.olm.pickle(),
-            rooms: self.rooms.pickle(),
+    /// Every record of the state, to store.
+    pub fn records(&self) -> E2eRecords {
+        E2eRecords {
+            account: Some(self.account.pickle()),
+            olm: self.olm.pickle_all(),
+            inbound: self.rooms.pickle_all(),
         }
     }
 
-    pub fn from_pickle(pickle: E2ePickle) -> Self {
+    /// The records changed since the last call (or since this state was
+    /// created or restored), to store.
+    pub fn take_changed(&mut self) -> E2eRecords {
+        E2eRecords {
+            account: std::mem::take(&mut self.account_changed).then(|| self.account.pickle()),
+            olm: self.olm.take_changed(),
+            inbound: self.rooms.take_changed(),
+        }
+    }
+
+    /// The state from stored records. Room outbound sessions are never
+    /// stored: each room starts a new one, so a message index is never
+    /// reused from a copy that is behind what was sent.
+    pub fn from_records(records: E2eRecords) -> Result<Self, E2eError> {
+        let account = records
+            .account
+            .ok_or_else(|| E2eError::Malformed("the stored state has no account".into()))?;
+        Ok(Self {
+            account: DeviceAccount::from_pickle(account),
+            account_changed: false,
+            olm: olm::OlmSessions::from_pickles(records.olm),
+            rooms: megolm::RoomSessions::from_pickles(records.inbound),
+        })
+    }
+
+    /// The state of a store written as one value; every record counts as
+    /// changed, so the next save writes it all in the new form.
+    pub fn from_legacy(pickle: LegacyE2ePickle) -> Self {
         Self {
             account: DeviceAccount::from_pickle(pickle.account),
-            olm: olm::OlmSessions::from_pickle(pickle.olm),
-            rooms: megolm::RoomSessions::from_pickle(pickle.rooms),
+            account_changed: true,
+            olm: olm::OlmSessions::from_legacy(pickle.olm),
+            rooms: megolm::RoomSessions::from_legacy(pickle.rooms.inbound, pickle.rooms.seen),
         }
     }
 }

@@ -4,8 +4,11 @@
 //! Several sessions may exist with one device (both sides started one at
 //! once, or a broken one was replaced): receiving tries every one of them,
 //! newest first; sending uses the newest.
+//!
+//! Sessions are stored per peer device ([`OlmPeerPickle`]); only the peers
+//! whose sessions changed are handed out to be saved.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sotto_proto::e2e::{DeviceKeys, OlmEnvelope, PublicKey, SignedOneTimeKey};
@@ -26,21 +29,31 @@ pub struct OlmSessions {
     by_peer: HashMap<PublicKey, Vec<Session>>,
     /// When a broken session with a peer was last replaced.
     recovered_at: HashMap<PublicKey, i64>,
+    /// Peers whose record changed since [`OlmSessions::take_changed`].
+    changed: HashSet<PublicKey>,
 }
 
-/// [`OlmSessions`] as stored.
-#[derive(Serialize, Deserialize, Default)]
-pub struct OlmSessionsPickle {
-    by_peer: Vec<(PublicKey, Vec<SessionPickle>)>,
-    recovered_at: Vec<(PublicKey, i64)>,
+/// The Olm sessions with one peer device, as stored.
+#[derive(Serialize, Deserialize)]
+pub struct OlmPeerPickle {
+    pub peer: PublicKey,
+    sessions: Vec<SessionPickle>,
+    recovered_at: Option<i64>,
 }
 
-impl std::fmt::Debug for OlmSessionsPickle {
+impl std::fmt::Debug for OlmPeerPickle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OlmSessionsPickle")
-            .field("peers", &self.by_peer.len())
+        f.debug_struct("OlmPeerPickle")
+            .field("sessions", &self.sessions.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Olm sessions as stored before they were stored per peer.
+#[derive(Deserialize)]
+pub(crate) struct LegacyOlmSessionsPickle {
+    by_peer: Vec<(PublicKey, Vec<SessionPickle>)>,
+    recovered_at: Vec<(PublicKey, i64)>,
 }
 
 impl OlmSessions {
@@ -75,6 +88,7 @@ impl OlmSessions {
             .and_then(|s| s.last_mut())
             .ok_or(E2eError::NoSession)?;
         let (message_type, ciphertext) = session.encrypt(plaintext).to_parts();
+        self.changed.insert(*peer);
         Ok(OlmEnvelope {
             sender_key: account.identity().curve25519,
             message_type: message_type as u8,
@@ -103,6 +117,7 @@ impl OlmSessions {
                     continue;
                 }
                 if let Ok(plaintext) = session.decrypt(&message) {
+                    self.changed.insert(peer);
                     return Ok(plaintext);
                 }
             }
@@ -126,6 +141,7 @@ impl OlmSessions {
             Some(at) if now_ms - at < RECOVERY_INTERVAL_MS => false,
             _ => {
                 self.recovered_at.insert(*peer, now_ms);
+                self.changed.insert(*peer);
                 true
             }
         }
@@ -137,21 +153,64 @@ impl OlmSessions {
         if sessions.len() > MAX_SESSIONS_PER_DEVICE {
             sessions.remove(0);
         }
+        self.changed.insert(peer);
     }
 
-    pub fn pickle(&self) -> OlmSessionsPickle {
-        OlmSessionsPickle {
-            by_peer: self
+    /// The peers whose sessions changed since the last call, to store.
+    pub fn take_changed(&mut self) -> Vec<OlmPeerPickle> {
+        let changed = std::mem::take(&mut self.changed);
+        changed.iter().map(|peer| self.pickle_peer(peer)).collect()
+    }
+
+    /// Every peer's sessions, to store.
+    pub fn pickle_all(&self) -> Vec<OlmPeerPickle> {
+        let peers: HashSet<&PublicKey> = self
+            .by_peer
+            .keys()
+            .chain(self.recovered_at.keys())
+            .collect();
+        peers
+            .into_iter()
+            .map(|peer| self.pickle_peer(peer))
+            .collect()
+    }
+
+    fn pickle_peer(&self, peer: &PublicKey) -> OlmPeerPickle {
+        OlmPeerPickle {
+            peer: *peer,
+            sessions: self
                 .by_peer
-                .iter()
-                .map(|(peer, sessions)| (*peer, sessions.iter().map(Session::pickle).collect()))
+                .get(peer)
+                .into_iter()
+                .flatten()
+                .map(Session::pickle)
                 .collect(),
-            recovered_at: self.recovered_at.iter().map(|(k, v)| (*k, *v)).collect(),
+            recovered_at: self.recovered_at.get(peer).copied(),
         }
     }
 
-    pub fn from_pickle(pickle: OlmSessionsPickle) -> Self {
-        Self {
+    pub fn from_pickles(pickles: impl IntoIterator<Item = OlmPeerPickle>) -> Self {
+        let mut sessions = Self::default();
+        for pickle in pickles {
+            if !pickle.sessions.is_empty() {
+                sessions.by_peer.insert(
+                    pickle.peer,
+                    pickle
+                        .sessions
+                        .into_iter()
+                        .map(Session::from_pickle)
+                        .collect(),
+                );
+            }
+            if let Some(at) = pickle.recovered_at {
+                sessions.recovered_at.insert(pickle.peer, at);
+            }
+        }
+        sessions
+    }
+
+    pub(crate) fn from_legacy(pickle: LegacyOlmSessionsPickle) -> Self {
+        let mut sessions = Self {
             by_peer: pickle
                 .by_peer
                 .into_iter()
@@ -163,6 +222,14 @@ impl OlmSessions {
                 })
                 .collect(),
             recovered_at: pickle.recovered_at.into_iter().collect(),
-        }
+            changed: HashSet::new(),
+        };
+        sessions.changed = sessions
+            .by_peer
+            .keys()
+            .chain(sessions.recovered_at.keys())
+            .copied()
+            .collect();
+        sessions
     }
 }

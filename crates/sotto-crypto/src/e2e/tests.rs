@@ -367,32 +367,100 @@ fn both_sides_starting_a_session_at_once_still_talk() {
     }
 }
 
+/// The state as a client stores it: every record, then only the changed
+/// ones replacing their older copies by key.
+#[derive(Default)]
+struct Store {
+    account: Option<serde_json::Value>,
+    olm: std::collections::BTreeMap<[u8; 32], serde_json::Value>,
+    inbound: std::collections::BTreeMap<(u64, String), serde_json::Value>,
+}
+
+impl Store {
+    fn save(&mut self, records: E2eRecords) -> usize {
+        let count =
+            usize::from(records.account.is_some()) + records.olm.len() + records.inbound.len();
+        if let Some(account) = records.account {
+            self.account = Some(serde_json::to_value(account).unwrap());
+        }
+        for peer in records.olm {
+            self.olm
+                .insert(peer.peer, serde_json::to_value(peer).unwrap());
+        }
+        for room in records.inbound {
+            let key = (room.room_id, room.session_id.clone());
+            self.inbound
+                .insert(key, serde_json::to_value(room).unwrap());
+        }
+        count
+    }
+
+    fn load(&self) -> E2e {
+        E2e::from_records(E2eRecords {
+            account: self
+                .account
+                .clone()
+                .map(|v| serde_json::from_value(v).unwrap()),
+            olm: self
+                .olm
+                .values()
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .collect(),
+            inbound: self
+                .inbound
+                .values()
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .collect(),
+        })
+        .unwrap()
+    }
+}
+
 #[test]
-fn state_survives_a_pickle_round_trip_mid_conversation() {
+fn state_survives_being_stored_as_changed_records_mid_conversation() {
     let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let (mut alice_store, mut bob_store) = (Store::default(), Store::default());
     share_room_key(&mut alice, &mut [&mut bob], 1);
     let first = send(&mut alice, 1, "one");
     bob.decrypt_room(1, 1, &user("alice"), &first).unwrap();
+    alice_store.save(alice.take_changed());
+    bob_store.save(bob.take_changed());
+    // Nothing changed since: nothing to write.
+    assert!(bob.take_changed().is_empty());
+    // Another message changes only bob's record of alice's room session.
+    let between = send(&mut alice, 1, "between");
+    bob.decrypt_room(1, 2, &user("alice"), &between).unwrap();
+    let changed = bob.take_changed();
+    assert!(changed.account.is_none() && changed.olm.is_empty());
+    assert_eq!(changed.inbound.len(), 1);
+    assert_eq!(bob_store.save(changed), 1);
+    alice_store.save(alice.take_changed());
 
-    let mut alice = E2e::from_pickle(alice.pickle());
-    let mut bob = E2e::from_pickle(bob.pickle());
+    let mut alice = alice_store.load();
+    let mut bob = bob_store.load();
+    // No outbound session was stored: alice's next message starts a new
+    // one, whose key travels over the stored Olm session (no one-time key
+    // needed: `share_room_key` would claim one otherwise, and bob's
+    // account would have to start a new session).
+    assert!(alice.has_olm_session(&bob.device_keys()));
+    let prepared = share_room_key(&mut alice, &mut [&mut bob], 1);
+    assert!(prepared.rotated);
     let second = send(&mut alice, 1, "two");
     assert_eq!(
-        bob.decrypt_room(1, 2, &user("alice"), &second)
+        bob.decrypt_room(1, 3, &user("alice"), &second)
             .unwrap()
             .body,
         text("two")
     );
     // The replay memory survived too.
     assert_eq!(
-        bob.decrypt_room(1, 3, &user("alice"), &first),
+        bob.decrypt_room(1, 4, &user("alice"), &first),
         Err(E2eError::Replay)
     );
-    // And the Olm session: no new one-time key needed.
-    let m = alice
-        .encrypt_to_device(&bob.device_keys(), ToDeviceContent::Dummy)
-        .unwrap();
-    bob.decrypt_to_device(&alice.device_keys(), &m).unwrap();
+    // Redelivery at the same position is not a replay.
+    bob.decrypt_room(1, 2, &user("alice"), &between).unwrap();
+    // And alice's own earlier session's recipients are remembered.
+    assert!(alice.was_shared_with(1, &first.session_id, &bob.device_keys()));
 }
 
 #[test]
@@ -516,4 +584,59 @@ fn a_key_request_is_answered_by_the_owner_from_its_first_index() {
         bob2.decrypt_to_device(&carol.device_keys(), &fake),
         Err(E2eError::Mismatch(_))
     ));
+}
+
+#[test]
+fn a_store_written_as_one_value_is_read_with_its_sessions_and_replay_memory() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    share_room_key(&mut alice, &mut [&mut bob], 1);
+    let first = send(&mut alice, 1, "one");
+    bob.decrypt_room(1, 1, &user("alice"), &first).unwrap();
+    // Bob's state in the shape stores had before records: the whole state
+    // as one value, with the replay memory beside the sessions.
+    let records = bob.records();
+    let peer = json(&records.olm[0]);
+    let room = json(&records.inbound[0]);
+    let seen: Vec<serde_json::Value> = room["seen"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| serde_json::json!([room["session_id"], pair[0], pair[1]]))
+        .collect();
+    let legacy = serde_json::json!({
+        "account": json(records.account.as_ref().unwrap()),
+        "olm": {
+            "by_peer": [[peer["peer"], peer["sessions"]]],
+            "recovered_at": [],
+        },
+        "rooms": {
+            "outbound": [],
+            "inbound": [[room["room_id"], room["session_id"], room["session"], room["sender"]]],
+            "seen": seen,
+        },
+    });
+    let mut bob = E2e::from_legacy(serde_json::from_value(legacy).unwrap());
+    // Everything is written in the new form on the next save.
+    let changed = bob.take_changed();
+    assert!(changed.account.is_some());
+    assert_eq!((changed.olm.len(), changed.inbound.len()), (1, 1));
+    assert_eq!(
+        bob.decrypt_room(1, 2, &user("alice"), &first),
+        Err(E2eError::Replay)
+    );
+    let second = send(&mut alice, 1, "two");
+    assert_eq!(
+        bob.decrypt_room(1, 3, &user("alice"), &second)
+            .unwrap()
+            .body,
+        text("two")
+    );
+    let m = alice
+        .encrypt_to_device(&bob.device_keys(), ToDeviceContent::Dummy)
+        .unwrap();
+    bob.decrypt_to_device(&alice.device_keys(), &m).unwrap();
+}
+
+fn json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap()
 }

@@ -380,14 +380,26 @@ async fn a_damaged_local_store_is_a_clear_error_not_a_silent_new_identity() {
     let stores = dir.path().join("stores");
     let store = std::fs::read_dir(&stores)
         .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let mut bytes = std::fs::read(&store).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&store, bytes).unwrap();
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "db"))
+        .unwrap();
+    // One bit of the sealed account record (this device's identity keys).
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let mut account: Vec<u8> = db
+        .query_row(
+            "SELECT value FROM records WHERE kind = 'account'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let last = account.len() - 1;
+    account[last] ^= 1;
+    db.execute(
+        "UPDATE records SET value = ?1 WHERE kind = 'account'",
+        [account],
+    )
+    .unwrap();
+    drop(db);
     let err = TestClient::connect_in(server.addr, "alice", dir)
         .await
         .expect_err("a changed store does not open");
