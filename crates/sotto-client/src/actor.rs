@@ -33,6 +33,8 @@ use sotto_proto::limits::ACK_INTERVAL;
 const READ_CHUNK: usize = 16 * 1024;
 /// A write buffer that grew past this (a file upload) is released after use.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+/// Missing room keys remembered until their sender's device is known.
+const MAX_UNASKED: usize = 256;
 
 /// A reply channel for a request.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
@@ -84,8 +86,12 @@ enum Pending {
     History(Reply<Vec<ClientEvent>>, u32),
     /// A key top-up the actor sent itself.
     Keys,
-    /// A key claimed to ask a device for a missing room key.
-    ClaimForKey(Box<(sotto_proto::e2e::DeviceKeys, KeyAsk)>),
+    /// A key claimed to start an Olm session with this device (see
+    /// `Actor::claiming`).
+    Claim(Box<(Username, DeviceId)>),
+    /// A device looked up to replace a broken Olm session with it: its
+    /// user, id, and the key its unreadable message came from.
+    Lookup(Box<(Username, DeviceId, sotto_proto::e2e::PublicKey)>),
     /// A request of the actor's own whose reply needs nothing.
     Quiet,
 }
@@ -100,7 +106,7 @@ impl Pending {
             Pending::History(tx, _) => {
                 let _ = tx.send(Err(error));
             }
-            Pending::Keys | Pending::ClaimForKey(_) | Pending::Quiet => {}
+            Pending::Keys | Pending::Claim(_) | Pending::Lookup(_) | Pending::Quiet => {}
         }
     }
 
@@ -108,9 +114,19 @@ impl Pending {
         match self {
             Pending::Response(tx) | Pending::Sent(tx, _) => tx.is_closed(),
             Pending::History(tx, _) => tx.is_closed(),
-            Pending::Keys | Pending::ClaimForKey(_) | Pending::Quiet => false,
+            Pending::Keys | Pending::Claim(_) | Pending::Lookup(_) | Pending::Quiet => false,
         }
     }
+}
+
+/// What waits for a new Olm session with a device: its keys, the key
+/// requests to send on it, and whether it replaces a broken session (then a
+/// `Dummy` tells the other side, if nothing else is sent).
+#[derive(Debug)]
+struct Waiting {
+    keys: sotto_proto::e2e::DeviceKeys,
+    asks: Vec<KeyAsk>,
+    dummy: bool,
 }
 
 /// What the reader task passes on: the frames of one read, or why it stopped.
@@ -235,6 +251,12 @@ pub(crate) struct Actor<W> {
     /// When to send the acknowledgements held back (at most one save and
     /// ack per [`ACK_INTERVAL`]).
     ack_due: Option<tokio::time::Instant>,
+    /// Devices a one-time key is being claimed for, and what waits for the
+    /// session (one claim per device at a time).
+    claiming: HashMap<(Username, DeviceId), Waiting>,
+    /// Missing keys whose sender's device is not known yet: asked for once
+    /// it is (when a message from it is received, or it is looked up).
+    unasked: Vec<KeyAsk>,
     /// Sessions whose key was asked for (once per connection).
     asked: std::collections::HashSet<String>,
 }
@@ -273,6 +295,8 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             shutdown_message: None,
             crypto,
             asked: std::collections::HashSet::new(),
+            claiming: HashMap::new(),
+            unasked: Vec::new(),
             unacked: BTreeMap::new(),
             acked_at: tokio::time::Instant::now()
                 .checked_sub(ACK_INTERVAL)
@@ -657,10 +681,15 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             return Ok(body);
         };
         if let RoomRef::Inbox { .. } = event.room {
-            let RoomContent::Envelope { payload, .. } = &event.content else {
+            let RoomContent::Envelope { payload, device } = &event.content else {
                 return Ok(body);
             };
-            let result = lock(&self.crypto).receive_to_device(payload);
+            let result = lock(&self.crypto).receive_to_device(
+                &event.sender,
+                device,
+                payload,
+                crate::client::now_ms(),
+            );
             return match result {
                 Ok((warnings, got)) => {
                     for warning in warnings {
@@ -669,14 +698,35 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                         })
                         .await;
                     }
+                    let (sender, sender_device) = (got.sender.clone(), got.sender_device.clone());
                     self.after_to_device(got).await;
+                    // The sender's device is known now: ask it for the keys
+                    // still missing.
+                    for ask in self.take_unasked(&sender, &sender_device) {
+                        if !lock(&self.crypto)
+                            .e2e
+                            .has_room_key(ask.room_id, &ask.session_id)
+                        {
+                            self.request_key(ask).await;
+                        }
+                    }
                     Ok(body)
                 }
-                Err(reason) => Err(ClientEvent::Undecodable {
-                    from: event.sender.clone(),
-                    reason: format!("refused a key message: {reason}"),
-                    ts,
-                }),
+                Err(refused) => {
+                    let mut reason = format!("refused a key message: {}", refused.reason);
+                    if let Some(recover) = refused.recover {
+                        reason.push_str(&format!(
+                            "; starting a new encrypted session with {}'s device {}",
+                            event.sender, device
+                        ));
+                        self.recover_session(recover).await;
+                    }
+                    Err(ClientEvent::Undecodable {
+                        from: event.sender.clone(),
+                        reason,
+                        ts,
+                    })
+                }
             };
         }
         let original = event.clone();
@@ -707,31 +757,99 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 "too many messages wait for one room key"
             );
         }
+        self.request_key(ask).await;
+    }
+
+    /// Asks the sender's device for a missing room key (once per session
+    /// and connection), starting an Olm session with it first if needed.
+    async fn request_key(&mut self, ask: KeyAsk) {
         if self.asked.contains(&ask.session_id) {
             return;
         }
         let request = lock(&self.crypto).key_request(&ask);
-        if request.is_some() {
-            // Asked once per session; a sender not known yet (its key may
-            // still be on its way) is asked when a later message needs it.
-            self.asked.insert(ask.session_id.clone());
-        }
         match request {
-            Some(Ok(message)) => self.send_quietly(vec![message]).await,
+            Some(Ok(message)) => {
+                self.asked.insert(ask.session_id.clone());
+                self.send_quietly(vec![message]).await;
+            }
             Some(Err(keys)) => {
-                let claim = Request::ClaimKeys {
-                    devices: vec![sotto_proto::DeviceRef {
-                        user: keys.user.clone(),
-                        device: keys.device.clone(),
-                    }],
-                };
-                if let Some(id) = self.write_request(claim).await {
-                    self.pending
-                        .insert(id, Pending::ClaimForKey(Box::new((keys, ask))));
+                self.asked.insert(ask.session_id.clone());
+                self.claim_session(keys, vec![ask], false).await;
+            }
+            // The sender's device is not known here yet (its keys may be on
+            // their way): asked once it is.
+            None => {
+                if !self.unasked.contains(&ask) && self.unasked.len() < MAX_UNASKED {
+                    self.unasked.push(ask);
                 }
             }
-            // The sender's device is unknown here: nobody to ask.
-            None => {}
+        }
+    }
+
+    /// The missing keys that waited for `user`'s device `device` to be
+    /// known.
+    fn take_unasked(&mut self, user: &Username, device: &DeviceId) -> Vec<KeyAsk> {
+        let (theirs, others) = std::mem::take(&mut self.unasked)
+            .into_iter()
+            .partition(|ask| ask.sender == *user && ask.sender_device == *device);
+        self.unasked = others;
+        theirs
+    }
+
+    /// Replaces a broken Olm session with a device: looks it up first if
+    /// it is not pinned, then claims a key for a new session.
+    async fn recover_session(&mut self, recover: Box<crate::crypto::Recover>) {
+        match *recover {
+            crate::crypto::Recover::Pinned(keys) => {
+                tracing::info!(user = %keys.user, device = %keys.device, "replacing a broken Olm session");
+                let asks = self.take_unasked(&keys.user, &keys.device);
+                self.claim_session(keys, asks, true).await;
+            }
+            crate::crypto::Recover::Lookup {
+                user,
+                device,
+                curve25519,
+            } => {
+                let query = Request::QueryKeys {
+                    users: vec![user.clone()],
+                };
+                if let Some(id) = self.write_request(query).await {
+                    self.pending
+                        .insert(id, Pending::Lookup(Box::new((user, device, curve25519))));
+                }
+            }
+        }
+    }
+
+    /// Claims a one-time key of `keys`' device to start an Olm session;
+    /// `asks` (key requests) and `dummy` (announcing a replaced session)
+    /// are sent on it once it exists. A claim already in flight for the
+    /// device takes them along instead.
+    async fn claim_session(
+        &mut self,
+        keys: sotto_proto::e2e::DeviceKeys,
+        asks: Vec<KeyAsk>,
+        dummy: bool,
+    ) {
+        for ask in &asks {
+            self.asked.insert(ask.session_id.clone());
+        }
+        let device = (keys.user.clone(), keys.device.clone());
+        if let Some(waiting) = self.claiming.get_mut(&device) {
+            waiting.asks.extend(asks);
+            waiting.dummy |= dummy;
+            return;
+        }
+        let claim = Request::ClaimKeys {
+            devices: vec![sotto_proto::DeviceRef {
+                user: keys.user.clone(),
+                device: keys.device.clone(),
+            }],
+        };
+        if let Some(id) = self.write_request(claim).await {
+            self.pending
+                .insert(id, Pending::Claim(Box::new(device.clone())));
+            self.claiming.insert(device, Waiting { keys, asks, dummy });
         }
     }
 
@@ -917,17 +1035,54 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }
                 other => tracing::warn!("key top-up failed: {other:?}"),
             },
-            Pending::ClaimForKey(claim) => {
-                let (keys, ask) = *claim;
-                let Ok(Response::Claimed { keys: claimed }) = result else {
+            Pending::Claim(device) => {
+                let Some(waiting) = self.claiming.remove(&*device) else {
                     return;
                 };
-                let Some(claimed) = claimed.first() else {
+                let claimed = match result {
+                    Ok(Response::Claimed { keys }) => keys.into_iter().next(),
+                    _ => None,
+                };
+                let Some(claimed) = claimed else {
+                    tracing::warn!(user = %device.0, device = %device.1, "no key to start a session with");
                     return;
                 };
-                let message = lock(&self.crypto).key_request_after_claim(&keys, &claimed.key, &ask);
-                if let Some(message) = message {
-                    self.send_quietly(vec![message]).await;
+                let messages = lock(&self.crypto).start_session_and_send(
+                    &waiting.keys,
+                    &claimed.key,
+                    waiting.dummy,
+                    &waiting.asks,
+                );
+                match messages {
+                    Ok(messages) if !messages.is_empty() => self.send_quietly(messages).await,
+                    Ok(_) => {}
+                    Err(e) => {
+                        self.emit(ClientEvent::Security {
+                            message: format!(
+                                "cannot start an encrypted session with {}'s device {}: {e}",
+                                device.0, device.1
+                            ),
+                        })
+                        .await;
+                    }
+                }
+            }
+            Pending::Lookup(lookup) => {
+                let (user, device, curve25519) = *lookup;
+                let Ok(Response::Devices { devices }) = result else {
+                    return;
+                };
+                let (keys, warnings) =
+                    lock(&self.crypto).recovery_keys(&user, &device, &curve25519, &devices);
+                for warning in warnings {
+                    self.emit(ClientEvent::Security {
+                        message: warning.to_string(),
+                    })
+                    .await;
+                }
+                if let Some(keys) = keys {
+                    let asks = self.take_unasked(&user, &device);
+                    self.claim_session(keys, asks, true).await;
                 }
             }
             Pending::Quiet => {

@@ -723,7 +723,7 @@ fn file_name(path: &Path) -> String {
 }
 
 /// Milliseconds since the Unix epoch, by this machine's clock.
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

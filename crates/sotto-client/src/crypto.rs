@@ -461,14 +461,22 @@ impl Crypto {
             .map_err(|e| ClientError::Internal(e.to_string()))
     }
 
-    /// A to-device message from this device's inbox: checks and pins the
-    /// sender's keys (trust on first use) and stores a room key it carries.
-    /// Warnings to show, or why it was refused.
+    /// A to-device message from this device's inbox, sent (the server
+    /// says) by `sender`'s device `device`: checks and pins the sender's
+    /// keys (trust on first use) and stores a room key it carries.
+    /// Warnings to show, or why it was refused and whether to replace the
+    /// Olm session with the sender.
     pub fn receive_to_device(
         &mut self,
+        sender: &Username,
+        device: &DeviceId,
         payload: &[u8],
-    ) -> Result<(Vec<TrustWarning>, sotto_crypto::e2e::ToDevice), String> {
-        let envelope = OlmEnvelope::decode(payload).map_err(|e| format!("malformed: {e}"))?;
+        now_ms: i64,
+    ) -> Result<(Vec<TrustWarning>, sotto_crypto::e2e::ToDevice), Refused> {
+        let envelope = OlmEnvelope::decode(payload).map_err(|e| Refused {
+            reason: format!("malformed: {e}"),
+            recover: None,
+        })?;
         let mut warnings = Vec::new();
         let trust = &mut self.trust;
         let result = self.e2e.decrypt_to_device_with(&envelope, |keys| {
@@ -483,7 +491,109 @@ impl Crypto {
                 )))
             }
         });
-        result.map(|got| (warnings, got)).map_err(|e| e.to_string())
+        result.map(|got| (warnings, got)).map_err(|e| {
+            let recover = match e {
+                // No session this device has can read it (this device lost
+                // its state, or the sender's is ahead): a new one is needed.
+                E2eError::Decrypt(_) => self.recovery(sender, device, &envelope, now_ms),
+                _ => None,
+            };
+            Refused {
+                reason: e.to_string(),
+                recover,
+            }
+        })
+    }
+
+    /// Whether to start a new Olm session with the device that sent an
+    /// unreadable message: only if its key is the one pinned for it (or
+    /// none is pinned yet), at most once an hour per device.
+    fn recovery(
+        &mut self,
+        sender: &Username,
+        device: &DeviceId,
+        envelope: &OlmEnvelope,
+        now_ms: i64,
+    ) -> Option<Box<Recover>> {
+        let pinned = self.trust.pinned(sender, device).cloned();
+        if pinned
+            .as_ref()
+            .is_some_and(|keys| keys.curve25519 != envelope.sender_key)
+        {
+            return None;
+        }
+        if !self
+            .e2e
+            .should_recover_session(&envelope.sender_key, now_ms)
+        {
+            return None;
+        }
+        Some(
+            match pinned {
+                Some(keys) => Recover::Pinned(keys),
+                None => Recover::Lookup {
+                    user: sender.clone(),
+                    device: device.clone(),
+                    curve25519: envelope.sender_key,
+                },
+            }
+            .into(),
+        )
+    }
+
+    /// Looks up a device for a session recovery in the directory's listing
+    /// of its user (pinning it on first sight): its keys, if they are the
+    /// ones the unreadable message came from.
+    pub fn recovery_keys(
+        &mut self,
+        user: &Username,
+        device: &DeviceId,
+        curve25519: &sotto_proto::e2e::PublicKey,
+        listed: &[DeviceKeys],
+    ) -> (Option<DeviceKeys>, Vec<TrustWarning>) {
+        let (usable, warnings) = self.trust.observe(user, listed);
+        let keys = usable
+            .into_iter()
+            .find(|k| k.device == *device && k.curve25519 == *curve25519);
+        (keys, warnings)
+    }
+
+    /// Starts an Olm session with `keys` from a claimed key, and builds
+    /// what to send on it: a `Dummy` when it replaces a broken session (so
+    /// the other side learns of it), and the key requests waiting for it.
+    pub fn start_session_and_send(
+        &mut self,
+        keys: &DeviceKeys,
+        claimed: &sotto_proto::e2e::SignedOneTimeKey,
+        dummy: bool,
+        asks: &[KeyAsk],
+    ) -> Result<Vec<ToDeviceMessage>, String> {
+        self.e2e
+            .start_olm_session(keys, claimed)
+            .map_err(|e| e.to_string())?;
+        let mut messages = Vec::new();
+        let mut contents: Vec<ToDeviceContent> = asks
+            .iter()
+            .map(|ask| ToDeviceContent::KeyRequest {
+                room_id: ask.room_id,
+                session_id: ask.session_id.clone(),
+            })
+            .collect();
+        if dummy && contents.is_empty() {
+            contents.push(ToDeviceContent::Dummy);
+        }
+        for content in contents {
+            let envelope = self
+                .e2e
+                .encrypt_to_device(keys, content)
+                .map_err(|e| e.to_string())?;
+            messages.push(ToDeviceMessage {
+                user: keys.user.clone(),
+                device: keys.device.clone(),
+                payload: envelope.encode().map_err(|e| e.to_string())?,
+            });
+        }
+        Ok(messages)
     }
 
     /// Decrypts a private or group room event in place: its envelope's
@@ -562,17 +672,6 @@ impl Crypto {
         }))
     }
 
-    /// Starts an Olm session from a claimed key and builds the key request.
-    pub fn key_request_after_claim(
-        &mut self,
-        keys: &DeviceKeys,
-        claimed: &sotto_proto::e2e::SignedOneTimeKey,
-        ask: &KeyAsk,
-    ) -> Option<ToDeviceMessage> {
-        self.e2e.start_olm_session(keys, claimed).ok()?;
-        self.key_request(ask)?.ok()
-    }
-
     /// Answers a key request from `from` (checked over Olm): only for this
     /// device's own sessions, and only to this account's devices, verified
     /// contacts, or devices the key was originally sent to.
@@ -596,6 +695,28 @@ impl Crypto {
             payload: envelope.encode().ok()?,
         })
     }
+}
+
+/// A to-device message this device refused.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub reason: String,
+    /// The Olm session with the sender is broken: start a new one.
+    pub recover: Option<Box<Recover>>,
+}
+
+/// The device to start a new Olm session with.
+#[derive(Debug, Clone)]
+pub(crate) enum Recover {
+    /// Its keys are pinned.
+    Pinned(DeviceKeys),
+    /// Not pinned yet (this device lost its state): look it up in the
+    /// directory, and use it only if it has this key.
+    Lookup {
+        user: Username,
+        device: DeviceId,
+        curve25519: sotto_proto::e2e::PublicKey,
+    },
 }
 
 /// A room message this device could not decrypt.

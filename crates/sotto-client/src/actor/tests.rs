@@ -38,7 +38,14 @@ struct Harness {
 }
 
 fn start() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), HashMap::new())
+}
+
+/// An actor on the local store in `dir`, with these senders' state.
+fn start_in(
+    dir: tempfile::TempDir,
+    senders: HashMap<(String, String), sotto_crypto::e2e::E2e>,
+) -> Harness {
     let downloads = dir.path().join("downloads");
     let (writer, wire) = tokio::io::duplex(1 << 20);
     let (ops_tx, ops_rx) = mpsc::channel(8);
@@ -73,11 +80,21 @@ fn start() -> Harness {
         _dir: dir,
         downloads,
         crypto,
-        senders: std::sync::Mutex::new(HashMap::new()),
+        senders: std::sync::Mutex::new(senders),
     }
 }
 
 impl Harness {
+    /// Quits, then starts a new actor on the same local store (as a client
+    /// that is started again).
+    async fn restart(self) -> Harness {
+        let (reply, rx) = oneshot::channel();
+        self.ops.send(Op::Quit { reply }).await.unwrap();
+        rx.await.unwrap();
+        crate::crypto::close(&self.crypto).await.unwrap();
+        start_in(self._dir, self.senders.into_inner().unwrap())
+    }
+
     /// The next frame the actor wrote.
     async fn written(&mut self) -> ClientFrame {
         let decoder = FrameDecoder::default();
@@ -287,6 +304,31 @@ async fn redelivered_events_are_shown_once() {
     assert!(matches!(
         h.written().await,
         ClientFrame::Ack(Ack { room_id: 5, seq: 3 })
+    ));
+}
+
+#[tokio::test]
+async fn events_handled_before_a_restart_are_not_shown_again() {
+    let mut h = start();
+    let once = room_event(
+        1,
+        5,
+        direct(),
+        "bob",
+        h.envelope("bob", OTHER_DEVICE, 5, &text("once")),
+    );
+    h.feed(vec![once.clone()]).await;
+    assert!(matches!(h.event().await, ClientEvent::Private { .. }));
+    // Started again: the server resends what it has no ack for (say the
+    // client stopped before the ack went out). It was handled: not shown.
+    let mut h = h.restart().await;
+    let next = h.envelope("bob", OTHER_DEVICE, 5, &text("next"));
+    h.feed(vec![once, room_event(2, 5, direct(), "bob", next)])
+        .await;
+    assert!(matches!(h.event().await, ClientEvent::Private { text, .. } if text == "next"));
+    assert!(matches!(
+        h.written().await,
+        ClientFrame::Ack(Ack { room_id: 5, seq: 2 })
     ));
 }
 

@@ -32,8 +32,8 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 use sotto_proto::e2e::{
-    DeviceKeys, MegolmEnvelope, OlmEnvelope, RoomPlaintext, SignedOneTimeKey, ToDeviceContent,
-    ToDevicePlaintext,
+    DeviceKeys, MegolmEnvelope, OlmEnvelope, PublicKey, RoomPlaintext, SignedOneTimeKey,
+    ToDeviceContent, ToDevicePlaintext,
 };
 use sotto_proto::{DeviceId, MessageBody, Username};
 
@@ -198,8 +198,8 @@ impl E2e {
     /// Whether to replace a broken Olm session with `peer` now (claim a new
     /// key, start a session and send [`ToDeviceContent::Dummy`]); at most
     /// once an hour per device.
-    pub fn should_recover_session(&mut self, peer: &DeviceKeys, now_ms: i64) -> bool {
-        self.olm.should_recover(&peer.curve25519, now_ms)
+    pub fn should_recover_session(&mut self, peer: &PublicKey, now_ms: i64) -> bool {
+        self.olm.should_recover(peer, now_ms)
     }
 
     /// Encrypts `content` for one device, naming both ends inside.

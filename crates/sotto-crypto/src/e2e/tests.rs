@@ -466,7 +466,7 @@ fn state_survives_being_stored_as_changed_records_mid_conversation() {
 #[test]
 fn broken_session_recovery_is_rate_limited() {
     let (mut alice, bob) = (device("alice", 1), device("bob", 1));
-    let keys = bob.device_keys();
+    let keys = bob.device_keys().curve25519;
     assert!(alice.should_recover_session(&keys, NOW));
     assert!(!alice.should_recover_session(&keys, NOW + 1000));
     assert!(alice.should_recover_session(&keys, NOW + olm::RECOVERY_INTERVAL_MS));
