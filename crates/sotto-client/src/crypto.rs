@@ -618,7 +618,7 @@ impl Crypto {
     }
 
     fn decrypt_in_place(&mut self, event: &mut RoomEvent) -> Result<(), (String, Option<String>)> {
-        let RoomContent::Envelope { payload, .. } = &mut event.content else {
+        let RoomContent::Envelope { payload, device } = &mut event.content else {
             return Ok(());
         };
         if !matches!(event.room, RoomRef::Direct { .. } | RoomRef::Group { .. }) {
@@ -645,6 +645,18 @@ impl Crypto {
                 ),
                 other => (other.to_string(), None),
             })?;
+        // The sender and room were checked against the delivery; so is the
+        // device the server says sent it.
+        if plain.sender_device != *device {
+            return Err((
+                format!(
+                    "rejected: the server says {}'s device {device} sent this message, \
+                     but it was sent from device {}",
+                    event.sender, plain.sender_device
+                ),
+                None,
+            ));
+        }
         *payload = plain
             .body
             .encode()

@@ -333,6 +333,24 @@ async fn events_handled_before_a_restart_are_not_shown_again() {
 }
 
 #[tokio::test]
+async fn a_message_the_server_credits_to_another_device_is_refused() {
+    let mut h = start();
+    let mut content = h.envelope("bob", OTHER_DEVICE, 5, &text("from bob's phone"));
+    if let RoomContent::Envelope { device, .. } = &mut content {
+        *device = DeviceId::parse("bobslaptop000003").unwrap();
+    }
+    h.feed(vec![room_event(1, 5, direct(), "bob", content)])
+        .await;
+    let ClientEvent::Undecodable { reason, .. } = h.event().await else {
+        panic!("expected a refusal");
+    };
+    assert!(
+        reason.contains("bobslaptop000003") && reason.contains(OTHER_DEVICE),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
 async fn own_echo_is_hidden_but_acked_and_other_devices_are_shown() {
     let mut h = start();
     h.feed(vec![
