@@ -167,7 +167,8 @@ impl Session {
                             }
                             EventKind::Presence { .. }
                             | EventKind::KeyCount { .. }
-                            | EventKind::DevicesChanged { .. } => {}
+                            | EventKind::DevicesChanged { .. }
+                            | EventKind::DeviceRemoved { .. } => {}
                         },
                         ServerFrame::HelloReply(_) => bail!("unexpected second HelloReply"),
                     }

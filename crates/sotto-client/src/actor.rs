@@ -36,6 +36,16 @@ const KEEP_WRITE_BUFFER: usize = 64 * 1024;
 /// Missing room keys remembered until their sender's device is known.
 const MAX_UNASKED: usize = 256;
 
+/// Where the actor keeps what it saves outside the local store.
+#[derive(Debug)]
+pub(crate) struct Paths {
+    /// Received files.
+    pub downloads: PathBuf,
+    /// This device's id: forgotten when the device is removed from the
+    /// account, so the next login is a new device.
+    pub device_file: PathBuf,
+}
+
 /// A reply channel for a request.
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, ClientError>>;
 
@@ -211,8 +221,8 @@ pub(crate) struct Actor<W> {
     me: Username,
     /// This device: echoes from it are not shown again.
     device: DeviceId,
-    /// Where received files are saved.
-    downloads: PathBuf,
+    /// Where received files and the device id are kept.
+    paths: Paths,
     /// The connection's write half; only the actor writes.
     writer: W,
     /// Reused encoding buffer.
@@ -240,7 +250,8 @@ pub(crate) struct Actor<W> {
     next_sealed: u64,
     /// Files already saved, by (room, seq), so history does not save them twice.
     saved: HashMap<(u64, u64), (String, PathBuf, u64)>,
-    /// The server's shutdown message, the reason of the disconnection that follows.
+    /// The server's shutdown message, or the notice that this device was
+    /// removed: the reason of the disconnection that follows.
     shutdown_message: Option<String>,
     /// This device's end-to-end state (shared with the handle).
     crypto: SharedCrypto,
@@ -267,7 +278,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     pub fn new(
         me: Username,
         device: DeviceId,
-        downloads: PathBuf,
+        paths: Paths,
         writer: W,
         ops: mpsc::Receiver<Op>,
         frames: mpsc::Receiver<Batch>,
@@ -278,7 +289,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         Self {
             me,
             device,
-            downloads,
+            paths,
             writer,
             wbuf: BytesMut::new(),
             ops,
@@ -369,10 +380,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         if let Err(e) = crate::crypto::save(&self.crypto).await {
             tracing::warn!("saving the local store at disconnection: {e}");
         }
-        let reason = match self.shutdown_message.take() {
-            Some(message) => format!("the server shut down: {message}"),
-            None => reason,
-        };
+        let reason = self.shutdown_message.take().unwrap_or(reason);
         tracing::info!(%reason, "disconnected");
         self.stop();
         self.emit(ClientEvent::Disconnected { reason }).await;
@@ -538,7 +546,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         let decoded = decode(me, body);
         if let Some(event) = self.finish(decoded, position).await {
             if let ClientEvent::Shutdown { message } = &event {
-                self.shutdown_message = Some(message.clone());
+                self.shutdown_message = Some(format!("the server shut down: {message}"));
             }
             self.emit(event).await;
         }
@@ -619,7 +627,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }
                 let name = crate::files::sanitize_file_name(&file.name);
                 let size = file.data.len() as u64;
-                let dir = self.downloads.clone();
+                let dir = self.paths.downloads.clone();
                 let save_name = name.clone();
                 let saved = tokio::task::spawn_blocking(move || {
                     crate::files::save_download(&dir, &save_name, &file.data)
@@ -671,12 +679,13 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         let EventKind::Room(event) = &mut body.kind else {
             // (Device lists are asked for on every send, so a
             // `DevicesChanged` notice needs nothing here.)
-            if let EventKind::KeyCount {
-                one_time_keys,
-                fallback_used,
-            } = &body.kind
-            {
-                self.top_up_keys(*one_time_keys, *fallback_used).await;
+            match &body.kind {
+                EventKind::KeyCount {
+                    one_time_keys,
+                    fallback_used,
+                } => self.top_up_keys(*one_time_keys, *fallback_used).await,
+                EventKind::DeviceRemoved { .. } => self.removed().await,
+                _ => {}
             }
             return Ok(body);
         };
@@ -745,6 +754,22 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 })
             }
         }
+    }
+
+    /// This device was removed from the account: its id is forgotten, so
+    /// the next login from this data dir is a new device (with new keys;
+    /// the local history stays, sealed as before). The server closes the
+    /// connection next.
+    async fn removed(&mut self) {
+        self.shutdown_message = Some("this device was removed from your account".to_owned());
+        let _ = crate::crypto::save(&self.crypto).await;
+        let file = self.paths.device_file.clone();
+        let _ = tokio::task::spawn_blocking(move || match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %file.display(), "cannot forget the device id: {e}"),
+        })
+        .await;
     }
 
     /// Holds a message whose room key is missing (in the local store, so

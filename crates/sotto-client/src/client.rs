@@ -295,16 +295,36 @@ impl Client {
         self.refresh_devices(std::slice::from_ref(&user)).await?;
         let crypto = lock(&self.crypto);
         let mut devices = crypto.trust.devices(&user);
-        if user == *self.user() && !devices.iter().any(|d| d.device == *crypto.e2e.device()) {
-            // This device, even before the directory lists it.
-            devices.push(DeviceInfo {
-                user: user.clone(),
-                device: crypto.e2e.device().clone(),
-                fingerprint: crate::trust::fingerprint(&crypto.e2e.device_keys()),
-                verified: false,
-            });
+        if user == *self.user() {
+            let me = crypto.e2e.device();
+            match devices.iter_mut().find(|d| d.device == *me) {
+                Some(this) => this.this_device = true,
+                // This device, even before the directory lists it.
+                None => devices.push(DeviceInfo {
+                    user: user.clone(),
+                    device: me.clone(),
+                    fingerprint: crate::trust::fingerprint(&crypto.e2e.device_keys()),
+                    verified: false,
+                    this_device: true,
+                }),
+            }
         }
         Ok(devices)
+    }
+
+    /// Removes `device`, one of this account's devices (a lost phone): the
+    /// server forgets its keys and signs it out, and contacts' next
+    /// messages start room sessions it gets no key for. Removing this very
+    /// device signs it out too, and the next login from this data dir is a
+    /// new device.
+    pub async fn remove_device(&self, device: &sotto_proto::DeviceId) -> Result<(), ClientError> {
+        done(
+            self.request(Request::RemoveDevice {
+                device: device.clone(),
+            })
+            .await?,
+            "remove_device",
+        )
     }
 
     /// The safety number of this account and `user`, from the keys of all

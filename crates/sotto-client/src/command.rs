@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use sotto_crypto::Passphrase;
 use sotto_proto::limits::MAX_HISTORY;
-use sotto_proto::{GroupName, NameError, Status, Username};
+use sotto_proto::{DeviceId, GroupName, NameError, Status, Username};
 
 /// Lines shown by `@help`: every command with a one-line description.
 pub const HELP: &str = "\
@@ -33,6 +33,7 @@ text                       send text to the lobby (everyone)
 @group list                list your groups
 @history [N]               show the last N messages (1 to 1000, default 20)
 @devices [USER]            list USER's devices (default: yours) with fingerprints
+@devices remove ID         remove your device ID (a lost phone): it is signed out
 @verify USER               show the safety number to compare with USER
 @verify USER confirm       mark USER verified after comparing the numbers
 @help                      show this help
@@ -48,7 +49,7 @@ const USAGE_SECRET: &str = "@secret USER KEY message";
 const USAGE_OPEN: &str = "@open ID KEY";
 const USAGE_FILE: &str = "@file USER PATH";
 const USAGE_HISTORY: &str = "@history [N]";
-const USAGE_DEVICES: &str = "@devices [USER]";
+const USAGE_DEVICES: &str = "@devices [USER] | @devices remove DEVICE_ID";
 const USAGE_VERIFY: &str = "@verify USER [confirm]";
 const USAGE_HELP: &str = "@help";
 const USAGE_QUIT: &str = "@quit";
@@ -114,6 +115,8 @@ pub enum Command {
     History(u32),
     /// `@devices [USER]`: `None` is the user's own devices.
     Devices(Option<Username>),
+    /// `@devices remove ID`: remove one of the user's own devices.
+    RemoveDevice(DeviceId),
     /// `@verify USER [confirm]`
     Verify { user: Username, confirm: bool },
     /// `@help`
@@ -145,6 +148,8 @@ pub enum CommandError {
     BadStatus(String),
     #[error("usage: {0}")]
     Usage(&'static str),
+    #[error("'{0}' is not a device id (see @devices for yours)")]
+    BadDevice(String),
     #[error(
         "'{0}' is not a valid count; usage: @history N (N from 1 to {MAX_HISTORY}, default 20)"
     )]
@@ -180,14 +185,16 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         "group" => group(args),
         "history" => history(args),
         "devices" => {
-            let (user, rest) = split_word(args);
-            if !rest.is_empty() {
-                return Err(CommandError::Usage(USAGE_DEVICES));
-            }
-            if user.is_empty() {
-                Ok(Command::Devices(None))
-            } else {
-                Ok(Command::Devices(Some(username(user, USAGE_DEVICES)?)))
+            let (first, rest) = split_word(args);
+            let (second, rest) = split_word(rest);
+            match (first, second, rest.trim()) {
+                ("", _, _) => Ok(Command::Devices(None)),
+                // (A user named "remove" is still listed with one word.)
+                ("remove", id, "") if !id.is_empty() => DeviceId::parse(id)
+                    .map(Command::RemoveDevice)
+                    .map_err(|_| CommandError::BadDevice(id.to_owned())),
+                (user, "", "") => Ok(Command::Devices(Some(username(user, USAGE_DEVICES)?))),
+                _ => Err(CommandError::Usage(USAGE_DEVICES)),
             }
         }
         "verify" => {

@@ -480,9 +480,9 @@ impl Crypto {
         let mut warnings = Vec::new();
         let trust = &mut self.trust;
         let result = self.e2e.decrypt_to_device_with(&envelope, |keys| {
-            let (usable, warned) = trust.observe(&keys.user, std::slice::from_ref(keys));
+            let (usable, warned) = trust.observe_device(keys);
             warnings = warned;
-            if usable.contains(keys) {
+            if usable {
                 Ok(())
             } else {
                 Err(E2eError::Mismatch(format!(

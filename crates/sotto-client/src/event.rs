@@ -177,6 +177,12 @@ pub(crate) fn decode(me: Me<'_>, body: EventBody) -> Decoded {
             message: clean_text(&message),
         }),
         EventKind::KeyCount { .. } | EventKind::DevicesChanged { .. } => Decoded::KeyNotice,
+        EventKind::DeviceRemoved { by } => Decoded::Ready(ClientEvent::Security {
+            message: format!(
+                "this device was removed from your account (by device {by}); it is signed out, \
+                 and logging in again from here makes a new device"
+            ),
+        }),
     }
 }
 

@@ -159,7 +159,10 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     let actor = Actor::new(
         logged_in.user.clone(),
         logged_in.device_id.clone(),
-        downloads_dir(&data_dir),
+        crate::actor::Paths {
+            downloads: downloads_dir(&data_dir),
+            device_file: crate::device::device_file(&data_dir, &user, &addr),
+        },
         write_half,
         ops_rx,
         frames_rx,

@@ -2,8 +2,10 @@
 //! pinned the first time the key directory lists it (trust on first use,
 //! like SSH's `known_hosts`). A contact's new device is accepted with a
 //! warning; a device whose identity keys changed is refused (its old keys
-//! stay pinned). Comparing safety numbers out of band and confirming marks
-//! a contact verified, until their set of devices changes.
+//! stay pinned); a device the directory no longer lists was removed, and
+//! is not encrypted to (if it comes back, it is a new device again).
+//! Comparing safety numbers out of band and confirming marks a contact
+//! verified, until a device they did not have then appears.
 //!
 //! Sans-IO: the caller feeds it directory listings and stores it (inside
 //! the encrypted local store).
@@ -29,6 +31,9 @@ struct UserTrust {
     devices: BTreeMap<DeviceId, DeviceKeys>,
     /// The Ed25519 keys of the user's devices when they were verified.
     verified: Option<BTreeSet<PublicKey>>,
+    /// Devices that were pinned and then removed from the account.
+    #[serde(default)]
+    removed: BTreeMap<DeviceId, DeviceKeys>,
 }
 
 /// Something the user should be told about a contact's keys.
@@ -47,6 +52,9 @@ pub enum TrustWarning {
     BadSignature { user: Username, device: DeviceId },
     /// A verified contact's devices changed: verify again.
     VerificationLost { user: Username },
+    /// A contact's device is no longer listed: it was removed from their
+    /// account, and gets no keys for what is sent from now on.
+    DeviceRemoved { user: Username, device: DeviceId },
 }
 
 impl std::fmt::Display for TrustWarning {
@@ -75,6 +83,10 @@ impl std::fmt::Display for TrustWarning {
                 f,
                 "{user}'s devices changed since you verified them: @verify {user} again"
             ),
+            TrustWarning::DeviceRemoved { user, device } => write!(
+                f,
+                "{user} removed device {device}; it cannot read what is sent from now on"
+            ),
         }
     }
 }
@@ -86,6 +98,8 @@ pub struct DeviceInfo {
     pub device: DeviceId,
     pub fingerprint: String,
     pub verified: bool,
+    /// The device this client runs as.
+    pub this_device: bool,
 }
 
 /// A device's fingerprint: its Ed25519 key in hex, in groups of four.
@@ -99,10 +113,45 @@ pub fn fingerprint(keys: &DeviceKeys) -> String {
 }
 
 impl Trust {
-    /// Takes in the directory's listing of `user`'s devices. Returns the
-    /// devices to encrypt to (pinned, and still listed) and the warnings to
-    /// show.
+    /// Takes in the directory's listing of all of `user`'s devices. Returns
+    /// the devices to encrypt to (pinned, and still listed) and the
+    /// warnings to show. A pinned device missing from the listing counts as
+    /// removed.
     pub fn observe(
+        &mut self,
+        user: &Username,
+        listed: &[DeviceKeys],
+    ) -> (Vec<DeviceKeys>, Vec<TrustWarning>) {
+        let (usable, mut warnings) = self.observe_devices(user, listed);
+        let entry = self.users.entry(user.clone()).or_default();
+        let gone: Vec<DeviceId> = entry
+            .devices
+            .keys()
+            .filter(|id| !listed.iter().any(|k| k.user == *user && k.device == **id))
+            .cloned()
+            .collect();
+        for device in gone {
+            if let Some(keys) = entry.devices.remove(&device) {
+                entry.removed.insert(device.clone(), keys);
+                self.changed = true;
+                warnings.push(TrustWarning::DeviceRemoved {
+                    user: user.clone(),
+                    device,
+                });
+            }
+        }
+        (usable, warnings)
+    }
+
+    /// Takes in one device's keys (from a message it sent): pins it on
+    /// first sight, as [`Trust::observe`] does, but says nothing about the
+    /// user's other devices.
+    pub fn observe_device(&mut self, keys: &DeviceKeys) -> (bool, Vec<TrustWarning>) {
+        let (usable, warnings) = self.observe_devices(&keys.user, std::slice::from_ref(keys));
+        (usable.contains(keys), warnings)
+    }
+
+    fn observe_devices(
         &mut self,
         user: &Username,
         listed: &[DeviceKeys],
@@ -131,8 +180,10 @@ impl Trust {
                 }),
                 None => {
                     entry.devices.insert(keys.device.clone(), keys.clone());
+                    // A removed device that is listed again is a new one.
+                    let returned = entry.removed.remove(&keys.device).is_some();
                     self.changed = true;
-                    if !first_sight {
+                    if !first_sight || returned {
                         warnings.push(TrustWarning::NewDevice {
                             user: user.clone(),
                             device: keys.device.clone(),
@@ -218,14 +269,20 @@ impl Trust {
                 device: keys.device.clone(),
                 fingerprint: fingerprint(keys),
                 verified,
+                this_device: false,
             })
             .collect()
     }
 }
 
+/// Verified while every current device was among those verified (a
+/// removed device does not undo it; a new one does).
 fn is_verified(entry: &UserTrust) -> bool {
     let current: BTreeSet<PublicKey> = entry.devices.values().map(|d| d.ed25519).collect();
-    entry.verified.as_ref() == Some(&current)
+    entry
+        .verified
+        .as_ref()
+        .is_some_and(|verified| !current.is_empty() && current.is_subset(verified))
 }
 
 #[cfg(test)]
@@ -277,8 +334,8 @@ mod tests {
         );
         let mut forged = device("bob", "tablet-bob").device_keys();
         forged.curve25519[0] ^= 1;
-        let (usable, warnings) = trust.observe(&user("bob"), &[forged]);
-        assert!(usable.is_empty());
+        let (usable, warnings) = trust.observe(&user("bob"), &[original.device_keys(), forged]);
+        assert_eq!(usable, vec![original.device_keys()]);
         assert!(matches!(&warnings[..], [TrustWarning::BadSignature { .. }]));
         assert!(warnings[0].to_string().contains("invalid signature"));
     }
@@ -308,6 +365,52 @@ mod tests {
             trust.safety_number(&user("alice"), &mine, &bob).unwrap(),
             number
         );
+    }
+
+    #[test]
+    fn a_device_no_longer_listed_is_removed_and_comes_back_as_new() {
+        let mut trust = Trust::default();
+        let bob = user("bob");
+        let (laptop, phone) = (device("bob", "laptop-bob"), device("bob", "phone-bob"));
+        trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
+        trust.verify(&bob);
+        let (usable, warnings) = trust.observe(&bob, &[laptop.device_keys()]);
+        assert_eq!(usable, vec![laptop.device_keys()]);
+        assert_eq!(
+            warnings,
+            vec![TrustWarning::DeviceRemoved {
+                user: bob.clone(),
+                device: phone.device().clone()
+            }]
+        );
+        assert!(warnings[0].to_string().contains("removed device phone-bob"));
+        // Fewer devices: still verified, and @devices no longer lists it.
+        assert!(trust.is_verified(&bob));
+        assert_eq!(trust.devices(&bob).len(), 1);
+        assert!(trust.pinned(&bob, phone.device()).is_none());
+        // A message from one device says nothing about the others.
+        let (usable, warnings) = trust.observe_device(&laptop.device_keys());
+        assert!(usable && warnings.is_empty());
+        assert_eq!(trust.devices(&bob).len(), 1);
+        // Listed again, it is announced as a new device (still the keys
+        // that were verified, so the verification holds).
+        let (_, warnings) = trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
+        assert!(
+            matches!(&warnings[..], [TrustWarning::NewDevice { device, .. }] if device == phone.device()),
+            "{warnings:?}"
+        );
+        assert!(trust.is_verified(&bob));
+        // A device never verified undoes it.
+        let tablet = device("bob", "tablet-bob");
+        let (_, warnings) = trust.observe(
+            &bob,
+            &[
+                laptop.device_keys(),
+                phone.device_keys(),
+                tablet.device_keys(),
+            ],
+        );
+        assert!(warnings.contains(&TrustWarning::VerificationLost { user: bob.clone() }));
     }
 
     #[test]

@@ -121,6 +121,13 @@ pub enum Request {
     /// sender shares the room key with all of them). Replies
     /// [`Response::Group`].
     GroupInfo { group: GroupName },
+    /// Removes one of the sender's own devices (a lost phone, say): its
+    /// keys leave the directory, its session token stops working, its
+    /// to-device queue is deleted, and its connections get
+    /// [`EventKind::DeviceRemoved`] and are closed. Everyone sharing a room
+    /// with the user is sent [`EventKind::DevicesChanged`], so their next
+    /// message starts new room sessions without that device. Replies `Done`.
+    RemoveDevice { device: DeviceId },
 }
 
 /// One payload for one device.
@@ -172,6 +179,7 @@ impl Request {
             Request::SendToDevice { .. } => "send_to_device",
             Request::DirectRoom { .. } => "direct_room",
             Request::GroupInfo { .. } => "group_info",
+            Request::RemoveDevice { .. } => "remove_device",
         }
     }
 }
@@ -515,8 +523,13 @@ pub enum EventKind {
         fallback_used: bool,
     },
     /// A user who shares a room with this one (or this user) published a
-    /// new device: query their keys again before sharing room keys.
+    /// new device or removed one: query their keys again before sharing
+    /// room keys.
     DevicesChanged { user: Username },
+    /// This device was removed from its account (by `by`, another device
+    /// or itself); the connection will close, and its session token no
+    /// longer works.
+    DeviceRemoved { by: DeviceId },
 }
 
 /// A change of presence.

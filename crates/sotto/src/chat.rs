@@ -255,6 +255,10 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
             }
             Command::History(n) => out.history(&client.history(n).await?),
             Command::Devices(user) => out.devices(&client.devices(user).await?),
+            Command::RemoveDevice(device) => {
+                client.remove_device(&device).await?;
+                out.device_removed(&device);
+            }
             Command::Verify { user, confirm } => {
                 let verification = if confirm {
                     client.confirm_verified(&user).await?

@@ -62,7 +62,10 @@ fn start_in(
     let actor = Actor::new(
         u("alice"),
         DeviceId::parse(MY_DEVICE).unwrap(),
-        downloads.clone(),
+        Paths {
+            downloads: downloads.clone(),
+            device_file: dir.path().join("device"),
+        },
         writer,
         ops_rx,
         frames_rx,

@@ -352,7 +352,22 @@ fn verify_and_devices() {
         Ok(Command::Devices(Some(user))) if user.as_str() == "bob"
     ));
     assert!(matches!(
+        parse("@devices remove Phone-1234"),
+        Ok(Command::RemoveDevice(id)) if id.as_str() == "Phone-1234"
+    ));
+    // A user called "remove" is still listed.
+    assert!(matches!(
+        parse("@devices remove"),
+        Ok(Command::Devices(Some(user))) if user.as_str() == "remove"
+    ));
+    assert!(matches!(
+        parse("@devices remove no"),
+        Err(CommandError::BadDevice(id)) if id == "no"
+    ));
+    assert!(matches!(
         parse("@devices bob carol"),
-        Err(CommandError::Usage("@devices [USER]"))
+        Err(CommandError::Usage(
+            "@devices [USER] | @devices remove DEVICE_ID"
+        ))
     ));
 }

@@ -371,8 +371,8 @@ impl Core {
     }
 
     /// Tells `user` and everyone sharing a room with them (not the lobby)
-    /// that `user` has a new device.
-    fn devices_changed(&self, user: i64, name: &Username, fx: &mut Effects) {
+    /// that `user` has a new device, or one fewer.
+    pub(super) fn devices_changed(&self, user: i64, name: &Username, fx: &mut Effects) {
         let mut audience = std::collections::BTreeSet::from([user]);
         for room_id in self.dir.user_rooms.get(&user).into_iter().flatten() {
             if let Some(room) = self.dir.rooms.get(room_id) {
@@ -406,7 +406,7 @@ impl Core {
     }
 }
 
-fn encode_event(kind: EventKind) -> Option<SharedEvent> {
+pub(super) fn encode_event(kind: EventKind) -> Option<SharedEvent> {
     SharedEvent::encode(&EventBody { ts: now_ms(), kind })
         .map_err(|e| tracing::error!("cannot encode event: {e}"))
         .ok()

@@ -15,6 +15,7 @@
 //! a connection over its budget is disconnected (its messages stay stored and
 //! are delivered at its next login), so one slow reader never slows a room.
 
+mod devices;
 mod handlers;
 mod keys;
 mod sessions;
@@ -194,6 +195,8 @@ struct Conn {
     device_key: i64,
     device: DeviceId,
     handle: ConnHandle,
+    /// Its device was removed: it is being closed, and may do nothing more.
+    removed: bool,
 }
 
 /// A user with at least one connection.
@@ -222,6 +225,9 @@ struct Effects {
     current_conn: Option<ConnId>,
     /// Connections registered by this batch, unregistered again if it fails.
     attached: Vec<ConnId>,
+    /// An event, then `Close`, for the connection whose request is being
+    /// applied, once its reply is queued (a device that removed itself).
+    after_reply: Vec<(ConnId, SharedEvent)>,
 }
 
 impl Effects {
@@ -501,12 +507,24 @@ impl Core {
                 let Some(conn) = self.conns.get(&conn_id) else {
                     return Ok(());
                 };
+                if conn.removed {
+                    fx.reply(
+                        conn_id,
+                        req_id,
+                        Err(err(ErrorCode::NotLoggedIn, "this device was removed")),
+                    );
+                    return Ok(());
+                }
                 let (user, device) = (conn.user, conn.device.clone());
                 fx.current_conn = Some(conn_id);
                 let result = self.request(conn_id, user, &device, request, fx);
                 fx.current_conn = None;
                 let result = result?;
                 fx.reply(conn_id, req_id, result);
+                for (conn, event) in std::mem::take(&mut fx.after_reply) {
+                    fx.send(conn, Outbound::Event(event));
+                    fx.send(conn, Outbound::Close);
+                }
             }
             Op::Shutdown { reply } => {
                 self.closing = true;

@@ -71,6 +71,18 @@ impl Core {
         let name = self.name(user)?;
         let device_key = match self.dir.device_keys.get(&(user, device.clone())) {
             Some(key) => *key,
+            // A session token whose device was removed (after the token
+            // was checked): the device is not brought back.
+            None if token_hash.is_none() => {
+                let refusal = err(
+                    ErrorCode::WrongPassword,
+                    "this device was removed from the account; log in with your password",
+                );
+                if let Some(frame) = encode_reply(req_id, Err(refusal)) {
+                    conn.send(Outbound::Frame(frame));
+                }
+                return Ok(false);
+            }
             None => {
                 self.db.execute(
                     "INSERT INTO devices (user_id, device, created_at) VALUES (?1, ?2, ?3)",
@@ -96,6 +108,7 @@ impl Core {
                 device_key,
                 device: device.clone(),
                 handle: conn,
+                removed: false,
             },
         );
         fx.attached.push(conn_id);
@@ -203,7 +216,7 @@ impl Core {
     }
 
     pub(super) fn ack(&mut self, conn_id: ConnId, ack: Ack) {
-        let Some(conn) = self.conns.get(&conn_id) else {
+        let Some(conn) = self.conns.get(&conn_id).filter(|c| !c.removed) else {
             return;
         };
         let is_member = self

@@ -195,7 +195,8 @@ impl Renderer {
                 .iter()
                 .map(|d| {
                     json!({"user": d.user.as_str(), "device": d.device.as_str(),
-                    "fingerprint": d.fingerprint, "verified": d.verified})
+                    "fingerprint": d.fingerprint, "verified": d.verified,
+                    "this_device": d.this_device})
                 })
                 .collect();
             self.value(json!({"type": "devices", "devices": list}));
@@ -210,11 +211,23 @@ impl Renderer {
             } else {
                 "not verified"
             };
+            let this = if d.this_device { "  [this device]" } else { "" };
             self.line(&format!(
-                "{} {}  {}  ({state})",
+                "{} {}  {}  ({state}){this}",
                 d.user, d.device, d.fingerprint
             ));
         }
+    }
+
+    pub fn device_removed(&self, device: &sotto_proto::DeviceId) {
+        if self.json {
+            self.value(json!({"type": "device_removed", "device": device.as_str()}));
+            return;
+        }
+        self.line(&format!(
+            "Device {device} removed: it is signed out, and your contacts' next messages \
+             use keys it does not get."
+        ));
     }
 
     pub fn verification(&self, v: &Verification, confirmed: bool) {

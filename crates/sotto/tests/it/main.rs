@@ -4,6 +4,7 @@
 mod bad_input;
 mod basics;
 mod binary;
+mod devices;
 mod e2e;
 mod e2e_groups;
 mod e2e_tamper;

@@ -153,13 +153,25 @@ impl Raw {
         credential: Credential,
         recv_buffer: Option<u32>,
     ) -> (Self, Result<sotto_proto::Response, sotto_proto::ErrorReply>) {
+        let device_id = DeviceId::parse(&format!("{device}-{name}")).unwrap();
+        Self::try_login_device(addr, name, device_id, credential, recv_buffer).await
+    }
+
+    /// One login attempt as `name` on exactly `device_id`.
+    pub async fn try_login_device(
+        addr: SocketAddr,
+        name: &str,
+        device_id: DeviceId,
+        credential: Credential,
+        recv_buffer: Option<u32>,
+    ) -> (Self, Result<sotto_proto::Response, sotto_proto::ErrorReply>) {
         let mut raw = Self::connect_with(addr, recv_buffer).await;
         assert!(raw.hello(PROTOCOL_VERSION).await.result.is_ok());
         let id = raw
             .request(Request::Login(Login {
                 user: Username::parse(name).unwrap(),
                 credential,
-                device_id: DeviceId::parse(&format!("{device}-{name}")).unwrap(),
+                device_id,
                 server_password: None,
                 register_only: false,
             }))
