@@ -612,63 +612,48 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 file,
             } => {
                 let key = position.map(|p| (p.room_id, p.seq));
-                if let Some((name, path, size)) = key.and_then(|k| self.saved.get(&k)).cloned() {
-                    return Some((
-                        ClientEvent::File {
-                            from,
-                            group,
-                            name,
-                            path,
-                            size,
-                            ts,
-                        },
-                        None,
-                    ));
-                }
-                let name = crate::files::sanitize_file_name(&file.name);
-                let size = file.data.len() as u64;
-                let dir = self.paths.downloads.clone();
-                let save_name = name.clone();
-                let saved = tokio::task::spawn_blocking(move || {
-                    crate::files::save_download(&dir, &save_name, &file.data)
-                })
-                .await;
-                match saved {
-                    Ok(Ok(path)) => {
-                        if let Some(key) = key {
-                            self.saved.insert(key, (name.clone(), path.clone(), size));
-                        }
-                        Some((
-                            ClientEvent::File {
-                                from,
-                                group,
-                                name,
-                                path,
-                                size,
-                                ts,
-                            },
-                            None,
-                        ))
-                    }
-                    Ok(Err(e)) => Some((
-                        ClientEvent::Undecodable {
-                            from,
-                            reason: format!("could not save file '{name}': {e}"),
-                            ts,
-                        },
-                        None,
-                    )),
-                    Err(e) => Some((
-                        ClientEvent::Undecodable {
-                            from,
-                            reason: format!("could not save file '{name}': {e}"),
-                            ts,
-                        },
-                        None,
-                    )),
-                }
+                let saved = match key.and_then(|k| self.saved.get(&k)).cloned() {
+                    Some(saved) => Ok(saved),
+                    None => self.save_file(key, file).await,
+                };
+                let event = match saved {
+                    Ok((name, path, size)) => ClientEvent::File {
+                        from,
+                        group,
+                        name,
+                        path,
+                        size,
+                        ts,
+                    },
+                    Err(reason) => ClientEvent::Undecodable { from, reason, ts },
+                };
+                Some((event, None))
             }
         }
+    }
+
+    /// Saves a received file under `downloads/` (once per room position):
+    /// its name, path and size, or why it could not be saved.
+    async fn save_file(
+        &mut self,
+        key: Option<(u64, u64)>,
+        file: sotto_proto::FileBody,
+    ) -> Result<(String, PathBuf, u64), String> {
+        let name = crate::files::sanitize_file_name(&file.name);
+        let size = file.data.len() as u64;
+        let dir = self.paths.downloads.clone();
+        let save_name = name.clone();
+        let path = tokio::task::spawn_blocking(move || {
+            crate::files::save_download(&dir, &save_name, &file.data)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|saved| saved.map_err(|e| e.to_string()))
+        .map_err(|e| format!("could not save file '{name}': {e}"))?;
+        if let Some(key) = key {
+            self.saved.insert(key, (name.clone(), path.clone(), size));
+        }
+        Ok((name, path, size))
     }
 
     /// Takes this device's to-device messages in (room keys) and decrypts

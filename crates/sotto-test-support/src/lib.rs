@@ -127,6 +127,28 @@ async fn bind_again(addr: SocketAddr) -> TcpListener {
     }
 }
 
+/// A client's local store database in its data dir.
+pub fn store_db(data_dir: &Path) -> PathBuf {
+    std::fs::read_dir(data_dir.join("stores"))
+        .expect("a stores dir")
+        .map(|e| e.expect("a dir entry").path())
+        .find(|p| p.extension().is_some_and(|x| x == "db"))
+        .expect("a store database")
+}
+
+/// The Megolm sessions a client's device holds room keys for, read from its
+/// local store with its password (after the client quit).
+pub fn room_sessions(data_dir: &Path, password: &str) -> std::collections::BTreeSet<String> {
+    let (_, loaded) = sotto_client::local_store::LocalStore::open(&store_db(data_dir), password)
+        .expect("the store opens");
+    loaded
+        .records
+        .iter()
+        .filter(|(key, _)| key.kind == "inbound")
+        .map(|(key, _)| String::from_utf8_lossy(&key.id[8..]).into_owned())
+        .collect()
+}
+
 /// Options for connecting a test client.
 pub fn options(server: SocketAddr, name: &str, password: &str, data_dir: &Path) -> ConnectOptions {
     ConnectOptions {

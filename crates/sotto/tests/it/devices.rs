@@ -3,9 +3,6 @@
 //! no key for anything sent after, and its data dir logs in again only as
 //! a new device.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
 use sotto_client::{ClientError, ClientEvent};
 use sotto_proto::{Credential, DeviceId, ErrorCode, Username};
 use sotto_test_support::TestServer;
@@ -14,43 +11,6 @@ use crate::raw::Raw;
 
 fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
-}
-
-/// The Megolm session of the next message from `sender` a raw device of a
-/// member's account sees.
-async fn next_session(raw: &mut Raw, sender: &str) -> String {
-    loop {
-        if let Some(sotto_proto::ServerFrame::Event {
-            body:
-                sotto_proto::EventBody {
-                    kind: sotto_proto::EventKind::Room(event),
-                    ..
-                },
-            ..
-        }) = raw.recv().await
-            && event.sender.as_str() == sender
-            && let sotto_proto::RoomContent::Envelope { payload, .. } = event.content
-            && let Ok(envelope) = sotto_proto::e2e::MegolmEnvelope::decode(&payload)
-        {
-            return envelope.session_id;
-        }
-    }
-}
-
-/// The room sessions a device's local store holds keys for.
-fn sessions_in_store(dir: &Path, password: &str) -> BTreeSet<String> {
-    let db = std::fs::read_dir(dir.join("stores"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "db"))
-        .unwrap();
-    let (_, loaded) = sotto_client::local_store::LocalStore::open(&db, password).unwrap();
-    loaded
-        .records
-        .iter()
-        .filter(|(key, _)| key.kind == "inbound")
-        .map(|(key, _)| String::from_utf8(key.id[8..].to_vec()).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -67,7 +27,7 @@ async fn a_removed_device_is_signed_out_and_gets_no_key_for_what_follows() {
         .send_private(user("bob"), "before")
         .await
         .unwrap();
-    let before = next_session(&mut alice_watch, "alice").await;
+    let before = alice_watch.next_session_of("alice").await;
     assert_eq!(laptop.expect_private().await.1, "before");
     assert_eq!(phone.expect_private().await.1, "before");
 
@@ -113,11 +73,11 @@ async fn a_removed_device_is_signed_out_and_gets_no_key_for_what_follows() {
         })
         .await;
     assert!(warning.contains(phone_id.as_str()), "{warning}");
-    let after = next_session(&mut alice_watch, "alice").await;
+    let after = alice_watch.next_session_of("alice").await;
     assert_ne!(before, after);
     assert_eq!(laptop.expect_private().await.1, "after");
     let phone = phone.reconnect_later().await;
-    let known = sessions_in_store(phone.dir.path(), "pw-bob");
+    let known = sotto_test_support::room_sessions(phone.dir.path(), "pw-bob");
     assert!(
         known.contains(&before) && !known.contains(&after),
         "{known:?}"

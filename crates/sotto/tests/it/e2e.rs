@@ -238,12 +238,7 @@ async fn a_damaged_local_store_is_a_clear_error_not_a_silent_new_identity() {
     let alice = server.client("alice").await;
     let dir = alice.dir;
     let _ = alice.client.quit().await;
-    let stores = dir.path().join("stores");
-    let store = std::fs::read_dir(&stores)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "db"))
-        .unwrap();
+    let store = sotto_test_support::store_db(dir.path());
     // One bit of the sealed account record (this device's identity keys).
     let db = rusqlite::Connection::open(&store).unwrap();
     let mut account: Vec<u8> = db

@@ -1,9 +1,6 @@
 //! Group membership and end-to-end keys (issue 4): a member who leaves or
 //! is removed gets no room key for anything sent after, whoever sends it.
 
-use std::collections::BTreeSet;
-use std::path::Path;
-
 use sotto_proto::{GroupName, Username};
 use sotto_test_support::TestServer;
 
@@ -11,44 +8,6 @@ use crate::raw::Raw;
 
 fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
-}
-
-/// The Megolm session of the next group message from `sender` that a raw
-/// device of a member's account sees (as the server sees it).
-async fn next_session(raw: &mut Raw, sender: &str) -> String {
-    loop {
-        if let Some(sotto_proto::ServerFrame::Event {
-            body:
-                sotto_proto::EventBody {
-                    kind: sotto_proto::EventKind::Room(event),
-                    ..
-                },
-            ..
-        }) = raw.recv().await
-            && event.sender.as_str() == sender
-            && let sotto_proto::RoomContent::Envelope { payload, .. } = event.content
-            && let Ok(envelope) = sotto_proto::e2e::MegolmEnvelope::decode(&payload)
-        {
-            return envelope.session_id;
-        }
-    }
-}
-
-/// The room sessions a client's device holds keys for, read from its local
-/// store (with its password) after it quit.
-fn sessions_in_store(dir: &Path, password: &str) -> BTreeSet<String> {
-    let db = std::fs::read_dir(dir.join("stores"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "db"))
-        .unwrap();
-    let (_, loaded) = sotto_client::local_store::LocalStore::open(&db, password).unwrap();
-    loaded
-        .records
-        .iter()
-        .filter(|(key, _)| key.kind == "inbound")
-        .map(|(key, _)| String::from_utf8(key.id[8..].to_vec()).unwrap())
-        .collect()
 }
 
 #[tokio::test]
@@ -72,12 +31,12 @@ async fn members_who_leave_or_are_removed_get_no_key_for_what_follows() {
         .send_group(crew.clone(), "all of us")
         .await
         .unwrap();
-    let alice_before = next_session(&mut alice_watch, "alice").await;
+    let alice_before = alice_watch.next_session_of("alice").await;
     bob.client
         .send_group(crew.clone(), "bob too")
         .await
         .unwrap();
-    let bob_before = next_session(&mut bob_watch, "bob").await;
+    let bob_before = bob_watch.next_session_of("bob").await;
     assert_eq!(bob.expect_group().await.2, "all of us");
     for member in [&mut carol, &mut dave] {
         assert_eq!(member.expect_group().await.2, "all of us");
@@ -96,12 +55,12 @@ async fn members_who_leave_or_are_removed_get_no_key_for_what_follows() {
         .send_group(crew.clone(), "without them")
         .await
         .unwrap();
-    let alice_after = next_session(&mut alice_watch, "alice").await;
+    let alice_after = alice_watch.next_session_of("alice").await;
     bob.client
         .send_group(crew.clone(), "bob after")
         .await
         .unwrap();
-    let bob_after = next_session(&mut bob_watch, "bob").await;
+    let bob_after = bob_watch.next_session_of("bob").await;
     assert_eq!(bob.expect_group().await.2, "without them");
 
     // Both senders started new sessions, and the keys of the new ones
@@ -111,7 +70,7 @@ async fn members_who_leave_or_are_removed_get_no_key_for_what_follows() {
     for (member, password) in [(carol, "pw-carol"), (dave, "pw-dave")] {
         let name = member.name.clone();
         let member = member.reconnect_later().await;
-        let known = sessions_in_store(member.dir.path(), password);
+        let known = sotto_test_support::room_sessions(member.dir.path(), password);
         assert!(
             known.contains(&alice_before) && known.contains(&bob_before),
             "{name}: {known:?}"

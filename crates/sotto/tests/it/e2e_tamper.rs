@@ -96,22 +96,12 @@ fn refusal(reason_has: &'static str) -> impl FnMut(&ClientEvent) -> Option<Strin
     }
 }
 
-/// The envelope payloads of room events a raw device of the same account
-/// receives (its own account's messages reach its other devices).
+/// The room and payload of the next message a raw device sees.
 async fn next_envelope(raw: &mut Raw) -> (u64, Vec<u8>) {
-    loop {
-        if let Some(sotto_proto::ServerFrame::Event {
-            body:
-                sotto_proto::EventBody {
-                    kind: sotto_proto::EventKind::Room(event),
-                    ..
-                },
-            ..
-        }) = raw.recv().await
-            && let sotto_proto::RoomContent::Envelope { payload, .. } = event.content
-        {
-            return (event.room_id, payload);
-        }
+    let event = raw.next_envelope_event().await;
+    match event.content {
+        sotto_proto::RoomContent::Envelope { payload, .. } => (event.room_id, payload),
+        _ => unreachable!("an envelope"),
     }
 }
 

@@ -3,7 +3,7 @@
 //! a restart, and a device that lost its Olm sessions gets new ones and
 //! reads on.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sotto_client::ClientEvent;
 use sotto_proto::{GroupName, Username};
@@ -11,15 +11,6 @@ use sotto_test_support::{TestClient, TestServer};
 
 fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
-}
-
-/// The client's store database in its data dir.
-fn store_db(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir.join("stores"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "db"))
-        .expect("a store database")
 }
 
 /// Whether any file of the client's data dir contains `needle`.
@@ -179,7 +170,7 @@ async fn a_device_that_lost_its_olm_sessions_gets_new_ones_and_reads_on() {
     let bob = server.client("bob").await;
     // A copy of bob's local store from before any conversation.
     let bob = bob.reconnect_later().await;
-    let db = store_db(bob.dir.path());
+    let db = sotto_test_support::store_db(bob.dir.path());
     let early = std::fs::read(&db).unwrap();
     let mut bob = bob.connect(server.addr).await;
 

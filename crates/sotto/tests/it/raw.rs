@@ -103,6 +103,40 @@ impl Raw {
         }
     }
 
+    /// The next room event carrying an envelope (a private or group
+    /// message, or a to-device one), skipping everything else.
+    pub async fn next_envelope_event(&mut self) -> sotto_proto::RoomEvent {
+        loop {
+            if let Some(ServerFrame::Event {
+                body:
+                    sotto_proto::EventBody {
+                        kind: sotto_proto::EventKind::Room(event),
+                        ..
+                    },
+                ..
+            }) = self.recv().await
+                && matches!(event.content, sotto_proto::RoomContent::Envelope { .. })
+            {
+                return event;
+            }
+        }
+    }
+
+    /// The Megolm session of the next private or group message from
+    /// `sender` (a raw device of a member's account sees them all, as the
+    /// server does).
+    pub async fn next_session_of(&mut self, sender: &str) -> String {
+        loop {
+            let event = self.next_envelope_event().await;
+            if event.sender.as_str() == sender
+                && let sotto_proto::RoomContent::Envelope { payload, .. } = event.content
+                && let Ok(envelope) = sotto_proto::e2e::MegolmEnvelope::decode(&payload)
+            {
+                return envelope.session_id;
+            }
+        }
+    }
+
     /// The next reply (skipping events): (id, result).
     pub async fn reply(
         &mut self,
