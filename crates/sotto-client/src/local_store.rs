@@ -280,6 +280,21 @@ impl LocalStore {
                     })
                     .map_err(db)?;
                 key.open_record(b"meta/check", &check)?;
+                let schema: Option<Vec<u8>> = conn
+                    .query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
+                        r.get(0)
+                    })
+                    .optional()
+                    .map_err(db)?;
+                let version = schema
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                    .map(i64::from_be_bytes);
+                if version != Some(SCHEMA_VERSION) {
+                    return Err(StoreError::Corrupt(format!(
+                        "the store has layout version {version:?}; this client reads version \
+                         {SCHEMA_VERSION} (was it written by a newer Sotto?)"
+                    )));
+                }
                 loaded.legacy = legacy.map(|(_, plain)| plain);
                 key
             }
@@ -666,6 +681,17 @@ mod tests {
 
         let err = LocalStore::open(&path, "not-the-password").unwrap_err();
         assert!(err.to_string().contains("wrong password"), "{err}");
+
+        // A layout this client does not know is refused, not misread.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'schema'",
+            params![2i64.to_be_bytes().as_slice()],
+        )
+        .unwrap();
+        drop(conn);
+        let err = LocalStore::open(&path, "pw-alice").unwrap_err();
+        assert!(err.to_string().contains("layout version"), "{err}");
     }
 
     #[test]
