@@ -536,13 +536,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 return position;
             }
         };
-        let me = Me {
-            user: &self.me,
-            device: &self.device,
-            hide_own_echo: true,
-        };
-        let decoded = decode(me, body);
-        if let Some(event) = self.finish(decoded, position).await {
+        if let Some(event) = self.show(body, true).await {
             if let ClientEvent::Shutdown { message } = &event {
                 self.shutdown_message = Some(format!("the server shut down: {message}"));
             }
@@ -551,22 +545,26 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         position
     }
 
-    /// Numbers a sealed message or saves a file, and keeps a private or
-    /// group message in the local history; `None` for a hidden echo.
-    async fn finish(
-        &mut self,
-        decoded: Decoded,
-        position: Option<Position>,
-    ) -> Option<ClientEvent> {
+    /// Decodes a (decrypted) event to show: numbers a sealed message or
+    /// saves a file, and keeps a private or group message in the local
+    /// history. `None` for a hidden echo of this device's own message
+    /// (`hide_own_echo`: live events; history shows them).
+    async fn show(&mut self, body: EventBody, hide_own_echo: bool) -> Option<ClientEvent> {
+        let (ts, position) = (body.ts, Position::of(&body));
+        let me = Me {
+            user: &self.me,
+            device: &self.device,
+            hide_own_echo,
+        };
+        let decoded = decode(me, body);
         let (event, entry) = self.finish_event(decoded, position).await?;
         if let (Some(pos), Some(entry)) = (position, entry.or_else(|| Entry::of(&event))) {
-            let ts = event_ts(&event);
             lock(&self.crypto).record_history(pos.room_id, pos.seq, ts, &entry);
         }
         Some(event)
     }
 
-    /// [`Actor::finish`] without the history: the event, and the history
+    /// [`Actor::show`] without the history: the event, and the history
     /// entry if it cannot be made from the event (a sealed message's box).
     async fn finish_event(
         &mut self,
@@ -709,19 +707,6 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The time of a message event (the server's).
-fn event_ts(event: &ClientEvent) -> i64 {
-    match event {
-        ClientEvent::Lobby { ts, .. }
-        | ClientEvent::Private { ts, .. }
-        | ClientEvent::Group { ts, .. }
-        | ClientEvent::Sealed { ts, .. }
-        | ClientEvent::File { ts, .. }
-        | ClientEvent::Undecodable { ts, .. } => *ts,
-        _ => 0,
     }
 }
 

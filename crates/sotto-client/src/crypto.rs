@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::ClientError;
 use crate::history::Entry;
+use crate::local_store::kind::{ACCOUNT, INBOUND, OLM, TRUST};
 use crate::local_store::{Changes, HeldRow, HistoryRow, LocalStore, RecordKey, StoreError};
 use crate::trust::Trust;
 
@@ -104,11 +105,6 @@ fn json<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
     // serde_json always serializes.
     Zeroizing::new(serde_json::to_vec(value).unwrap_or_default())
 }
-
-const ACCOUNT: &str = "account";
-const OLM: &str = "olm";
-const INBOUND: &str = "inbound";
-const TRUST: &str = "trust";
 
 fn inbound_id(room_id: u64, session_id: &str) -> Vec<u8> {
     let mut id = room_id.to_be_bytes().to_vec();

@@ -114,7 +114,20 @@ fn legacy_file(path: &Path) -> PathBuf {
     path.with_extension("")
 }
 
-/// A state record's place: what it is, and which one.
+/// The kinds of state records (the `kind` column).
+pub mod kind {
+    /// The Olm account (one record, empty id).
+    pub const ACCOUNT: &str = "account";
+    /// One peer device's Olm sessions (id: its Curve25519 key).
+    pub const OLM: &str = "olm";
+    /// One inbound Megolm session (id: room id, big-endian, then session id).
+    pub const INBOUND: &str = "inbound";
+    /// The pinned contact keys (one record, empty id).
+    pub const TRUST: &str = "trust";
+    pub(super) const ALL: [&str; 4] = [ACCOUNT, OLM, INBOUND, TRUST];
+}
+
+/// A state record's place: what it is ([`kind`]), and which one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RecordKey {
     pub kind: &'static str,
@@ -606,10 +619,8 @@ impl LocalStore {
     }
 }
 
-fn known_kind(kind: &str) -> Option<&'static str> {
-    ["account", "olm", "inbound", "trust"]
-        .into_iter()
-        .find(|k| *k == kind)
+fn known_kind(name: &str) -> Option<&'static str> {
+    kind::ALL.into_iter().find(|k| *k == name)
 }
 
 /// The database and its WAL hold sealed records, but their layout says

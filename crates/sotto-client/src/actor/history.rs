@@ -8,7 +8,7 @@ use tokio::io::AsyncWrite;
 
 use super::{Actor, StoredSealed};
 use crate::ClientError;
-use crate::event::{ClientEvent, Me, Position, decode};
+use crate::event::{ClientEvent, Position};
 use crate::history::Entry;
 
 impl<W: AsyncWrite + Unpin + Send> Actor<W> {
@@ -56,15 +56,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 continue;
             }
             let event = match self.decrypt(body).await {
-                Ok(body) => {
-                    let me = Me {
-                        user: &self.me,
-                        device: &self.device,
-                        hide_own_echo: false,
-                    };
-                    let decoded = decode(me, body);
-                    self.finish(decoded, position).await
-                }
+                Ok(body) => self.show(body, false).await,
                 Err(event) => Some(event),
             };
             if let Some(event) = event {

@@ -10,7 +10,7 @@ use tokio::io::AsyncWrite;
 
 use super::{Actor, Pending, Waiting, write_frame};
 use crate::crypto::{HeldEvent, KeyAsk, lock};
-use crate::event::{ClientEvent, Me, Position, decode};
+use crate::event::ClientEvent;
 
 /// Missing room keys remembered until their sender's device is known.
 const MAX_UNASKED: usize = 256;
@@ -285,22 +285,11 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             let result = lock(&self.crypto).decrypt_event(&mut event);
             let shown = match result {
                 Ok(()) => {
-                    let position = Some(Position {
-                        room_id: event.room_id,
-                        seq: event.seq,
-                        ackable: true,
-                    });
-                    let me = Me {
-                        user: &self.me,
-                        device: &self.device,
-                        hide_own_echo: true,
-                    };
                     let body = EventBody {
                         ts,
                         kind: EventKind::Room(event),
                     };
-                    let decoded = decode(me, body);
-                    self.finish(decoded, position).await
+                    self.show(body, true).await
                 }
                 // The key that came starts after this message: it waits
                 // for an earlier one.

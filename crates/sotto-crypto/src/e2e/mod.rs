@@ -261,9 +261,8 @@ impl E2e {
         envelope: &OlmEnvelope,
         accept: impl FnOnce(&DeviceKeys) -> Result<(), E2eError>,
     ) -> Result<ToDevice, E2eError> {
-        // A pre-key message uses up one of the account's one-time keys.
-        self.account_changed = true;
-        let bytes = self.olm.decrypt(&mut self.account, envelope)?;
+        let (bytes, used_one_time_key) = self.olm.decrypt(&mut self.account, envelope)?;
+        self.account_changed |= used_one_time_key;
         let plaintext = ToDevicePlaintext::decode(&bytes)
             .map_err(|e| E2eError::Malformed(format!("to-device plaintext: {e}")))?;
         let keys = &plaintext.sender_keys;

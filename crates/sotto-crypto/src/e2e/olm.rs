@@ -98,12 +98,13 @@ impl OlmSessions {
 
     /// Decrypts a to-device message: with an existing session if one
     /// fits, else, for a pre-key message, with a new inbound session (which
-    /// consumes the one-time key it names).
+    /// consumes the one-time key it names: then the flag is set, the
+    /// account changed).
     pub fn decrypt(
         &mut self,
         account: &mut DeviceAccount,
         envelope: &OlmEnvelope,
-    ) -> Result<Vec<u8>, E2eError> {
+    ) -> Result<(Vec<u8>, bool), E2eError> {
         let message =
             OlmMessage::from_parts(usize::from(envelope.message_type), &envelope.ciphertext)
                 .map_err(|e| E2eError::Malformed(format!("Olm message: {e}")))?;
@@ -118,7 +119,7 @@ impl OlmSessions {
                 }
                 if let Ok(plaintext) = session.decrypt(&message) {
                     self.changed.insert(peer);
-                    return Ok(plaintext);
+                    return Ok((plaintext, false));
                 }
             }
         }
@@ -126,7 +127,7 @@ impl OlmSessions {
             OlmMessage::PreKey(pre_key) => {
                 let created = account.inbound_session(&peer, pre_key)?;
                 self.add(peer, created.session);
-                Ok(created.plaintext)
+                Ok((created.plaintext, true))
             }
             OlmMessage::Normal(_) => Err(E2eError::Decrypt(
                 "no Olm session with the sending device can decrypt this message".into(),
