@@ -225,14 +225,22 @@ impl Directory {
             }
         }
         {
-            let mut stmt = db.prepare("SELECT room_id, MAX(seq) FROM events GROUP BY room_id")?;
+            // A room's newest position is its newest event, or for a
+            // to-device queue whose delivered events were pruned, the
+            // cursor that was written in the same transaction as the prune:
+            // positions are never handed out twice, or a client would take
+            // a new message for one it already has.
+            let mut stmt = db.prepare(
+                "SELECT room_id, MAX(seq) FROM events GROUP BY room_id
+                 UNION ALL SELECT room_id, MAX(seq) FROM cursors GROUP BY room_id",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
             })?;
             for row in rows {
                 let (room_id, last) = row?;
                 if let Some(room) = dir.rooms.get_mut(&room_id) {
-                    room.last_seq = last;
+                    room.last_seq = room.last_seq.max(last);
                 }
             }
         }
