@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::crypto::{KeyAsk, SharedCrypto, lock};
+use crate::crypto::{SharedCrypto, Tag, lock};
 use crate::event::{ClientEvent, Decoded, Me, Position, decode};
 use crate::history::Entry;
 use crate::{
@@ -92,16 +92,8 @@ enum Pending {
     Sent(Reply<Response>, Box<Entry>),
     /// History from the server, to merge with the local history.
     History(Reply<Vec<ClientEvent>>, u32),
-    /// A key top-up the actor sent itself.
-    Keys,
-    /// A key claimed to start an Olm session with this device (see
-    /// `Actor::claiming`).
-    Claim(Box<(Username, DeviceId)>),
-    /// A device looked up to replace a broken Olm session with it: its
-    /// user, id, and the key its unreadable message came from.
-    Lookup(Box<(Username, DeviceId, sotto_proto::e2e::PublicKey)>),
-    /// A request of the actor's own whose reply needs nothing.
-    Quiet,
+    /// A request the end-to-end state asked for; the reply goes back to it.
+    Crypto(Tag),
 }
 
 impl Pending {
@@ -114,7 +106,7 @@ impl Pending {
             Pending::History(tx, _) => {
                 let _ = tx.send(Err(error));
             }
-            Pending::Keys | Pending::Claim(_) | Pending::Lookup(_) | Pending::Quiet => {}
+            Pending::Crypto(_) => {}
         }
     }
 
@@ -122,19 +114,9 @@ impl Pending {
         match self {
             Pending::Response(tx) | Pending::Sent(tx, _) => tx.is_closed(),
             Pending::History(tx, _) => tx.is_closed(),
-            Pending::Keys | Pending::Claim(_) | Pending::Lookup(_) | Pending::Quiet => false,
+            Pending::Crypto(_) => false,
         }
     }
-}
-
-/// What waits for a new Olm session with a device: its keys, the key
-/// requests to send on it, and whether it replaces a broken session (then a
-/// `Dummy` tells the other side, if nothing else is sent).
-#[derive(Debug)]
-struct Waiting {
-    keys: sotto_proto::e2e::DeviceKeys,
-    asks: Vec<KeyAsk>,
-    dummy: bool,
 }
 
 /// What the reader task passes on: the frames of one read, or why it stopped.
@@ -260,14 +242,6 @@ pub(crate) struct Actor<W> {
     /// When to send the acknowledgements held back (at most one save and
     /// ack per [`ACK_INTERVAL`]).
     ack_due: Option<tokio::time::Instant>,
-    /// Devices a one-time key is being claimed for, and what waits for the
-    /// session (one claim per device at a time).
-    claiming: HashMap<(Username, DeviceId), Waiting>,
-    /// Missing keys whose sender's device is not known yet: asked for once
-    /// it is (when a message from it is received, or it is looked up).
-    unasked: Vec<KeyAsk>,
-    /// Sessions whose key was asked for (once per connection).
-    asked: std::collections::HashSet<String>,
 }
 
 impl<W: AsyncWrite + Unpin + Send> Actor<W> {
@@ -303,9 +277,6 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             saved: HashMap::new(),
             shutdown_message: None,
             crypto,
-            asked: std::collections::HashSet::new(),
-            claiming: HashMap::new(),
-            unasked: Vec::new(),
             unacked: BTreeMap::new(),
             acked_at: tokio::time::Instant::now()
                 .checked_sub(ACK_INTERVAL)
@@ -316,6 +287,9 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
 
     /// Runs until the connection ends, the user quits, or every handle is dropped.
     pub async fn run(mut self) {
+        // A new connection: ask again for every room key messages wait for.
+        let effects = lock(&self.crypto).connected();
+        self.run_effects(effects).await;
         let reason = loop {
             tokio::select! {
                 op = self.ops.recv() => match op {
@@ -529,7 +503,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 return position;
             }
         }
-        let body = match self.decrypt(body).await {
+        let body = match self.decrypt(body, sotto_crypto::e2e::ReadMode::Live).await {
             Ok(body) => body,
             Err(event) => {
                 self.emit(event).await;
@@ -690,15 +664,22 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 };
                 let _ = tx.send(result);
             }
-            Pending::Keys | Pending::Claim(_) | Pending::Lookup(_) => {
-                self.handle_key_reply(pending, result).await;
-            }
-            Pending::Quiet => {
-                if let Err(e) = result {
-                    tracing::debug!("to-device message refused: {e}");
-                }
+            Pending::Crypto(tag) => {
+                let effects = lock(&self.crypto).on_reply(tag, result);
+                self.run_effects(effects).await;
             }
         }
+    }
+
+    /// Writes a request of the actor's own; its id, if it was written.
+    async fn write_request(&mut self, request: Request) -> Option<u64> {
+        let id = self.next_request;
+        self.next_request += 1;
+        let frame = ClientFrame::Request { id, request };
+        write_frame(&mut self.writer, &mut self.wbuf, &frame)
+            .await
+            .is_ok()
+            .then_some(id)
     }
 }
 

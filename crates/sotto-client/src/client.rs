@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use crate::actor::{Op, StoredSealed};
-use crate::crypto::{SharedCrypto, lock, save};
+use crate::crypto::{PlanStep, SendPlan, SharedCrypto, lock, save};
 use crate::event::clean_text;
 use crate::history::Entry;
 use crate::trust::DeviceInfo;
@@ -189,66 +189,30 @@ impl Client {
         // Device lists are asked for on every send: a cached list could miss
         // a device added a moment ago (its `DevicesChanged` notice may still
         // be on its way), which would then not get the room key.
-        let mut listed = Vec::new();
-        for chunk in members.chunks(sotto_proto::limits::MAX_KEY_QUERY_USERS) {
-            match self
-                .request(Request::QueryKeys {
-                    users: chunk.to_vec(),
-                })
-                .await?
-            {
-                Response::Devices { devices } => listed.extend(devices),
-                other => return Err(unexpected("query_keys", &other)),
+        let mut plan = SendPlan::new(room_id, members, body);
+        let mut reply = None;
+        let payload = loop {
+            let step = plan.next(&mut lock(&self.crypto), reply.take(), now_ms());
+            for notice in plan.take_notices() {
+                self.notice(notice).await;
             }
-        }
-        let now = now_ms();
-        let (recipients, warnings, prepared, need) = {
-            let mut crypto = lock(&self.crypto);
-            let (recipients, warnings) = crypto.recipients(&members, &listed);
-            let (prepared, need) = crypto.prepare(room_id, &recipients, now)?;
-            (recipients, warnings, prepared, need)
-        };
-        for warning in warnings {
-            self.notice(warning.to_string()).await;
-        }
-        let mut claimed = Vec::new();
-        for chunk in need.chunks(sotto_proto::limits::MAX_KEY_CLAIM_DEVICES) {
-            match self
-                .request(Request::ClaimKeys {
-                    devices: chunk.to_vec(),
-                })
-                .await?
-            {
-                Response::Claimed { keys } => claimed.extend(keys),
-                other => return Err(unexpected("claim_keys", &other)),
+            match step? {
+                PlanStep::Ask(request) => reply = Some(self.request(request).await?),
+                PlanStep::SaveThenSend(requests) => {
+                    save(&self.crypto).await?;
+                    for request in requests {
+                        let sent = self.request(request).await;
+                        if !matches!(sent, Ok(Response::Done)) {
+                            plan.failed(&mut lock(&self.crypto));
+                            return Err(match sent {
+                                Err(e) => e,
+                                Ok(other) => unexpected("send_to_device", &other),
+                            });
+                        }
+                    }
+                }
+                PlanStep::Payload(payload) => break payload,
             }
-        }
-        let (messages, shared, problems) =
-            lock(&self.crypto).room_key_messages(room_id, &prepared, &recipients, &claimed);
-        for problem in problems {
-            self.notice(format!("a device cannot read this message: {problem}"))
-                .await;
-        }
-        // The Olm sessions used must be on disk before anything encrypted
-        // with them leaves (a reused Olm message key breaks the session).
-        if !messages.is_empty() {
-            save(&self.crypto).await?;
-        }
-        for chunk in messages.chunks(sotto_proto::limits::MAX_TO_DEVICE_MESSAGES) {
-            match self
-                .request(Request::SendToDevice {
-                    messages: chunk.to_vec(),
-                })
-                .await?
-            {
-                Response::Done => {}
-                other => return Err(unexpected("send_to_device", &other)),
-            }
-        }
-        let payload = {
-            let mut crypto = lock(&self.crypto);
-            crypto.mark_shared(room_id, &prepared, &shared);
-            crypto.encrypt(room_id, body, now)?
         };
         // Encrypted: other sends may go on while this one is stored (the
         // room session tolerates messages arriving out of index order).
@@ -277,8 +241,7 @@ impl Client {
                     .filter(|d| d.user == *user)
                     .cloned()
                     .collect();
-                let (_, mut warned) = crypto.trust.observe(user, &theirs);
-                warnings.append(&mut warned);
+                warnings.append(&mut crypto.trust.observe(user, &theirs).warnings);
             }
             warnings
         };
@@ -289,7 +252,7 @@ impl Client {
     }
 
     /// `user`'s devices (this account's when `None`), as pinned, with
-    /// fingerprints and whether they are verified.
+    /// fingerprints, whether they get keys and whether they are verified.
     pub async fn devices(&self, user: Option<Username>) -> Result<Vec<DeviceInfo>, ClientError> {
         let user = user.unwrap_or_else(|| self.user().clone());
         self.refresh_devices(std::slice::from_ref(&user)).await?;
@@ -297,19 +260,84 @@ impl Client {
         let mut devices = crypto.trust.devices(&user);
         if user == *self.user() {
             let me = crypto.e2e.device();
-            match devices.iter_mut().find(|d| d.device == *me) {
-                Some(this) => this.this_device = true,
-                // This device, even before the directory lists it.
-                None => devices.push(DeviceInfo {
-                    user: user.clone(),
-                    device: me.clone(),
-                    fingerprint: crate::trust::fingerprint(&crypto.e2e.device_keys()),
-                    verified: false,
-                    this_device: true,
-                }),
+            if let Some(this) = devices.iter_mut().find(|d| d.device == *me) {
+                this.this_device = true;
             }
         }
         Ok(devices)
+    }
+
+    /// Accepts `device` of `user` (this account when `None`; else a
+    /// contact the user verified), after the user compared its
+    /// fingerprint: it gets room keys from now on, and the keys of this
+    /// device's messages it was left out of since it appeared.
+    pub async fn trust_device(
+        &self,
+        user: Option<Username>,
+        device: &sotto_proto::DeviceId,
+    ) -> Result<DeviceInfo, ClientError> {
+        let user = user.unwrap_or_else(|| self.user().clone());
+        self.refresh_devices(std::slice::from_ref(&user)).await?;
+        let keys = lock(&self.crypto)
+            .trust
+            .accept(&user, device)
+            .map_err(|e| ClientError::Encryption(e.to_string()))?;
+        self.forward_withheld(&keys).await?;
+        lock(&self.crypto)
+            .trust
+            .devices(&user)
+            .into_iter()
+            .find(|d| d.device == *device)
+            .ok_or_else(|| ClientError::Internal("an accepted device vanished".into()))
+    }
+
+    /// Sends a device the user just accepted the keys of this device's
+    /// room sessions it was left out of, from where it was left out.
+    async fn forward_withheld(
+        &self,
+        keys: &sotto_proto::e2e::DeviceKeys,
+    ) -> Result<(), ClientError> {
+        let _guard = self.send_lock.lock().await;
+        let (contents, has_session) = {
+            let mut crypto = lock(&self.crypto);
+            (
+                crypto.withheld_keys_for(keys),
+                crypto.e2e.has_olm_session(keys),
+            )
+        };
+        if contents.is_empty() {
+            return save(&self.crypto).await;
+        }
+        let claimed = if has_session {
+            None
+        } else {
+            match self
+                .request(Request::ClaimKeys {
+                    devices: vec![sotto_proto::DeviceRef {
+                        user: keys.user.clone(),
+                        device: keys.device.clone(),
+                    }],
+                })
+                .await?
+            {
+                Response::Claimed { keys: claimed } => Some(
+                    claimed
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| {
+                            ClientError::Encryption(format!(
+                                "{}'s device {} has no key left to start an encrypted session                                  with; it can ask for the keys itself",
+                                keys.user, keys.device
+                            ))
+                        })?
+                        .key,
+                ),
+                other => return Err(unexpected("claim_keys", &other)),
+            }
+        };
+        let request = lock(&self.crypto).seal_for(keys, claimed.as_ref(), contents)?;
+        save(&self.crypto).await?;
+        done(self.request(request).await?, "send_to_device")
     }
 
     /// Removes `device`, one of this account's devices (a lost phone): the
@@ -327,9 +355,10 @@ impl Client {
         )
     }
 
-    /// The safety number of this account and `user`, from the keys of all
-    /// of both accounts' devices: the same on both sides. Compare it out of
-    /// band, then [`Client::confirm_verified`].
+    /// The safety number of this account (its accepted devices) and
+    /// `user` (all their devices): the same on both sides when neither has
+    /// a device the other does not know. Compare it out of band, then
+    /// [`Client::confirm_verified`] with it.
     pub async fn safety_number(&self, user: &Username) -> Result<Verification, ClientError> {
         let me = self.user().clone();
         if *user == me {
@@ -337,26 +366,12 @@ impl Client {
                 "verify someone else: your own devices are listed by @devices".into(),
             ));
         }
-        self.refresh_devices(&[me.clone(), user.clone()]).await?;
+        self.refresh_devices(&[me, user.clone()]).await?;
         let crypto = lock(&self.crypto);
-        let mut mine: Vec<_> = crypto
-            .trust
-            .devices(&me)
-            .iter()
-            .filter_map(|d| crypto.trust.pinned(&me, &d.device).map(|k| k.ed25519))
-            .collect();
-        let own = crypto.e2e.identity().ed25519;
-        if !mine.contains(&own) {
-            mine.push(own);
-        }
         let number = crypto
             .trust
-            .safety_number(&me, &mine, user)
-            .ok_or_else(|| {
-                ClientError::Encryption(format!(
-                    "{user} has no device with published keys yet: nothing to verify"
-                ))
-            })?;
+            .safety_number(user)
+            .map_err(|e| ClientError::Encryption(e.to_string()))?;
         Ok(Verification {
             user: user.clone(),
             safety_number: number,
@@ -364,13 +379,39 @@ impl Client {
         })
     }
 
-    /// Marks `user` verified with their current devices (after comparing
-    /// the safety number). Lapses when their devices change.
-    pub async fn confirm_verified(&self, user: &Username) -> Result<Verification, ClientError> {
+    /// Marks `user` verified with the devices pinned for them now, if
+    /// `compared` is the safety number those keys give (the one the user
+    /// compared); devices of theirs that waited get the keys they were
+    /// left out of. Later devices wait for acceptance.
+    pub async fn confirm_verified(
+        &self,
+        user: &Username,
+        compared: &str,
+    ) -> Result<Verification, ClientError> {
         let shown = self.safety_number(user).await?;
-        let verified = lock(&self.crypto).trust.verify(user);
+        let accepted = lock(&self.crypto)
+            .trust
+            .verify(user, compared)
+            .map_err(|e| ClientError::Encryption(e.to_string()))?;
+        for keys in &accepted {
+            self.forward_withheld(keys).await?;
+        }
         save(&self.crypto).await?;
-        Ok(Verification { verified, ..shown })
+        Ok(Verification {
+            verified: true,
+            ..shown
+        })
+    }
+
+    /// Forgets every key pinned for `user`, so their devices are pinned
+    /// afresh (unverified) from the directory: only after checking with
+    /// them that their keys really changed.
+    pub async fn reset_verification(&self, user: &Username) -> Result<(), ClientError> {
+        lock(&self.crypto)
+            .trust
+            .reset(user)
+            .map_err(|e| ClientError::Encryption(e.to_string()))?;
+        self.refresh_devices(std::slice::from_ref(user)).await
     }
 
     /// Shows a security notice to the user (through the event stream).

@@ -34,8 +34,11 @@ text                       send text to the lobby (everyone)
 @history [N]               show the last N messages (1 to 1000, default 20)
 @devices [USER]            list USER's devices (default: yours) with fingerprints
 @devices remove ID         remove your device ID (a lost phone): it is signed out
+@devices trust ID          accept your device ID (after comparing its fingerprint)
+@devices USER trust ID     accept a new device of USER, whom you verified
 @verify USER               show the safety number to compare with USER
-@verify USER confirm       mark USER verified after comparing the numbers
+@verify USER confirm NUM   mark USER verified: NUM is the number you both see
+@verify USER reset         forget USER's pinned keys (only after checking with them)
 @help                      show this help
 @quit                      disconnect and exit
 Emoji shortcodes like :smile: are replaced before sending.";
@@ -49,8 +52,10 @@ const USAGE_SECRET: &str = "@secret USER KEY message";
 const USAGE_OPEN: &str = "@open ID KEY";
 const USAGE_FILE: &str = "@file USER PATH";
 const USAGE_HISTORY: &str = "@history [N]";
-const USAGE_DEVICES: &str = "@devices [USER] | @devices remove DEVICE_ID";
-const USAGE_VERIFY: &str = "@verify USER [confirm]";
+const USAGE_DEVICES: &str =
+    "@devices [USER] | @devices remove DEVICE_ID | @devices [USER] trust DEVICE_ID";
+const USAGE_VERIFY: &str = "@verify USER [confirm NUMBER | reset]";
+const USAGE_CONFIRM: &str = "@verify USER confirm NUMBER (type the safety number you compared)";
 const USAGE_HELP: &str = "@help";
 const USAGE_QUIT: &str = "@quit";
 const USAGE_GROUP: &str = "@group set|send|file|add|kick|leave|delete|list ...";
@@ -117,12 +122,29 @@ pub enum Command {
     Devices(Option<Username>),
     /// `@devices remove ID`: remove one of the user's own devices.
     RemoveDevice(DeviceId),
-    /// `@verify USER [confirm]`
-    Verify { user: Username, confirm: bool },
+    /// `@devices [USER] trust ID`: accept a device (the user's own when
+    /// `user` is `None`) so it gets room keys.
+    TrustDevice {
+        user: Option<Username>,
+        device: DeviceId,
+    },
+    /// `@verify USER [confirm NUMBER | reset]`
+    Verify { user: Username, action: Verify },
     /// `@help`
     Help,
     /// `@quit`
     Quit,
+}
+
+/// What `@verify USER` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verify {
+    /// Show the safety number.
+    Show,
+    /// Mark the user verified if this is the number computed now.
+    Confirm(String),
+    /// Forget the user's pinned keys.
+    Reset,
 }
 
 /// Why a line is not a valid command.
@@ -184,33 +206,21 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         }
         "group" => group(args),
         "history" => history(args),
-        "devices" => {
-            let (first, rest) = split_word(args);
-            let (second, rest) = split_word(rest);
-            match (first, second, rest.trim()) {
-                ("", _, _) => Ok(Command::Devices(None)),
-                // (A user named "remove" is still listed with one word.)
-                ("remove", id, "") if !id.is_empty() => DeviceId::parse(id)
-                    .map(Command::RemoveDevice)
-                    .map_err(|_| CommandError::BadDevice(id.to_owned())),
-                (user, "", "") => Ok(Command::Devices(Some(username(user, USAGE_DEVICES)?))),
-                _ => Err(CommandError::Usage(USAGE_DEVICES)),
-            }
-        }
+        "devices" => devices(args),
         "verify" => {
             let (user, rest) = split_word(args);
             let user = username(user, USAGE_VERIFY)?;
-            match rest.trim() {
-                "" => Ok(Command::Verify {
-                    user,
-                    confirm: false,
-                }),
-                word if word.eq_ignore_ascii_case("confirm") => Ok(Command::Verify {
-                    user,
-                    confirm: true,
-                }),
-                _ => Err(CommandError::Usage(USAGE_VERIFY)),
-            }
+            let (word, number) = split_word(rest);
+            let action = match word.to_ascii_lowercase().as_str() {
+                "" => Verify::Show,
+                "confirm" if number.chars().any(|c| c.is_ascii_digit()) => {
+                    Verify::Confirm(number.trim().to_owned())
+                }
+                "confirm" => return Err(CommandError::Usage(USAGE_CONFIRM)),
+                "reset" if number.trim().is_empty() => Verify::Reset,
+                _ => return Err(CommandError::Usage(USAGE_VERIFY)),
+            };
+            Ok(Command::Verify { user, action })
         }
         "help" => no_args(args, USAGE_HELP, Command::Help),
         "quit" => no_args(args, USAGE_QUIT, Command::Quit),
@@ -222,6 +232,27 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             }),
             Err(_) => Err(CommandError::UnknownCommand(word.to_owned())),
         },
+    }
+}
+
+/// `@devices [USER] | @devices remove ID | @devices [USER] trust ID`.
+fn devices(args: &str) -> Result<Command, CommandError> {
+    let words: Vec<&str> = args.split_whitespace().collect();
+    let device = |id: &str| DeviceId::parse(id).map_err(|_| CommandError::BadDevice(id.to_owned()));
+    match words.as_slice() {
+        [] => Ok(Command::Devices(None)),
+        // (A user named "remove" or "trust" is still listed with one word.)
+        ["remove", id] => device(id).map(Command::RemoveDevice),
+        ["trust", id] => Ok(Command::TrustDevice {
+            user: None,
+            device: device(id)?,
+        }),
+        [user] => Ok(Command::Devices(Some(username(user, USAGE_DEVICES)?))),
+        [user, trust, id] if trust.eq_ignore_ascii_case("trust") => Ok(Command::TrustDevice {
+            user: Some(username(user, USAGE_DEVICES)?),
+            device: device(id)?,
+        }),
+        _ => Err(CommandError::Usage(USAGE_DEVICES)),
     }
 }
 

@@ -3,46 +3,54 @@
 //! arrives), kept in the local store (`local_store.rs`) with the decrypted
 //! history, the positions reached and the messages waiting for a key.
 //!
+//! [`Crypto`] is sans-IO: what it decides is returned as [`Effect`]s
+//! (requests to send, some only after a save; events to show; held
+//! messages to read back) that the actor carries out, and the send path is
+//! a [`SendPlan`] the handle steps through. The model test
+//! (`crypto/model_tests.rs`) drives the very same code against an
+//! in-memory server and store, with restarts and kills.
+//!
+//! Module map: `held.rs` messages waiting for a room key (bounded per
+//! sending device), `receive.rs` to-device messages and room messages,
+//! `machine.rs` the effects and what waits for replies (claims, lookups,
+//! key requests), `send.rs` preparing, sharing and encrypting a message.
+//!
 //! The state lock is a std mutex held only for CPU work, never across an
 //! await: the handle's send path makes several requests whose replies the
 //! actor delivers, and the actor needs the state to decrypt meanwhile. What
 //! changed is gathered in memory and written by [`save`] in one transaction
 //! on a blocking thread, under the store's own lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use sotto_crypto::e2e::{E2e, E2eRecords, LegacyE2ePickle};
-use sotto_proto::{DeviceId, RoomEvent, Username};
+use sotto_proto::{DeviceId, Username};
 use zeroize::Zeroizing;
 
 use crate::ClientError;
 use crate::history::Entry;
-use crate::local_store::kind::{ACCOUNT, INBOUND, OLM, TRUST};
-use crate::local_store::{Changes, HeldRow, HistoryRow, LocalStore, RecordKey, StoreError};
+use crate::local_store::kind::{ACCOUNT, INBOUND, OLM, REPLAY, TRUST};
+use crate::local_store::{Changes, HistoryRow, Loaded, LocalStore, RecordKey, StoreError};
 use crate::trust::Trust;
 
-mod ops;
+mod held;
+mod machine;
+#[cfg(test)]
+mod model_tests;
+mod receive;
+mod send;
 
-pub(crate) use ops::{KeyAsk, Recover};
-
-/// Messages kept per missing room key until it arrives.
-pub(crate) const MAX_HELD_PER_SESSION: usize = 256;
+pub(crate) use machine::{Effect, Tag};
+pub(crate) use send::{PlanStep, SendPlan};
 
 /// A store written as one sealed file held this.
 #[derive(Deserialize)]
 struct LegacyStored {
     e2e: LegacyE2ePickle,
     trust: Trust,
-}
-
-/// A message waiting for its room key, as stored.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct HeldEvent {
-    pub ts: i64,
-    pub event: RoomEvent,
 }
 
 /// The end-to-end state of this device.
@@ -55,9 +63,11 @@ pub(crate) struct Crypto {
     pending: Changes,
     /// The highest event handled per room, as saved with what it changed.
     positions: HashMap<u64, u64>,
-    /// The positions of messages held per (room, session) until its key
-    /// comes, as stored.
-    held: HashMap<(u64, String), BTreeSet<u64>>,
+    /// Messages waiting for a room key.
+    held: held::Held,
+    /// What waits for replies and for other devices (claims, lookups, key
+    /// requests); not stored.
+    machine: machine::Waiting,
     /// Private room ids by peer (they never change), for this session.
     pub direct_rooms: BTreeMap<Username, u64>,
 }
@@ -100,13 +110,13 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> ClientError {
     ClientError::LocalStore(format!("the local store's {what} is unreadable: {e}"))
 }
 
-fn json<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
+pub(crate) fn json<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
     // The stored types are plain data (no maps with non-string keys), which
     // serde_json always serializes.
     Zeroizing::new(serde_json::to_vec(value).unwrap_or_default())
 }
 
-fn inbound_id(room_id: u64, session_id: &str) -> Vec<u8> {
+fn session_record_id(room_id: u64, session_id: &str) -> Vec<u8> {
     let mut id = room_id.to_be_bytes().to_vec();
     id.extend_from_slice(session_id.as_bytes());
     id
@@ -128,6 +138,16 @@ impl Crypto {
                 path.display()
             ))
         })?;
+        Ok((Self::from_loaded(loaded, user, device)?, store))
+    }
+
+    /// The state from what a store held (an empty [`Loaded`] for a new
+    /// device).
+    pub fn from_loaded(
+        loaded: Loaded,
+        user: &Username,
+        device: &DeviceId,
+    ) -> Result<Self, ClientError> {
         let mut records = E2eRecords::default();
         let mut trust = None;
         for (key, plain) in &loaded.records {
@@ -142,6 +162,9 @@ impl Crypto {
                 INBOUND => records
                     .inbound
                     .push(serde_json::from_slice(plain).map_err(|e| corrupt("room sessions", e))?),
+                REPLAY => records
+                    .replay
+                    .push(serde_json::from_slice(plain).map_err(|e| corrupt("replay windows", e))?),
                 TRUST => {
                     trust = Some(serde_json::from_slice(plain).map_err(|e| corrupt("pins", e))?);
                 }
@@ -168,27 +191,30 @@ impl Crypto {
             // Another device's state: its sessions are no use to this one.
             pending.clear_records = true;
             e2e = None;
+            trust = None;
         }
-        Ok((
-            Self {
-                e2e: e2e.unwrap_or_else(|| E2e::new(user.clone(), device.clone())),
-                trust: trust.unwrap_or_default(),
-                pending,
-                positions: loaded.positions,
-                held: loaded.held,
-                direct_rooms: BTreeMap::new(),
-            },
-            store,
-        ))
+        let e2e = e2e.unwrap_or_else(|| E2e::new(user.clone(), device.clone()));
+        let mut trust: Trust = trust.unwrap_or_default();
+        trust.set_me(&e2e.device_keys());
+        Ok(Self {
+            e2e,
+            trust,
+            pending,
+            positions: loaded.positions,
+            held: held::Held::from_loaded(loaded.held),
+            machine: machine::Waiting::default(),
+            direct_rooms: BTreeMap::new(),
+        })
     }
 
     /// What to write on the next save: everything changed since the last.
-    fn take_changes(&mut self) -> Changes {
+    pub fn take_changes(&mut self) -> Changes {
         let mut changes = std::mem::take(&mut self.pending);
         let E2eRecords {
             account,
             olm,
             inbound,
+            replay,
         } = self.e2e.take_changed();
         if let Some(account) = account {
             changes.records.push((
@@ -212,9 +238,18 @@ impl Crypto {
             changes.records.push((
                 RecordKey {
                     kind: INBOUND,
-                    id: inbound_id(room.room_id, &room.session_id),
+                    id: session_record_id(room.room_id, &room.session_id),
                 },
                 json(&room),
+            ));
+        }
+        for window in replay {
+            changes.records.push((
+                RecordKey {
+                    kind: REPLAY,
+                    id: session_record_id(window.room_id, &window.session_id),
+                },
+                json(&window),
             ));
         }
         if self.trust.take_changed() {
@@ -226,7 +261,16 @@ impl Crypto {
                 json(&self.trust),
             ));
         }
+        changes.held.append(&mut self.held.take_added());
+        changes.unheld.append(&mut self.held.take_removed());
         changes
+    }
+
+    /// Puts changes that could not be written back, ahead of anything
+    /// newer, for the next save.
+    fn restore_changes(&mut self, changes: Changes) {
+        let newer = std::mem::take(&mut self.pending);
+        self.pending = changes.then(newer);
     }
 
     /// Whether the event at (`room_id`, `seq`) is new to this device; if
@@ -252,49 +296,6 @@ impl Crypto {
             entry: json(entry),
         });
     }
-
-    /// Keeps a message whose room key is missing until the key comes;
-    /// `false` when too many already wait for that key.
-    pub fn hold(&mut self, session_id: &str, event: &RoomEvent, ts: i64) -> bool {
-        let held = self
-            .held
-            .entry((event.room_id, session_id.to_owned()))
-            .or_default();
-        if held.contains(&event.seq) {
-            return true;
-        }
-        if held.len() >= MAX_HELD_PER_SESSION {
-            return false;
-        }
-        held.insert(event.seq);
-        self.pending.held.push(HeldRow {
-            room_id: event.room_id,
-            seq: event.seq,
-            session_id: session_id.to_owned(),
-            event: json(&HeldEvent {
-                ts,
-                event: event.clone(),
-            }),
-        });
-        true
-    }
-
-    /// Whether messages wait for this room key.
-    pub fn has_held(&self, room_id: u64, session_id: &str) -> bool {
-        self.held.contains_key(&(room_id, session_id.to_owned()))
-    }
-
-    /// A held message was handled (shown, or refused for good).
-    pub fn unhold(&mut self, room_id: u64, seq: u64, session_id: &str) {
-        let key = (room_id, session_id.to_owned());
-        if let Some(held) = self.held.get_mut(&key) {
-            held.remove(&seq);
-            if held.is_empty() {
-                self.held.remove(&key);
-            }
-        }
-        self.pending.unheld.push((room_id, seq));
-    }
 }
 
 /// Writes what changed since the last save, in one transaction, off the
@@ -318,9 +319,7 @@ pub(crate) async fn save(crypto: &SharedCrypto) -> Result<(), ClientError> {
     .map_err(|e| ClientError::Internal(format!("saving the local store: {e}")))?;
     if let Err(failed) = written {
         let (error, changes) = *failed;
-        let mut state = lock(crypto);
-        let newer = std::mem::take(&mut state.pending);
-        state.pending = changes.then(newer);
+        lock(crypto).restore_changes(changes);
         return Err(error);
     }
     Ok(())

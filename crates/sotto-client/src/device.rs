@@ -5,12 +5,18 @@
 //! A device id is random, created on first login of a user on a server and
 //! reused afterwards: the server keeps one delivery position per device, so
 //! a stable id is what lets offline messages arrive exactly once per device.
+//!
+//! A device belongs to a server, not to an address: its files are named by
+//! the server id from the hello ([`server_part`]), so the same server
+//! reached as `localhost:P`, `127.0.0.1:P` or on a new port is the same
+//! device with the same history. Files named by address (before server ids)
+//! are moved over on first use ([`adopt_address_files`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
-use sotto_proto::{DeviceId, Username};
+use sotto_proto::{DeviceId, ServerId, Username};
 
 use crate::addr::ServerAddr;
 use crate::known_servers::write_atomically;
@@ -30,20 +36,67 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// The file holding the device id of `user` on `server`.
-pub fn device_file(data_dir: &Path, user: &Username, server: &ServerAddr) -> PathBuf {
-    data_dir
-        .join("devices")
-        .join(format!("{user}@{}", server.file_name_part()))
+/// How a server is named in this client's file names: by its id, or (a
+/// server that sent none) by the address it was reached at.
+pub fn server_part(server_id: &ServerId, addr: &ServerAddr) -> String {
+    if *server_id == ServerId::default() {
+        addr.file_name_part()
+    } else {
+        format!("server-{}", server_id.to_hex())
+    }
 }
 
-/// Reads this device's id for `user` on `server`, creating it on first use.
-/// A damaged file is an error, not silently replaced: a new id would make
-/// the server treat this as a new device.
+/// The file holding the device id of `user` on the server named `server`
+/// (see [`server_part`]).
+pub fn device_file(data_dir: &Path, user: &Username, server: &str) -> PathBuf {
+    data_dir.join("devices").join(format!("{user}@{server}"))
+}
+
+/// Moves the device id and local store of `user` named by the address
+/// `addr` (as clients before server ids named them) to the names of the
+/// server `server`, unless it has its own already.
+pub fn adopt_address_files(
+    data_dir: &Path,
+    user: &Username,
+    addr: &ServerAddr,
+    server: &str,
+) -> io::Result<()> {
+    let old = addr.file_name_part();
+    if old == server {
+        return Ok(());
+    }
+    let (old_device, new_device) = (
+        device_file(data_dir, user, &old),
+        device_file(data_dir, user, server),
+    );
+    if !old_device.exists() || new_device.exists() {
+        return Ok(());
+    }
+    let (old_store, new_store) = (
+        crate::local_store::store_file(data_dir, user, &old),
+        crate::local_store::store_file(data_dir, user, server),
+    );
+    if old_store.exists() && !new_store.exists() {
+        for suffix in ["", "-wal", "-shm"] {
+            let from = PathBuf::from(format!("{}{suffix}", old_store.display()));
+            if from.exists() {
+                std::fs::rename(&from, format!("{}{suffix}", new_store.display()))?;
+            }
+        }
+    }
+    // The device id last: if anything above failed, the next start tries
+    // again from the old names.
+    std::fs::rename(old_device, new_device)
+}
+
+/// Reads this device's id for `user` on the server named `server` (see
+/// [`server_part`]), creating it on first use. A damaged file is an error,
+/// not silently replaced: a new id would make the server treat this as a
+/// new device.
 pub fn load_or_create_device_id(
     data_dir: &Path,
     user: &Username,
-    server: &ServerAddr,
+    server: &str,
 ) -> io::Result<DeviceId> {
     let path = device_file(data_dir, user, server);
     match std::fs::read_to_string(&path) {
@@ -78,24 +131,54 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let alice = Username::parse("alice").unwrap();
         let bob = Username::parse("bob").unwrap();
-        let server = ServerAddr::parse("127.0.0.1:4000").unwrap();
-        let other = ServerAddr::parse("example.org:4000").unwrap();
+        let server = "server-0102";
+        let other = "server-0304";
 
-        let first = load_or_create_device_id(dir.path(), &alice, &server).unwrap();
+        let first = load_or_create_device_id(dir.path(), &alice, server).unwrap();
         assert_eq!(first.as_str().len(), 32);
         assert!(first.as_str().bytes().all(|b| b.is_ascii_hexdigit()));
-        let again = load_or_create_device_id(dir.path(), &alice, &server).unwrap();
+        let again = load_or_create_device_id(dir.path(), &alice, server).unwrap();
         assert_eq!(first, again);
-        assert!(dir.path().join("devices/alice@127.0.0.1_4000").is_file());
+        assert!(dir.path().join("devices/alice@server-0102").is_file());
 
         // Another user or another server gets another id.
         assert_ne!(
-            load_or_create_device_id(dir.path(), &bob, &server).unwrap(),
+            load_or_create_device_id(dir.path(), &bob, server).unwrap(),
             first
         );
         assert_ne!(
-            load_or_create_device_id(dir.path(), &alice, &other).unwrap(),
+            load_or_create_device_id(dir.path(), &alice, other).unwrap(),
             first
+        );
+    }
+
+    #[test]
+    fn a_device_is_named_by_its_server_and_files_named_by_address_move_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice = Username::parse("alice").unwrap();
+        let addr = ServerAddr::parse("127.0.0.1:4000").unwrap();
+        let id = ServerId([7; 16]);
+        assert_eq!(server_part(&ServerId::default(), &addr), "127.0.0.1_4000");
+        let named = server_part(&id, &addr);
+        assert_eq!(named, format!("server-{}", "07".repeat(16)));
+        // What a client named by address had.
+        let old = load_or_create_device_id(dir.path(), &alice, &addr.file_name_part()).unwrap();
+        let store = crate::local_store::store_file(dir.path(), &alice, &addr.file_name_part());
+        std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+        std::fs::write(&store, b"db").unwrap();
+        adopt_address_files(dir.path(), &alice, &addr, &named).unwrap();
+        assert_eq!(
+            load_or_create_device_id(dir.path(), &alice, &named).unwrap(),
+            old
+        );
+        assert!(crate::local_store::store_file(dir.path(), &alice, &named).is_file());
+        assert!(!store.exists());
+        // Reached under another address: the same device.
+        let other = ServerAddr::parse("localhost:4001").unwrap();
+        adopt_address_files(dir.path(), &alice, &other, &server_part(&id, &other)).unwrap();
+        assert_eq!(
+            load_or_create_device_id(dir.path(), &alice, &server_part(&id, &other)).unwrap(),
+            old
         );
     }
 
@@ -103,11 +186,11 @@ mod tests {
     fn damaged_device_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let alice = Username::parse("alice").unwrap();
-        let server = ServerAddr::parse("h:1").unwrap();
-        let path = device_file(dir.path(), &alice, &server);
+        let server = "h_1";
+        let path = device_file(dir.path(), &alice, server);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "no spaces allowed here").unwrap();
-        let err = load_or_create_device_id(dir.path(), &alice, &server).unwrap_err();
+        let err = load_or_create_device_id(dir.path(), &alice, server).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 

@@ -23,7 +23,9 @@ use crate::actor::{Actor, read_frames, write_frame};
 use crate::addr::ServerAddr;
 use crate::client::{Client, Connection, Events};
 use crate::crypto::{Crypto, SharedCrypto};
-use crate::device::{create_private_dir, load_or_create_device_id};
+use crate::device::{
+    adopt_address_files, create_private_dir, load_or_create_device_id, server_part,
+};
 use crate::known_servers::{KnownServers, Pinned};
 use crate::{
     COMMAND_CAPACITY, CONNECT_TIMEOUT, ClientError, ConnectOptions, EVENT_CAPACITY,
@@ -53,9 +55,9 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     })?;
     let server = addr.to_string();
 
-    let (mut known, device_id) = {
-        let (data_dir, addr, user) = (data_dir.clone(), addr.clone(), user.clone());
-        blocking(move || prepare_data_dir(&data_dir, &addr, &user)).await?
+    let mut known = {
+        let data_dir = data_dir.clone();
+        blocking(move || prepare_data_dir(&data_dir)).await?
     };
 
     let (mut stream, fingerprint) = open_tls(&addr).await?;
@@ -120,6 +122,17 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     if ok.server_password_required && server_password.is_none() {
         return Err(ClientError::ServerPasswordRequired);
     }
+    // This device belongs to the server (by its id), not to the address.
+    let server_name = server_part(&ok.server_id, &addr);
+    let device_id = {
+        let (data_dir, addr, user, name) = (
+            data_dir.clone(),
+            addr.clone(),
+            user.clone(),
+            server_name.clone(),
+        );
+        blocking(move || device_of(&data_dir, &addr, &user, &name)).await?
+    };
     // The local store (this device's keys and sessions) is sealed under the
     // account password; it is unlocked once the server accepted it, so a
     // mistyped password gets the server's answer.
@@ -134,7 +147,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     let (logged_in, early) = conn.login(login).await?;
     tracing::info!(%server, user = %logged_in.user, server_software = %hello.server, "logged in");
     let (crypto, store) = {
-        let path = crate::local_store::store_file(&data_dir, &user, &addr);
+        let path = crate::local_store::store_file(&data_dir, &user, &server_name);
         let (user, device) = (user.clone(), device_id.clone());
         blocking(move || Crypto::open(&path, &secret, &user, &device)).await?
     };
@@ -161,7 +174,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         logged_in.device_id.clone(),
         crate::actor::Paths {
             downloads: downloads_dir(&data_dir),
-            device_file: crate::device::device_file(&data_dir, &user, &addr),
+            device_file: crate::device::device_file(&data_dir, &user, &server_name),
         },
         write_half,
         ops_rx,
@@ -187,22 +200,29 @@ fn downloads_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("downloads")
 }
 
-/// Creates the data dir, reads `known_servers` and this device's id.
-fn prepare_data_dir(
+fn at(path: &Path) -> impl FnOnce(std::io::Error) -> ClientError {
+    let path = path.to_owned();
+    move |source| ClientError::DataDir { path, source }
+}
+
+/// Creates the data dir and reads `known_servers`.
+fn prepare_data_dir(data_dir: &Path) -> Result<KnownServers, ClientError> {
+    create_private_dir(data_dir).map_err(at(data_dir))?;
+    let known_path = data_dir.join("known_servers");
+    KnownServers::load(&known_path).map_err(at(&known_path))
+}
+
+/// This device's id for `user` on the server named `server` (moving over
+/// the files of a client that named it by `addr`).
+fn device_of(
     data_dir: &Path,
     addr: &ServerAddr,
     user: &sotto_proto::Username,
-) -> Result<(KnownServers, DeviceId), ClientError> {
-    let at = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ClientError::DataDir { path, source }
-    };
-    create_private_dir(data_dir).map_err(at(data_dir))?;
-    let known_path = data_dir.join("known_servers");
-    let known = KnownServers::load(&known_path).map_err(at(&known_path))?;
-    let device_file = crate::device::device_file(data_dir, user, addr);
-    let device = load_or_create_device_id(data_dir, user, addr).map_err(at(&device_file))?;
-    Ok((known, device))
+    server: &str,
+) -> Result<DeviceId, ClientError> {
+    let device_file = crate::device::device_file(data_dir, user, server);
+    adopt_address_files(data_dir, user, addr, server).map_err(at(&device_file))?;
+    load_or_create_device_id(data_dir, user, server).map_err(at(&device_file))
 }
 
 /// Runs blocking file work off the async threads.

@@ -68,6 +68,19 @@ pub const MAX_PENDING_REQUESTS: usize = 256;
 /// forgotten when a new one would exceed this (each may be ~10 MiB at worst,
 /// but a sealed text is a few KiB).
 pub const MAX_SEALED_KEPT: usize = 1000;
+/// Messages held at once from one sending device (as the server names
+/// it) while they wait for their room key; more are shown as unreadable
+/// and not kept.
+pub const MAX_HELD_PER_DEVICE: usize = 256;
+/// Bytes held at once from one sending device: one file of the largest
+/// size and then some.
+pub const MAX_HELD_BYTES_PER_DEVICE: usize = 12 * 1024 * 1024;
+/// Bytes held at once from all devices together.
+pub const MAX_HELD_BYTES: usize = 48 * 1024 * 1024;
+/// A room message whose sender's clock is further than this from the
+/// server's time when it stored the message is shown with a notice (not
+/// refused: clocks drift, and the server's time is the one shown).
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// Time allowed for the TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time allowed for each of the TLS handshake, the hello and the login.

@@ -1,5 +1,5 @@
 //! The client's local store: one SQLite database per account and server in
-//! the data dir (`stores/USER@HOST_PORT.db`), holding this device's keys and
+//! the data dir (`stores/USER@server-ID.db`, named by the server's id), holding this device's keys and
 //! sessions, the contacts' pinned keys, the decrypted history of private and
 //! group rooms, and messages waiting for a room key.
 //!
@@ -11,8 +11,10 @@
 //!
 //! A save is one SQLite transaction (WAL, `synchronous = FULL`): the end-to-end
 //! state, the history it decrypted and the positions it reached land together
-//! or not at all, so after a crash the state never disagrees with what was
-//! acknowledged to the server.
+//! or not at all, and are on disk before the client acknowledges anything to
+//! the server, so after a crash (or a power cut) the state never disagrees
+//! with what was acknowledged: the server forgets a to-device message once
+//! acknowledged, and a room key lost here would leave messages unreadable.
 //!
 //! A store written before this one (a single sealed file at the same path
 //! without `.db`) is read once and moved into the database.
@@ -25,7 +27,6 @@ use sotto_crypto::at_rest::{self, AtRestError, StoreKey};
 use sotto_proto::Username;
 use zeroize::Zeroizing;
 
-use crate::addr::ServerAddr;
 use crate::device::create_private_dir;
 
 /// Decrypted messages kept per room; older ones are forgotten.
@@ -37,7 +38,10 @@ const TRIM_EVERY: u32 = 256;
 
 /// What the `check` record holds: opening it proves the password.
 const CHECK: &[u8] = b"sotto local store";
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added who sent each held message (`held.sender_user`,
+/// `held.sender_device`: held messages are bounded per sending device) and
+/// the `replay` record kind; a version 1 store is moved up on open.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -46,7 +50,8 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 -- Sealed state records: the account ('account', ''), each peer device's Olm
 -- sessions ('olm', its Curve25519 key), each inbound room session
--- ('inbound', room id and session id), pinned keys ('trust', '').
+-- ('inbound', room id and session id) and its replay window ('replay', the
+-- same id), pinned keys ('trust', '').
 CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL,
     id BLOB NOT NULL,
@@ -69,15 +74,25 @@ CREATE TABLE IF NOT EXISTS history (
     UNIQUE (room_id, seq)
 );
 CREATE INDEX IF NOT EXISTS history_by_time ON history (ts, room_id, seq);
--- Messages that arrived before their room key (sealed), until it comes.
+-- Messages that arrived before their room key (sealed: the event as the
+-- server encoded it), until it comes; by the device that sent them (as the
+-- server says), whose share is bounded.
 CREATE TABLE IF NOT EXISTS held (
     room_id INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     session_id TEXT NOT NULL,
     value BLOB NOT NULL,
+    sender_user TEXT NOT NULL DEFAULT '',
+    sender_device TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (room_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS held_by_session ON held (room_id, session_id);
+";
+
+/// Moves a version 1 store up to version 2.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE held ADD COLUMN sender_user TEXT NOT NULL DEFAULT '';
+ALTER TABLE held ADD COLUMN sender_device TEXT NOT NULL DEFAULT '';
 ";
 
 /// Why the local store could not be read or written.
@@ -101,11 +116,10 @@ pub enum StoreError {
     Closed,
 }
 
-/// The store of `user` on `server`.
-pub fn store_file(data_dir: &Path, user: &Username, server: &ServerAddr) -> PathBuf {
-    data_dir
-        .join("stores")
-        .join(format!("{user}@{}.db", server.file_name_part()))
+/// The store of `user` on the server named `server` (see
+/// [`crate::device::server_part`]).
+pub fn store_file(data_dir: &Path, user: &Username, server: &str) -> PathBuf {
+    data_dir.join("stores").join(format!("{user}@{server}.db"))
 }
 
 /// Where a store written as one sealed file lived (moved into the database
@@ -122,9 +136,11 @@ pub mod kind {
     pub const OLM: &str = "olm";
     /// One inbound Megolm session (id: room id, big-endian, then session id).
     pub const INBOUND: &str = "inbound";
+    /// One inbound Megolm session's replay window (same id as its session).
+    pub const REPLAY: &str = "replay";
     /// The pinned contact keys (one record, empty id).
     pub const TRUST: &str = "trust";
-    pub(super) const ALL: [&str; 4] = [ACCOUNT, OLM, INBOUND, TRUST];
+    pub(super) const ALL: [&str; 5] = [ACCOUNT, OLM, INBOUND, REPLAY, TRUST];
 }
 
 /// A state record's place: what it is ([`kind`]), and which one.
@@ -144,13 +160,28 @@ pub struct HistoryRow {
     pub entry: Zeroizing<Vec<u8>>,
 }
 
-/// A message waiting for the room key of `session_id`.
+/// A message waiting for the room key of `session_id`, sent (the server
+/// says) by `sender_user`'s device `sender_device`.
 #[derive(Debug)]
 pub struct HeldRow {
     pub room_id: u64,
     pub seq: u64,
     pub session_id: String,
+    pub sender_user: String,
+    pub sender_device: String,
     pub event: Zeroizing<Vec<u8>>,
+}
+
+/// What is known of a held message without opening it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldMeta {
+    pub room_id: u64,
+    pub seq: u64,
+    pub session_id: String,
+    pub sender_user: String,
+    pub sender_device: String,
+    /// Bytes it takes (sealed).
+    pub size: usize,
 }
 
 /// Everything one save writes, in order: a later write of the same record
@@ -199,8 +230,8 @@ pub struct Loaded {
     /// Every state record, opened.
     pub records: Vec<(RecordKey, Zeroizing<Vec<u8>>)>,
     pub positions: HashMap<u64, u64>,
-    /// The positions of held messages per (room, session).
-    pub held: HashMap<(u64, String), BTreeSet<u64>>,
+    /// Every held message.
+    pub held: Vec<HeldMeta>,
     /// The contents of a store written as one file, to move over (the
     /// file is removed after the first save).
     pub legacy: Option<Zeroizing<Vec<u8>>>,
@@ -259,7 +290,7 @@ impl LocalStore {
             source,
         };
         let conn = Connection::open(path).map_err(db)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(db)?;
         #[cfg(unix)]
         restrict_permissions(path).map_err(io)?;
@@ -302,11 +333,15 @@ impl LocalStore {
                 let version = schema
                     .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
                     .map(i64::from_be_bytes);
-                if version != Some(SCHEMA_VERSION) {
-                    return Err(StoreError::Corrupt(format!(
-                        "the store has layout version {version:?}; this client reads version \
-                         {SCHEMA_VERSION} (was it written by a newer Sotto?)"
-                    )));
+                match version {
+                    Some(SCHEMA_VERSION) => {}
+                    Some(1) => migrate_1_to_2(&conn).map_err(db)?,
+                    _ => {
+                        return Err(StoreError::Corrupt(format!(
+                            "the store has layout version {version:?}; this client reads version \
+                             {SCHEMA_VERSION} (was it written by a newer Sotto?)"
+                        )));
+                    }
                 }
                 loaded.legacy = legacy.map(|(_, plain)| plain);
                 key
@@ -400,24 +435,25 @@ impl LocalStore {
         }
         let mut held = self
             .conn
-            .prepare("SELECT room_id, session_id, seq FROM held")
+            .prepare(
+                "SELECT room_id, session_id, seq, sender_user, sender_device, length(value) \
+                 FROM held",
+            )
             .map_err(&db)?;
         for row in held
             .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
+                Ok(HeldMeta {
+                    room_id: uint(r.get::<_, i64>(0)?),
+                    session_id: r.get(1)?,
+                    seq: uint(r.get::<_, i64>(2)?),
+                    sender_user: r.get(3)?,
+                    sender_device: r.get(4)?,
+                    size: usize::try_from(r.get::<_, i64>(5)?).unwrap_or_default(),
+                })
             })
             .map_err(&db)?
         {
-            let (room, session, seq) = row.map_err(&db)?;
-            loaded
-                .held
-                .entry((uint(room), session))
-                .or_default()
-                .insert(uint(seq));
+            loaded.held.push(row.map_err(&db)?);
         }
         Ok(())
     }
@@ -487,8 +523,9 @@ impl LocalStore {
             }
             let mut hold = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO held (room_id, seq, session_id, value) \
-                     VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO held \
+                     (room_id, seq, session_id, value, sender_user, sender_device) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(db)?;
             for row in &changes.held {
@@ -500,7 +537,9 @@ impl LocalStore {
                     int(row.room_id),
                     int(row.seq),
                     row.session_id,
-                    sealed
+                    sealed,
+                    row.sender_user,
+                    row.sender_device
                 ])
                 .map_err(db)?;
             }
@@ -593,17 +632,23 @@ impl LocalStore {
         let mut query = self
             .conn
             .prepare_cached(
-                "SELECT seq, value FROM held WHERE room_id = ?1 AND session_id = ?2 ORDER BY seq",
+                "SELECT seq, value, sender_user, sender_device FROM held \
+                 WHERE room_id = ?1 AND session_id = ?2 ORDER BY seq",
             )
             .map_err(&db)?;
         let rows = query
             .query_map(params![int(room_id), session_id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
             })
             .map_err(&db)?;
         let mut out = Vec::new();
         for row in rows {
-            let (seq, sealed) = row.map_err(&db)?;
+            let (seq, sealed, sender_user, sender_device) = row.map_err(&db)?;
             let seq = uint(seq);
             let event = self
                 .key
@@ -612,11 +657,38 @@ impl LocalStore {
                 room_id,
                 seq,
                 session_id: session_id.to_owned(),
+                sender_user,
+                sender_device,
                 event,
             });
         }
         Ok(out)
     }
+}
+
+/// Adds the columns version 2 has (`CREATE TABLE IF NOT EXISTS` kept the
+/// old `held` table), in one transaction with the new version number.
+fn migrate_1_to_2(conn: &Connection) -> rusqlite::Result<()> {
+    let has_sender: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('held') WHERE name = 'sender_user'",
+        [],
+        |r| r.get(0),
+    )?;
+    conn.execute_batch("BEGIN")?;
+    let result = (|| {
+        if has_sender == 0 {
+            conn.execute_batch(MIGRATE_1_TO_2)?;
+        }
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'schema'",
+            params![SCHEMA_VERSION.to_be_bytes().as_slice()],
+        )?;
+        conn.execute_batch("COMMIT")
+    })();
+    if result.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    result
 }
 
 fn known_kind(name: &str) -> Option<&'static str> {
@@ -697,7 +769,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute(
             "UPDATE meta SET value = ?1 WHERE name = 'schema'",
-            params![2i64.to_be_bytes().as_slice()],
+            params![(SCHEMA_VERSION + 1).to_be_bytes().as_slice()],
         )
         .unwrap();
         drop(conn);
@@ -756,6 +828,8 @@ mod tests {
             room_id: 4,
             seq,
             session_id: session.into(),
+            sender_user: "alice".into(),
+            sender_device: "ALICEDEV".into(),
             event: Zeroizing::new(format!("event {seq}").into_bytes()),
         };
         store
@@ -766,9 +840,19 @@ mod tests {
             .unwrap();
         drop(store);
         let (mut store, loaded) = LocalStore::open(&path, "pw").unwrap();
-        assert_eq!(
-            loaded.held.get(&(4, "s1".to_owned())),
-            Some(&BTreeSet::from([1, 2]))
+        let mut s1: Vec<u64> = loaded
+            .held
+            .iter()
+            .filter(|h| h.session_id == "s1")
+            .map(|h| h.seq)
+            .collect();
+        s1.sort_unstable();
+        assert_eq!(s1, vec![1, 2]);
+        assert!(
+            loaded
+                .held
+                .iter()
+                .all(|h| h.sender_user == "alice" && h.size > 7)
         );
         let rows = store.held_for(4, "s1").unwrap();
         assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
@@ -780,6 +864,37 @@ mod tests {
             .unwrap();
         assert!(store.held_for(4, "s1").unwrap().is_empty());
         assert_eq!(store.held_for(4, "s2").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_store_is_moved_up_and_keeps_its_held_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        drop(LocalStore::open(&path, "pw").unwrap());
+        // Make it what version 1 wrote: `held` without senders.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP TABLE held; CREATE TABLE held (room_id INTEGER NOT NULL, \
+             seq INTEGER NOT NULL, session_id TEXT NOT NULL, value BLOB NOT NULL, \
+             PRIMARY KEY (room_id, seq)) WITHOUT ROWID; \
+             INSERT INTO held VALUES (3, 9, 's', x'00');",
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'schema'",
+            params![1i64.to_be_bytes().as_slice()],
+        )
+        .unwrap();
+        drop(conn);
+        let (_, loaded) = LocalStore::open(&path, "pw").unwrap();
+        assert_eq!(loaded.held.len(), 1);
+        assert_eq!(
+            (loaded.held[0].seq, loaded.held[0].sender_user.as_str()),
+            (9, "")
+        );
+        // And opens again as version 2.
+        let (_, loaded) = LocalStore::open(&path, "pw").unwrap();
+        assert_eq!(loaded.held.len(), 1);
     }
 
     #[test]

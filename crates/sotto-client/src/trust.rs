@@ -1,11 +1,22 @@
-//! Which device keys this client trusts: every device of every contact is
-//! pinned the first time the key directory lists it (trust on first use,
-//! like SSH's `known_hosts`). A contact's new device is accepted with a
-//! warning; a device whose identity keys changed is refused (its old keys
-//! stay pinned); a device the directory no longer lists was removed, and
-//! is not encrypted to (if it comes back, it is a new device again).
-//! Comparing safety numbers out of band and confirming marks a contact
-//! verified, until a device they did not have then appears.
+//! Which device keys this client trusts, and which devices get room keys.
+//!
+//! Every device of every contact is pinned the first time the key
+//! directory lists it, or (for a device that writes first) from the
+//! directory's keys the server delivers with its to-device message: never
+//! from what a message says about itself. A device whose identity keys
+//! changed is refused (its old keys stay pinned) until the user resets the
+//! pins after checking out of band (`@verify USER reset`). A device the
+//! directory no longer lists was removed, and is not encrypted to (if it
+//! comes back, it is a new device again).
+//!
+//! Who gets room keys:
+//! - A contact the user never verified: every pinned device (trust on first
+//!   use), and a new device is announced.
+//! - A contact the user verified (compared the safety number and confirmed
+//!   it): the devices they had then, and later ones only once the user
+//!   accepts them (`@devices USER trust ID`, or verifying again).
+//! - The user's own account: only the devices the user accepted, so a
+//!   device the server adds to the account gets nothing.
 //!
 //! Sans-IO: the caller feeds it directory listings and stores it (inside
 //! the encrypted local store).
@@ -21,6 +32,9 @@ use sotto_proto::{DeviceId, Username};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Trust {
     users: BTreeMap<Username, UserTrust>,
+    /// This account, whose devices get keys only once accepted.
+    #[serde(default)]
+    me: Option<Username>,
     /// Something was pinned or verified since [`Trust::take_changed`].
     #[serde(skip)]
     changed: bool,
@@ -29,29 +43,50 @@ pub struct Trust {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct UserTrust {
     devices: BTreeMap<DeviceId, DeviceKeys>,
-    /// The Ed25519 keys of the user's devices when they were verified.
+    /// The Ed25519 keys of the devices the user accepted (all the pinned
+    /// ones when verifying, or one by one). `Some` once the user verified
+    /// this contact (always, for this account): from then on a device gets
+    /// room keys only if its key is in here.
     verified: Option<BTreeSet<PublicKey>>,
     /// Devices that were pinned and then removed from the account.
     #[serde(default)]
     removed: BTreeMap<DeviceId, DeviceKeys>,
 }
 
+impl UserTrust {
+    fn accepts(&self, keys: &DeviceKeys) -> bool {
+        self.verified
+            .as_ref()
+            .is_none_or(|accepted| accepted.contains(&keys.ed25519))
+    }
+
+    /// Verified while every current device was accepted (a removed device
+    /// does not undo it; a new one does until it is accepted).
+    fn is_verified(&self) -> bool {
+        self.verified.as_ref().is_some_and(|accepted| {
+            !self.devices.is_empty() && self.devices.values().all(|d| accepted.contains(&d.ed25519))
+        })
+    }
+}
+
 /// Something the user should be told about a contact's keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustWarning {
-    /// A contact has a device this client had not seen.
+    /// A user has a device this client had not seen. `waits` says that it
+    /// gets no room keys until accepted (a verified contact's or this
+    /// account's); `mine` that it is this account's.
     NewDevice {
         user: Username,
         device: DeviceId,
         fingerprint: String,
+        waits: bool,
+        mine: bool,
     },
     /// A device's identity keys are not the ones pinned for it: the new keys
     /// are not used.
     ChangedKeys { user: Username, device: DeviceId },
     /// The directory returned keys whose signature does not check.
     BadSignature { user: Username, device: DeviceId },
-    /// A verified contact's devices changed: verify again.
-    VerificationLost { user: Username },
     /// A contact's device is no longer listed: it was removed from their
     /// account, and gets no keys for what is sent from now on.
     DeviceRemoved { user: Username, device: DeviceId },
@@ -61,9 +96,34 @@ impl std::fmt::Display for TrustWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TrustWarning::NewDevice {
+                device,
+                fingerprint,
+                mine: true,
+                ..
+            } => write!(
+                f,
+                "your account has a new device {device} (fingerprint {fingerprint}). It gets \
+                 no keys from this device until you accept it: if @devices on that device shows \
+                 the same fingerprint, type @devices trust {device}; if it is not yours, \
+                 @devices remove {device}"
+            ),
+            TrustWarning::NewDevice {
                 user,
                 device,
                 fingerprint,
+                waits: true,
+                ..
+            } => write!(
+                f,
+                "{user} has a new device {device} (fingerprint {fingerprint}). You verified \
+                 {user}, so it gets no keys until you accept it: check the fingerprint with \
+                 {user}, then @devices {user} trust {device} (or @verify {user} again)"
+            ),
+            TrustWarning::NewDevice {
+                user,
+                device,
+                fingerprint,
+                ..
             } => write!(
                 f,
                 "{user} has a new device {device} (fingerprint {fingerprint}); \
@@ -72,16 +132,13 @@ impl std::fmt::Display for TrustWarning {
             TrustWarning::ChangedKeys { user, device } => write!(
                 f,
                 "the keys of {user}'s device {device} CHANGED; messages are not encrypted \
-                 to the new keys. Check with {user} (@verify {user})"
+                 to the new keys. Check with {user} (@verify {user}); if they really \
+                 changed, @verify {user} reset"
             ),
             TrustWarning::BadSignature { user, device } => write!(
                 f,
                 "the server listed keys for {user}'s device {device} with an invalid \
                  signature; that device is ignored"
-            ),
-            TrustWarning::VerificationLost { user } => write!(
-                f,
-                "{user}'s devices changed since you verified them: @verify {user} again"
             ),
             TrustWarning::DeviceRemoved { user, device } => write!(
                 f,
@@ -91,13 +148,48 @@ impl std::fmt::Display for TrustWarning {
     }
 }
 
+/// What a directory listing of one user means for sending to them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Pinned, listed and accepted: these get room keys.
+    pub usable: Vec<DeviceKeys>,
+    /// Pinned and listed, but not accepted yet: these get no room keys.
+    pub waiting: Vec<DeviceKeys>,
+    pub warnings: Vec<TrustWarning>,
+}
+
+/// Why a trust change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrustError {
+    #[error("{user} has no device {device} (see @devices {user})")]
+    NoSuchDevice { user: Username, device: DeviceId },
+    #[error("{0} has no device with published keys yet: nothing to verify")]
+    NothingToVerify(Username),
+    #[error(
+        "that is not the safety number this device computes for you and {user} now; \
+         their devices or yours may have changed: run @verify {user} again and compare anew"
+    )]
+    NumberMismatch { user: Username },
+    #[error(
+        "{user} is not verified, so all of {user}'s devices already get keys; \
+         @verify {user} to compare safety numbers"
+    )]
+    NotVerified { user: Username },
+    #[error("your own devices are listed by @devices; remove one with @devices remove ID")]
+    OwnAccount,
+}
+
 /// A pinned device as `@devices` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub user: Username,
     pub device: DeviceId,
     pub fingerprint: String,
+    /// The user is verified and this device was accepted.
     pub verified: bool,
+    /// It gets room keys from this device (accepted, or the user was never
+    /// verified).
+    pub gets_keys: bool,
     /// The device this client runs as.
     pub this_device: bool,
 }
@@ -113,16 +205,33 @@ pub fn fingerprint(keys: &DeviceKeys) -> String {
 }
 
 impl Trust {
-    /// Takes in the directory's listing of all of `user`'s devices. Returns
-    /// the devices to encrypt to (pinned, and still listed) and the
-    /// warnings to show. A pinned device missing from the listing counts as
+    /// Pins this device (`own`) as this account's first accepted one: the
+    /// account's other devices get keys only once accepted.
+    pub fn set_me(&mut self, own: &DeviceKeys) {
+        if self.me.as_ref() != Some(&own.user) {
+            self.me = Some(own.user.clone());
+            self.changed = true;
+        }
+        let entry = self.users.entry(own.user.clone()).or_default();
+        if !entry.devices.contains_key(&own.device) {
+            entry.devices.insert(own.device.clone(), own.clone());
+            self.changed = true;
+        }
+        let accepted = entry.verified.get_or_insert_with(BTreeSet::new);
+        if accepted.insert(own.ed25519) {
+            self.changed = true;
+        }
+    }
+
+    fn is_me(&self, user: &Username) -> bool {
+        self.me.as_ref() == Some(user)
+    }
+
+    /// Takes in the directory's listing of all of `user`'s devices: pins
+    /// new ones, and counts a pinned device missing from the listing as
     /// removed.
-    pub fn observe(
-        &mut self,
-        user: &Username,
-        listed: &[DeviceKeys],
-    ) -> (Vec<DeviceKeys>, Vec<TrustWarning>) {
-        let (usable, mut warnings) = self.observe_devices(user, listed);
+    pub fn observe(&mut self, user: &Username, listed: &[DeviceKeys]) -> Observed {
+        let mut observed = self.observe_devices(user, listed);
         let entry = self.users.entry(user.clone()).or_default();
         let gone: Vec<DeviceId> = entry
             .devices
@@ -134,70 +243,83 @@ impl Trust {
             if let Some(keys) = entry.devices.remove(&device) {
                 entry.removed.insert(device.clone(), keys);
                 self.changed = true;
-                warnings.push(TrustWarning::DeviceRemoved {
+                observed.warnings.push(TrustWarning::DeviceRemoved {
                     user: user.clone(),
                     device,
                 });
             }
         }
-        (usable, warnings)
+        observed
     }
 
-    /// Takes in one device's keys (from a message it sent): pins it on
-    /// first sight, as [`Trust::observe`] does, but says nothing about the
-    /// user's other devices.
-    pub fn observe_device(&mut self, keys: &DeviceKeys) -> (bool, Vec<TrustWarning>) {
-        let (usable, warnings) = self.observe_devices(&keys.user, std::slice::from_ref(keys));
-        (usable.contains(keys), warnings)
+    /// Takes in one device's keys as the directory publishes them (sent
+    /// with a message from that device): pins it on first sight, as
+    /// [`Trust::observe`] does, but says nothing about the user's other
+    /// devices. `Err` when other keys are pinned for it.
+    pub fn observe_device(&mut self, keys: &DeviceKeys) -> Result<Vec<TrustWarning>, TrustWarning> {
+        let observed = self.observe_devices(&keys.user, std::slice::from_ref(keys));
+        if observed.usable.contains(keys) || observed.waiting.contains(keys) {
+            Ok(observed.warnings)
+        } else {
+            Err(observed
+                .warnings
+                .into_iter()
+                .next()
+                .unwrap_or(TrustWarning::ChangedKeys {
+                    user: keys.user.clone(),
+                    device: keys.device.clone(),
+                }))
+        }
     }
 
-    fn observe_devices(
-        &mut self,
-        user: &Username,
-        listed: &[DeviceKeys],
-    ) -> (Vec<DeviceKeys>, Vec<TrustWarning>) {
+    fn observe_devices(&mut self, user: &Username, listed: &[DeviceKeys]) -> Observed {
+        let mine = self.is_me(user);
         let entry = self.users.entry(user.clone()).or_default();
         let first_sight = entry.devices.is_empty();
-        let verified_before = entry.verified.is_some() && is_verified(entry);
-        let mut usable = Vec::new();
-        let mut warnings = Vec::new();
+        let mut observed = Observed::default();
         for keys in listed {
             if keys.user != *user {
                 continue;
             }
             if verify_device_keys(keys).is_err() {
-                warnings.push(TrustWarning::BadSignature {
+                observed.warnings.push(TrustWarning::BadSignature {
                     user: user.clone(),
                     device: keys.device.clone(),
                 });
                 continue;
             }
             match entry.devices.get(&keys.device) {
-                Some(pinned) if pinned == keys => usable.push(keys.clone()),
-                Some(_) => warnings.push(TrustWarning::ChangedKeys {
-                    user: user.clone(),
-                    device: keys.device.clone(),
-                }),
+                Some(pinned) if pinned != keys => {
+                    observed.warnings.push(TrustWarning::ChangedKeys {
+                        user: user.clone(),
+                        device: keys.device.clone(),
+                    });
+                    continue;
+                }
+                Some(_) => {}
                 None => {
                     entry.devices.insert(keys.device.clone(), keys.clone());
                     // A removed device that is listed again is a new one.
                     let returned = entry.removed.remove(&keys.device).is_some();
                     self.changed = true;
-                    if !first_sight || returned {
-                        warnings.push(TrustWarning::NewDevice {
+                    if !first_sight || returned || entry.verified.is_some() {
+                        observed.warnings.push(TrustWarning::NewDevice {
                             user: user.clone(),
                             device: keys.device.clone(),
                             fingerprint: fingerprint(keys),
+                            waits: !entry.accepts(keys),
+                            mine,
                         });
                     }
-                    usable.push(keys.clone());
                 }
             }
+            if entry.accepts(keys) {
+                observed.usable.push(keys.clone());
+            } else {
+                observed.waiting.push(keys.clone());
+            }
         }
-        if verified_before && !is_verified(entry) {
-            warnings.push(TrustWarning::VerificationLost { user: user.clone() });
-        }
-        (usable, warnings)
+        observed
     }
 
     /// The pinned keys of a device, if any.
@@ -205,39 +327,124 @@ impl Trust {
         self.users.get(user)?.devices.get(device)
     }
 
-    /// The safety number between this account (`me`, with its devices'
-    /// keys) and `user`, from the keys pinned for `user`.
-    pub fn safety_number(
-        &self,
-        me: &Username,
-        my_keys: &[PublicKey],
-        user: &Username,
-    ) -> Option<String> {
-        let theirs: Vec<PublicKey> = self
-            .users
-            .get(user)?
-            .devices
-            .values()
-            .map(|d| d.ed25519)
-            .collect();
-        if theirs.is_empty() {
-            return None;
-        }
-        Some(safety_number((me, my_keys), (user, &theirs)))
+    /// Whether this pinned device gets room keys.
+    pub fn gets_keys(&self, keys: &DeviceKeys) -> bool {
+        self.users.get(&keys.user).is_some_and(|entry| {
+            entry.devices.get(&keys.device) == Some(keys) && entry.accepts(keys)
+        })
     }
 
-    /// Marks `user` verified with their currently pinned devices. False if
-    /// no device of theirs is known yet.
-    pub fn verify(&mut self, user: &Username) -> bool {
-        let Some(entry) = self.users.get_mut(user) else {
-            return false;
+    /// Whether `keys` is one of this account's own devices that the user
+    /// accepted (it may ask for the keys of this account's past messages).
+    pub fn is_own_accepted(&self, keys: &DeviceKeys) -> bool {
+        self.is_me(&keys.user) && self.gets_keys(keys)
+    }
+
+    /// The Ed25519 keys of the devices of this account that the user
+    /// accepted (this one included): this account's half of a safety
+    /// number.
+    fn own_accepted(&self) -> Vec<PublicKey> {
+        let Some(me) = &self.me else {
+            return Vec::new();
         };
-        if entry.devices.is_empty() {
-            return false;
+        self.users.get(me).map_or_else(Vec::new, |entry| {
+            entry
+                .devices
+                .values()
+                .filter(|d| entry.accepts(d))
+                .map(|d| d.ed25519)
+                .collect()
+        })
+    }
+
+    /// The safety number between this account (its accepted devices) and
+    /// all of `user`'s pinned devices.
+    pub fn safety_number(&self, user: &Username) -> Result<String, TrustError> {
+        let me = self.me.as_ref().ok_or(TrustError::OwnAccount)?;
+        if me == user {
+            return Err(TrustError::OwnAccount);
         }
+        let theirs: Vec<PublicKey> = self
+            .users
+            .get(user)
+            .map(|entry| entry.devices.values().map(|d| d.ed25519).collect())
+            .unwrap_or_default();
+        if theirs.is_empty() {
+            return Err(TrustError::NothingToVerify(user.clone()));
+        }
+        Ok(safety_number((me, &self.own_accepted()), (user, &theirs)))
+    }
+
+    /// Marks `user` verified with every device pinned for them now, if
+    /// `compared` is the safety number computed from exactly those keys
+    /// (spaces and dashes aside). Returns the devices that were waiting
+    /// and are accepted now.
+    pub fn verify(
+        &mut self,
+        user: &Username,
+        compared: &str,
+    ) -> Result<Vec<DeviceKeys>, TrustError> {
+        let expected = self.safety_number(user)?;
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        if digits(compared) != digits(&expected) || digits(compared).is_empty() {
+            return Err(TrustError::NumberMismatch { user: user.clone() });
+        }
+        let entry = self.users.entry(user.clone()).or_default();
+        let newly: Vec<DeviceKeys> = entry
+            .devices
+            .values()
+            .filter(|d| {
+                entry
+                    .verified
+                    .as_ref()
+                    .is_some_and(|a| !a.contains(&d.ed25519))
+            })
+            .cloned()
+            .collect();
         entry.verified = Some(entry.devices.values().map(|d| d.ed25519).collect());
         self.changed = true;
-        true
+        Ok(newly)
+    }
+
+    /// Accepts one pinned device of `user` (a verified contact, or this
+    /// account): it gets room keys from now on. Returns its keys.
+    pub fn accept(&mut self, user: &Username, device: &DeviceId) -> Result<DeviceKeys, TrustError> {
+        let entry = self
+            .users
+            .get_mut(user)
+            .ok_or_else(|| TrustError::NoSuchDevice {
+                user: user.clone(),
+                device: device.clone(),
+            })?;
+        let keys = entry
+            .devices
+            .get(device)
+            .cloned()
+            .ok_or_else(|| TrustError::NoSuchDevice {
+                user: user.clone(),
+                device: device.clone(),
+            })?;
+        // (Always `Some` for this account: see `set_me`.)
+        let Some(accepted) = entry.verified.as_mut() else {
+            return Err(TrustError::NotVerified { user: user.clone() });
+        };
+        if accepted.insert(keys.ed25519) {
+            self.changed = true;
+        }
+        Ok(keys)
+    }
+
+    /// Forgets everything pinned for `user` (after they confirmed out of
+    /// band that their keys changed): the next listing pins their devices
+    /// afresh, unverified. Not for this account.
+    pub fn reset(&mut self, user: &Username) -> Result<(), TrustError> {
+        if self.is_me(user) {
+            return Err(TrustError::OwnAccount);
+        }
+        if self.users.remove(user).is_some() {
+            self.changed = true;
+        }
+        Ok(())
     }
 
     /// Whether something was pinned or verified since the last call (to
@@ -252,7 +459,7 @@ impl Trust {
     }
 
     pub fn is_verified(&self, user: &Username) -> bool {
-        self.users.get(user).is_some_and(is_verified)
+        self.users.get(user).is_some_and(UserTrust::is_verified)
     }
 
     /// Every pinned device of `user`, for `@devices`.
@@ -260,7 +467,7 @@ impl Trust {
         let Some(entry) = self.users.get(user) else {
             return Vec::new();
         };
-        let verified = is_verified(entry);
+        let mine = self.is_me(user);
         entry
             .devices
             .values()
@@ -268,21 +475,12 @@ impl Trust {
                 user: user.clone(),
                 device: keys.device.clone(),
                 fingerprint: fingerprint(keys),
-                verified,
+                verified: !mine && entry.is_verified(),
+                gets_keys: entry.accepts(keys),
                 this_device: false,
             })
             .collect()
     }
-}
-
-/// Verified while every current device was among those verified (a
-/// removed device does not undo it; a new one does).
-fn is_verified(entry: &UserTrust) -> bool {
-    let current: BTreeSet<PublicKey> = entry.devices.values().map(|d| d.ed25519).collect();
-    entry
-        .verified
-        .as_ref()
-        .is_some_and(|verified| !current.is_empty() && current.is_subset(verified))
 }
 
 #[cfg(test)]
@@ -299,110 +497,115 @@ mod tests {
         E2e::new(user(name), DeviceId::parse(id).unwrap())
     }
 
-    #[test]
-    fn first_sight_pins_silently_and_a_new_device_warns() {
+    fn with_me(me: &E2e) -> Trust {
         let mut trust = Trust::default();
-        let (laptop, phone) = (device("bob", "laptop-bob"), device("bob", "phone-bob"));
-        let (usable, warnings) = trust.observe(&user("bob"), &[laptop.device_keys()]);
-        assert_eq!(usable, vec![laptop.device_keys()]);
-        assert!(warnings.is_empty());
-        let (usable, warnings) =
-            trust.observe(&user("bob"), &[laptop.device_keys(), phone.device_keys()]);
-        assert_eq!(usable.len(), 2);
-        assert!(
-            matches!(&warnings[..], [TrustWarning::NewDevice { device, .. }] if device.as_str() == "phone-bob")
-        );
-        // Seen before: no more warnings.
-        let (_, warnings) =
-            trust.observe(&user("bob"), &[laptop.device_keys(), phone.device_keys()]);
-        assert!(warnings.is_empty());
+        trust.set_me(&me.device_keys());
+        trust
     }
 
     #[test]
-    fn changed_keys_are_refused_and_bad_signatures_ignored() {
-        let mut trust = Trust::default();
+    fn first_sight_pins_silently_and_a_new_device_warns() {
+        let mut trust = with_me(&device("alice", "laptop-alice"));
+        let (laptop, phone) = (device("bob", "laptop-bob"), device("bob", "phone-bob"));
+        let seen = trust.observe(&user("bob"), &[laptop.device_keys()]);
+        assert_eq!(seen.usable, vec![laptop.device_keys()]);
+        assert!(seen.warnings.is_empty() && seen.waiting.is_empty());
+        let seen = trust.observe(&user("bob"), &[laptop.device_keys(), phone.device_keys()]);
+        assert_eq!(seen.usable.len(), 2, "not verified: every device gets keys");
+        assert!(
+            matches!(&seen.warnings[..], [TrustWarning::NewDevice { device, waits: false, .. }] if device.as_str() == "phone-bob")
+        );
+        // Seen before: no more warnings.
+        let seen = trust.observe(&user("bob"), &[laptop.device_keys(), phone.device_keys()]);
+        assert!(seen.warnings.is_empty());
+    }
+
+    #[test]
+    fn changed_keys_are_refused_until_reset_and_bad_signatures_ignored() {
+        let mut trust = with_me(&device("alice", "laptop-alice"));
         let original = device("bob", "laptop-bob");
         trust.observe(&user("bob"), &[original.device_keys()]);
         // Same device id, new identity (a server swapping keys).
         let impostor = device("bob", "laptop-bob");
-        let (usable, warnings) = trust.observe(&user("bob"), &[impostor.device_keys()]);
-        assert!(usable.is_empty());
-        assert!(matches!(&warnings[..], [TrustWarning::ChangedKeys { .. }]));
+        let seen = trust.observe(&user("bob"), &[impostor.device_keys()]);
+        assert!(seen.usable.is_empty());
+        assert!(matches!(
+            &seen.warnings[..],
+            [TrustWarning::ChangedKeys { .. }]
+        ));
+        assert!(seen.warnings[0].to_string().contains("@verify bob reset"));
+        assert!(trust.observe_device(&impostor.device_keys()).is_err());
         assert_eq!(
             trust.pinned(&user("bob"), original.device()),
             Some(&original.device_keys())
         );
         let mut forged = device("bob", "tablet-bob").device_keys();
         forged.curve25519[0] ^= 1;
-        let (usable, warnings) = trust.observe(&user("bob"), &[original.device_keys(), forged]);
-        assert_eq!(usable, vec![original.device_keys()]);
-        assert!(matches!(&warnings[..], [TrustWarning::BadSignature { .. }]));
-        assert!(warnings[0].to_string().contains("invalid signature"));
+        let seen = trust.observe(&user("bob"), &[original.device_keys(), forged]);
+        assert_eq!(seen.usable, vec![original.device_keys()]);
+        assert!(matches!(
+            &seen.warnings[..],
+            [TrustWarning::BadSignature { .. }]
+        ));
+        assert!(seen.warnings[0].to_string().contains("invalid signature"));
+        // After checking with bob, the user resets: the new keys are pinned.
+        trust.reset(&user("bob")).unwrap();
+        let seen = trust.observe(&user("bob"), &[impostor.device_keys()]);
+        assert_eq!(seen.usable, vec![impostor.device_keys()]);
+        assert!(
+            trust.reset(&user("alice")).is_err(),
+            "not one's own account"
+        );
     }
 
     #[test]
-    fn verification_holds_until_the_devices_change() {
-        let mut trust = Trust::default();
+    fn verifying_needs_the_number_compared_and_new_devices_then_wait() {
         let me = device("alice", "phone-alice");
+        let mut trust = with_me(&me);
         let laptop = device("bob", "laptop-bob");
         let bob = user("bob");
-        assert!(
-            !trust.verify(&bob),
-            "nothing to verify before any key is known"
-        );
+        assert!(matches!(
+            trust.verify(&bob, "1"),
+            Err(TrustError::NothingToVerify(_))
+        ));
         trust.observe(&bob, &[laptop.device_keys()]);
-        let mine = [me.identity().ed25519];
-        let number = trust.safety_number(&user("alice"), &mine, &bob).unwrap();
-        assert!(trust.verify(&bob));
+        let number = trust.safety_number(&bob).unwrap();
+        assert!(matches!(
+            trust.verify(&bob, "12345 67890"),
+            Err(TrustError::NumberMismatch { .. })
+        ));
+        assert!(!trust.is_verified(&bob));
+        trust.verify(&bob, &number.replace(' ', "-")).unwrap();
         assert!(trust.is_verified(&bob));
         assert!(trust.devices(&bob).iter().all(|d| d.verified));
 
+        // A new device of a verified contact gets nothing until accepted.
         let phone = device("bob", "phone-bob");
-        let (_, warnings) = trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
-        assert!(warnings.contains(&TrustWarning::VerificationLost { user: bob.clone() }));
-        assert!(!trust.is_verified(&bob));
-        assert_ne!(
-            trust.safety_number(&user("alice"), &mine, &bob).unwrap(),
-            number
-        );
-    }
-
-    #[test]
-    fn a_device_no_longer_listed_is_removed_and_comes_back_as_new() {
-        let mut trust = Trust::default();
-        let bob = user("bob");
-        let (laptop, phone) = (device("bob", "laptop-bob"), device("bob", "phone-bob"));
-        trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
-        trust.verify(&bob);
-        let (usable, warnings) = trust.observe(&bob, &[laptop.device_keys()]);
-        assert_eq!(usable, vec![laptop.device_keys()]);
-        assert_eq!(
-            warnings,
-            vec![TrustWarning::DeviceRemoved {
-                user: bob.clone(),
-                device: phone.device().clone()
-            }]
-        );
-        assert!(warnings[0].to_string().contains("removed device phone-bob"));
-        // Fewer devices: still verified, and @devices no longer lists it.
-        assert!(trust.is_verified(&bob));
-        assert_eq!(trust.devices(&bob).len(), 1);
-        assert!(trust.pinned(&bob, phone.device()).is_none());
-        // A message from one device says nothing about the others.
-        let (usable, warnings) = trust.observe_device(&laptop.device_keys());
-        assert!(usable && warnings.is_empty());
-        assert_eq!(trust.devices(&bob).len(), 1);
-        // Listed again, it is announced as a new device (still the keys
-        // that were verified, so the verification holds).
-        let (_, warnings) = trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
+        let seen = trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
+        assert_eq!(seen.usable, vec![laptop.device_keys()]);
+        assert_eq!(seen.waiting, vec![phone.device_keys()]);
         assert!(
-            matches!(&warnings[..], [TrustWarning::NewDevice { device, .. }] if device == phone.device()),
-            "{warnings:?}"
+            matches!(
+                &seen.warnings[..],
+                [TrustWarning::NewDevice { waits: true, .. }]
+            ),
+            "{seen:?}"
         );
+        assert!(
+            seen.warnings[0]
+                .to_string()
+                .contains("@devices bob trust phone-bob")
+        );
+        assert!(!trust.is_verified(&bob));
+        assert!(!trust.gets_keys(&phone.device_keys()));
+        // The old number no longer verifies: the keys changed.
+        assert!(trust.verify(&bob, &number).is_err());
+        trust.accept(&bob, phone.device()).unwrap();
+        assert!(trust.gets_keys(&phone.device_keys()));
         assert!(trust.is_verified(&bob));
-        // A device never verified undoes it.
+        // Or verifying again accepts every device pinned then.
         let tablet = device("bob", "tablet-bob");
-        let (_, warnings) = trust.observe(
+        trust.observe(
             &bob,
             &[
                 laptop.device_keys(),
@@ -410,17 +613,105 @@ mod tests {
                 tablet.device_keys(),
             ],
         );
-        assert!(warnings.contains(&TrustWarning::VerificationLost { user: bob.clone() }));
+        assert!(!trust.gets_keys(&tablet.device_keys()));
+        let again = trust.safety_number(&bob).unwrap();
+        assert_eq!(
+            trust.verify(&bob, &again).unwrap(),
+            vec![tablet.device_keys()]
+        );
+        assert!(trust.gets_keys(&tablet.device_keys()));
+        // Accepting a device of a contact never verified means nothing.
+        let carol = device("carol", "carol-phone");
+        trust.observe(&user("carol"), &[carol.device_keys()]);
+        assert!(matches!(
+            trust.accept(&user("carol"), carol.device()),
+            Err(TrustError::NotVerified { .. })
+        ));
+    }
+
+    #[test]
+    fn this_accounts_other_devices_get_keys_only_once_accepted() {
+        let me = device("alice", "phone-alice");
+        let mut trust = with_me(&me);
+        let laptop = device("alice", "laptop-alice");
+        let seen = trust.observe(&user("alice"), &[me.device_keys(), laptop.device_keys()]);
+        assert_eq!(seen.usable, vec![me.device_keys()]);
+        assert_eq!(seen.waiting, vec![laptop.device_keys()]);
+        assert!(
+            matches!(
+                &seen.warnings[..],
+                [TrustWarning::NewDevice { mine: true, .. }]
+            ),
+            "{seen:?}"
+        );
+        assert!(
+            seen.warnings[0]
+                .to_string()
+                .contains("@devices trust laptop-alice")
+        );
+        assert!(!trust.is_own_accepted(&laptop.device_keys()));
+        trust.accept(&user("alice"), laptop.device()).unwrap();
+        assert!(trust.is_own_accepted(&laptop.device_keys()));
+        // A device pinned from a to-device message of its own.
+        let tablet = device("alice", "tablet-alice");
+        assert!(trust.observe_device(&tablet.device_keys()).is_ok());
+        assert!(!trust.gets_keys(&tablet.device_keys()));
+    }
+
+    #[test]
+    fn a_device_no_longer_listed_is_removed_and_comes_back_as_new() {
+        let mut trust = with_me(&device("alice", "laptop-alice"));
+        let bob = user("bob");
+        let (laptop, phone) = (device("bob", "laptop-bob"), device("bob", "phone-bob"));
+        trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
+        let number = trust.safety_number(&bob).unwrap();
+        trust.verify(&bob, &number).unwrap();
+        let seen = trust.observe(&bob, &[laptop.device_keys()]);
+        assert_eq!(seen.usable, vec![laptop.device_keys()]);
+        assert_eq!(
+            seen.warnings,
+            vec![TrustWarning::DeviceRemoved {
+                user: bob.clone(),
+                device: phone.device().clone()
+            }]
+        );
+        assert!(
+            seen.warnings[0]
+                .to_string()
+                .contains("removed device phone-bob")
+        );
+        // Fewer devices: still verified, and @devices no longer lists it.
+        assert!(trust.is_verified(&bob));
+        assert_eq!(trust.devices(&bob).len(), 1);
+        assert!(trust.pinned(&bob, phone.device()).is_none());
+        // A message from one device says nothing about the others.
+        assert!(
+            trust
+                .observe_device(&laptop.device_keys())
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(trust.devices(&bob).len(), 1);
+        // Listed again, it is announced as a new device (still the keys
+        // that were verified, so it gets keys again).
+        let seen = trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
+        assert!(
+            matches!(&seen.warnings[..], [TrustWarning::NewDevice { device, waits: false, .. }] if device == phone.device()),
+            "{seen:?}"
+        );
+        assert!(trust.is_verified(&bob));
     }
 
     #[test]
     fn trust_survives_serialization() {
-        let mut trust = Trust::default();
+        let mut trust = with_me(&device("alice", "laptop-alice"));
         let laptop = device("bob", "laptop-bob");
         trust.observe(&user("bob"), &[laptop.device_keys()]);
-        trust.verify(&user("bob"));
+        let number = trust.safety_number(&user("bob")).unwrap();
+        trust.verify(&user("bob"), &number).unwrap();
         let again: Trust = serde_json::from_str(&serde_json::to_string(&trust).unwrap()).unwrap();
         assert!(again.is_verified(&user("bob")));
         assert_eq!(again.devices(&user("bob")), trust.devices(&user("bob")));
+        assert_eq!(again.safety_number(&user("bob")).unwrap(), number);
     }
 }

@@ -184,8 +184,28 @@ pub enum ToDeviceContent {
         #[serde(with = "serde_bytes")]
         exported_key: Vec<u8>,
     },
+    /// The answer to a [`ToDeviceContent::KeyRequest`] that the owner of
+    /// the session will not answer with a key, and why: the requester
+    /// shows it once instead of waiting in silence.
+    Withheld {
+        room_id: u64,
+        session_id: String,
+        reason: WithheldReason,
+    },
     /// Starts a fresh Olm session after a broken one; carries nothing.
     Dummy,
+}
+
+/// Why a room key was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WithheldReason {
+    /// The sender's user has not accepted the requesting device yet (it is
+    /// a new device of a contact they verified, or of their own account):
+    /// it gets the key once they accept it.
+    NotAccepted,
+    /// The requesting device was never sent the key (it was not in the
+    /// room, or did not exist yet, when the session was made).
+    NotShared,
 }
 
 macro_rules! msgpack_codec {

@@ -38,6 +38,22 @@ pub struct HelloOk {
     pub server_password_required: bool,
     /// Unknown usernames are registered on first login.
     pub registration_open: bool,
+    /// This server's identity: random, made once when its database was
+    /// created, the same under every address and port it is reached at
+    /// (clients keep their device and local store per server id).
+    #[serde(default)]
+    pub server_id: ServerId,
+}
+
+/// A server's identity (16 random bytes), as [`HelloOk::server_id`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ServerId(#[serde(with = "serde_bytes")] pub [u8; 16]);
+
+impl ServerId {
+    /// Lower-case hex, for file names.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// A client request. Every request gets exactly one reply.
@@ -567,8 +583,7 @@ pub enum RoomRef {
     Notices { user: Username },
     /// One device's queue of to-device messages (room keys over Olm):
     /// delivered only to that device, in order, and deleted once it
-    /// acknowledges them. Content is an `Envelope` whose `device` is the
-    /// sending device.
+    /// acknowledges them. Content is [`RoomContent::ToDevice`].
     Inbox { device: DeviceId },
 }
 
@@ -580,6 +595,16 @@ pub enum RoomContent {
     /// A private or group message: bytes the server neither reads nor changes.
     Envelope {
         device: DeviceId,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    /// (Inbox) a to-device message from `sender`'s device `device`, with
+    /// the keys the server's directory publishes for that device, so the
+    /// recipient can check the keys inside the Olm plaintext against the
+    /// directory without asking for them.
+    ToDevice {
+        device: DeviceId,
+        keys: Box<DeviceKeys>,
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
     },

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub hasher: Hasher,
     pub limiter: LoginLimiter,
     pub config: Config,
+    /// Told to clients in the hello (see [`sotto_proto::HelloOk::server_id`]).
+    pub server_id: sotto_proto::ServerId,
     /// Source of connection ids.
     pub next_conn: AtomicU64,
 }
@@ -298,6 +300,7 @@ impl Connection {
             Ok(HelloOk {
                 server_password_required: self.shared.config.server_password.is_some(),
                 registration_open: self.shared.config.registration == Registration::Open,
+                server_id: self.shared.server_id,
             })
         } else {
             Err(error(
@@ -545,6 +548,7 @@ mod tests {
             hasher: Hasher::default(),
             limiter: LoginLimiter::default(),
             config,
+            server_id: sotto_proto::ServerId([1; 16]),
             next_conn: AtomicU64::new(1),
         });
         let serve_future = serve(

@@ -135,6 +135,7 @@ pub async fn run(
     let db_path = store::db_path(&config.data_dir);
     let db =
         store::open_writer(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let server_id = store::server_id(&db).context("reading the server id")?;
     let core = core::Core::new(db, config.presence_limit).context("loading state")?;
     let (core_tx, core_rx) = mpsc::channel(65_536);
     let core_thread = std::thread::Builder::new()
@@ -160,6 +161,7 @@ pub async fn run(
         hasher: auth::Hasher::default(),
         limiter: auth::LoginLimiter::default(),
         config: config.clone(),
+        server_id,
         next_conn: AtomicU64::new(1),
     });
     let acceptor = TlsAcceptor::from(identity.config);

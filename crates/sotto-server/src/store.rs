@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use sotto_proto::SharedEvent;
+use sotto_proto::{ServerId, SharedEvent};
 
 /// Room id of the lobby, created with the schema.
 pub const LOBBY_ROOM: u64 = 1;
@@ -110,11 +110,17 @@ CREATE TABLE IF NOT EXISTS fallback_keys (
     used INTEGER NOT NULL DEFAULT 0
 );
 INSERT OR IGNORE INTO rooms (id, kind, created_at) VALUES (1, 0, 0);
+-- Schema version 3: facts about this server ('server_id': 16 random bytes).
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Version of the schema above, kept in `PRAGMA user_version`. Version 2
-/// added the key directory tables (created on start, nothing to migrate).
-const SCHEMA_VERSION: i64 = 2;
+/// added the key directory tables, version 3 the `meta` table (both created
+/// on start, nothing to migrate).
+const SCHEMA_VERSION: i64 = 3;
 
 /// Path of the database inside the data dir.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -141,6 +147,26 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     conn.execute_batch(SCHEMA)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(conn)
+}
+
+/// This server's identity, made (16 random bytes) the first time the
+/// database is opened and kept with it: the same whatever address or port
+/// clients use, so they keep one device and one local store per server.
+pub fn server_id(conn: &Connection) -> rusqlite::Result<ServerId> {
+    let stored: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE name = 'server_id'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    if let Some(id) = stored.and_then(|v| <[u8; 16]>::try_from(v.as_slice()).ok()) {
+        return Ok(ServerId(id));
+    }
+    let id: [u8; 16] = rand::random();
+    conn.execute(
+        "INSERT OR REPLACE INTO meta (name, value) VALUES ('server_id', ?1)",
+        [id.as_slice()],
+    )?;
+    Ok(ServerId(id))
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {

@@ -259,14 +259,21 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
                 client.remove_device(&device).await?;
                 out.device_removed(&device);
             }
-            Command::Verify { user, confirm } => {
-                let verification = if confirm {
-                    client.confirm_verified(&user).await?
-                } else {
-                    client.safety_number(&user).await?
-                };
-                out.verification(&verification, confirm);
+            Command::TrustDevice { user, device } => {
+                out.device_trusted(&client.trust_device(user, &device).await?);
             }
+            Command::Verify { user, action } => match action {
+                command::Verify::Show => {
+                    out.verification(&client.safety_number(&user).await?, false)
+                }
+                command::Verify::Confirm(number) => {
+                    out.verification(&client.confirm_verified(&user, &number).await?, true);
+                }
+                command::Verify::Reset => {
+                    client.reset_verification(&user).await?;
+                    out.verification_reset(&user);
+                }
+            },
         }
         Ok(())
     }

@@ -55,7 +55,10 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             if position.is_some_and(|p| kept.contains(&(p.room_id, p.seq))) {
                 continue;
             }
-            let event = match self.decrypt(body).await {
+            let event = match self
+                .decrypt(body, sotto_crypto::e2e::ReadMode::History)
+                .await
+            {
                 Ok(body) => self.show(body, false).await,
                 Err(event) => Some(event),
             };

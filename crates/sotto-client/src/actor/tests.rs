@@ -167,10 +167,7 @@ impl Harness {
                 .prepare_room(room_id, &Default::default(), 0)
                 .unwrap();
             assert!(prepared.to_share.is_empty());
-            alice
-                .e2e
-                .encrypt_room(room_id, rand::random(), 0, body.clone())
-                .unwrap()
+            alice.e2e.encrypt_room(room_id, 0, body.clone()).unwrap().0
         } else {
             let mut senders = self.senders.lock().unwrap();
             let sender = senders
@@ -197,11 +194,9 @@ impl Harness {
                     .decrypt_to_device(&sender.device_keys(), &olm)
                     .unwrap();
                 let shared: Vec<_> = prepared.to_share.clone();
-                sender.mark_room_key_shared(room_id, &prepared.session_id, &shared);
+                sender.mark_room_key_shared(room_id, &prepared, &shared);
             }
-            sender
-                .encrypt_room(room_id, rand::random(), 0, body.clone())
-                .unwrap()
+            sender.encrypt_room(room_id, 0, body.clone()).unwrap().0
         };
         RoomContent::Envelope {
             device: DeviceId::parse(device).unwrap(),

@@ -332,19 +332,31 @@ fn help_lists_every_command() {
 fn verify_and_devices() {
     assert!(matches!(
         parse("@verify bob"),
-        Ok(Command::Verify { user, confirm: false }) if user.as_str() == "bob"
+        Ok(Command::Verify { user, action: Verify::Show }) if user.as_str() == "bob"
     ));
     assert!(matches!(
-        parse("@verify Bob CONFIRM"),
-        Ok(Command::Verify { user, confirm: true }) if user.as_str() == "bob"
+        parse("@verify Bob CONFIRM 12345 67890"),
+        Ok(Command::Verify { user, action: Verify::Confirm(n) }) if user.as_str() == "bob" && n == "12345 67890"
+    ));
+    // Confirming needs the number that was compared.
+    assert!(matches!(
+        parse("@verify bob confirm"),
+        Err(CommandError::Usage(u)) if u.contains("NUMBER")
+    ));
+    assert!(matches!(
+        parse("@verify bob reset"),
+        Ok(Command::Verify {
+            action: Verify::Reset,
+            ..
+        })
     ));
     assert!(matches!(
         parse("@verify bob maybe"),
-        Err(CommandError::Usage("@verify USER [confirm]"))
+        Err(CommandError::Usage("@verify USER [confirm NUMBER | reset]"))
     ));
     assert!(matches!(
         parse("@verify"),
-        Err(CommandError::Usage("@verify USER [confirm]"))
+        Err(CommandError::Usage("@verify USER [confirm NUMBER | reset]"))
     ));
     assert!(matches!(parse("@devices"), Ok(Command::Devices(None))));
     assert!(matches!(
@@ -354,6 +366,14 @@ fn verify_and_devices() {
     assert!(matches!(
         parse("@devices remove Phone-1234"),
         Ok(Command::RemoveDevice(id)) if id.as_str() == "Phone-1234"
+    ));
+    assert!(matches!(
+        parse("@devices trust Phone-1234"),
+        Ok(Command::TrustDevice { user: None, device }) if device.as_str() == "Phone-1234"
+    ));
+    assert!(matches!(
+        parse("@devices bob trust Phone-1234"),
+        Ok(Command::TrustDevice { user: Some(user), device }) if user.as_str() == "bob" && device.as_str() == "Phone-1234"
     ));
     // A user called "remove" is still listed.
     assert!(matches!(
@@ -366,8 +386,6 @@ fn verify_and_devices() {
     ));
     assert!(matches!(
         parse("@devices bob carol"),
-        Err(CommandError::Usage(
-            "@devices [USER] | @devices remove DEVICE_ID"
-        ))
+        Err(CommandError::Usage(u)) if u.starts_with("@devices [USER]")
     ));
 }

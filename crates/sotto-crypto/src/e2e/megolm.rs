@@ -3,15 +3,24 @@
 //! for every sender's room keys, with replay protection.
 //!
 //! Inbound sessions are stored one record each ([`InboundPickle`]), and
-//! only the ones that changed are handed out to be saved
-//! ([`RoomSessions::take_changed`]): a long-lived device does not rewrite
-//! every session it ever received for each new message. Outbound sessions
-//! are never stored: after a restart each room starts a new one, so a
-//! message index can never be reused from a stale copy.
+//! their replay windows as records of their own ([`ReplayPickle`], a few
+//! dozen bytes however many messages were read), so reading a message
+//! rewrites a small record of fixed size, never one that grows. Only the
+//! records that changed are handed out to be saved
+//! ([`RoomSessions::take_changed`]). Outbound sessions are never stored:
+//! after a restart each room starts a new one, so a message index can never
+//! be reused from a stale copy.
+//!
+//! For this device's own sessions the inbound copy also remembers which
+//! devices were sent the key and from which index (a key request from one
+//! of them is answered from that index, never earlier), and which devices
+//! were left out and from which index (they get the key from there once the
+//! user accepts them).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use sotto_proto::e2e::{MegolmEnvelope, PublicKey, RoomPlaintext};
 use sotto_proto::{DeviceId, Username};
 use vodozemac::megolm::{
@@ -25,10 +34,31 @@ use super::E2eError;
 pub const ROTATE_AFTER_MESSAGES: u32 = 100;
 /// Age after which an outbound session is replaced.
 pub const ROTATE_AFTER_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+/// Message indices of one session tracked above its floor (every index
+/// below the floor counts as read). A sender that jumps further ahead moves
+/// the floor up, so a message older than that window is refused as a
+/// replay; Sotto's senders rotate after [`ROTATE_AFTER_MESSAGES`], far
+/// inside it.
+pub const REPLAY_WINDOW: u32 = 1024;
 
 /// A device that may read a room's messages: who it belongs to and its
 /// Curve25519 key (which identifies its Olm sessions).
 pub type Recipient = (Username, DeviceId, PublicKey);
+
+/// The message id a room message at `index` of session `session_id` must
+/// carry inside its ciphertext: bound to its place, so a repeated id is a
+/// replayed message, and the replay window refuses it.
+pub fn message_id(session_id: &str, index: u32) -> [u8; 16] {
+    let mut hash = Sha256::new();
+    hash.update(b"sotto message id v1\0");
+    hash.update((session_id.len() as u32).to_be_bytes());
+    hash.update(session_id.as_bytes());
+    hash.update(index.to_be_bytes());
+    let digest = hash.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
 
 /// This device's sending session in one room.
 pub struct OutboundRoom {
@@ -75,7 +105,7 @@ impl OutboundRoom {
 }
 
 /// What must happen before a room message can be sent.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Prepared {
     /// The outbound session's id.
     pub session_id: String,
@@ -83,6 +113,8 @@ pub struct Prepared {
     pub to_share: Vec<Recipient>,
     /// The key to send them (at the session's current index).
     pub session_key: Vec<u8>,
+    /// The session's current index: the first message they can read.
+    pub index: u32,
     /// Whether the session is new (the old one was rotated or there was none).
     pub rotated: bool,
 }
@@ -108,16 +140,64 @@ impl KeySender {
     }
 }
 
+/// Which message indices of one session were read, in bounded memory:
+/// every index below `floor`, and those set in `bits` above it (bit `i`
+/// of word `w` is index `floor + 64 w + i`). Whole words that fill up move
+/// the floor, so a session read to its end keeps a floor and no words.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayWindow {
+    floor: u32,
+    bits: Vec<u64>,
+}
+
+impl ReplayWindow {
+    /// Whether the message at `index` was read before (or lies below the
+    /// window).
+    pub fn seen(&self, index: u32) -> bool {
+        if index < self.floor {
+            return true;
+        }
+        let offset = index - self.floor;
+        let (word, bit) = ((offset / 64) as usize, offset % 64);
+        self.bits.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    /// Records that the message at `index` was read.
+    pub fn mark(&mut self, index: u32) {
+        if index < self.floor {
+            return;
+        }
+        if index - self.floor >= REPLAY_WINDOW {
+            // Slide so that `index` is the window's last slot.
+            let new_floor = (index - REPLAY_WINDOW + 1).next_multiple_of(64);
+            let drop_words = ((new_floor - self.floor) / 64) as usize;
+            self.bits.drain(..drop_words.min(self.bits.len()));
+            self.floor = new_floor;
+        }
+        let offset = index - self.floor;
+        let (word, bit) = ((offset / 64) as usize, offset % 64);
+        if self.bits.len() <= word {
+            self.bits.resize(word + 1, 0);
+        }
+        self.bits[word] |= 1 << bit;
+        while self.bits.first() == Some(&u64::MAX) {
+            self.bits.remove(0);
+            self.floor += 64;
+        }
+    }
+}
+
 struct InboundRoom {
     session: InboundGroupSession,
     sender: KeySender,
-    /// (message index, room position) of every message decrypted with this
-    /// session, by index: the same ciphertext at another position is a
-    /// replay.
-    seen: Vec<(u32, u64)>,
-    /// For this device's own sessions: every device the key was sent to
-    /// (the original recipients, whose key requests are answered).
-    shared_with: BTreeSet<Recipient>,
+    /// For this device's own sessions: every device the key was sent to,
+    /// with the first index it could read (key requests are answered from
+    /// there).
+    shared_with: BTreeMap<Recipient, u32>,
+    /// For this device's own sessions: devices that were left out (not
+    /// accepted by the user), with the first index they missed.
+    withheld: BTreeMap<Recipient, u32>,
+    replay: ReplayWindow,
 }
 
 impl std::fmt::Debug for InboundRoom {
@@ -125,9 +205,30 @@ impl std::fmt::Debug for InboundRoom {
         f.debug_struct("InboundRoom")
             .field("session_id", &self.session.session_id())
             .field("sender", &self.sender)
-            .field("seen", &self.seen.len())
+            .field("replay", &self.replay)
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a room message is read live (replays refused and recorded) or
+/// again from the server's history (shown as it is: it was read before).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    Live,
+    History,
+}
+
+/// Why a key request for one of this device's own sessions is not
+/// answered with a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotForwarded {
+    /// Not a session this device created (or one it does not have).
+    NotOurs,
+    /// The requester was left out of it because the user has not accepted
+    /// that device.
+    Withheld,
+    /// The requester was never sent the key (it was not in the room).
+    NotShared,
 }
 
 /// Every room session this device knows.
@@ -138,6 +239,8 @@ pub struct RoomSessions {
     inbound: HashMap<(u64, String), InboundRoom>,
     /// Inbound sessions changed since [`RoomSessions::take_changed`].
     changed: HashSet<(u64, String)>,
+    /// Replay windows changed since then.
+    changed_replay: HashSet<(u64, String)>,
 }
 
 /// One inbound room session as stored.
@@ -147,8 +250,14 @@ pub struct InboundPickle {
     pub session_id: String,
     session: InboundGroupSessionPickle,
     sender: KeySender,
+    /// Written by clients before replay windows were records of their own:
+    /// read once into the window.
+    #[serde(default, skip_serializing)]
     seen: Vec<(u32, u64)>,
-    shared_with: Vec<Recipient>,
+    #[serde(default)]
+    shared_with: Vec<(Recipient, u32)>,
+    #[serde(default)]
+    withheld: Vec<(Recipient, u32)>,
 }
 
 impl std::fmt::Debug for InboundPickle {
@@ -159,6 +268,21 @@ impl std::fmt::Debug for InboundPickle {
             .field("sender", &self.sender)
             .finish_non_exhaustive()
     }
+}
+
+/// The replay window of one inbound session as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReplayPickle {
+    pub room_id: u64,
+    pub session_id: String,
+    pub window: ReplayWindow,
+}
+
+/// A decrypted room message with its place in its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decrypted {
+    pub plaintext: RoomPlaintext,
+    pub index: u32,
 }
 
 impl RoomSessions {
@@ -172,25 +296,33 @@ impl RoomSessions {
         recipients: &BTreeSet<Recipient>,
         now_ms: i64,
     ) -> Prepared {
-        let rotated = match self.outbound.get(&room_id) {
-            Some(room) if !room.expired(now_ms, recipients) => false,
-            _ => {
-                self.outbound.insert(room_id, OutboundRoom::new(now_ms));
-                true
-            }
-        };
-        let room = &self.outbound[&room_id];
+        let current = self
+            .outbound
+            .remove(&room_id)
+            .filter(|room| !room.expired(now_ms, recipients));
+        let rotated = current.is_none();
+        let room = self
+            .outbound
+            .entry(room_id)
+            .or_insert(current.unwrap_or_else(|| OutboundRoom::new(now_ms)));
         Prepared {
             session_id: room.session_id(),
             to_share: recipients.difference(&room.shared_with).cloned().collect(),
             session_key: room.session.session_key().to_bytes(),
+            index: room.session.message_index(),
             rotated,
         }
     }
 
-    /// The room key of `session_id` reached these devices (the Olm
-    /// messages carrying it were sent).
-    pub fn mark_shared(&mut self, room_id: u64, session_id: &str, devices: &[Recipient]) {
+    /// The room key of `session_id` was sent to these devices, from
+    /// `index` on.
+    pub fn mark_shared(
+        &mut self,
+        room_id: u64,
+        session_id: &str,
+        devices: &[Recipient],
+        index: u32,
+    ) {
         if let Some(room) = self.outbound.get_mut(&room_id)
             && room.session_id() == session_id
         {
@@ -198,8 +330,35 @@ impl RoomSessions {
         }
         let id = (room_id, session_id.to_owned());
         if let Some(own) = self.inbound.get_mut(&id) {
-            own.shared_with.extend(devices.iter().cloned());
+            for device in devices {
+                own.shared_with.entry(device.clone()).or_insert(index);
+                own.withheld.remove(device);
+            }
             self.changed.insert(id);
+        }
+    }
+
+    /// These devices were left out of `session_id` from `index` on (the
+    /// user has not accepted them).
+    pub fn mark_withheld(
+        &mut self,
+        room_id: u64,
+        session_id: &str,
+        devices: &[Recipient],
+        index: u32,
+    ) {
+        let id = (room_id, session_id.to_owned());
+        if let Some(own) = self.inbound.get_mut(&id) {
+            let mut changed = false;
+            for device in devices {
+                if !own.shared_with.contains_key(device) && !own.withheld.contains_key(device) {
+                    own.withheld.insert(device.clone(), index);
+                    changed = true;
+                }
+            }
+            if changed {
+                self.changed.insert(id);
+            }
         }
     }
 
@@ -209,26 +368,32 @@ impl RoomSessions {
     }
 
     /// Encrypts a room message on the room's outbound session, which
-    /// [`RoomSessions::prepare`] must have set up.
+    /// [`RoomSessions::prepare`] must have set up. `plaintext`'s message id
+    /// is set to the one its place in the session gives ([`message_id`]).
     pub fn encrypt(
         &mut self,
         sender_key: PublicKey,
-        plaintext: &RoomPlaintext,
-    ) -> Result<MegolmEnvelope, E2eError> {
+        mut plaintext: RoomPlaintext,
+    ) -> Result<(MegolmEnvelope, [u8; 16]), E2eError> {
         let room = self
             .outbound
             .get_mut(&plaintext.room_id)
             .ok_or(E2eError::NoSession)?;
+        let session_id = room.session_id();
+        plaintext.msg_id = message_id(&session_id, room.session.message_index());
         let bytes = plaintext
             .encode()
             .map_err(|e| E2eError::Malformed(e.to_string()))?;
         let message = room.session.encrypt(&bytes);
         room.sent += 1;
-        Ok(MegolmEnvelope {
-            sender_key,
-            session_id: room.session_id(),
-            ciphertext: message.to_bytes(),
-        })
+        Ok((
+            MegolmEnvelope {
+                sender_key,
+                session_id,
+                ciphertext: message.to_bytes(),
+            },
+            plaintext.msg_id,
+        ))
     }
 
     /// Stores a room key that arrived over an Olm session with `sender`.
@@ -264,20 +429,64 @@ impl RoomSessions {
         self.insert_inbound(sender, room_id, session_id, session)
     }
 
-    /// This device's own session's key from the first index it has, to
-    /// answer a key request; `None` for a session it did not create.
-    pub fn export_own(&self, room_id: u64, session_id: &str, me: &PublicKey) -> Option<Vec<u8>> {
-        let room = self.inbound.get(&(room_id, session_id.to_owned()))?;
-        (room.sender.curve25519 == *me)
-            .then(|| room.session.export_at_first_known_index().to_bytes())
+    /// The key of this device's own session `session_id` for `requester`:
+    /// from the index the requester was first sent (or, for one of this
+    /// user's own devices the user accepted, `own_accepted`, from the
+    /// first), or why not.
+    pub fn export_for(
+        &mut self,
+        room_id: u64,
+        session_id: &str,
+        me: &PublicKey,
+        requester: &Recipient,
+        own_accepted: bool,
+    ) -> Result<Vec<u8>, NotForwarded> {
+        let room = self
+            .inbound
+            .get_mut(&(room_id, session_id.to_owned()))
+            .filter(|room| room.sender.curve25519 == *me)
+            .ok_or(NotForwarded::NotOurs)?;
+        let index = if own_accepted {
+            room.session.first_known_index()
+        } else if let Some(index) = room.shared_with.get(requester) {
+            *index
+        } else if room.withheld.contains_key(requester) {
+            return Err(NotForwarded::Withheld);
+        } else {
+            return Err(NotForwarded::NotShared);
+        };
+        room.session
+            .export_at(index)
+            .map(|key| key.to_bytes())
+            .ok_or(NotForwarded::NotShared)
     }
 
-    /// Whether the key of this device's session `session_id` was sent to
-    /// `recipient` (current and earlier sessions alike).
-    pub fn was_shared_with(&self, room_id: u64, session_id: &str, recipient: &Recipient) -> bool {
+    /// This device's own session's key from `index` on.
+    pub fn export_own_at(
+        &mut self,
+        room_id: u64,
+        session_id: &str,
+        me: &PublicKey,
+        index: u32,
+    ) -> Option<Vec<u8>> {
+        let room = self
+            .inbound
+            .get_mut(&(room_id, session_id.to_owned()))
+            .filter(|room| room.sender.curve25519 == *me)?;
+        room.session.export_at(index).map(|key| key.to_bytes())
+    }
+
+    /// This device's own sessions that left `device` out: (room, session
+    /// id, the first index it missed).
+    pub fn withheld_from(&self, device: &Recipient) -> Vec<(u64, String, u32)> {
         self.inbound
-            .get(&(room_id, session_id.to_owned()))
-            .is_some_and(|room| room.shared_with.contains(recipient))
+            .iter()
+            .filter_map(|((room_id, session_id), room)| {
+                room.withheld
+                    .get(device)
+                    .map(|index| (*room_id, session_id.clone(), *index))
+            })
+            .collect()
     }
 
     fn insert_inbound(
@@ -311,8 +520,9 @@ impl RoomSessions {
             InboundRoom {
                 session,
                 sender,
-                seen: Vec::new(),
-                shared_with: BTreeSet::new(),
+                shared_with: BTreeMap::new(),
+                withheld: BTreeMap::new(),
+                replay: ReplayWindow::default(),
             },
         );
         self.changed.insert(id);
@@ -324,18 +534,25 @@ impl RoomSessions {
         self.inbound.contains_key(&(room_id, session_id.to_owned()))
     }
 
-    /// Decrypts a room message that the server delivered in `room_id` at
-    /// position `seq`, said to be from `server_sender`. Checks that the
-    /// room key came from the device the plaintext names, that the
-    /// plaintext's room and sender match the delivery, and that this
-    /// ciphertext was not seen at another position before.
+    /// Whether the key for `session_id` reaches back to `index`.
+    pub fn has_room_key_at(&self, room_id: u64, session_id: &str, index: u32) -> bool {
+        self.inbound
+            .get(&(room_id, session_id.to_owned()))
+            .is_some_and(|room| room.session.first_known_index() <= index)
+    }
+
+    /// Decrypts a room message that the server delivered in `room_id`,
+    /// said to be from `server_sender`. Checks that the room key came from
+    /// the device the plaintext names, that the plaintext's room and sender
+    /// match the delivery, that its message id is the one its place in the
+    /// session gives, and (read live) that it was not read before.
     pub fn decrypt(
         &mut self,
         room_id: u64,
-        seq: u64,
         server_sender: &Username,
         envelope: &MegolmEnvelope,
-    ) -> Result<RoomPlaintext, E2eError> {
+        mode: ReadMode,
+    ) -> Result<Decrypted, E2eError> {
         let id = (room_id, envelope.session_id.clone());
         let room = self
             .inbound
@@ -379,32 +596,50 @@ impl RoomSessions {
             )));
         }
         let index = decrypted.message_index;
-        match room.seen.binary_search_by_key(&index, |(i, _)| *i) {
-            Ok(at) if room.seen[at].1 != seq => return Err(E2eError::Replay),
-            Ok(_) => {}
-            Err(at) => {
-                room.seen.insert(at, (index, seq));
-                self.changed.insert(id);
-            }
+        if plaintext.msg_id != message_id(&envelope.session_id, index) {
+            return Err(E2eError::Mismatch(
+                "the message id inside does not match the message's place in its session".into(),
+            ));
         }
-        Ok(plaintext)
+        if mode == ReadMode::Live {
+            if room.replay.seen(index) {
+                return Err(E2eError::Replay);
+            }
+            room.replay.mark(index);
+            self.changed_replay.insert(id);
+        }
+        Ok(Decrypted { plaintext, index })
     }
 
-    /// The inbound sessions changed since the last call, to store.
-    pub fn take_changed(&mut self) -> Vec<InboundPickle> {
+    /// The records changed since the last call, to store: inbound
+    /// sessions and replay windows.
+    pub fn take_changed(&mut self) -> (Vec<InboundPickle>, Vec<ReplayPickle>) {
         let changed = std::mem::take(&mut self.changed);
-        changed
-            .into_iter()
-            .filter_map(|id| self.pickle_one(&id))
-            .collect()
+        let replay = std::mem::take(&mut self.changed_replay);
+        (
+            changed
+                .into_iter()
+                .filter_map(|id| self.pickle_one(&id))
+                .collect(),
+            replay
+                .into_iter()
+                .filter_map(|id| self.replay_one(&id))
+                .collect(),
+        )
     }
 
-    /// Every inbound session, to store.
-    pub fn pickle_all(&self) -> Vec<InboundPickle> {
-        self.inbound
-            .keys()
-            .filter_map(|id| self.pickle_one(id))
-            .collect()
+    /// Every inbound session and replay window, to store.
+    pub fn pickle_all(&self) -> (Vec<InboundPickle>, Vec<ReplayPickle>) {
+        (
+            self.inbound
+                .keys()
+                .filter_map(|id| self.pickle_one(id))
+                .collect(),
+            self.inbound
+                .keys()
+                .filter_map(|id| self.replay_one(id))
+                .collect(),
+        )
     }
 
     fn pickle_one(&self, id: &(u64, String)) -> Option<InboundPickle> {
@@ -414,36 +649,60 @@ impl RoomSessions {
             session_id: id.1.clone(),
             session: room.session.pickle(),
             sender: room.sender.clone(),
-            seen: room.seen.clone(),
-            shared_with: room.shared_with.iter().cloned().collect(),
+            seen: Vec::new(),
+            shared_with: room
+                .shared_with
+                .iter()
+                .map(|(d, i)| (d.clone(), *i))
+                .collect(),
+            withheld: room.withheld.iter().map(|(d, i)| (d.clone(), *i)).collect(),
         })
     }
 
-    /// Inbound sessions as stored; no outbound session (each room starts a
-    /// new one).
-    pub fn from_pickles(pickles: impl IntoIterator<Item = InboundPickle>) -> Self {
-        let inbound = pickles
-            .into_iter()
-            .map(|p| {
-                let mut seen = p.seen;
-                seen.sort_unstable();
-                seen.dedup_by_key(|(i, _)| *i);
-                (
-                    (p.room_id, p.session_id),
-                    InboundRoom {
-                        session: InboundGroupSession::from_pickle(p.session),
-                        sender: p.sender,
-                        seen,
-                        shared_with: p.shared_with.into_iter().collect(),
-                    },
-                )
-            })
-            .collect();
-        Self {
-            outbound: HashMap::new(),
-            inbound,
-            changed: HashSet::new(),
+    fn replay_one(&self, id: &(u64, String)) -> Option<ReplayPickle> {
+        let room = self.inbound.get(id)?;
+        Some(ReplayPickle {
+            room_id: id.0,
+            session_id: id.1.clone(),
+            window: room.replay.clone(),
+        })
+    }
+
+    /// Inbound sessions and replay windows as stored; no outbound session
+    /// (each room starts a new one).
+    pub fn from_pickles(
+        pickles: impl IntoIterator<Item = InboundPickle>,
+        replay: impl IntoIterator<Item = ReplayPickle>,
+    ) -> Self {
+        let mut sessions = Self::default();
+        for p in pickles {
+            let id = (p.room_id, p.session_id);
+            let mut window = ReplayWindow::default();
+            if !p.seen.is_empty() {
+                // An older record: its replay memory moves into a window
+                // of its own, written on the next save.
+                for (index, _) in p.seen {
+                    window.mark(index);
+                }
+                sessions.changed_replay.insert(id.clone());
+            }
+            sessions.inbound.insert(
+                id,
+                InboundRoom {
+                    session: InboundGroupSession::from_pickle(p.session),
+                    sender: p.sender,
+                    shared_with: p.shared_with.into_iter().collect(),
+                    withheld: p.withheld.into_iter().collect(),
+                    replay: window,
+                },
+            );
         }
+        for r in replay {
+            if let Some(room) = sessions.inbound.get_mut(&(r.room_id, r.session_id)) {
+                room.replay = r.window;
+            }
+        }
+        sessions
     }
 
     /// The inbound sessions of a store written before sessions were
@@ -457,17 +716,65 @@ impl RoomSessions {
         for (session_id, index, seq) in seen {
             by_session.entry(session_id).or_default().push((index, seq));
         }
-        let mut sessions = Self::from_pickles(inbound.into_iter().map(
-            |(room_id, session_id, session, sender)| InboundPickle {
-                seen: by_session.remove(&session_id).unwrap_or_default(),
-                room_id,
-                session_id,
-                session,
-                sender,
-                shared_with: Vec::new(),
-            },
-        ));
+        let mut sessions = Self::from_pickles(
+            inbound
+                .into_iter()
+                .map(|(room_id, session_id, session, sender)| InboundPickle {
+                    seen: by_session.remove(&session_id).unwrap_or_default(),
+                    room_id,
+                    session_id,
+                    session,
+                    sender,
+                    shared_with: Vec::new(),
+                    withheld: Vec::new(),
+                }),
+            [],
+        );
         sessions.changed = sessions.inbound.keys().cloned().collect();
+        sessions.changed_replay = sessions.changed.clone();
         sessions
+    }
+}
+
+#[cfg(test)]
+impl RoomSessions {
+    /// The room's outbound session itself, to forge with.
+    pub(crate) fn outbound_session_for_tests(&mut self, room_id: u64) -> &mut GroupSession {
+        &mut self.outbound.get_mut(&room_id).unwrap().session
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+
+    #[test]
+    fn the_window_remembers_what_was_read_in_bounded_space() {
+        let mut window = ReplayWindow::default();
+        for index in [3, 0, 1, 2, 70] {
+            assert!(!window.seen(index));
+            window.mark(index);
+            assert!(window.seen(index));
+        }
+        assert!(!window.seen(4) && !window.seen(69));
+        // A whole session read in order keeps no words at all.
+        let mut full = ReplayWindow::default();
+        for index in 0..ROTATE_AFTER_MESSAGES * 10 {
+            full.mark(index);
+        }
+        assert!(full.bits.len() <= 1, "{full:?}");
+        assert!(full.seen(0) && full.seen(999) && !full.seen(1000));
+        // A far jump slides the window: what falls below it counts as read.
+        window.mark(1_000_000);
+        assert!(window.seen(1_000_000) && window.seen(4));
+        assert!(!window.seen(1_000_000 - 1));
+        assert!(window.bits.len() <= (REPLAY_WINDOW / 64) as usize + 1);
+    }
+
+    #[test]
+    fn message_ids_are_bound_to_session_and_index() {
+        assert_ne!(message_id("s", 1), message_id("s", 2));
+        assert_ne!(message_id("s", 1), message_id("t", 1));
+        assert_eq!(message_id("s", 1), message_id("s", 1));
     }
 }

@@ -38,7 +38,10 @@ use sotto_proto::e2e::{
 use sotto_proto::{DeviceId, MessageBody, Username};
 
 pub use account::{DeviceAccount, IdentityKeys, KeyUpload, verify_device_keys};
-pub use megolm::{InboundPickle, KeySender, Prepared, Recipient};
+pub use megolm::{
+    Decrypted, InboundPickle, KeySender, NotForwarded, Prepared, ReadMode, Recipient, ReplayPickle,
+    message_id,
+};
 pub use olm::OlmPeerPickle;
 pub use safety::safety_number;
 
@@ -85,11 +88,17 @@ pub struct E2eRecords {
     pub account: Option<account::DeviceAccountPickle>,
     pub olm: Vec<OlmPeerPickle>,
     pub inbound: Vec<InboundPickle>,
+    /// Each inbound session's replay window (a record of its own, small
+    /// and of fixed size, rewritten as messages are read).
+    pub replay: Vec<ReplayPickle>,
 }
 
 impl E2eRecords {
     pub fn is_empty(&self) -> bool {
-        self.account.is_none() && self.olm.is_empty() && self.inbound.is_empty()
+        self.account.is_none()
+            && self.olm.is_empty()
+            && self.inbound.is_empty()
+            && self.replay.is_empty()
     }
 }
 
@@ -130,6 +139,9 @@ pub struct ToDevice {
     /// The sender's self-signed keys, as checked.
     pub sender_keys: DeviceKeys,
     pub content: ToDeviceContent,
+    /// It started a new Olm session (the sender made one: after losing its
+    /// state, say).
+    pub new_session: bool,
 }
 
 impl E2e {
@@ -223,11 +235,13 @@ impl E2e {
         self.olm.encrypt(&self.account, &peer.curve25519, &bytes)
     }
 
-    /// Decrypts a to-device message from `sender` (the device the server
-    /// says sent it, with the keys the client has pinned for it). Checks
-    /// that both ends named inside are the sender and this device, and
-    /// stores a room key it carries: a room key is accepted only over an
-    /// Olm session with the device that sends it.
+    /// Decrypts a to-device message from `sender`: the device the server
+    /// delivered it from, with the keys pinned for it (which the client
+    /// checked against the directory). The message must come from that
+    /// device's Olm key, and name exactly that device (and its keys) as
+    /// its sender and this device as its recipient, or it is refused:
+    /// nobody can pass a message off as another device's. A room key it
+    /// carries is stored only then.
     pub fn decrypt_to_device(
         &mut self,
         sender: &DeviceKeys,
@@ -239,44 +253,20 @@ impl E2e {
                 sender.user, sender.device
             )));
         }
-        self.decrypt_to_device_with(envelope, |keys| {
-            if keys == sender {
-                Ok(())
-            } else {
-                Err(E2eError::Mismatch(format!(
-                    "a to-device message from {}/{} names {}/{} as its sender",
-                    sender.user, sender.device, keys.user, keys.device
-                )))
-            }
-        })
-    }
-
-    /// Decrypts a to-device message from whichever device the Olm session
-    /// belongs to. The sender's self-signed keys inside must carry a valid
-    /// signature, name the Olm session's key and the sender inside; then
-    /// `accept` decides whether to trust them (the client's pinned keys, or
-    /// pinning them on first sight). Only then is a room key stored.
-    pub fn decrypt_to_device_with(
-        &mut self,
-        envelope: &OlmEnvelope,
-        accept: impl FnOnce(&DeviceKeys) -> Result<(), E2eError>,
-    ) -> Result<ToDevice, E2eError> {
         let (bytes, used_one_time_key) = self.olm.decrypt(&mut self.account, envelope)?;
         self.account_changed |= used_one_time_key;
         let plaintext = ToDevicePlaintext::decode(&bytes)
             .map_err(|e| E2eError::Malformed(format!("to-device plaintext: {e}")))?;
         let keys = &plaintext.sender_keys;
-        verify_device_keys(keys)?;
-        if keys.curve25519 != envelope.sender_key
-            || keys.user != plaintext.sender
-            || keys.device != plaintext.sender_device
+        if keys != sender
+            || plaintext.sender != sender.user
+            || plaintext.sender_device != sender.device
         {
             return Err(E2eError::Mismatch(format!(
-                "a to-device message names {}/{} as its sender but came from other keys",
-                plaintext.sender, plaintext.sender_device
+                "a to-device message from {}/{} names {}/{} as its sender",
+                sender.user, sender.device, plaintext.sender, plaintext.sender_device
             )));
         }
-        accept(keys)?;
         let me = self.identity();
         if plaintext.recipient != *self.user()
             || plaintext.recipient_device != *self.device()
@@ -308,13 +298,16 @@ impl E2e {
                 session_id,
                 exported_key,
             )?,
-            ToDeviceContent::KeyRequest { .. } | ToDeviceContent::Dummy => {}
+            ToDeviceContent::KeyRequest { .. }
+            | ToDeviceContent::Withheld { .. }
+            | ToDeviceContent::Dummy => {}
         }
         Ok(ToDevice {
             sender: plaintext.sender.clone(),
             sender_device: plaintext.sender_device.clone(),
             sender_keys: plaintext.sender_keys.clone(),
             content: plaintext.content,
+            new_session: used_one_time_key,
         })
     }
 
@@ -359,9 +352,29 @@ impl E2e {
         )
     }
 
-    /// Records that the room key reached these devices.
-    pub fn mark_room_key_shared(&mut self, room_id: u64, session_id: &str, devices: &[Recipient]) {
-        self.rooms.mark_shared(room_id, session_id, devices);
+    /// Records that the room key of `prepared` was sent to these devices
+    /// (from its index on).
+    pub fn mark_room_key_shared(
+        &mut self,
+        room_id: u64,
+        prepared: &Prepared,
+        devices: &[Recipient],
+    ) {
+        self.rooms
+            .mark_shared(room_id, &prepared.session_id, devices, prepared.index);
+    }
+
+    /// Records that these devices were left out of `prepared`'s session
+    /// (the user has not accepted them): they get its key from this index
+    /// once accepted ([`E2e::withheld_keys_for`]).
+    pub fn mark_room_key_withheld(
+        &mut self,
+        room_id: u64,
+        prepared: &Prepared,
+        devices: &[Recipient],
+    ) {
+        self.rooms
+            .mark_withheld(room_id, &prepared.session_id, devices, prepared.index);
     }
 
     /// Forces a new room session on the next message (say, after a
@@ -370,83 +383,118 @@ impl E2e {
         self.rooms.discard_outbound(room_id);
     }
 
-    /// Encrypts a message for a prepared room. Sender, room, message id
-    /// and time travel inside.
+    /// Encrypts a message for a prepared room. Sender, room, time and a
+    /// message id bound to the message's place in the session
+    /// ([`message_id`]) travel inside; the id is returned.
     pub fn encrypt_room(
         &mut self,
         room_id: u64,
-        msg_id: [u8; 16],
         ts: i64,
         body: MessageBody,
-    ) -> Result<MegolmEnvelope, E2eError> {
+    ) -> Result<(MegolmEnvelope, [u8; 16]), E2eError> {
         let plaintext = RoomPlaintext {
             sender: self.user().clone(),
             sender_device: self.device().clone(),
             room_id,
-            msg_id,
+            msg_id: [0; 16],
             ts,
             body,
         };
-        self.rooms.encrypt(self.identity().curve25519, &plaintext)
+        self.rooms.encrypt(self.identity().curve25519, plaintext)
     }
 
-    /// Decrypts a room message delivered at (`room_id`, `seq`) and said by
-    /// the server to be from `server_sender`.
+    /// Decrypts a room message delivered in `room_id` and said by the
+    /// server to be from `server_sender`; see [`megolm::RoomSessions::decrypt`].
     pub fn decrypt_room(
         &mut self,
         room_id: u64,
-        seq: u64,
         server_sender: &Username,
         envelope: &MegolmEnvelope,
-    ) -> Result<RoomPlaintext, E2eError> {
-        self.rooms.decrypt(room_id, seq, server_sender, envelope)
+        mode: ReadMode,
+    ) -> Result<Decrypted, E2eError> {
+        self.rooms.decrypt(room_id, server_sender, envelope, mode)
     }
 
-    /// The answer to a key request for one of this device's own room
-    /// sessions, from the first index it has; `None` if it is not ours.
-    /// Whether to answer at all is the caller's decision.
-    pub fn answer_key_request(&self, room_id: u64, session_id: &str) -> Option<ToDeviceContent> {
-        let exported = self
-            .rooms
-            .export_own(room_id, session_id, &self.identity().curve25519)?;
-        Some(ToDeviceContent::ForwardedRoomKey {
+    /// The answer to a key request from `requester` for one of this
+    /// device's own room sessions: the key from the index `requester` was
+    /// first sent, or from the first index for one of this user's own
+    /// devices that the user accepted (`own_accepted`); otherwise why not.
+    pub fn answer_key_request(
+        &mut self,
+        room_id: u64,
+        session_id: &str,
+        requester: &DeviceKeys,
+        own_accepted: bool,
+    ) -> Result<ToDeviceContent, NotForwarded> {
+        let me = self.identity().curve25519;
+        let exported = self.rooms.export_for(
+            room_id,
+            session_id,
+            &me,
+            &recipient_of(requester),
+            own_accepted,
+        )?;
+        Ok(ToDeviceContent::ForwardedRoomKey {
             room_id,
             session_id: session_id.to_owned(),
             exported_key: exported,
         })
     }
 
-    /// Whether `device` was sent the key of this device's session
-    /// `session_id` (an original recipient), current or earlier.
-    pub fn was_shared_with(&self, room_id: u64, session_id: &str, device: &DeviceKeys) -> bool {
-        let recipient = (
-            device.user.clone(),
-            device.device.clone(),
-            device.curve25519,
-        );
-        self.rooms.was_shared_with(room_id, session_id, &recipient)
+    /// The keys of this device's own sessions that left `device` out,
+    /// each from the first index it missed, now that the user accepted it;
+    /// they count as shared with it from then on.
+    pub fn withheld_keys_for(&mut self, device: &DeviceKeys) -> Vec<ToDeviceContent> {
+        let me = self.identity().curve25519;
+        let recipient = recipient_of(device);
+        let mut out = Vec::new();
+        for (room_id, session_id, index) in self.rooms.withheld_from(&recipient) {
+            if let Some(exported) = self.rooms.export_own_at(room_id, &session_id, &me, index) {
+                self.rooms.mark_shared(
+                    room_id,
+                    &session_id,
+                    std::slice::from_ref(&recipient),
+                    index,
+                );
+                out.push(ToDeviceContent::ForwardedRoomKey {
+                    room_id,
+                    session_id,
+                    exported_key: exported,
+                });
+            }
+        }
+        out
     }
 
     pub fn has_room_key(&self, room_id: u64, session_id: &str) -> bool {
         self.rooms.has_room_key(room_id, session_id)
     }
 
+    /// Whether the key of `session_id` reaches back to `index`.
+    pub fn has_room_key_at(&self, room_id: u64, session_id: &str, index: u32) -> bool {
+        self.rooms.has_room_key_at(room_id, session_id, index)
+    }
+
     /// Every record of the state, to store.
     pub fn records(&self) -> E2eRecords {
+        let (inbound, replay) = self.rooms.pickle_all();
         E2eRecords {
             account: Some(self.account.pickle()),
             olm: self.olm.pickle_all(),
-            inbound: self.rooms.pickle_all(),
+            inbound,
+            replay,
         }
     }
 
     /// The records changed since the last call (or since this state was
     /// created or restored), to store.
     pub fn take_changed(&mut self) -> E2eRecords {
+        let (inbound, replay) = self.rooms.take_changed();
         E2eRecords {
             account: std::mem::take(&mut self.account_changed).then(|| self.account.pickle()),
             olm: self.olm.take_changed(),
-            inbound: self.rooms.take_changed(),
+            inbound,
+            replay,
         }
     }
 
@@ -461,7 +509,7 @@ impl E2e {
             account: DeviceAccount::from_pickle(account),
             account_changed: false,
             olm: olm::OlmSessions::from_pickles(records.olm),
-            rooms: megolm::RoomSessions::from_pickles(records.inbound),
+            rooms: megolm::RoomSessions::from_pickles(records.inbound, records.replay),
         })
     }
 
@@ -475,4 +523,8 @@ impl E2e {
             rooms: megolm::RoomSessions::from_legacy(pickle.rooms.inbound, pickle.rooms.seen),
         }
     }
+}
+
+fn recipient_of(keys: &DeviceKeys) -> Recipient {
+    (keys.user.clone(), keys.device.clone(), keys.curve25519)
 }

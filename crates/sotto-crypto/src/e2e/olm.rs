@@ -19,15 +19,19 @@ use super::account::DeviceAccount;
 
 /// Sessions kept per peer device; older ones are dropped.
 const MAX_SESSIONS_PER_DEVICE: usize = 5;
-/// A broken session is replaced at most this often per peer device.
-pub const RECOVERY_INTERVAL_MS: i64 = 60 * 60 * 1000;
+/// A replacement for a broken session that the peer has not answered on
+/// within this time is tried again. (Until then the peer's messages on the
+/// old session keep failing, and another replacement would not help: the
+/// peer has not read the first one yet.)
+pub const RECOVERY_PENDING_MS: i64 = 60 * 60 * 1000;
 
 /// Every Olm session this device has, by the peer's Curve25519 key.
 #[derive(Debug, Default)]
 pub struct OlmSessions {
     /// Oldest first.
     by_peer: HashMap<PublicKey, Vec<Session>>,
-    /// When a broken session with a peer was last replaced.
+    /// When this device last started a session to replace a broken one
+    /// with a peer, while the peer has not answered on it.
     recovered_at: HashMap<PublicKey, i64>,
     /// Peers whose record changed since [`OlmSessions::take_changed`].
     changed: HashSet<PublicKey>,
@@ -119,6 +123,7 @@ impl OlmSessions {
                 }
                 if let Ok(plaintext) = session.decrypt(&message) {
                     self.changed.insert(peer);
+                    self.settle_recovery(&peer);
                     return Ok((plaintext, false));
                 }
             }
@@ -127,6 +132,8 @@ impl OlmSessions {
             OlmMessage::PreKey(pre_key) => {
                 let created = account.inbound_session(&peer, pre_key)?;
                 self.add(peer, created.session);
+                // The peer started a new session itself: it is talking again.
+                self.recovered_at.remove(&peer);
                 Ok((created.plaintext, true))
             }
             OlmMessage::Normal(_) => Err(E2eError::Decrypt(
@@ -135,16 +142,31 @@ impl OlmSessions {
         }
     }
 
-    /// Whether to replace a broken session with `peer` now, rate-limited
-    /// to once per [`RECOVERY_INTERVAL_MS`]; records the attempt if so.
+    /// Whether to replace a broken session with `peer` now: yes, unless
+    /// a replacement started earlier is still waiting for the peer's first
+    /// answer (and is younger than [`RECOVERY_PENDING_MS`]); records the
+    /// attempt if so. Not a rate limit: each new break is mended at once.
     pub fn should_recover(&mut self, peer: &PublicKey, now_ms: i64) -> bool {
         match self.recovered_at.get(peer) {
-            Some(at) if now_ms - at < RECOVERY_INTERVAL_MS => false,
+            Some(at) if now_ms - at < RECOVERY_PENDING_MS => false,
             _ => {
                 self.recovered_at.insert(*peer, now_ms);
                 self.changed.insert(*peer);
                 true
             }
+        }
+    }
+
+    /// A message from `peer` decrypted: once it came on the newest session
+    /// (the replacement, if one was started), recovery is over.
+    fn settle_recovery(&mut self, peer: &PublicKey) {
+        let answered = self
+            .by_peer
+            .get(peer)
+            .and_then(|s| s.last())
+            .is_some_and(Session::has_received_message);
+        if answered && self.recovered_at.remove(peer).is_some() {
+            self.changed.insert(*peer);
         }
     }
 

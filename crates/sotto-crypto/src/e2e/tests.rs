@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use sotto_proto::e2e::{DeviceKeys, MegolmEnvelope, SignedOneTimeKey, ToDeviceContent};
+use sotto_proto::e2e::{
+    DeviceKeys, MegolmEnvelope, RoomPlaintext, SignedOneTimeKey, ToDeviceContent,
+};
 use sotto_proto::{DeviceId, MessageBody, Username};
 
 use super::*;
@@ -70,13 +72,23 @@ fn share_room_key(from: &mut E2e, to: &mut [&mut E2e], room: u64) -> Prepared {
         assert!(matches!(got.content, ToDeviceContent::RoomKey { .. }));
         shared.push(recipient(peer));
     }
-    from.mark_room_key_shared(room, &prepared.session_id, &shared);
+    from.mark_room_key_shared(room, &prepared, &shared);
     prepared
 }
 
 fn send(from: &mut E2e, room: u64, t: &str) -> MegolmEnvelope {
-    from.encrypt_room(room, rand::random(), NOW, text(t))
-        .unwrap()
+    from.encrypt_room(room, NOW, text(t)).unwrap().0
+}
+
+/// Reads a room message live (replays refused).
+fn read(
+    to: &mut E2e,
+    room: u64,
+    from: &Username,
+    envelope: &MegolmEnvelope,
+) -> Result<RoomPlaintext, E2eError> {
+    to.decrypt_room(room, from, envelope, ReadMode::Live)
+        .map(|d| d.plaintext)
 }
 
 #[test]
@@ -127,9 +139,7 @@ fn two_users_exchange_private_messages() {
     let room = 7;
     share_room_key(&mut alice, &mut [&mut bob], room);
     let envelope = send(&mut alice, room, "hello bob");
-    let plain = bob
-        .decrypt_room(room, 1, &user("alice"), &envelope)
-        .unwrap();
+    let plain = read(&mut bob, room, &user("alice"), &envelope).unwrap();
     assert_eq!(plain.body, text("hello bob"));
     assert_eq!(plain.sender, user("alice"));
     assert_eq!(plain.room_id, room);
@@ -138,12 +148,10 @@ fn two_users_exchange_private_messages() {
     // started (his reply is a normal, not a pre-key, message after hers).
     share_room_key(&mut bob, &mut [&mut alice], room);
     let reply = send(&mut bob, room, "hi alice");
-    let plain = alice.decrypt_room(room, 2, &user("bob"), &reply).unwrap();
+    let plain = read(&mut alice, room, &user("bob"), &reply).unwrap();
     assert_eq!(plain.body, text("hi alice"));
     // The sender can read its own message (for history).
-    let own = alice
-        .decrypt_room(room, 1, &user("alice"), &envelope)
-        .unwrap();
+    let own = read(&mut alice, room, &user("alice"), &envelope).unwrap();
     assert_eq!(own.body, text("hello bob"));
 }
 
@@ -156,28 +164,32 @@ fn tampering_and_replays_are_rejected_without_breaking_the_session() {
     let mut flipped = envelope.clone();
     let last = flipped.ciphertext.len() - 70;
     flipped.ciphertext[last] ^= 0x01;
-    assert!(bob.decrypt_room(1, 1, &user("alice"), &flipped).is_err());
+    assert!(read(&mut bob, 1, &user("alice"), &flipped).is_err());
 
-    // The genuine one still decrypts, and its redelivery at the same
-    // position too; the same ciphertext at another position is a replay.
-    bob.decrypt_room(1, 1, &user("alice"), &envelope).unwrap();
-    bob.decrypt_room(1, 1, &user("alice"), &envelope).unwrap();
+    // The genuine one still decrypts; read live again, it is a replay
+    // (a redelivery of the same position is dropped before it gets here),
+    // while history shows it again.
+    read(&mut bob, 1, &user("alice"), &envelope).unwrap();
     assert_eq!(
-        bob.decrypt_room(1, 2, &user("alice"), &envelope),
+        read(&mut bob, 1, &user("alice"), &envelope),
         Err(E2eError::Replay)
     );
+    let again = bob
+        .decrypt_room(1, &user("alice"), &envelope, ReadMode::History)
+        .unwrap();
+    assert_eq!(again.plaintext.body, text("pay 10"));
     // Moved to another room, or attributed to someone else by the server.
     share_room_key(&mut alice, &mut [&mut bob], 2);
     let mut moved = send(&mut alice, 2, "x");
     moved.session_id = envelope.session_id.clone();
-    assert!(bob.decrypt_room(1, 3, &user("alice"), &moved).is_err());
+    assert!(read(&mut bob, 1, &user("alice"), &moved).is_err());
     let next = send(&mut alice, 1, "next");
     assert!(matches!(
-        bob.decrypt_room(1, 3, &user("carol"), &next),
+        read(&mut bob, 1, &user("carol"), &next),
         Err(E2eError::Mismatch(_))
     ));
     assert_eq!(
-        bob.decrypt_room(1, 3, &user("alice"), &next).unwrap().body,
+        read(&mut bob, 1, &user("alice"), &next).unwrap().body,
         text("next")
     );
 }
@@ -189,15 +201,13 @@ fn a_room_key_from_the_wrong_device_is_not_trusted() {
     // Mallory shares a room key of her own, then sends a message that
     // claims to be alice's in the same room.
     share_room_key(&mut mallory, &mut [&mut bob], 5);
-    let forged = mallory
-        .encrypt_room(5, [0; 16], NOW, text("it is me, alice"))
-        .unwrap();
+    let forged = send(&mut mallory, 5, "it is me, alice");
     // It decrypts only as hers: relabelled as alice's (by the server, in
     // the envelope), it is refused.
     let mut plain_forgery = forged.clone();
     plain_forgery.sender_key = alice.identity().curve25519;
     assert!(matches!(
-        bob.decrypt_room(5, 1, &user("alice"), &plain_forgery),
+        read(&mut bob, 5, &user("alice"), &plain_forgery),
         Err(E2eError::Mismatch(_))
     ));
     // A key for alice's session relayed by mallory is refused too: the
@@ -252,7 +262,7 @@ fn a_member_who_leaves_cannot_read_what_follows() {
         (device("alice", 1), device("bob", 1), device("carol", 1));
     let first = share_room_key(&mut alice, &mut [&mut bob, &mut carol], 9);
     let before = send(&mut alice, 9, "all three");
-    carol.decrypt_room(9, 1, &user("alice"), &before).unwrap();
+    read(&mut carol, 9, &user("alice"), &before).unwrap();
 
     // Carol leaves: the next message needs a new session, shared with bob
     // only.
@@ -261,11 +271,11 @@ fn a_member_who_leaves_cannot_read_what_follows() {
     assert_ne!(second.session_id, first.session_id);
     let after = send(&mut alice, 9, "just us");
     assert_eq!(
-        bob.decrypt_room(9, 2, &user("alice"), &after).unwrap().body,
+        read(&mut bob, 9, &user("alice"), &after).unwrap().body,
         text("just us")
     );
     assert!(matches!(
-        carol.decrypt_room(9, 2, &user("alice"), &after),
+        read(&mut carol, 9, &user("alice"), &after),
         Err(E2eError::MissingRoomKey { .. })
     ));
 }
@@ -283,10 +293,10 @@ fn a_new_device_gets_the_key_and_reads_new_messages() {
     assert_eq!(prepared.to_share, vec![recipient(&bob2)]);
     let new = send(&mut alice, 3, "after");
     assert_eq!(
-        bob2.decrypt_room(3, 2, &user("alice"), &new).unwrap().body,
+        read(&mut bob2, 3, &user("alice"), &new).unwrap().body,
         text("after")
     );
-    assert!(bob2.decrypt_room(3, 1, &user("alice"), &old).is_err());
+    assert!(read(&mut bob2, 3, &user("alice"), &old).is_err());
 }
 
 #[test]
@@ -374,12 +384,15 @@ struct Store {
     account: Option<serde_json::Value>,
     olm: std::collections::BTreeMap<[u8; 32], serde_json::Value>,
     inbound: std::collections::BTreeMap<(u64, String), serde_json::Value>,
+    replay: std::collections::BTreeMap<(u64, String), serde_json::Value>,
 }
 
 impl Store {
     fn save(&mut self, records: E2eRecords) -> usize {
-        let count =
-            usize::from(records.account.is_some()) + records.olm.len() + records.inbound.len();
+        let count = usize::from(records.account.is_some())
+            + records.olm.len()
+            + records.inbound.len()
+            + records.replay.len();
         if let Some(account) = records.account {
             self.account = Some(serde_json::to_value(account).unwrap());
         }
@@ -391,6 +404,11 @@ impl Store {
             let key = (room.room_id, room.session_id.clone());
             self.inbound
                 .insert(key, serde_json::to_value(room).unwrap());
+        }
+        for window in records.replay {
+            let key = (window.room_id, window.session_id.clone());
+            self.replay
+                .insert(key, serde_json::to_value(window).unwrap());
         }
         count
     }
@@ -411,6 +429,11 @@ impl Store {
                 .values()
                 .map(|v| serde_json::from_value(v.clone()).unwrap())
                 .collect(),
+            replay: self
+                .replay
+                .values()
+                .map(|v| serde_json::from_value(v.clone()).unwrap())
+                .collect(),
         })
         .unwrap()
     }
@@ -422,17 +445,21 @@ fn state_survives_being_stored_as_changed_records_mid_conversation() {
     let (mut alice_store, mut bob_store) = (Store::default(), Store::default());
     share_room_key(&mut alice, &mut [&mut bob], 1);
     let first = send(&mut alice, 1, "one");
-    bob.decrypt_room(1, 1, &user("alice"), &first).unwrap();
+    read(&mut bob, 1, &user("alice"), &first).unwrap();
     alice_store.save(alice.take_changed());
     bob_store.save(bob.take_changed());
     // Nothing changed since: nothing to write.
     assert!(bob.take_changed().is_empty());
     // Another message changes only bob's record of alice's room session.
     let between = send(&mut alice, 1, "between");
-    bob.decrypt_room(1, 2, &user("alice"), &between).unwrap();
+    read(&mut bob, 1, &user("alice"), &between).unwrap();
     let changed = bob.take_changed();
     assert!(changed.account.is_none() && changed.olm.is_empty());
-    assert_eq!(changed.inbound.len(), 1);
+    assert!(changed.inbound.is_empty());
+    assert_eq!(changed.replay.len(), 1);
+    // Of fixed size however many messages were read.
+    let size = serde_json::to_vec(&changed.replay[0]).unwrap().len();
+    assert!(size < 200, "{size}");
     assert_eq!(bob_store.save(changed), 1);
     alice_store.save(alice.take_changed());
 
@@ -447,71 +474,63 @@ fn state_survives_being_stored_as_changed_records_mid_conversation() {
     assert!(prepared.rotated);
     let second = send(&mut alice, 1, "two");
     assert_eq!(
-        bob.decrypt_room(1, 3, &user("alice"), &second)
-            .unwrap()
-            .body,
+        read(&mut bob, 1, &user("alice"), &second).unwrap().body,
         text("two")
     );
     // The replay memory survived too.
     assert_eq!(
-        bob.decrypt_room(1, 4, &user("alice"), &first),
+        read(&mut bob, 1, &user("alice"), &first),
         Err(E2eError::Replay)
     );
-    // Redelivery at the same position is not a replay.
-    bob.decrypt_room(1, 2, &user("alice"), &between).unwrap();
-    // And alice's own earlier session's recipients are remembered.
-    assert!(alice.was_shared_with(1, &first.session_id, &bob.device_keys()));
+    assert_eq!(
+        read(&mut bob, 1, &user("alice"), &between),
+        Err(E2eError::Replay)
+    );
+    // And alice's own earlier session's recipients are remembered: bob's
+    // request for it is answered.
+    assert!(
+        alice
+            .answer_key_request(1, &first.session_id, &bob.device_keys(), false)
+            .is_ok()
+    );
 }
 
 #[test]
-fn broken_session_recovery_is_rate_limited() {
-    let (mut alice, bob) = (device("alice", 1), device("bob", 1));
-    let keys = bob.device_keys().curve25519;
-    assert!(alice.should_recover_session(&keys, NOW));
-    assert!(!alice.should_recover_session(&keys, NOW + 1000));
-    assert!(alice.should_recover_session(&keys, NOW + olm::RECOVERY_INTERVAL_MS));
-}
-
-#[test]
-fn a_first_message_carries_the_senders_keys_for_trust_on_first_use() {
+fn a_broken_session_is_replaced_once_until_the_peer_answers_on_the_new_one() {
     let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let bob_key = bob.device_keys().curve25519;
+    assert!(alice.should_recover_session(&bob_key, NOW));
+    // A replacement is on its way: more failures (the peer still writes on
+    // the old session) start no other one.
+    assert!(!alice.should_recover_session(&bob_key, NOW + 1000));
     let (keys, key) = claim(&mut bob);
     alice.start_olm_session(&keys, &key).unwrap();
-    let envelope = alice
+    let dummy = alice
         .encrypt_to_device(&keys, ToDeviceContent::Dummy)
         .unwrap();
-    // Bob has never seen alice's device: he learns (and could pin) her
-    // keys from the message itself, checked against the Olm session.
-    let mut seen = None;
-    let got = bob
-        .decrypt_to_device_with(&envelope, |k| {
-            seen = Some(k.clone());
-            Ok(())
-        })
+    bob.decrypt_to_device(&alice.device_keys(), &dummy).unwrap();
+    assert!(!alice.should_recover_session(&bob_key, NOW + 2000));
+    // Bob answers on it: the next break is mended at once, whenever it
+    // happens (no hourly limit).
+    let reply = bob
+        .encrypt_to_device(&alice.device_keys(), ToDeviceContent::Dummy)
         .unwrap();
-    assert_eq!(seen, Some(alice.device_keys()));
-    assert_eq!(got.sender_keys, alice.device_keys());
-    // The caller's trust decision is final: refused keys store nothing.
-    let room = share_room_key(&mut alice, &mut [&mut bob], 3);
-    let mut carol = device("carol", 1);
-    let (keys, key) = claim(&mut carol);
-    alice.start_olm_session(&keys, &key).unwrap();
-    let for_carol = alice.room_key_for(3, &room, &keys).unwrap();
-    let refused = carol.decrypt_to_device_with(&for_carol, |_| {
-        Err(E2eError::Mismatch("keys changed".into()))
-    });
-    assert!(refused.is_err());
-    assert!(!carol.has_room_key(3, &room.session_id));
+    alice.decrypt_to_device(&keys, &reply).unwrap();
+    assert!(alice.should_recover_session(&bob_key, NOW + 3000));
+    // A replacement never answered is tried again after a while.
+    assert!(!alice.should_recover_session(&bob_key, NOW + 4000));
+    assert!(alice.should_recover_session(&bob_key, NOW + 3000 + olm::RECOVERY_PENDING_MS));
 }
 
 #[test]
-fn a_sender_cannot_pass_off_another_devices_keys() {
+fn a_to_device_message_must_name_exactly_the_device_it_came_from() {
     let (mut mallory, mut bob, alice) =
         (device("mallory", 1), device("bob", 1), device("alice", 1));
     let (keys, key) = claim(&mut bob);
     mallory.start_olm_session(&keys, &key).unwrap();
-    // Mallory's client puts alice's (validly self-signed) keys inside: they
-    // do not match the Olm session's key, so they are refused.
+    // Mallory's client puts alice's (validly self-signed) keys inside, and
+    // the server delivers it as mallory's: refused, whether bob checks it
+    // against mallory's keys or alice's. Nothing gets pinned or stored.
     let plaintext = sotto_proto::e2e::ToDevicePlaintext {
         sender: user("alice"),
         sender_device: alice.device().clone(),
@@ -530,53 +549,126 @@ fn a_sender_cannot_pass_off_another_devices_keys() {
         )
         .unwrap();
     assert!(matches!(
-        bob.decrypt_to_device_with(&envelope, |_| Ok(())),
+        bob.decrypt_to_device(&mallory.device_keys(), &envelope),
+        Err(E2eError::Mismatch(_))
+    ));
+    assert!(matches!(
+        bob.decrypt_to_device(&alice.device_keys(), &envelope),
         Err(E2eError::Mismatch(_))
     ));
 }
 
 #[test]
-fn a_key_request_is_answered_by_the_owner_from_its_first_index() {
+fn a_message_id_must_match_its_place_and_cannot_repeat() {
+    let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
+    let prepared = share_room_key(&mut alice, &mut [&mut bob], 6);
+    let (first, id) = alice.encrypt_room(6, NOW, text("one")).unwrap();
+    assert_eq!(id, message_id(&prepared.session_id, 0));
+    let got = read(&mut bob, 6, &user("alice"), &first).unwrap();
+    assert_eq!(got.msg_id, id);
+    // A sender that reuses the first message's id for its second message:
+    // refused (its place says otherwise), so no id is read twice.
+    let forged = sotto_proto::e2e::RoomPlaintext {
+        sender: user("alice"),
+        sender_device: alice.device().clone(),
+        room_id: 6,
+        msg_id: id,
+        ts: NOW,
+        body: text("two, claiming to be one"),
+    };
+    let repeated = MegolmEnvelope {
+        sender_key: alice.identity().curve25519,
+        session_id: prepared.session_id.clone(),
+        ciphertext: alice
+            .rooms
+            .outbound_session_for_tests(6)
+            .encrypt(forged.encode().unwrap())
+            .to_bytes(),
+    };
+    assert!(matches!(
+        read(&mut bob, 6, &user("alice"), &repeated),
+        Err(E2eError::Mismatch(m)) if m.contains("message id")
+    ));
+}
+
+#[test]
+fn key_requests_are_answered_from_the_first_index_each_device_was_sent() {
     let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
     let room = share_room_key(&mut alice, &mut [&mut bob], 8);
     let first = send(&mut alice, 8, "before bob's second device");
     // Bob's second device joins: it is shared the session from index 1.
     let mut bob2 = device("bob", 2);
     share_room_key(&mut alice, &mut [&mut bob, &mut bob2], 8);
-    assert!(bob2.decrypt_room(8, 1, &user("alice"), &first).is_err());
-    assert!(alice.was_shared_with(8, &room.session_id, &bob2.device_keys()));
-    assert!(!alice.was_shared_with(8, &room.session_id, &device("carol", 1).device_keys()));
+    assert!(read(&mut bob2, 8, &user("alice"), &first).is_err());
+    let second = send(&mut alice, 8, "after");
 
-    // Bob2 asks; alice (the owner) answers from index 0 over Olm.
-    let answer = alice.answer_key_request(8, &room.session_id).unwrap();
+    // Bob2 asks: alice answers from index 1, the first it was sent, so
+    // the first message stays unreadable for it.
+    let answer = alice
+        .answer_key_request(8, &room.session_id, &bob2.device_keys(), false)
+        .unwrap();
     let forwarded = alice
         .encrypt_to_device(&bob2.device_keys(), answer)
         .unwrap();
     bob2.decrypt_to_device(&alice.device_keys(), &forwarded)
         .unwrap();
+    assert!(matches!(
+        read(&mut bob2, 8, &user("alice"), &first),
+        Err(E2eError::MissingRoomKey { .. })
+    ));
     assert_eq!(
-        bob2.decrypt_room(8, 1, &user("alice"), &first)
-            .unwrap()
-            .body,
+        read(&mut bob2, 8, &user("alice"), &second).unwrap().body,
+        text("after")
+    );
+    // A device never sent the key gets nothing; one of alice's own
+    // devices that she accepted gets it from the start.
+    let carol = device("carol", 1);
+    assert_eq!(
+        alice.answer_key_request(8, &room.session_id, &carol.device_keys(), false),
+        Err(NotForwarded::NotShared)
+    );
+    let mut alice2 = device("alice", 2);
+    assert_eq!(
+        alice.answer_key_request(8, &room.session_id, &alice2.device_keys(), false),
+        Err(NotForwarded::NotShared)
+    );
+    let (keys, key) = claim(&mut alice2);
+    alice.start_olm_session(&keys, &key).unwrap();
+    let answer = alice
+        .answer_key_request(8, &room.session_id, &keys, true)
+        .unwrap();
+    let forwarded = alice.encrypt_to_device(&keys, answer).unwrap();
+    alice2
+        .decrypt_to_device(&alice.device_keys(), &forwarded)
+        .unwrap();
+    assert_eq!(
+        read(&mut alice2, 8, &user("alice"), &first).unwrap().body,
         text("before bob's second device")
     );
     // Only owners answer: bob has the key but did not create the session.
-    assert!(bob.answer_key_request(8, &room.session_id).is_none());
+    assert_eq!(
+        bob.answer_key_request(8, &room.session_id, &bob2.device_keys(), true),
+        Err(NotForwarded::NotOurs)
+    );
     // A forwarded key from a device that does not own the session is not
     // trusted for that session.
-    let mut carol = device("carol", 1);
+    let mut carol = carol;
     let (keys, key) = claim(&mut bob2);
     carol.start_olm_session(&keys, &key).unwrap();
+    let exported_key = match alice
+        .answer_key_request(8, &room.session_id, &alice2.device_keys(), true)
+        .unwrap()
+    {
+        ToDeviceContent::ForwardedRoomKey { exported_key, .. } => exported_key,
+        _ => unreachable!(),
+    };
     let fake = carol
         .encrypt_to_device(
             &bob2.device_keys(),
             ToDeviceContent::ForwardedRoomKey {
                 room_id: 8,
                 session_id: room.session_id.clone(),
-                exported_key: match alice.answer_key_request(8, &room.session_id).unwrap() {
-                    ToDeviceContent::ForwardedRoomKey { exported_key, .. } => exported_key,
-                    _ => unreachable!(),
-                },
+                exported_key,
             },
         )
         .unwrap();
@@ -587,22 +679,57 @@ fn a_key_request_is_answered_by_the_owner_from_its_first_index() {
 }
 
 #[test]
+fn a_withheld_device_gets_the_key_from_where_it_was_left_out_once_accepted() {
+    let (mut alice, mut bob, mut bob2) = (device("alice", 1), device("bob", 1), device("bob", 2));
+    let prepared = share_room_key(&mut alice, &mut [&mut bob], 2);
+    let early = send(&mut alice, 2, "one");
+    // Bob's new device is not accepted yet: left out from index 1.
+    let recipients = BTreeSet::from([recipient(&bob)]);
+    let again = alice.prepare_room(2, &recipients, NOW).unwrap();
+    assert_eq!(again.index, 1);
+    alice.mark_room_key_withheld(2, &again, &[recipient(&bob2)]);
+    let waiting = send(&mut alice, 2, "two");
+    assert_eq!(
+        alice.answer_key_request(2, &prepared.session_id, &bob2.device_keys(), false),
+        Err(NotForwarded::Withheld)
+    );
+    // Accepted: it gets the key from index 1, not earlier.
+    let keys = alice.withheld_keys_for(&bob2.device_keys());
+    assert_eq!(keys.len(), 1);
+    let (bk, bkey) = claim(&mut bob2);
+    alice.start_olm_session(&bk, &bkey).unwrap();
+    for content in keys {
+        let envelope = alice.encrypt_to_device(&bk, content).unwrap();
+        bob2.decrypt_to_device(&alice.device_keys(), &envelope)
+            .unwrap();
+    }
+    assert_eq!(
+        read(&mut bob2, 2, &user("alice"), &waiting).unwrap().body,
+        text("two")
+    );
+    assert!(read(&mut bob2, 2, &user("alice"), &early).is_err());
+    // Nothing is left withheld from it, and it counts as shared now.
+    assert!(alice.withheld_keys_for(&bob2.device_keys()).is_empty());
+    assert!(
+        alice
+            .answer_key_request(2, &prepared.session_id, &bob2.device_keys(), false)
+            .is_ok()
+    );
+}
+
+#[test]
 fn a_store_written_as_one_value_is_read_with_its_sessions_and_replay_memory() {
     let (mut alice, mut bob) = (device("alice", 1), device("bob", 1));
     share_room_key(&mut alice, &mut [&mut bob], 1);
     let first = send(&mut alice, 1, "one");
-    bob.decrypt_room(1, 1, &user("alice"), &first).unwrap();
+    read(&mut bob, 1, &user("alice"), &first).unwrap();
     // Bob's state in the shape stores had before records: the whole state
     // as one value, with the replay memory beside the sessions.
     let records = bob.records();
     let peer = json(&records.olm[0]);
     let room = json(&records.inbound[0]);
-    let seen: Vec<serde_json::Value> = room["seen"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pair| serde_json::json!([room["session_id"], pair[0], pair[1]]))
-        .collect();
+    // (session id, message index, room position) of each message read.
+    let seen = serde_json::json!([[room["session_id"], 0, 1]]);
     let legacy = serde_json::json!({
         "account": json(records.account.as_ref().unwrap()),
         "olm": {
@@ -619,16 +746,21 @@ fn a_store_written_as_one_value_is_read_with_its_sessions_and_replay_memory() {
     // Everything is written in the new form on the next save.
     let changed = bob.take_changed();
     assert!(changed.account.is_some());
-    assert_eq!((changed.olm.len(), changed.inbound.len()), (1, 1));
     assert_eq!(
-        bob.decrypt_room(1, 2, &user("alice"), &first),
+        (
+            changed.olm.len(),
+            changed.inbound.len(),
+            changed.replay.len()
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        read(&mut bob, 1, &user("alice"), &first),
         Err(E2eError::Replay)
     );
     let second = send(&mut alice, 1, "two");
     assert_eq!(
-        bob.decrypt_room(1, 3, &user("alice"), &second)
-            .unwrap()
-            .body,
+        read(&mut bob, 1, &user("alice"), &second).unwrap().body,
         text("two")
     );
     let m = alice

@@ -288,6 +288,15 @@ impl Core {
                 "no to-device messages to send",
             )));
         }
+        // Recipients check the keys inside the Olm plaintext against the
+        // directory's: a device sends only once it has published them.
+        let Some(sender_keys) = self.dir.published_keys.get(&device_key).cloned() else {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                "publish this device's keys (UploadKeys) before sending to-device messages",
+            )));
+        };
+        let sender_keys = Box::new(sender_keys);
         if messages.len() > MAX_TO_DEVICE_MESSAGES {
             return Ok(Err(err(
                 ErrorCode::Invalid,
@@ -336,8 +345,9 @@ impl Core {
                 fx,
                 room_id,
                 user,
-                RoomContent::Envelope {
+                RoomContent::ToDevice {
                     device: device.clone(),
+                    keys: sender_keys.clone(),
                     payload: message.payload,
                 },
             )?;

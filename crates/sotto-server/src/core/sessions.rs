@@ -92,6 +92,21 @@ impl Core {
                 self.dir.device_keys.insert((user, device.clone()), key);
                 self.dir.device_names.insert(key, device.clone());
                 self.dir.user_devices.entry(user).or_default().push(key);
+                // A new device starts at the end of every room: it has no
+                // keys for what came before. (Without a position of its
+                // own, a device would otherwise miss what its user's other
+                // devices read while it was away.)
+                // Written with the device, in the same transaction.
+                let mut start = self.db.prepare_cached(
+                    "INSERT OR REPLACE INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)",
+                )?;
+                for room_id in self.dir.user_rooms.get(&user).into_iter().flatten() {
+                    if let Some(room) = self.dir.rooms.get(room_id) {
+                        start.execute(params![key, *room_id as i64, room.last_seq as i64])?;
+                        self.dir.cursors.insert((key, *room_id), room.last_seq);
+                    }
+                }
+                drop(start);
                 key
             }
         };

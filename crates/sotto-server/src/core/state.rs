@@ -294,27 +294,18 @@ impl Directory {
     }
 
     /// The position up to which `device` of `user` has everything in `room`:
-    /// its own acknowledgement, else the furthest any of the user's devices
-    /// got (a new device does not replay what another device already saw),
-    /// else the point the user joined.
+    /// its own acknowledgement, else the point the user joined. (A new
+    /// device starts at the end of every room its user is in: see
+    /// `Core::attach`.)
     pub fn cursor(&self, user: i64, device: i64, room_id: u64) -> u64 {
-        if let Some(seq) = self.cursors.get(&(device, room_id)) {
-            return *seq;
-        }
-        let others = self
-            .user_devices
-            .get(&user)
-            .into_iter()
-            .flatten()
-            .filter_map(|d| self.cursors.get(&(*d, room_id)))
-            .max()
-            .copied();
         let joined = self
             .rooms
             .get(&room_id)
             .and_then(|r| r.members.get(&user))
             .map_or(0, |m| m.joined_seq);
-        others.unwrap_or(joined).max(joined)
+        self.cursors
+            .get(&(device, room_id))
+            .map_or(joined, |seq| (*seq).max(joined))
     }
 
     /// A group as its members see it, listing at most `limit` members.

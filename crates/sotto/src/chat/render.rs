@@ -196,7 +196,7 @@ impl Renderer {
                 .map(|d| {
                     json!({"user": d.user.as_str(), "device": d.device.as_str(),
                     "fingerprint": d.fingerprint, "verified": d.verified,
-                    "this_device": d.this_device})
+                    "gets_keys": d.gets_keys, "this_device": d.this_device})
                 })
                 .collect();
             self.value(json!({"type": "devices", "devices": list}));
@@ -206,14 +206,22 @@ impl Renderer {
             self.line("No devices with published keys.");
         }
         for d in devices {
-            let state = if d.verified {
-                "verified"
+            let how_to_accept = if d.user == self.me {
+                format!("@devices trust {}", d.device)
             } else {
-                "not verified"
+                format!("@devices {} trust {}", d.user, d.device)
             };
-            let this = if d.this_device { "  [this device]" } else { "" };
+            let state = if d.this_device {
+                "this device".to_owned()
+            } else if d.verified {
+                "verified".to_owned()
+            } else if d.gets_keys {
+                "not verified".to_owned()
+            } else {
+                format!("NOT ACCEPTED: gets no keys until you type {how_to_accept}")
+            };
             self.line(&format!(
-                "{} {}  {}  ({state}){this}",
+                "{} {}  {}  ({state})",
                 d.user, d.device, d.fingerprint
             ));
         }
@@ -230,6 +238,30 @@ impl Renderer {
         ));
     }
 
+    /// A device accepted with `@devices [USER] trust ID`.
+    pub fn device_trusted(&self, d: &DeviceInfo) {
+        if self.json {
+            self.value(json!({"type": "device_trusted", "user": d.user.as_str(),
+                "device": d.device.as_str(), "fingerprint": d.fingerprint}));
+            return;
+        }
+        self.line(&format!(
+            "Accepted {}'s device {} ({}): it gets keys from now on, and those of what it              missed since it appeared.",
+            d.user, d.device, d.fingerprint
+        ));
+    }
+
+    /// `@verify USER reset` done.
+    pub fn verification_reset(&self, user: &Username) {
+        if self.json {
+            self.value(json!({"type": "verification_reset", "user": user.as_str()}));
+            return;
+        }
+        self.line(&format!(
+            "Forgot the keys pinned for {user}: their devices are pinned again from the              server's directory, unverified. Compare safety numbers again (@verify {user})."
+        ));
+    }
+
     pub fn verification(&self, v: &Verification, confirmed: bool) {
         if self.json {
             self.value(json!({"type": "verification", "user": v.user.as_str(),
@@ -242,14 +274,15 @@ impl Renderer {
         ));
         if confirmed && v.verified {
             self.line(&format!(
-                "{} is now verified (until their devices change).",
+                "{} is now verified: a device they add gets no keys until you accept it.",
                 v.user
             ));
         } else if v.verified {
             self.line(&format!("{} is verified.", v.user));
         } else {
             self.line(&format!(
-                "Compare it with {} in person or on a call; if it matches, type @verify {} confirm",
+                "Compare it with {} in person or on a call; if it matches, type \
+                 @verify {} confirm followed by the number",
                 v.user, v.user
             ));
         }

@@ -100,7 +100,8 @@ fn refusal(reason_has: &'static str) -> impl FnMut(&ClientEvent) -> Option<Strin
 async fn next_envelope(raw: &mut Raw) -> (u64, Vec<u8>) {
     let event = raw.next_envelope_event().await;
     match event.content {
-        sotto_proto::RoomContent::Envelope { payload, .. } => (event.room_id, payload),
+        sotto_proto::RoomContent::Envelope { payload, .. }
+        | sotto_proto::RoomContent::ToDevice { payload, .. } => (event.room_id, payload),
         _ => unreachable!("an envelope"),
     }
 }
@@ -217,13 +218,13 @@ async fn a_room_key_from_another_device_does_not_vouch_for_the_sender() {
         .e2e
         .encrypt_room(
             room_id,
-            [9; 16],
             0,
             sotto_proto::MessageBody::Text {
                 text: "alice says: pay mallory".into(),
             },
         )
-        .unwrap();
+        .unwrap()
+        .0;
     // A hostile server (here a raw device of alice's account) delivers it
     // in alice and bob's room as alice's.
     alice_raw

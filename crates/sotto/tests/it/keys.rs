@@ -397,7 +397,8 @@ async fn room_events_until_pong(raw: &mut Raw) -> Vec<sotto_proto::RoomEvent> {
 
 fn payload_of(event: &sotto_proto::RoomEvent) -> Vec<u8> {
     match &event.content {
-        sotto_proto::RoomContent::Envelope { payload, .. } => payload.clone(),
+        sotto_proto::RoomContent::Envelope { payload, .. }
+        | sotto_proto::RoomContent::ToDevice { payload, .. } => payload.clone(),
         other => panic!("expected an envelope, got {other:?}"),
     }
 }
@@ -422,6 +423,16 @@ fn to(user_name: &str, device: &DeviceId, payload: &[u8]) -> sotto_proto::ToDevi
 async fn to_device_messages_reach_only_their_device_in_order_even_offline_until_acknowledged() {
     let mut server = TestServer::start().await;
     let mut alice = device(&server, "alice", "phone").await;
+    // A device publishes its keys before it sends to-device messages:
+    // recipients check them against the directory's.
+    let (result, _) = alice
+        .raw
+        .ask(Request::SendToDevice {
+            messages: vec![to("alice", alice.e2e.device(), b"x")],
+        })
+        .await;
+    assert_eq!(code(result), ErrorCode::Invalid);
+    publish(&mut alice).await;
     let mut laptop = device(&server, "bob", "laptop").await;
     // Bob's phone exists (it logged in once) but is offline.
     let phone_id = {
@@ -467,6 +478,12 @@ async fn to_device_messages_reach_only_their_device_in_order_even_offline_until_
         (payload_of(&first), payload_of(&second)),
         (b"k1".to_vec(), b"k3".to_vec())
     );
+    // Each carries the directory's keys of the sending device.
+    assert!(
+        matches!(&first.content, sotto_proto::RoomContent::ToDevice { device, keys, .. }
+            if device == alice.e2e.device() && **keys == alice.e2e.device_keys()),
+        "{first:?}"
+    );
     assert!(room_events_until_pong(&mut laptop.raw).await.is_empty());
     ack(&mut laptop.raw, &second).await;
 
@@ -505,6 +522,7 @@ async fn to_device_messages_reach_only_their_device_in_order_even_offline_until_
 async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
     let server = TestServer::start().await;
     let mut alice = device(&server, "alice", "phone").await;
+    publish(&mut alice).await;
     let mut bob = device(&server, "bob", "laptop").await;
     publish(&mut bob).await;
     let bob_keys = bob.e2e.device_keys();
@@ -566,13 +584,13 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
         .e2e
         .encrypt_room(
             room_id,
-            [7; 16],
             0,
             sotto_proto::MessageBody::Text {
                 text: secret.into(),
             },
         )
-        .unwrap();
+        .unwrap()
+        .0;
     let (result, _) = alice
         .raw
         .ask(Request::SendDirect {
@@ -601,10 +619,15 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
     let envelope = sotto_proto::e2e::MegolmEnvelope::decode(&payload_of(&message)).unwrap();
     let plain = bob
         .e2e
-        .decrypt_room(message.room_id, message.seq, &message.sender, &envelope)
+        .decrypt_room(
+            message.room_id,
+            &message.sender,
+            &envelope,
+            sotto_crypto::e2e::ReadMode::Live,
+        )
         .unwrap();
     assert_eq!(
-        plain.body,
+        plain.plaintext.body,
         sotto_proto::MessageBody::Text {
             text: secret.into()
         }

@@ -115,7 +115,11 @@ impl Raw {
                     },
                 ..
             }) = self.recv().await
-                && matches!(event.content, sotto_proto::RoomContent::Envelope { .. })
+                && matches!(
+                    event.content,
+                    sotto_proto::RoomContent::Envelope { .. }
+                        | sotto_proto::RoomContent::ToDevice { .. }
+                )
             {
                 return event;
             }
