@@ -99,6 +99,16 @@ impl TestServer {
         self._dir = dir;
     }
 
+    /// Stops the server and starts it again on the same data dir but
+    /// another port.
+    pub async fn restart_elsewhere(&mut self) {
+        self.stop().await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let dir = self._dir.take();
+        *self = Self::launch(listener, self.config.clone()).await;
+        self._dir = dir;
+    }
+
     /// Connects a new client (a new device) as `name` with password `pw-NAME`.
     pub async fn client(&self, name: &str) -> TestClient {
         TestClient::connect(self, name)

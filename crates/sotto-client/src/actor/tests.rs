@@ -331,6 +331,30 @@ async fn events_handled_before_a_restart_are_not_shown_again() {
 }
 
 #[tokio::test]
+async fn an_acknowledgement_goes_out_only_once_what_it_covers_is_on_disk() {
+    let mut h = start();
+    let first = h.envelope("bob", OTHER_DEVICE, 5, &text("with a new room key"));
+    h.feed(vec![room_event(1, 5, direct(), "bob", first)]).await;
+    assert!(matches!(h.event().await, ClientEvent::Private { .. }));
+    assert!(matches!(
+        h.written().await,
+        ClientFrame::Ack(Ack { room_id: 5, seq: 1 })
+    ));
+    // The client is killed now (nothing more saved): what its store holds
+    // is the room key and the position the server may now forget.
+    let (_, loaded) =
+        crate::local_store::LocalStore::open(&h._dir.path().join("store.db"), "pw-alice").unwrap();
+    assert_eq!(loaded.positions.get(&5), Some(&1));
+    assert!(
+        loaded
+            .records
+            .iter()
+            .any(|(key, _)| key.kind == crate::local_store::kind::INBOUND),
+        "the room key is not in the store"
+    );
+}
+
+#[tokio::test]
 async fn a_message_the_server_credits_to_another_device_is_refused() {
     let mut h = start();
     let mut content = h.envelope("bob", OTHER_DEVICE, 5, &text("from bob's phone"));

@@ -94,15 +94,18 @@ pub(super) struct Waiting {
     pub withheld: HashMap<(u64, String), WithheldReason>,
     /// Devices the user was told get no keys until accepted (once a run).
     pub told_waiting: HashSet<(Username, DeviceId)>,
+    /// Devices the user was told asked for keys they do not get (once a
+    /// run).
+    pub told_asked: HashSet<(Username, DeviceId)>,
 }
 
 impl Crypto {
     /// A new connection: nothing sent on an earlier one is in flight any
     /// more. Asks again for every room key that messages wait for.
     pub fn connected(&mut self) -> Vec<Effect> {
-        let told = std::mem::take(&mut self.machine.told_waiting);
         self.machine = Waiting {
-            told_waiting: told,
+            told_waiting: std::mem::take(&mut self.machine.told_waiting),
+            told_asked: std::mem::take(&mut self.machine.told_asked),
             ..Waiting::default()
         };
         let mut effects = Vec::new();

@@ -184,7 +184,7 @@ impl Crypto {
         if refusal == WithheldReason::NotAccepted
             && self
                 .machine
-                .told_waiting
+                .told_asked
                 .insert((from.user.clone(), from.device.clone()))
         {
             let how = if from.user == *self.e2e.user() {

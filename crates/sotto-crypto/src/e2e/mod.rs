@@ -235,6 +235,18 @@ impl E2e {
         self.olm.encrypt(&self.account, &peer.curve25519, &bytes)
     }
 
+    /// Encrypts any bytes as a to-device message to `peer`, as a hostile
+    /// peer could (the tests of what a client refuses use it); clients
+    /// use [`E2e::encrypt_to_device`].
+    #[doc(hidden)]
+    pub fn encrypt_raw_to_device(
+        &mut self,
+        peer: &DeviceKeys,
+        plaintext: &[u8],
+    ) -> Result<OlmEnvelope, E2eError> {
+        self.olm.encrypt(&self.account, &peer.curve25519, plaintext)
+    }
+
     /// Decrypts a to-device message from `sender`: the device the server
     /// delivered it from, with the keys pinned for it (which the client
     /// checked against the directory). The message must come from that

@@ -10,17 +10,17 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A running `sotto serve`.
-struct Server {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    addr: String,
-    fingerprint: String,
+pub(crate) struct Server {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub addr: String,
+    pub fingerprint: String,
 }
 
-fn serve(data_dir: &Path, listen: &str) -> Server {
+pub(crate) fn serve(data_dir: &Path, listen: &str) -> Server {
     serve_with(data_dir, listen, &[], Stdio::null())
 }
 
@@ -63,13 +63,13 @@ fn serve_with(data_dir: &Path, listen: &str, extra: &[&str], stderr: Stdio) -> S
 }
 
 /// A running `sotto chat --json`, with its output lines parsed.
-struct Chat {
-    child: Child,
+pub(crate) struct Chat {
+    pub child: Child,
     stdin: ChildStdin,
     lines: mpsc::Receiver<Value>,
 }
 
-fn chat(server: &Server, user: &str, dir: &Path) -> Chat {
+pub(crate) fn chat(server: &Server, user: &str, dir: &Path) -> Chat {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
         .args([
             "chat",
@@ -111,12 +111,12 @@ fn chat(server: &Server, user: &str, dir: &Path) -> Chat {
 }
 
 impl Chat {
-    fn say(&mut self, line: &str) {
+    pub(crate) fn say(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").unwrap();
         self.stdin.flush().unwrap();
     }
 
-    fn expect(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn expect(&mut self, matches: impl Fn(&Value) -> bool) -> Value {
         loop {
             let value = self.lines.recv_timeout(PATIENCE).expect("expected output");
             if matches(&value) {
@@ -126,7 +126,7 @@ impl Chat {
     }
 }
 
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+pub(crate) fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -1,11 +1,11 @@
 //! Hostile input against end-to-end encryption through the real server
-//! (issue 4): unencrypted, tampered and replayed messages, a room key from
-//! another device, and key requests from strangers are each refused with a
-//! reason, and the conversation goes on.
+//! (issue 4): unencrypted, tampered and replayed messages and a room key
+//! from another device are each refused with a reason, and the
+//! conversation goes on. (Key requests: `e2e_keyshare.rs`.)
 
 use sotto_client::ClientEvent;
 use sotto_crypto::e2e::E2e;
-use sotto_proto::e2e::{DeviceKeys, MegolmEnvelope, OlmEnvelope, ToDeviceContent};
+use sotto_proto::e2e::{DeviceKeys, MegolmEnvelope, OlmEnvelope};
 use sotto_proto::{DeviceId, DeviceRef, Request, Response, ToDeviceMessage, Username};
 use sotto_test_support::TestServer;
 
@@ -17,13 +17,13 @@ fn user(name: &str) -> Username {
 
 /// A device driven by the test: a raw connection with real end-to-end
 /// state and published keys, doing what a hostile client could.
-struct Stranger {
-    raw: Raw,
-    e2e: E2e,
+pub(crate) struct Stranger {
+    pub raw: Raw,
+    pub e2e: E2e,
 }
 
 impl Stranger {
-    async fn new(server: &TestServer, name: &str) -> Self {
+    pub(crate) async fn new(server: &TestServer, name: &str) -> Self {
         let mut raw = Raw::login(server.addr, name).await;
         let mut e2e = E2e::new(
             user(name),
@@ -44,7 +44,7 @@ impl Stranger {
 
     /// Starts an Olm session with `name`'s device `device` (from the
     /// directory and a claimed key); its keys.
-    async fn session_with(&mut self, name: &str, device: &DeviceId) -> DeviceKeys {
+    pub(crate) async fn session_with(&mut self, name: &str, device: &DeviceId) -> DeviceKeys {
         let (result, _) = self
             .raw
             .ask(Request::QueryKeys {
@@ -72,7 +72,7 @@ impl Stranger {
     }
 
     /// Sends `envelope` to one device's queue.
-    async fn send_to_device(&mut self, to: &DeviceKeys, envelope: OlmEnvelope) {
+    pub(crate) async fn send_to_device(&mut self, to: &DeviceKeys, envelope: OlmEnvelope) {
         let (result, _) = self
             .raw
             .ask(Request::SendToDevice {
@@ -97,7 +97,7 @@ fn refusal(reason_has: &'static str) -> impl FnMut(&ClientEvent) -> Option<Strin
 }
 
 /// The room and payload of the next message a raw device sees.
-async fn next_envelope(raw: &mut Raw) -> (u64, Vec<u8>) {
+pub(crate) async fn next_envelope(raw: &mut Raw) -> (u64, Vec<u8>) {
     let event = raw.next_envelope_event().await;
     match event.content {
         sotto_proto::RoomContent::Envelope { payload, .. }
@@ -248,51 +248,4 @@ async fn a_room_key_from_another_device_does_not_vouch_for_the_sender() {
         .await
         .unwrap();
     assert_eq!(bob.expect_private().await.1, "the real alice");
-}
-
-#[tokio::test]
-async fn key_requests_from_strangers_are_not_answered() {
-    let server = TestServer::start().await;
-    let alice = server.client("alice").await;
-    let mut bob = server.client("bob").await;
-    let alice_device = alice.client.session().device_id.clone();
-    // A raw device of alice's account sees the session id, as the server
-    // would.
-    let mut watcher = Raw::login(server.addr, "alice").await;
-    alice
-        .client
-        .send_private(user("bob"), "for bob only")
-        .await
-        .unwrap();
-    assert_eq!(bob.expect_private().await.1, "for bob only");
-    let (room_id, payload) = next_envelope(&mut watcher).await;
-    let session_id = MegolmEnvelope::decode(&payload).unwrap().session_id;
-
-    // Mallory, a stranger with a real device, asks alice's device for it.
-    let mut mallory = Stranger::new(&server, "mallory").await;
-    let alice_keys = mallory.session_with("alice", &alice_device).await;
-    let request = mallory
-        .e2e
-        .encrypt_to_device(
-            &alice_keys,
-            ToDeviceContent::KeyRequest {
-                room_id,
-                session_id: session_id.clone(),
-            },
-        )
-        .unwrap();
-    mallory.send_to_device(&alice_keys, request).await;
-
-    // Alice's client reads the request but sends nothing back: mallory's
-    // inbox stays empty. (An allowed request is answered within this time:
-    // see the new device's key request in e2e.rs.)
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let (_, events) = mallory.raw.ask(Request::Ping).await;
-    let forwarded = events.iter().any(|e| {
-        matches!(e, sotto_proto::EventKind::Room(event)
-            if matches!(&event.content, sotto_proto::RoomContent::Envelope { payload, .. }
-                if OlmEnvelope::decode(payload).is_ok()))
-    });
-    assert!(!forwarded, "a stranger got an answer");
-    drop(alice);
 }

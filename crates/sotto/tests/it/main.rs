@@ -7,6 +7,8 @@ mod binary;
 mod devices;
 mod e2e;
 mod e2e_groups;
+mod e2e_keyshare;
+mod e2e_restarts;
 mod e2e_tamper;
 mod errors;
 mod groups;
