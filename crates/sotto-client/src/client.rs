@@ -278,10 +278,7 @@ impl Client {
     ) -> Result<DeviceInfo, ClientError> {
         let user = user.unwrap_or_else(|| self.user().clone());
         self.refresh_devices(std::slice::from_ref(&user)).await?;
-        let keys = lock(&self.crypto)
-            .trust
-            .accept(&user, device)
-            .map_err(|e| ClientError::Encryption(e.to_string()))?;
+        let keys = lock(&self.crypto).trust.accept(&user, device)?;
         self.forward_withheld(&keys).await?;
         lock(&self.crypto)
             .trust
@@ -326,7 +323,7 @@ impl Client {
                         .next()
                         .ok_or_else(|| {
                             ClientError::Encryption(format!(
-                                "{}'s device {} has no key left to start an encrypted session                                  with; it can ask for the keys itself",
+                                "{}'s device {} has no key left to start an encrypted session with; it can ask for the keys itself",
                                 keys.user, keys.device
                             ))
                         })?
@@ -368,10 +365,7 @@ impl Client {
         }
         self.refresh_devices(&[me, user.clone()]).await?;
         let crypto = lock(&self.crypto);
-        let number = crypto
-            .trust
-            .safety_number(user)
-            .map_err(|e| ClientError::Encryption(e.to_string()))?;
+        let number = crypto.trust.safety_number(user)?;
         Ok(Verification {
             user: user.clone(),
             safety_number: number,
@@ -389,10 +383,7 @@ impl Client {
         compared: &str,
     ) -> Result<Verification, ClientError> {
         let shown = self.safety_number(user).await?;
-        let accepted = lock(&self.crypto)
-            .trust
-            .verify(user, compared)
-            .map_err(|e| ClientError::Encryption(e.to_string()))?;
+        let accepted = lock(&self.crypto).trust.verify(user, compared)?;
         for keys in &accepted {
             self.forward_withheld(keys).await?;
         }
@@ -407,10 +398,7 @@ impl Client {
     /// afresh (unverified) from the directory: only after checking with
     /// them that their keys really changed.
     pub async fn reset_verification(&self, user: &Username) -> Result<(), ClientError> {
-        lock(&self.crypto)
-            .trust
-            .reset(user)
-            .map_err(|e| ClientError::Encryption(e.to_string()))?;
+        lock(&self.crypto).trust.reset(user)?;
         self.refresh_devices(std::slice::from_ref(user)).await
     }
 

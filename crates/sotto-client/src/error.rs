@@ -148,6 +148,10 @@ pub enum ClientError {
     /// End-to-end encryption failed for this message; nothing was sent.
     #[error("cannot encrypt the message: {0}")]
     Encryption(String),
+    /// A verification or a device's acceptance was refused (the number
+    /// does not match, no such device, ...); nothing changed.
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 impl ClientError {
@@ -188,6 +192,7 @@ impl ClientError {
             ClientError::Internal(_) => "internal",
             ClientError::LocalStore(_) => "local_store",
             ClientError::Encryption(_) => "encryption",
+            ClientError::Trust(_) => "trust",
         }
     }
 }

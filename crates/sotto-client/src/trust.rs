@@ -185,7 +185,8 @@ pub struct DeviceInfo {
     pub user: Username,
     pub device: DeviceId,
     pub fingerprint: String,
-    /// The user is verified and this device was accepted.
+    /// The user was verified, and this device is one of those compared
+    /// then or accepted since.
     pub verified: bool,
     /// It gets room keys from this device (accepted, or the user was never
     /// verified).
@@ -475,7 +476,7 @@ impl Trust {
                 user: user.clone(),
                 device: keys.device.clone(),
                 fingerprint: fingerprint(keys),
-                verified: !mine && entry.is_verified(),
+                verified: !mine && entry.verified.is_some() && entry.accepts(keys),
                 gets_keys: entry.accepts(keys),
                 this_device: false,
             })

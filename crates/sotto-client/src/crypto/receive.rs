@@ -187,15 +187,21 @@ impl Crypto {
                 .told_asked
                 .insert((from.user.clone(), from.device.clone()))
         {
-            let how = if from.user == *self.e2e.user() {
-                format!("@devices trust {}", from.device)
+            let (list, how) = if from.user == *self.e2e.user() {
+                (
+                    "@devices".to_owned(),
+                    format!("@devices trust {}", from.device),
+                )
             } else {
-                format!("@devices {} trust {}", from.user, from.device)
+                (
+                    format!("@devices {}", from.user),
+                    format!("@devices {} trust {}", from.user, from.device),
+                )
             };
             effects.push(notice(format!(
                 "{}'s device {} asked for the key to messages this device sent, and gets none \
-                 until you accept it: check its fingerprint (@devices {}), then {how}",
-                from.user, from.device, from.user
+                 until you accept it: check its fingerprint ({list}), then {how}",
+                from.user, from.device
             )));
         }
         effects.extend(self.send_to(

@@ -215,6 +215,8 @@ impl Renderer {
                 "this device".to_owned()
             } else if d.verified {
                 "verified".to_owned()
+            } else if d.gets_keys && d.user == self.me {
+                "accepted".to_owned()
             } else if d.gets_keys {
                 "not verified".to_owned()
             } else {
@@ -246,7 +248,7 @@ impl Renderer {
             return;
         }
         self.line(&format!(
-            "Accepted {}'s device {} ({}): it gets keys from now on, and those of what it              missed since it appeared.",
+            "Accepted {}'s device {} ({}): it gets keys from now on, and those of what it missed since it appeared.",
             d.user, d.device, d.fingerprint
         ));
     }
@@ -258,7 +260,7 @@ impl Renderer {
             return;
         }
         self.line(&format!(
-            "Forgot the keys pinned for {user}: their devices are pinned again from the              server's directory, unverified. Compare safety numbers again (@verify {user})."
+            "Forgot the keys pinned for {user}: their devices are pinned again from the server's directory, unverified. Compare safety numbers again (@verify {user})."
         ));
     }
 
