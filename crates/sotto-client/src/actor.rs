@@ -69,6 +69,8 @@ pub(crate) enum Op {
     },
     /// A copy of a kept sealed message, to open outside the actor.
     GetSealed { id: u64, reply: Reply<StoredSealed> },
+    /// Commit what the end-to-end state changed, between two events.
+    Save { reply: Reply<()> },
     /// Close the connection (TLS close_notify) and stop.
     Quit { reply: oneshot::Sender<()> },
     /// Show an event from the handle (a security notice).
@@ -386,6 +388,10 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             }
             Op::Emit(event) => {
                 self.emit(event).await;
+                return Ok(());
+            }
+            Op::Save { reply } => {
+                let _ = reply.send(crate::crypto::save(&self.crypto).await);
                 return Ok(());
             }
             // Handled by `run`.

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use crate::actor::{Op, StoredSealed};
-use crate::crypto::{PlanStep, SendPlan, SharedCrypto, lock, save};
+use crate::crypto::{PlanStep, SendPlan, SharedCrypto, lock};
 use crate::event::clean_text;
 use crate::history::Entry;
 use crate::trust::DeviceInfo;
@@ -120,7 +120,7 @@ impl Client {
             let Some(request) = lock(&self.crypto).key_upload(count, fallback_used) else {
                 break;
             };
-            save(&self.crypto).await?;
+            self.save().await?;
             match self.request(request).await? {
                 Response::KeyCount {
                     one_time_keys,
@@ -133,7 +133,7 @@ impl Client {
                 other => return Err(unexpected("upload_keys", &other)),
             }
         }
-        save(&self.crypto).await
+        self.save().await
     }
 
     /// Encrypts `body` for everyone in the room of `to` and sends it:
@@ -199,7 +199,10 @@ impl Client {
             match step? {
                 PlanStep::Ask(request) => reply = Some(self.request(request).await?),
                 PlanStep::SaveThenSend(requests) => {
-                    save(&self.crypto).await?;
+                    if let Err(e) = self.save().await {
+                        plan.failed(&mut lock(&self.crypto));
+                        return Err(e);
+                    }
                     for request in requests {
                         let sent = self.request(request).await;
                         if !matches!(sent, Ok(Response::Done)) {
@@ -248,7 +251,7 @@ impl Client {
         for warning in warnings {
             self.notice(warning.to_string()).await;
         }
-        save(&self.crypto).await
+        self.save().await
     }
 
     /// `user`'s devices (this account's when `None`), as pinned, with
@@ -303,7 +306,7 @@ impl Client {
             )
         };
         if contents.is_empty() {
-            return save(&self.crypto).await;
+            return self.save().await;
         }
         let claimed = if has_session {
             None
@@ -333,7 +336,7 @@ impl Client {
             }
         };
         let request = lock(&self.crypto).seal_for(keys, claimed.as_ref(), contents)?;
-        save(&self.crypto).await?;
+        self.save().await?;
         done(self.request(request).await?, "send_to_device")
     }
 
@@ -387,7 +390,7 @@ impl Client {
         for keys in &accepted {
             self.forward_withheld(keys).await?;
         }
-        save(&self.crypto).await?;
+        self.save().await?;
         Ok(Verification {
             verified: true,
             ..shown
@@ -400,6 +403,15 @@ impl Client {
     pub async fn reset_verification(&self, user: &Username) -> Result<(), ClientError> {
         lock(&self.crypto).trust.reset(user)?;
         self.refresh_devices(std::slice::from_ref(user)).await
+    }
+
+    /// Commits what the end-to-end state changed (before anything
+    /// encrypted with it leaves). The actor does it, between two events: a
+    /// save from here could otherwise catch the actor half way through one
+    /// (its position counted, its history entry not written yet), and a
+    /// crash right after would lose that message.
+    async fn save(&self) -> Result<(), ClientError> {
+        self.call(|reply| Op::Save { reply }).await
     }
 
     /// Shows a security notice to the user (through the event stream).

@@ -43,6 +43,7 @@ mod model_tests;
 mod receive;
 mod send;
 
+pub(crate) use held::HeldKey;
 pub(crate) use machine::{Effect, Tag};
 pub(crate) use send::{PlanStep, SendPlan};
 
@@ -116,8 +117,11 @@ pub(crate) fn json<T: Serialize>(value: &T) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(serde_json::to_vec(value).unwrap_or_default())
 }
 
-fn session_record_id(room_id: u64, session_id: &str) -> Vec<u8> {
+/// A room session's record id: room, sender's key, session id (a session
+/// id names no sender by itself: see `sotto_crypto::e2e::megolm`).
+fn session_record_id(room_id: u64, sender_key: &[u8; 32], session_id: &str) -> Vec<u8> {
     let mut id = room_id.to_be_bytes().to_vec();
+    id.extend_from_slice(sender_key);
     id.extend_from_slice(session_id.as_bytes());
     id
 }
@@ -150,6 +154,9 @@ impl Crypto {
     ) -> Result<Self, ClientError> {
         let mut records = E2eRecords::default();
         let mut trust = None;
+        // Room session records under ids without their sender's key (stores
+        // of layout version 1): rewritten under the new ids.
+        let mut renamed = Vec::new();
         for (key, plain) in &loaded.records {
             match key.kind {
                 ACCOUNT => {
@@ -159,12 +166,25 @@ impl Crypto {
                 OLM => records
                     .olm
                     .push(serde_json::from_slice(plain).map_err(|e| corrupt("Olm sessions", e))?),
-                INBOUND => records
-                    .inbound
-                    .push(serde_json::from_slice(plain).map_err(|e| corrupt("room sessions", e))?),
-                REPLAY => records
-                    .replay
-                    .push(serde_json::from_slice(plain).map_err(|e| corrupt("replay windows", e))?),
+                INBOUND => {
+                    let room: sotto_crypto::e2e::InboundPickle =
+                        serde_json::from_slice(plain).map_err(|e| corrupt("room sessions", e))?;
+                    let id = session_record_id(room.room_id, &room.sender_key(), &room.session_id);
+                    if key.id != id {
+                        renamed.push(key.clone());
+                    }
+                    records.inbound.push(room);
+                }
+                REPLAY => {
+                    let window: sotto_crypto::e2e::ReplayPickle =
+                        serde_json::from_slice(plain).map_err(|e| corrupt("replay windows", e))?;
+                    let id =
+                        session_record_id(window.room_id, &window.sender_key, &window.session_id);
+                    if key.id != id {
+                        renamed.push(key.clone());
+                    }
+                    records.replay.push(window);
+                }
                 TRUST => {
                     trust = Some(serde_json::from_slice(plain).map_err(|e| corrupt("pins", e))?);
                 }
@@ -193,7 +213,11 @@ impl Crypto {
             e2e = None;
             trust = None;
         }
-        let e2e = e2e.unwrap_or_else(|| E2e::new(user.clone(), device.clone()));
+        let mut e2e = e2e.unwrap_or_else(|| E2e::new(user.clone(), device.clone()));
+        if !renamed.is_empty() && !pending.clear_records {
+            e2e.mark_rooms_changed();
+            pending.forget = renamed;
+        }
         let mut trust: Trust = trust.unwrap_or_default();
         trust.set_me(&e2e.device_keys());
         Ok(Self {
@@ -216,50 +240,30 @@ impl Crypto {
             inbound,
             replay,
         } = self.e2e.take_changed();
+        let mut put =
+            |kind, id: Vec<u8>, value| changes.records.push((RecordKey { kind, id }, value));
         if let Some(account) = account {
-            changes.records.push((
-                RecordKey {
-                    kind: ACCOUNT,
-                    id: Vec::new(),
-                },
-                json(&account),
-            ));
+            put(ACCOUNT, Vec::new(), json(&account));
         }
         for peer in olm {
-            changes.records.push((
-                RecordKey {
-                    kind: OLM,
-                    id: peer.peer.to_vec(),
-                },
-                json(&peer),
-            ));
+            put(OLM, peer.peer.to_vec(), json(&peer));
         }
         for room in inbound {
-            changes.records.push((
-                RecordKey {
-                    kind: INBOUND,
-                    id: session_record_id(room.room_id, &room.session_id),
-                },
+            put(
+                INBOUND,
+                session_record_id(room.room_id, &room.sender_key(), &room.session_id),
                 json(&room),
-            ));
+            );
         }
         for window in replay {
-            changes.records.push((
-                RecordKey {
-                    kind: REPLAY,
-                    id: session_record_id(window.room_id, &window.session_id),
-                },
+            put(
+                REPLAY,
+                session_record_id(window.room_id, &window.sender_key, &window.session_id),
                 json(&window),
-            ));
+            );
         }
         if self.trust.take_changed() {
-            changes.records.push((
-                RecordKey {
-                    kind: TRUST,
-                    id: Vec::new(),
-                },
-                json(&self.trust),
-            ));
+            put(TRUST, Vec::new(), json(&self.trust));
         }
         changes.held.append(&mut self.held.take_added());
         changes.unheld.append(&mut self.held.take_removed());
@@ -347,4 +351,68 @@ pub(crate) async fn close(crypto: &SharedCrypto) -> Result<(), ClientError> {
     let shared = crypto.clone();
     let _ = tokio::task::spawn_blocking(move || drop(lock_store(&shared).take())).await;
     saved
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn room_sessions_stored_without_their_senders_key_move_to_the_new_ids() {
+        let (alice, bob) = (
+            Username::parse("alice").unwrap(),
+            Username::parse("bob").unwrap(),
+        );
+        let bob_device = DeviceId::parse("bobdevice1").unwrap();
+        let mut sender = E2e::new(alice, DeviceId::parse("alicedevice1").unwrap());
+        let mut receiver = E2e::new(bob.clone(), bob_device.clone());
+        let upload = receiver.keys_to_upload(0);
+        receiver.mark_keys_published();
+        let keys = receiver.device_keys();
+        sender
+            .start_olm_session(&keys, &upload.one_time_keys[0])
+            .unwrap();
+        let recipient = (keys.user.clone(), keys.device.clone(), keys.curve25519);
+        let prepared = sender
+            .prepare_room(3, &BTreeSet::from([recipient]), &BTreeSet::new(), 0)
+            .unwrap();
+        let olm = sender.room_key_for(3, &prepared, &keys).unwrap();
+        receiver
+            .decrypt_to_device(&sender.device_keys(), &olm)
+            .unwrap();
+        // What a layout 1 store held: the session under (room, session id).
+        let records = receiver.records();
+        let mut old_id = 3u64.to_be_bytes().to_vec();
+        old_id.extend_from_slice(prepared.session_id.as_bytes());
+        let old = RecordKey {
+            kind: INBOUND,
+            id: old_id,
+        };
+        let loaded = Loaded {
+            records: vec![
+                (
+                    RecordKey {
+                        kind: ACCOUNT,
+                        id: Vec::new(),
+                    },
+                    json(records.account.as_ref().unwrap()),
+                ),
+                (old.clone(), json(&records.inbound[0])),
+            ],
+            ..Loaded::default()
+        };
+        let mut crypto = Crypto::from_loaded(loaded, &bob, &bob_device).unwrap();
+        let changes = crypto.take_changes();
+        assert_eq!(changes.forget, vec![old]);
+        let new_id = session_record_id(3, &sender.identity().curve25519, &prepared.session_id);
+        assert!(
+            changes
+                .records
+                .iter()
+                .any(|(key, _)| key.kind == INBOUND && key.id == new_id)
+        );
+        assert!(crypto.e2e.has_room_key(3, &prepared.session_id));
+    }
 }

@@ -7,15 +7,18 @@
 //! a stable id is what lets offline messages arrive exactly once per device.
 //!
 //! A device belongs to a server, not to an address: its files are named by
-//! the server id from the hello ([`server_part`]), so the same server
-//! reached as `localhost:P`, `127.0.0.1:P` or on a new port is the same
-//! device with the same history. Files named by address (before server ids)
-//! are moved over on first use ([`adopt_address_files`]).
+//! the server id from the hello and the server's certificate
+//! ([`server_part`]), so the same server reached as `localhost:P`,
+//! `127.0.0.1:P` or on a new port is the same device with the same history,
+//! while another server that claims the same id (ids are not secret) is
+//! not. Files named by address (before server ids) are moved over on first
+//! use ([`adopt_address_files`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
+use sotto_crypto::Fingerprint;
 use sotto_proto::{DeviceId, ServerId, Username};
 
 use crate::addr::ServerAddr;
@@ -36,13 +39,19 @@ pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// How a server is named in this client's file names: by its id, or (a
-/// server that sent none) by the address it was reached at.
-pub fn server_part(server_id: &ServerId, addr: &ServerAddr) -> String {
+/// How a server is named in this client's file names: by its id and its
+/// certificate (a server that presents a new certificate, which the user
+/// must have accepted, is a new device), or (a server that sent no id) by
+/// the address it was reached at.
+pub fn server_part(server_id: &ServerId, certificate: &Fingerprint, addr: &ServerAddr) -> String {
     if *server_id == ServerId::default() {
         addr.file_name_part()
     } else {
-        format!("server-{}", server_id.to_hex())
+        format!(
+            "server-{}-{}",
+            server_id.to_hex(),
+            hex::encode(&certificate.as_bytes()[..6])
+        )
     }
 }
 
@@ -158,9 +167,21 @@ mod tests {
         let alice = Username::parse("alice").unwrap();
         let addr = ServerAddr::parse("127.0.0.1:4000").unwrap();
         let id = ServerId([7; 16]);
-        assert_eq!(server_part(&ServerId::default(), &addr), "127.0.0.1_4000");
-        let named = server_part(&id, &addr);
-        assert_eq!(named, format!("server-{}", "07".repeat(16)));
+        let cert = Fingerprint::of_der(b"cert");
+        assert_eq!(
+            server_part(&ServerId::default(), &cert, &addr),
+            "127.0.0.1_4000"
+        );
+        let named = server_part(&id, &cert, &addr);
+        assert!(
+            named.starts_with(&format!("server-{}-", "07".repeat(16))),
+            "{named}"
+        );
+        // Another server claiming the same id has another certificate.
+        assert_ne!(
+            server_part(&id, &Fingerprint::of_der(b"other"), &addr),
+            named
+        );
         // What a client named by address had.
         let old = load_or_create_device_id(dir.path(), &alice, &addr.file_name_part()).unwrap();
         let store = crate::local_store::store_file(dir.path(), &alice, &addr.file_name_part());
@@ -175,9 +196,10 @@ mod tests {
         assert!(!store.exists());
         // Reached under another address: the same device.
         let other = ServerAddr::parse("localhost:4001").unwrap();
-        adopt_address_files(dir.path(), &alice, &other, &server_part(&id, &other)).unwrap();
+        let again = server_part(&id, &cert, &other);
+        adopt_address_files(dir.path(), &alice, &other, &again).unwrap();
         assert_eq!(
-            load_or_create_device_id(dir.path(), &alice, &server_part(&id, &other)).unwrap(),
+            load_or_create_device_id(dir.path(), &alice, &again).unwrap(),
             old
         );
     }

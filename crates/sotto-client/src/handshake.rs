@@ -122,8 +122,9 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     if ok.server_password_required && server_password.is_none() {
         return Err(ClientError::ServerPasswordRequired);
     }
-    // This device belongs to the server (by its id), not to the address.
-    let server_name = server_part(&ok.server_id, &addr);
+    // This device belongs to the server (its id and certificate), not to
+    // the address.
+    let server_name = server_part(&ok.server_id, &fingerprint, &addr);
     let device_id = {
         let (data_dir, addr, user, name) = (
             data_dir.clone(),

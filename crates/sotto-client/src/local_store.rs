@@ -50,8 +50,8 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 -- Sealed state records: the account ('account', ''), each peer device's Olm
 -- sessions ('olm', its Curve25519 key), each inbound room session
--- ('inbound', room id and session id) and its replay window ('replay', the
--- same id), pinned keys ('trust', '').
+-- ('inbound': room id, its sender's Curve25519 key and the session id) and
+-- its replay window ('replay', the same id), pinned keys ('trust', '').
 CREATE TABLE IF NOT EXISTS records (
     kind TEXT NOT NULL,
     id BLOB NOT NULL,
@@ -134,7 +134,8 @@ pub mod kind {
     pub const ACCOUNT: &str = "account";
     /// One peer device's Olm sessions (id: its Curve25519 key).
     pub const OLM: &str = "olm";
-    /// One inbound Megolm session (id: room id, big-endian, then session id).
+    /// One inbound Megolm session (id: room id, big-endian, its sender's
+    /// Curve25519 key, then session id; before version 2 without the key).
     pub const INBOUND: &str = "inbound";
     /// One inbound Megolm session's replay window (same id as its session).
     pub const REPLAY: &str = "replay";
@@ -190,6 +191,8 @@ pub struct HeldMeta {
 pub struct Changes {
     /// Forget every state record first (they belonged to another device).
     pub clear_records: bool,
+    /// State records to forget (kept under another id now).
+    pub forget: Vec<RecordKey>,
     pub records: Vec<(RecordKey, Zeroizing<Vec<u8>>)>,
     pub positions: Vec<(u64, u64)>,
     pub history: Vec<HistoryRow>,
@@ -201,6 +204,7 @@ pub struct Changes {
 impl Changes {
     pub fn is_empty(&self) -> bool {
         !self.clear_records
+            && self.forget.is_empty()
             && self.records.is_empty()
             && self.positions.is_empty()
             && self.history.is_empty()
@@ -215,6 +219,7 @@ impl Changes {
             self.clear_records = true;
             self.records.clear();
         }
+        self.forget.extend(newer.forget);
         self.records.extend(newer.records);
         self.positions.extend(newer.positions);
         self.history.extend(newer.history);
@@ -468,6 +473,13 @@ impl LocalStore {
         let tx = self.conn.transaction().map_err(db)?;
         if changes.clear_records {
             tx.execute("DELETE FROM records", []).map_err(db)?;
+        }
+        for key in &changes.forget {
+            tx.execute(
+                "DELETE FROM records WHERE kind = ?1 AND id = ?2",
+                params![key.kind, key.id],
+            )
+            .map_err(db)?;
         }
         {
             let mut put = tx

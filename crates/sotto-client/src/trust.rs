@@ -35,6 +35,9 @@ pub struct Trust {
     /// This account, whose devices get keys only once accepted.
     #[serde(default)]
     me: Option<Username>,
+    /// This device (never counted as removed).
+    #[serde(default)]
+    this_device: Option<DeviceId>,
     /// Something was pinned or verified since [`Trust::take_changed`].
     #[serde(skip)]
     changed: bool,
@@ -209,8 +212,9 @@ impl Trust {
     /// Pins this device (`own`) as this account's first accepted one: the
     /// account's other devices get keys only once accepted.
     pub fn set_me(&mut self, own: &DeviceKeys) {
-        if self.me.as_ref() != Some(&own.user) {
+        if self.me.as_ref() != Some(&own.user) || self.this_device.as_ref() != Some(&own.device) {
             self.me = Some(own.user.clone());
+            self.this_device = Some(own.device.clone());
             self.changed = true;
         }
         let entry = self.users.entry(own.user.clone()).or_default();
@@ -233,15 +237,25 @@ impl Trust {
     /// removed.
     pub fn observe(&mut self, user: &Username, listed: &[DeviceKeys]) -> Observed {
         let mut observed = self.observe_devices(user, listed);
+        let this = self
+            .this_device
+            .as_ref()
+            .filter(|_| self.me.as_ref() == Some(user))
+            .cloned();
         let entry = self.users.entry(user.clone()).or_default();
         let gone: Vec<DeviceId> = entry
             .devices
             .keys()
             .filter(|id| !listed.iter().any(|k| k.user == *user && k.device == **id))
+            .filter(|id| this.as_ref() != Some(*id))
             .cloned()
             .collect();
         for device in gone {
             if let Some(keys) = entry.devices.remove(&device) {
+                // Back later, it is a new device to accept again.
+                if let Some(accepted) = entry.verified.as_mut() {
+                    accepted.remove(&keys.ed25519);
+                }
                 entry.removed.insert(device.clone(), keys);
                 self.changed = true;
                 observed.warnings.push(TrustWarning::DeviceRemoved {
@@ -326,6 +340,17 @@ impl Trust {
     /// The pinned keys of a device, if any.
     pub fn pinned(&self, user: &Username, device: &DeviceId) -> Option<&DeviceKeys> {
         self.users.get(user)?.devices.get(device)
+    }
+
+    /// Whether `user`'s device `device` is pinned but waits for the user's
+    /// acceptance (a verified contact's, or this account's).
+    pub fn waits(&self, user: &Username, device: &DeviceId) -> bool {
+        self.users.get(user).is_some_and(|entry| {
+            entry
+                .devices
+                .get(device)
+                .is_some_and(|keys| !entry.accepts(keys))
+        })
     }
 
     /// Whether this pinned device gets room keys.
@@ -693,13 +718,15 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(trust.devices(&bob).len(), 1);
-        // Listed again, it is announced as a new device (still the keys
-        // that were verified, so it gets keys again).
+        // Listed again, it is a new device to accept again (a removed
+        // device that comes back may be in other hands).
         let seen = trust.observe(&bob, &[laptop.device_keys(), phone.device_keys()]);
         assert!(
-            matches!(&seen.warnings[..], [TrustWarning::NewDevice { device, waits: false, .. }] if device == phone.device()),
+            matches!(&seen.warnings[..], [TrustWarning::NewDevice { device, waits: true, .. }] if device == phone.device()),
             "{seen:?}"
         );
+        assert!(!trust.is_verified(&bob));
+        trust.accept(&bob, phone.device()).unwrap();
         assert!(trust.is_verified(&bob));
     }
 

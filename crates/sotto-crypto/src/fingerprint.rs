@@ -26,6 +26,11 @@ impl Fingerprint {
         let bytes = hex::decode(hex_digits).ok()?;
         Some(Self(bytes.try_into().ok()?))
     }
+
+    /// The raw SHA-256.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl fmt::Display for Fingerprint {

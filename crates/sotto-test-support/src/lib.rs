@@ -155,7 +155,8 @@ pub fn room_sessions(data_dir: &Path, password: &str) -> std::collections::BTree
         .records
         .iter()
         .filter(|(key, _)| key.kind == "inbound")
-        .map(|(key, _)| String::from_utf8_lossy(&key.id[8..]).into_owned())
+        // The id: room (8 bytes), sender's key (32), session id.
+        .map(|(key, _)| String::from_utf8_lossy(&key.id[40..]).into_owned())
         .collect()
 }
 
@@ -233,6 +234,26 @@ impl TestClient {
                 return found;
             }
         }
+    }
+
+    /// Waits for a security notice containing `text`; returns all of it.
+    pub async fn expect_notice(&mut self, text: &str) -> String {
+        self.expect(&format!("a notice with {text:?}"), |e| match e {
+            ClientEvent::Security { message } if message.contains(text) => Some(message.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Compares the safety number with `user` (as if out of band) and
+    /// confirms it.
+    pub async fn verify(&self, user: &str) {
+        let user = Username::parse(user).expect("valid name");
+        let number = self.client.safety_number(&user).await.expect("a number");
+        self.client
+            .confirm_verified(&user, &number.safety_number)
+            .await
+            .expect("verified");
     }
 
     /// Waits for a private message and returns (from, text).

@@ -73,12 +73,8 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                         self.pending.insert(id, Pending::Crypto(tag));
                     }
                 }
-                Effect::Release {
-                    room_id,
-                    session_id,
-                    forwarded,
-                } => {
-                    let (shown, more) = self.release(room_id, session_id, forwarded).await;
+                Effect::Release { key, forwarded } => {
+                    let (shown, more) = self.release(key, forwarded).await;
                     for (ts, event) in shown {
                         let body = EventBody {
                             ts,
@@ -98,11 +94,11 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     /// end-to-end state decrypt them.
     async fn release(
         &mut self,
-        room_id: u64,
-        session_id: String,
+        key: crate::crypto::HeldKey,
         forwarded: bool,
     ) -> (Vec<(i64, sotto_proto::RoomEvent)>, Vec<Effect>) {
         // The held messages may still be on their way to the store.
+        let (room_id, session_id) = (key.0, key.1.clone());
         let rows = match crate::crypto::save(&self.crypto).await {
             Ok(()) => {
                 crate::crypto::read(&self.crypto, move |store| {
@@ -113,7 +109,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             Err(e) => Err(e),
         };
         match rows {
-            Ok(rows) => lock(&self.crypto).release_held(rows, forwarded),
+            Ok(rows) => lock(&self.crypto).release_held(&key, rows, forwarded),
             Err(e) => (
                 Vec::new(),
                 vec![Effect::Show(ClientEvent::Security {

@@ -164,7 +164,7 @@ impl Harness {
         let payload = if user == "alice" && device == MY_DEVICE {
             let prepared = alice
                 .e2e
-                .prepare_room(room_id, &Default::default(), 0)
+                .prepare_room(room_id, &Default::default(), &Default::default(), 0)
                 .unwrap();
             assert!(prepared.to_share.is_empty());
             alice.e2e.encrypt_room(room_id, 0, body.clone()).unwrap().0
@@ -179,7 +179,9 @@ impl Harness {
                 me.device.clone(),
                 me.curve25519,
             )]);
-            let prepared = sender.prepare_room(room_id, &recipients, 0).unwrap();
+            let prepared = sender
+                .prepare_room(room_id, &recipients, &Default::default(), 0)
+                .unwrap();
             if !prepared.to_share.is_empty() {
                 if !sender.has_olm_session(&me) {
                     let upload = alice.e2e.keys_to_upload(0);

@@ -3,11 +3,15 @@
 //!
 //! Anyone in a room can send messages under room keys that never come, so
 //! what is held is bounded per sending device (as the server names it: it
-//! authenticates devices) and in all: a message over the bounds is shown as
-//! unreadable and not kept. Only an index lives in memory; the messages
-//! themselves are read back from the store when their key arrives.
+//! authenticates devices) and in all: a message over its device's share is
+//! shown as unreadable and not kept, and when all of it is used, the device
+//! holding the most gives up its oldest first, so one sender's flood cannot
+//! crowd out the others. Messages are held by (room, session, sending
+//! device): only that device's key, or its word, can release them. Only an
+//! index lives in memory; the messages themselves are read back from the
+//! store when their key arrives.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use sotto_proto::{EventBody, EventKind, RoomEvent, SharedEvent};
 use zeroize::Zeroizing;
@@ -35,18 +39,24 @@ struct Entry {
     session_id: String,
     sender: SenderDevice,
     size: usize,
+    /// When it was held, in order: the oldest goes first.
+    order: u64,
 }
+
+/// A room session and the device whose messages under it wait.
+pub(crate) type HeldKey = (u64, String, SenderDevice);
 
 /// The index of held messages, and what changed since the last save.
 #[derive(Debug, Default)]
 pub(super) struct Held {
     /// By (room, position).
     entries: HashMap<(u64, u64), Entry>,
-    /// The positions held per (room, session).
-    by_session: HashMap<(u64, String), BTreeMap<u64, SenderDevice>>,
+    /// The positions held per (room, session, sending device).
+    by_session: HashMap<HeldKey, BTreeSet<u64>>,
     /// (messages, bytes) held per sending device.
     per_device: HashMap<SenderDevice, (usize, usize)>,
     total_bytes: usize,
+    next_order: u64,
     added: Vec<HeldRow>,
     removed: Vec<(u64, u64)>,
 }
@@ -62,22 +72,58 @@ impl Held {
                     session_id: row.session_id,
                     sender: (row.sender_user, row.sender_device),
                     size: row.size,
+                    // Stores keep no order: by room position.
+                    order: 0,
                 },
             );
         }
         held
     }
 
-    fn index(&mut self, room_id: u64, seq: u64, entry: Entry) {
+    fn index(&mut self, room_id: u64, seq: u64, mut entry: Entry) {
+        self.next_order += 1;
+        entry.order = self.next_order;
         let used = self.per_device.entry(entry.sender.clone()).or_default();
         used.0 += 1;
         used.1 += entry.size;
         self.total_bytes += entry.size;
         self.by_session
-            .entry((room_id, entry.session_id.clone()))
+            .entry((room_id, entry.session_id.clone(), entry.sender.clone()))
             .or_default()
-            .insert(seq, entry.sender.clone());
+            .insert(seq);
         self.entries.insert((room_id, seq), entry);
+    }
+
+    /// Makes room for `size` bytes from `sender` by dropping the oldest
+    /// message of the device holding the most, while that is another
+    /// device holding more than `sender` would.
+    fn make_room(&mut self, size: usize, sender: &SenderDevice) -> Result<(), NotHeld> {
+        while self.total_bytes + size > MAX_HELD_BYTES {
+            let mine = self.per_device.get(sender).map_or(0, |u| u.1) + size;
+            let Some((biggest, used)) = self
+                .per_device
+                .iter()
+                .max_by_key(|(_, u)| u.1)
+                .map(|(d, u)| (d.clone(), u.1))
+            else {
+                return Err(NotHeld::StoreFull);
+            };
+            if biggest == *sender || used <= mine {
+                return Err(NotHeld::StoreFull);
+            }
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .filter(|(_, e)| e.sender == biggest)
+                .min_by_key(|((room, seq), e)| (e.order, *room, *seq))
+                .map(|(key, _)| *key)
+            else {
+                return Err(NotHeld::StoreFull);
+            };
+            tracing::warn!(device = ?biggest, "too much waits for room keys: dropping its oldest");
+            self.unhold(oldest.0, oldest.1);
+        }
+        Ok(())
     }
 
     /// Keeps `event` (which arrived at `ts`) until the key of `session_id`
@@ -105,9 +151,7 @@ impl Held {
         if count >= MAX_HELD_PER_DEVICE || used + size > MAX_HELD_BYTES_PER_DEVICE {
             return Err(NotHeld::DeviceFull);
         }
-        if self.total_bytes + size > MAX_HELD_BYTES {
-            return Err(NotHeld::StoreFull);
-        }
+        self.make_room(size, &sender)?;
         self.added.push(HeldRow {
             room_id: event.room_id,
             seq: event.seq,
@@ -123,31 +167,38 @@ impl Held {
                 session_id: session_id.to_owned(),
                 sender,
                 size,
+                order: 0,
             },
         );
         Ok(())
     }
 
-    /// Whether messages wait for this room key.
-    pub fn has(&self, room_id: u64, session_id: &str) -> bool {
-        self.by_session
-            .contains_key(&(room_id, session_id.to_owned()))
+    /// Whether messages of `sender` wait for this room key.
+    pub fn has(&self, key: &HeldKey) -> bool {
+        self.by_session.contains_key(key)
     }
 
-    /// Every room key messages wait for, with the device that sent the
-    /// first of them.
-    pub fn sessions(&self) -> Vec<((u64, String), SenderDevice)> {
-        self.by_session
-            .iter()
-            .filter_map(|(key, held)| held.values().next().map(|s| (key.clone(), s.clone())))
-            .collect()
+    /// Every room key messages wait for, with the device they came from.
+    pub fn sessions(&self) -> Vec<HeldKey> {
+        self.by_session.keys().cloned().collect()
     }
 
     /// How many messages wait for this room key.
-    pub fn count(&self, room_id: u64, session_id: &str) -> usize {
-        self.by_session
-            .get(&(room_id, session_id.to_owned()))
-            .map_or(0, BTreeMap::len)
+    pub fn count(&self, key: &HeldKey) -> usize {
+        self.by_session.get(key).map_or(0, BTreeSet::len)
+    }
+
+    /// Forgets every message held for this room key (it will never come).
+    pub fn unhold_session(&mut self, key: &HeldKey) {
+        let room_id = key.0;
+        let seqs: Vec<u64> = self
+            .by_session
+            .get(key)
+            .map(|held| held.iter().copied().collect())
+            .unwrap_or_default();
+        for seq in seqs {
+            self.unhold(room_id, seq);
+        }
     }
 
     /// A held message was handled (shown, or refused for good).
@@ -155,7 +206,7 @@ impl Held {
         let Some(entry) = self.entries.remove(&(room_id, seq)) else {
             return;
         };
-        let key = (room_id, entry.session_id);
+        let key = (room_id, entry.session_id, entry.sender.clone());
         if let Some(held) = self.by_session.get_mut(&key) {
             held.remove(&seq);
             if held.is_empty() {
@@ -264,6 +315,25 @@ mod tests {
         // Unholding gives the share back.
         held.unhold(5, 1);
         assert!(held.hold(&event(n, 1 << 20), 1, "x", mallory()).is_ok());
+        // When all of it is used, the device holding the most gives way.
+        let mut full = Held::default();
+        let mut seq = 0;
+        for device in ["m1", "m2", "m3", "m4"] {
+            loop {
+                seq += 1;
+                let who = ("mallory".to_owned(), device.to_owned());
+                if full.hold(&event(seq, 1 << 20), 1, "x", who).is_err() {
+                    break;
+                }
+            }
+        }
+        assert!(full.total_bytes <= MAX_HELD_BYTES);
+        let alice = ("alice".to_owned(), "A".to_owned());
+        assert!(
+            full.hold(&event(seq + 1, 1 << 20), 1, "y", alice.clone())
+                .is_ok()
+        );
+        assert!(full.has(&(5, "y".to_owned(), alice)));
         // Count bound too.
         let mut many = Held::default();
         for seq in 0..MAX_HELD_PER_DEVICE as u64 {

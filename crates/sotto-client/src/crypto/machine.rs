@@ -16,6 +16,7 @@ use sotto_proto::e2e::{DeviceKeys, ToDeviceContent, WithheldReason};
 use sotto_proto::{DeviceId, DeviceRef, ErrorReply, Request, Response, ToDeviceMessage, Username};
 
 use super::Crypto;
+use super::held::HeldKey;
 use crate::ClientEvent;
 
 /// Something the driver must do, in order.
@@ -33,14 +34,11 @@ pub(crate) enum Effect {
     },
     /// Tell the user.
     Show(ClientEvent),
-    /// A room key came that messages wait for: read them from the store
-    /// (after saving, so the newest are there) and hand them to
-    /// [`Crypto::release_held`]. `forwarded`: it answers a key request.
-    Release {
-        room_id: u64,
-        session_id: String,
-        forwarded: bool,
-    },
+    /// A room key came that messages of its device wait for: read them
+    /// from the store (after saving, so the newest are there) and hand
+    /// them to [`Crypto::release_held`]. `forwarded`: the owner's answer to
+    /// a key request.
+    Release { key: HeldKey, forwarded: bool },
 }
 
 /// What a reply is for.
@@ -66,6 +64,22 @@ pub(crate) struct KeyAsk {
     pub sender_device: DeviceId,
 }
 
+impl KeyAsk {
+    /// The held messages it is asked for.
+    pub fn key(&self) -> HeldKey {
+        (
+            self.room_id,
+            self.session_id.clone(),
+            sender_of(&self.sender, &self.sender_device),
+        )
+    }
+}
+
+/// A device as the held index names it.
+pub(super) fn sender_of(user: &Username, device: &DeviceId) -> super::held::SenderDevice {
+    (user.as_str().to_owned(), device.as_str().to_owned())
+}
+
 /// What waits for a new Olm session with a device.
 #[derive(Debug)]
 struct Claim {
@@ -88,15 +102,18 @@ pub(super) struct Waiting {
     unasked: Vec<KeyAsk>,
     /// Users being looked up in the directory.
     looking_up: HashSet<Username>,
-    /// Room keys asked for on this connection.
-    asked: HashSet<(u64, String)>,
+    /// Room keys asked for on this connection, and of which device.
+    asked: HashSet<HeldKey>,
     /// Room keys their owner said it will not send, and why.
-    pub withheld: HashMap<(u64, String), WithheldReason>,
+    pub withheld: HashMap<HeldKey, WithheldReason>,
     /// Devices the user was told get no keys until accepted (once a run).
     pub told_waiting: HashSet<(Username, DeviceId)>,
     /// Devices the user was told asked for keys they do not get (once a
     /// run).
     pub told_asked: HashSet<(Username, DeviceId)>,
+    /// Devices not accepted whose messages the user was told of (once a
+    /// run).
+    pub told_unaccepted: HashSet<(Username, DeviceId)>,
 }
 
 impl Crypto {
@@ -106,10 +123,11 @@ impl Crypto {
         self.machine = Waiting {
             told_waiting: std::mem::take(&mut self.machine.told_waiting),
             told_asked: std::mem::take(&mut self.machine.told_asked),
+            told_unaccepted: std::mem::take(&mut self.machine.told_unaccepted),
             ..Waiting::default()
         };
         let mut effects = Vec::new();
-        for ((room_id, session_id), (user, device)) in self.held.sessions() {
+        for (room_id, session_id, (user, device)) in self.held.sessions() {
             let (Ok(sender), Ok(sender_device)) =
                 (Username::parse(&user), DeviceId::parse(&device))
             else {
@@ -129,7 +147,7 @@ impl Crypto {
     /// connection), starting an Olm session with it first if needed, or
     /// looking the device up if it is not pinned yet.
     pub(super) fn ask_key(&mut self, ask: KeyAsk) -> Vec<Effect> {
-        let key = (ask.room_id, ask.session_id.clone());
+        let key = ask.key();
         if self.machine.asked.contains(&key) || self.machine.withheld.contains_key(&key) {
             return Vec::new();
         }
@@ -161,11 +179,12 @@ impl Crypto {
     /// (an earlier request may have been unreadable there).
     pub(super) fn ask_again_from(&mut self, user: &Username, device: &DeviceId) -> Vec<Effect> {
         let mut effects = Vec::new();
-        for ((room_id, session_id), (u, d)) in self.held.sessions() {
+        for key in self.held.sessions() {
+            let (room_id, session_id, (u, d)) = key.clone();
             if u != user.as_str() || d != device.as_str() {
                 continue;
             }
-            self.machine.asked.remove(&(room_id, session_id.clone()));
+            self.machine.asked.remove(&key);
             effects.extend(self.ask_key(KeyAsk {
                 room_id,
                 session_id,

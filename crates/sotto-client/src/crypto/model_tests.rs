@@ -613,18 +613,14 @@ impl Model {
                         .queue
                         .push_back(Incoming::Reply(tag, reply));
                 }
-                Effect::Release {
-                    room_id,
-                    session_id,
-                    forwarded,
-                } => {
+                Effect::Release { key, forwarded } => {
                     self.commit(at);
-                    let rows = self.devices[at].store.held_for(room_id, &session_id);
+                    let rows = self.devices[at].store.held_for(key.0, &key.1);
                     let (shown, more) = self.devices[at]
                         .crypto
                         .as_mut()
                         .unwrap()
-                        .release_held(rows, forwarded);
+                        .release_held(&key, rows, forwarded);
                     for (_, event) in shown {
                         self.read(at, &event);
                     }
@@ -872,28 +868,57 @@ impl Model {
         }
     }
 
-    /// Device `at` accepts another device of its user (after comparing
-    /// fingerprints), and sends it the keys it was left out of.
+    /// The directory's devices of `user`, taken in by device `at` (as
+    /// `@devices USER` does before it accepts or verifies).
+    fn refresh(&mut self, at: usize, user: &Username) {
+        let listed: Vec<DeviceKeys> = self
+            .server
+            .devices
+            .iter()
+            .filter(|(k, _)| k.0 == *user)
+            .filter_map(|(_, d)| d.keys.clone())
+            .collect();
+        let crypto = self.devices[at].crypto.as_mut().unwrap();
+        crypto.trust.observe(user, &listed);
+    }
+
+    /// Device `at` accepts `other` (after comparing fingerprints) and sends
+    /// it the keys it was left out of, as `Client::trust_device` does.
     fn accept(&mut self, at: usize, other: &DeviceKey) {
-        let Some(keys) = self.server.devices.get(other).and_then(|d| d.keys.clone()) else {
+        self.refresh(at, &other.0);
+        let crypto = self.devices[at].crypto.as_mut().unwrap();
+        if let Ok(keys) = crypto.trust.accept(&other.0, &other.1) {
+            self.forward(at, &keys);
+        }
+    }
+
+    /// Device `at` verifies `user` (the numbers compared out of band), as
+    /// `Client::confirm_verified` does.
+    fn verify(&mut self, at: usize, user: &Username) {
+        self.refresh(at, user);
+        let crypto = self.devices[at].crypto.as_mut().unwrap();
+        let Ok(number) = crypto.trust.safety_number(user) else {
             return;
         };
-        let crypto = self.devices[at].crypto.as_mut().unwrap();
-        crypto.trust.observe(&other.0, std::slice::from_ref(&keys));
-        if crypto.trust.accept(&other.0, &other.1).is_err() {
-            return;
+        for keys in crypto.trust.verify(user, &number).unwrap() {
+            self.forward(at, &keys);
         }
-        let contents = crypto.withheld_keys_for(&keys);
+    }
+
+    /// Sends `keys`' device the room keys it was left out of.
+    fn forward(&mut self, at: usize, keys: &DeviceKeys) {
+        let crypto = self.devices[at].crypto.as_mut().unwrap();
+        let contents = crypto.withheld_keys_for(keys);
         if contents.is_empty() {
             return;
         }
-        let claimed = if crypto.e2e.has_olm_session(&keys) {
+        let claimed = if crypto.e2e.has_olm_session(keys) {
             None
         } else {
             let request = Request::ClaimKeys {
                 devices: vec![sotto_proto::DeviceRef {
-                    user: other.0.clone(),
-                    device: other.1.clone(),
+                    user: keys.user.clone(),
+                    device: keys.device.clone(),
                 }],
             };
             match self.serve(at, request) {
@@ -902,7 +927,7 @@ impl Model {
             }
         };
         let crypto = self.devices[at].crypto.as_mut().unwrap();
-        if let Ok(request) = crypto.seal_for(&keys, claimed.as_ref(), contents) {
+        if let Ok(request) = crypto.seal_for(keys, claimed.as_ref(), contents) {
             self.commit(at);
             let _ = self.serve(at, request);
         }
@@ -1009,7 +1034,9 @@ impl Model {
                     self.new_device(name);
                 }
             }
-            92..=94 => {
+            92..=93 => {
+                // Accept another device, of this user's or of a verified
+                // contact's (refused for one never verified).
                 let Some(at) = self.pick(|_| true) else {
                     return;
                 };
@@ -1017,12 +1044,21 @@ impl Model {
                 let others: Vec<DeviceKey> = self
                     .devices
                     .iter()
-                    .filter(|d| d.key.0 == me.0 && d.key != me && !d.removed)
+                    .filter(|d| d.key != me && !d.removed)
                     .map(|d| d.key.clone())
                     .collect();
                 if !others.is_empty() {
                     let other = others[self.rng.gen_range(0..others.len())].clone();
                     self.accept(at, &other);
+                }
+            }
+            94 => {
+                let Some(at) = self.pick(|_| true) else {
+                    return;
+                };
+                let name = user(USERS[self.rng.gen_range(0..USERS.len())]);
+                if name != self.devices[at].key.0 {
+                    self.verify(at, &name);
                 }
             }
             95..=96 => self.membership_change(),
@@ -1113,6 +1149,7 @@ impl Model {
                 let read = state.e2e.decrypt_room(
                     sent.room_id,
                     &sent.sender,
+                    &sent.sender_device,
                     &sent.envelope,
                     ReadMode::History,
                 );

@@ -15,8 +15,9 @@ use sotto_proto::e2e::{DeviceKeys, MegolmEnvelope, OlmEnvelope, ToDeviceContent,
 use sotto_proto::{RoomContent, RoomEvent, RoomRef};
 
 use super::Crypto;
+use super::held::HeldKey;
 use super::held::NotHeld;
-use super::machine::{Effect, KeyAsk, notice};
+use super::machine::{Effect, KeyAsk, notice, sender_of};
 use crate::local_store::HeldRow;
 use crate::{ClientEvent, MAX_CLOCK_SKEW_MS};
 
@@ -118,31 +119,22 @@ impl Crypto {
             // never have reached it readably.
             effects.extend(self.ask_again_from(&keys.user, &keys.device));
         }
+        let forwarded = matches!(got.content, ToDeviceContent::ForwardedRoomKey { .. });
         match got.content {
             ToDeviceContent::RoomKey {
                 room_id,
                 session_id,
                 ..
-            } => {
-                if self.held.has(room_id, &session_id) {
-                    effects.push(Effect::Release {
-                        room_id,
-                        session_id,
-                        forwarded: false,
-                    });
-                }
             }
-            ToDeviceContent::ForwardedRoomKey {
+            | ToDeviceContent::ForwardedRoomKey {
                 room_id,
                 session_id,
                 ..
             } => {
-                if self.held.has(room_id, &session_id) {
-                    effects.push(Effect::Release {
-                        room_id,
-                        session_id,
-                        forwarded: true,
-                    });
+                // Only messages of the device that sent the key.
+                let key = (room_id, session_id, sender_of(&keys.user, &keys.device));
+                if self.held.has(&key) {
+                    effects.push(Effect::Release { key, forwarded });
                 }
             }
             ToDeviceContent::KeyRequest {
@@ -217,7 +209,9 @@ impl Crypto {
     }
 
     /// The owner of a room key says it will not send it: tell the user
-    /// once, and stop asking.
+    /// once, and stop asking. A key never sent to this device will not
+    /// come: its messages are not kept waiting (one that waits for the
+    /// user's acceptance comes once accepted).
     fn withheld(
         &mut self,
         from: &DeviceKeys,
@@ -226,19 +220,23 @@ impl Crypto {
         reason: WithheldReason,
     ) -> Vec<Effect> {
         // Only the device the held messages came from speaks for them.
-        let waiting = self.held.sessions().into_iter().any(|((r, s), (u, d))| {
-            r == room_id && s == session_id && u == from.user.as_str() && d == from.device.as_str()
-        });
-        if !waiting {
+        let key = (room_id, session_id, sender_of(&from.user, &from.device));
+        if !self.held.has(&key) {
             return Vec::new();
         }
-        let key = (room_id, session_id.clone());
-        if self.machine.withheld.insert(key, reason).is_some() {
+        if self.machine.withheld.insert(key.clone(), reason).is_some() {
             return Vec::new();
         }
-        let count = self.held.count(room_id, &session_id);
+        let count = self.held.count(&key);
+        let when = match reason {
+            WithheldReason::NotShared => {
+                self.held.unhold_session(&key);
+                ""
+            }
+            WithheldReason::NotAccepted => " yet",
+        };
         vec![notice(format!(
-            "{count} message(s) from {} cannot be read on this device yet: {}",
+            "{count} message(s) from {} cannot be read on this device{when}: {}",
             from.user,
             self.withheld_text(&from.user, reason)
         ))]
@@ -283,18 +281,10 @@ impl Crypto {
         let original = event.clone();
         match self.decrypt_event(event, mode) {
             Ok(sent_ts) => {
-                let skew = sent_ts.map_or(0, |sent| sent - ts);
-                let mut effects = Vec::new();
-                if mode == ReadMode::Live && skew.abs() > MAX_CLOCK_SKEW_MS {
-                    effects.push(notice(format!(
-                        "the next message from {} says it was written {} minutes {} the server \
-                         got it: {}'s clock may be wrong",
-                        event.sender,
-                        skew.abs() / 60_000,
-                        if skew < 0 { "before" } else { "after" },
-                        event.sender
-                    )));
-                }
+                let effects = match mode {
+                    ReadMode::Live => self.read_notices(event, sent_ts, ts),
+                    ReadMode::History => Vec::new(),
+                };
                 (Ok(()), effects)
             }
             Err(Undecryptable {
@@ -305,7 +295,11 @@ impl Crypto {
                     RoomContent::Envelope { device, .. } => device.clone(),
                     _ => return (Err(undecodable(reason)), Vec::new()),
                 };
-                let key = (original.room_id, session_id.clone());
+                let key = (
+                    original.room_id,
+                    session_id.clone(),
+                    sender_of(&original.sender, &sender_device),
+                );
                 let mut reason = match self.machine.withheld.get(&key) {
                     Some(why) => format!(
                         "cannot decrypt this message: {}",
@@ -350,6 +344,7 @@ impl Crypto {
     /// and the user is told so once.
     pub fn release_held(
         &mut self,
+        key: &HeldKey,
         rows: Vec<HeldRow>,
         forwarded: bool,
     ) -> (Vec<(i64, RoomEvent)>, Vec<Effect>) {
@@ -357,13 +352,20 @@ impl Crypto {
         let mut effects = Vec::new();
         let mut never = 0;
         let mut from = None;
-        for row in rows {
+        let of_sender = |row: &HeldRow| {
+            (row.sender_user.as_str(), row.sender_device.as_str())
+                == (key.2.0.as_str(), key.2.1.as_str())
+        };
+        for row in rows.into_iter().filter(of_sender) {
             let Some((ts, mut event)) = super::held::decode(&row) else {
                 self.held.unhold(row.room_id, row.seq);
                 continue;
             };
             match self.decrypt_event(&mut event, ReadMode::Live) {
-                Ok(_) => shown.push((ts, event)),
+                Ok(sent_ts) => {
+                    effects.extend(self.read_notices(&event, sent_ts, ts));
+                    shown.push((ts, event));
+                }
                 Err(Undecryptable {
                     missing: Some(_), ..
                 }) if !forwarded => continue,
@@ -392,6 +394,45 @@ impl Crypto {
         (shown, effects)
     }
 
+    /// What to tell the user before showing a message read live: that the
+    /// sender's clock is far from the server's, or that it comes from a
+    /// device the user has not accepted (of a verified contact, or of this
+    /// account: it may not be theirs).
+    fn read_notices(&mut self, event: &RoomEvent, sent_ts: Option<i64>, ts: i64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let sender = &event.sender;
+        let skew = sent_ts.map_or(0, |sent| sent.saturating_sub(ts));
+        if skew.saturating_abs() > MAX_CLOCK_SKEW_MS {
+            effects.push(notice(format!(
+                "the next message from {sender} says it was written {} minutes {} the server \
+                 stored it: either clock may be wrong, or it was not sent when the server says",
+                skew.saturating_abs() / 60_000,
+                if skew < 0 { "before" } else { "after" },
+            )));
+        }
+        if let RoomContent::Envelope { device, .. } = &event.content
+            && self.trust.waits(sender, device)
+            && self
+                .machine
+                .told_unaccepted
+                .insert((sender.clone(), device.clone()))
+        {
+            effects.push(notice(if sender == self.e2e.user() {
+                format!(
+                    "the next message comes from your device {device}, which you have not \
+                     accepted on this device: if it is not yours, @devices remove {device}"
+                )
+            } else {
+                format!(
+                    "messages from {sender}'s device {device}, which you have not accepted, are \
+                     shown, but it may not be {sender}'s: check its fingerprint with {sender} \
+                     (@devices {sender}), then @devices {sender} trust {device}"
+                )
+            }));
+        }
+        effects
+    }
+
     /// Decrypts a private or group room event in place; the sender's time
     /// inside, for an envelope. Other events are left as they are.
     fn decrypt_event(
@@ -413,7 +454,7 @@ impl Crypto {
             .map_err(|_| refused("the message is not end-to-end encrypted; refused".into()))?;
         let read = self
             .e2e
-            .decrypt_room(event.room_id, &event.sender, &envelope, mode)
+            .decrypt_room(event.room_id, &event.sender, device, &envelope, mode)
             .map_err(|e| match e {
                 E2eError::MissingRoomKey { session_id } => Undecryptable {
                     reason: format!(
@@ -427,16 +468,9 @@ impl Crypto {
                 },
                 other => refused(other.to_string()),
             })?;
+        // The sender, the sending device and the room were checked against
+        // the delivery.
         let plain = read.plaintext;
-        // The sender and room were checked against the delivery; so is the
-        // device the server says sent it.
-        if plain.sender_device != *device {
-            return Err(refused(format!(
-                "rejected: the server says {}'s device {device} sent this message, \
-                 but it was sent from device {}",
-                event.sender, plain.sender_device
-            )));
-        }
         *payload = plain
             .body
             .encode()

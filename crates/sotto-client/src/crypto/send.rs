@@ -233,11 +233,16 @@ impl SendPlan {
             );
         }
         let set: BTreeSet<Recipient> = recipients.keys().cloned().collect();
+        let left_out: Vec<Recipient> = waiting.iter().map(recipient_of).collect();
         let prepared = crypto
             .e2e
-            .prepare_room(self.room_id, &set, now_ms)
+            .prepare_room(
+                self.room_id,
+                &set,
+                &left_out.iter().cloned().collect(),
+                now_ms,
+            )
             .map_err(encryption)?;
-        let left_out: Vec<Recipient> = waiting.iter().map(recipient_of).collect();
         crypto
             .e2e
             .mark_room_key_withheld(self.room_id, &prepared, &left_out);

@@ -67,6 +67,9 @@ pub struct OutboundRoom {
     sent: u32,
     /// Devices the room key has been sent to.
     shared_with: BTreeSet<Recipient>,
+    /// Devices left out of it (not accepted by the user): they may get its
+    /// key later, once accepted, so it must not outlive their membership.
+    withheld: BTreeSet<Recipient>,
 }
 
 impl std::fmt::Debug for OutboundRoom {
@@ -87,6 +90,7 @@ impl OutboundRoom {
             created_ms: now_ms,
             sent: 0,
             shared_with: BTreeSet::new(),
+            withheld: BTreeSet::new(),
         }
     }
 
@@ -95,12 +99,22 @@ impl OutboundRoom {
     }
 
     /// Whether this session may not be used again: too many messages, too
-    /// old, or a device it was shared with is no longer a recipient (a
+    /// old, or a device it was shared with, or left out of (and could get
+    /// it once accepted), is no longer a recipient or waiting to be one (a
     /// member left or was removed, or removed a device).
-    pub fn expired(&self, now_ms: i64, recipients: &BTreeSet<Recipient>) -> bool {
+    pub fn expired(
+        &self,
+        now_ms: i64,
+        recipients: &BTreeSet<Recipient>,
+        waiting: &BTreeSet<Recipient>,
+    ) -> bool {
         self.sent >= ROTATE_AFTER_MESSAGES
-            || now_ms - self.created_ms >= ROTATE_AFTER_MS
+            || now_ms.saturating_sub(self.created_ms) >= ROTATE_AFTER_MS
             || !self.shared_with.is_subset(recipients)
+            || !self
+                .withheld
+                .iter()
+                .all(|d| recipients.contains(d) || waiting.contains(d))
     }
 }
 
@@ -169,7 +183,9 @@ impl ReplayWindow {
         }
         if index - self.floor >= REPLAY_WINDOW {
             // Slide so that `index` is the window's last slot.
-            let new_floor = (index - REPLAY_WINDOW + 1).next_multiple_of(64);
+            let new_floor = (index - REPLAY_WINDOW + 1)
+                .checked_next_multiple_of(64)
+                .unwrap_or(index & !63);
             let drop_words = ((new_floor - self.floor) / 64) as usize;
             self.bits.drain(..drop_words.min(self.bits.len()));
             self.floor = new_floor;
@@ -182,7 +198,11 @@ impl ReplayWindow {
         self.bits[word] |= 1 << bit;
         while self.bits.first() == Some(&u64::MAX) {
             self.bits.remove(0);
-            self.floor += 64;
+            // (A sender at the end of the index space keeps its last word.)
+            let Some(floor) = self.floor.checked_add(64) else {
+                break;
+            };
+            self.floor = floor;
         }
     }
 }
@@ -231,16 +251,22 @@ pub enum NotForwarded {
     NotShared,
 }
 
+/// An inbound session's place: (room, session id, the Curve25519 key of
+/// the device it came from). A session id is public (every message names
+/// it), and an exported key is not signed, so a device could send a key
+/// for another device's session id: it is kept under its own key, where
+/// the other device's messages never look.
+type InboundId = (u64, String, PublicKey);
+
 /// Every room session this device knows.
 #[derive(Debug, Default)]
 pub struct RoomSessions {
     outbound: HashMap<u64, OutboundRoom>,
-    /// By (room, session id).
-    inbound: HashMap<(u64, String), InboundRoom>,
+    inbound: HashMap<InboundId, InboundRoom>,
     /// Inbound sessions changed since [`RoomSessions::take_changed`].
-    changed: HashSet<(u64, String)>,
+    changed: HashSet<InboundId>,
     /// Replay windows changed since then.
-    changed_replay: HashSet<(u64, String)>,
+    changed_replay: HashSet<InboundId>,
 }
 
 /// One inbound room session as stored.
@@ -260,6 +286,13 @@ pub struct InboundPickle {
     withheld: Vec<(Recipient, u32)>,
 }
 
+impl InboundPickle {
+    /// The Curve25519 key of the device the session came from.
+    pub fn sender_key(&self) -> PublicKey {
+        self.sender.curve25519
+    }
+}
+
 impl std::fmt::Debug for InboundPickle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InboundPickle")
@@ -275,6 +308,8 @@ impl std::fmt::Debug for InboundPickle {
 pub struct ReplayPickle {
     pub room_id: u64,
     pub session_id: String,
+    /// The Curve25519 key of the session's sender.
+    pub sender_key: PublicKey,
     pub window: ReplayWindow,
 }
 
@@ -294,12 +329,13 @@ impl RoomSessions {
         &mut self,
         room_id: u64,
         recipients: &BTreeSet<Recipient>,
+        waiting: &BTreeSet<Recipient>,
         now_ms: i64,
     ) -> Prepared {
         let current = self
             .outbound
             .remove(&room_id)
-            .filter(|room| !room.expired(now_ms, recipients));
+            .filter(|room| !room.expired(now_ms, recipients, waiting));
         let rotated = current.is_none();
         let room = self
             .outbound
@@ -322,13 +358,15 @@ impl RoomSessions {
         session_id: &str,
         devices: &[Recipient],
         index: u32,
+        me: &PublicKey,
     ) {
         if let Some(room) = self.outbound.get_mut(&room_id)
             && room.session_id() == session_id
         {
             room.shared_with.extend(devices.iter().cloned());
+            room.withheld.retain(|d| !devices.contains(d));
         }
-        let id = (room_id, session_id.to_owned());
+        let id = (room_id, session_id.to_owned(), *me);
         if let Some(own) = self.inbound.get_mut(&id) {
             for device in devices {
                 own.shared_with.entry(device.clone()).or_insert(index);
@@ -346,8 +384,14 @@ impl RoomSessions {
         session_id: &str,
         devices: &[Recipient],
         index: u32,
+        me: &PublicKey,
     ) {
-        let id = (room_id, session_id.to_owned());
+        if let Some(room) = self.outbound.get_mut(&room_id)
+            && room.session_id() == session_id
+        {
+            room.withheld.extend(devices.iter().cloned());
+        }
+        let id = (room_id, session_id.to_owned(), *me);
         if let Some(own) = self.inbound.get_mut(&id) {
             let mut changed = false;
             for device in devices {
@@ -443,8 +487,7 @@ impl RoomSessions {
     ) -> Result<Vec<u8>, NotForwarded> {
         let room = self
             .inbound
-            .get_mut(&(room_id, session_id.to_owned()))
-            .filter(|room| room.sender.curve25519 == *me)
+            .get_mut(&(room_id, session_id.to_owned(), *me))
             .ok_or(NotForwarded::NotOurs)?;
         let index = if own_accepted {
             room.session.first_known_index()
@@ -471,8 +514,7 @@ impl RoomSessions {
     ) -> Option<Vec<u8>> {
         let room = self
             .inbound
-            .get_mut(&(room_id, session_id.to_owned()))
-            .filter(|room| room.sender.curve25519 == *me)?;
+            .get_mut(&(room_id, session_id.to_owned(), *me))?;
         room.session.export_at(index).map(|key| key.to_bytes())
     }
 
@@ -481,7 +523,7 @@ impl RoomSessions {
     pub fn withheld_from(&self, device: &Recipient) -> Vec<(u64, String, u32)> {
         self.inbound
             .iter()
-            .filter_map(|((room_id, session_id), room)| {
+            .filter_map(|((room_id, session_id, _), room)| {
                 room.withheld
                     .get(device)
                     .map(|index| (*room_id, session_id.clone(), *index))
@@ -501,7 +543,7 @@ impl RoomSessions {
                 "room key does not match its session id".into(),
             ));
         }
-        let id = (room_id, session_id.to_owned());
+        let id = (room_id, session_id.to_owned(), sender.curve25519);
         if let Some(existing) = self.inbound.get_mut(&id) {
             if existing.sender != sender {
                 return Err(E2eError::Mismatch(format!(
@@ -529,20 +571,16 @@ impl RoomSessions {
         Ok(())
     }
 
-    /// Whether the key for `session_id` in `room_id` is known.
+    /// Whether a key for `session_id` in `room_id` is known, from any
+    /// device.
     pub fn has_room_key(&self, room_id: u64, session_id: &str) -> bool {
-        self.inbound.contains_key(&(room_id, session_id.to_owned()))
-    }
-
-    /// Whether the key for `session_id` reaches back to `index`.
-    pub fn has_room_key_at(&self, room_id: u64, session_id: &str, index: u32) -> bool {
         self.inbound
-            .get(&(room_id, session_id.to_owned()))
-            .is_some_and(|room| room.session.first_known_index() <= index)
+            .keys()
+            .any(|(room, session, _)| *room == room_id && session == session_id)
     }
 
     /// Decrypts a room message that the server delivered in `room_id`,
-    /// said to be from `server_sender`. Checks that the room key came from
+    /// said to be from `server_sender`'s device `server_device`. Checks that the room key came from
     /// the device the plaintext names, that the plaintext's room and sender
     /// match the delivery, that its message id is the one its place in the
     /// session gives, and (read live) that it was not read before.
@@ -550,10 +588,11 @@ impl RoomSessions {
         &mut self,
         room_id: u64,
         server_sender: &Username,
+        server_device: &DeviceId,
         envelope: &MegolmEnvelope,
         mode: ReadMode,
     ) -> Result<Decrypted, E2eError> {
-        let id = (room_id, envelope.session_id.clone());
+        let id = (room_id, envelope.session_id.clone(), envelope.sender_key);
         let room = self
             .inbound
             .get_mut(&id)
@@ -595,6 +634,13 @@ impl RoomSessions {
                 plaintext.sender
             )));
         }
+        if &plaintext.sender_device != server_device {
+            return Err(E2eError::Mismatch(format!(
+                "the server says {server_sender}'s device {server_device} sent this message, \
+                 but it was sent from device {}",
+                plaintext.sender_device
+            )));
+        }
         let index = decrypted.message_index;
         if plaintext.msg_id != message_id(&envelope.session_id, index) {
             return Err(E2eError::Mismatch(
@@ -628,6 +674,13 @@ impl RoomSessions {
         )
     }
 
+    /// Counts every inbound session and replay window as changed (to
+    /// store them all again).
+    pub fn mark_all_changed(&mut self) {
+        self.changed = self.inbound.keys().cloned().collect();
+        self.changed_replay = self.changed.clone();
+    }
+
     /// Every inbound session and replay window, to store.
     pub fn pickle_all(&self) -> (Vec<InboundPickle>, Vec<ReplayPickle>) {
         (
@@ -642,7 +695,7 @@ impl RoomSessions {
         )
     }
 
-    fn pickle_one(&self, id: &(u64, String)) -> Option<InboundPickle> {
+    fn pickle_one(&self, id: &InboundId) -> Option<InboundPickle> {
         let room = self.inbound.get(id)?;
         Some(InboundPickle {
             room_id: id.0,
@@ -659,11 +712,12 @@ impl RoomSessions {
         })
     }
 
-    fn replay_one(&self, id: &(u64, String)) -> Option<ReplayPickle> {
+    fn replay_one(&self, id: &InboundId) -> Option<ReplayPickle> {
         let room = self.inbound.get(id)?;
         Some(ReplayPickle {
             room_id: id.0,
             session_id: id.1.clone(),
+            sender_key: id.2,
             window: room.replay.clone(),
         })
     }
@@ -676,7 +730,7 @@ impl RoomSessions {
     ) -> Self {
         let mut sessions = Self::default();
         for p in pickles {
-            let id = (p.room_id, p.session_id);
+            let id = (p.room_id, p.session_id, p.sender.curve25519);
             let mut window = ReplayWindow::default();
             if !p.seen.is_empty() {
                 // An older record: its replay memory moves into a window
@@ -698,7 +752,10 @@ impl RoomSessions {
             );
         }
         for r in replay {
-            if let Some(room) = sessions.inbound.get_mut(&(r.room_id, r.session_id)) {
+            if let Some(room) = sessions
+                .inbound
+                .get_mut(&(r.room_id, r.session_id, r.sender_key))
+            {
                 room.replay = r.window;
             }
         }

@@ -332,9 +332,10 @@ impl E2e {
         &mut self,
         room_id: u64,
         recipients: &BTreeSet<Recipient>,
+        waiting: &BTreeSet<Recipient>,
         now_ms: i64,
     ) -> Result<Prepared, E2eError> {
-        let prepared = self.rooms.prepare(room_id, recipients, now_ms);
+        let prepared = self.rooms.prepare(room_id, recipients, waiting, now_ms);
         if prepared.rotated {
             let me = KeySender {
                 user: self.user().clone(),
@@ -372,8 +373,9 @@ impl E2e {
         prepared: &Prepared,
         devices: &[Recipient],
     ) {
+        let me = self.identity().curve25519;
         self.rooms
-            .mark_shared(room_id, &prepared.session_id, devices, prepared.index);
+            .mark_shared(room_id, &prepared.session_id, devices, prepared.index, &me);
     }
 
     /// Records that these devices were left out of `prepared`'s session
@@ -385,8 +387,9 @@ impl E2e {
         prepared: &Prepared,
         devices: &[Recipient],
     ) {
+        let me = self.identity().curve25519;
         self.rooms
-            .mark_withheld(room_id, &prepared.session_id, devices, prepared.index);
+            .mark_withheld(room_id, &prepared.session_id, devices, prepared.index, &me);
     }
 
     /// Forces a new room session on the next message (say, after a
@@ -416,15 +419,18 @@ impl E2e {
     }
 
     /// Decrypts a room message delivered in `room_id` and said by the
-    /// server to be from `server_sender`; see [`megolm::RoomSessions::decrypt`].
+    /// server to be from `server_sender`'s device `server_device`; see
+    /// [`megolm::RoomSessions::decrypt`].
     pub fn decrypt_room(
         &mut self,
         room_id: u64,
         server_sender: &Username,
+        server_device: &DeviceId,
         envelope: &MegolmEnvelope,
         mode: ReadMode,
     ) -> Result<Decrypted, E2eError> {
-        self.rooms.decrypt(room_id, server_sender, envelope, mode)
+        self.rooms
+            .decrypt(room_id, server_sender, server_device, envelope, mode)
     }
 
     /// The answer to a key request from `requester` for one of this
@@ -467,6 +473,7 @@ impl E2e {
                     &session_id,
                     std::slice::from_ref(&recipient),
                     index,
+                    &me,
                 );
                 out.push(ToDeviceContent::ForwardedRoomKey {
                     room_id,
@@ -482,9 +489,10 @@ impl E2e {
         self.rooms.has_room_key(room_id, session_id)
     }
 
-    /// Whether the key of `session_id` reaches back to `index`.
-    pub fn has_room_key_at(&self, room_id: u64, session_id: &str, index: u32) -> bool {
-        self.rooms.has_room_key_at(room_id, session_id, index)
+    /// Counts every room session record as changed, to store them all
+    /// again (under new ids, say).
+    pub fn mark_rooms_changed(&mut self) {
+        self.rooms.mark_all_changed();
     }
 
     /// Every record of the state, to store.

@@ -72,12 +72,7 @@ async fn key_requests_from_a_stranger_a_fake_own_device_and_another_rooms_contac
     let mut fake = Stranger::new(&server, "alice").await;
     // Carol is a contact alice verified, but not in alice and bob's room.
     let mut carol = Stranger::new(&server, "carol").await;
-    let number = alice.client.safety_number(&user("carol")).await.unwrap();
-    alice
-        .client
-        .confirm_verified(&user("carol"), &number.safety_number)
-        .await
-        .unwrap();
+    alice.verify("carol").await;
     alice
         .client
         .send_private(user("bob"), "for bob only")
@@ -103,14 +98,7 @@ async fn key_requests_from_a_stranger_a_fake_own_device_and_another_rooms_contac
         withheld(fake.next_from(&alice_keys).await),
         WithheldReason::NotAccepted
     );
-    let told = alice
-        .expect("a notice about the request", |e| match e {
-            ClientEvent::Security { message } if message.contains("asked for the key") => {
-                Some(message.clone())
-            }
-            _ => None,
-        })
-        .await;
+    let told = alice.expect_notice("asked for the key").await;
     assert!(told.contains("@devices trust rawdevice-alice"), "{told}");
     // The verified contact, for a room it is not in.
     carol.session_with("alice", &alice_device).await;
@@ -193,6 +181,7 @@ async fn a_member_added_later_gets_the_key_only_from_where_it_joined() {
         dave.e2e.decrypt_room(
             room_id,
             &user("alice"),
+            &alice_device,
             envelope,
             sotto_crypto::e2e::ReadMode::History,
         )
@@ -378,17 +367,7 @@ async fn a_message_whose_sender_clock_is_far_off_is_shown_as_such() {
     let Ok(Response::Room { room_id }) = result else {
         panic!("expected the room, got {result:?}");
     };
-    let recipients = std::collections::BTreeSet::from([(
-        bob_keys.user.clone(),
-        bob_keys.device.clone(),
-        bob_keys.curve25519,
-    )]);
-    let prepared = mallory.e2e.prepare_room(room_id, &recipients, 0).unwrap();
-    let room_key = mallory
-        .e2e
-        .room_key_for(room_id, &prepared, &bob_keys)
-        .unwrap();
-    mallory.send_to_device(&bob_keys, room_key).await;
+    mallory.share_room_key(room_id, &bob_keys).await;
     // Written "an hour ago" by the sender's clock.
     let an_hour_ago = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -414,11 +393,82 @@ async fn a_message_whose_sender_clock_is_far_off_is_shown_as_such() {
         .await;
     let notice = bob
         .expect("the clock notice", |e| match e {
-            ClientEvent::Security { message } if message.contains("clock") => Some(message.clone()),
             ClientEvent::Private { .. } => panic!("shown without the notice"),
+            ClientEvent::Security { message } if message.contains("clock") => Some(message.clone()),
             _ => None,
         })
         .await;
     assert!(notice.contains("minutes before"), "{notice}");
     assert_eq!(bob.expect_private().await.1, "late");
+}
+
+/// Standard base64 without padding (how a Megolm session id spells its
+/// public key), decoded.
+fn base64_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let value = ALPHABET.iter().position(|a| *a == c).unwrap() as u32;
+        acc = (acc << 6) | value;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_fake_forwarded_key_for_someone_elses_session_destroys_nothing() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let _bob = server.client("bob").await;
+    // A raw device of bob's account sees the session ids, as the server
+    // would.
+    let mut watcher = Raw::login(server.addr, "bob").await;
+    alice.verify("bob").await;
+    let mut bob2 = server.client("bob").await;
+    let bob2_id = bob2.client.session().device_id.clone();
+    alice.client.send_private(user("bob"), "m1").await.unwrap();
+    bob2.expect("m1 held", |e| {
+        matches!(e, ClientEvent::Undecodable { .. }).then_some(())
+    })
+    .await;
+    let (room_id, payload) = next_envelope(&mut watcher).await;
+    let session_id = MegolmEnvelope::decode(&payload).unwrap().session_id;
+    // Mallory forwards bob2 a made-up key under alice's session id (an
+    // exported key is not signed: version, index, ratchet, public key).
+    let mut mallory = Stranger::new(&server, "mallory").await;
+    let bob2_keys = mallory.session_with("bob", &bob2_id).await;
+    let mut exported = vec![1u8];
+    exported.extend_from_slice(&0u32.to_be_bytes());
+    exported.extend_from_slice(&[7u8; 128]);
+    exported.extend_from_slice(&base64_decode(&session_id));
+    let fake = mallory
+        .e2e
+        .encrypt_to_device(
+            &bob2_keys,
+            ToDeviceContent::ForwardedRoomKey {
+                room_id,
+                session_id: session_id.clone(),
+                exported_key: exported,
+            },
+        )
+        .unwrap();
+    mallory.send_to_device(&bob2_keys, fake).await;
+    // Alice accepts bob2: her key comes, and m1, still held, is shown.
+    alice
+        .client
+        .trust_device(Some(user("bob")), &bob2_id)
+        .await
+        .unwrap();
+    let shown = bob2
+        .expect("m1", |e| match e {
+            ClientEvent::Private { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(shown, "m1");
 }

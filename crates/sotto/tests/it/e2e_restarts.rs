@@ -106,8 +106,9 @@ fn twelve_messages(alice: &mut Chat, bob: &mut Chat, carol: &mut Chat) {
     expect_readable(carol, "carol", &to_carol);
 }
 
-#[test]
-fn every_message_sent_after_a_graceful_server_restart_is_readable_on_arrival() {
+/// A conversation, everyone leaves, the server is stopped by `stop` and
+/// started again on the same data dir and address: then twelve messages.
+fn messages_after_a_server_restart(stop: impl FnOnce(&mut Server)) {
     let setup = Setup::new();
     let mut server = serve(&setup.server_dir(), "127.0.0.1:0");
     let mut watcher = setup.chat(&server, "dave");
@@ -121,12 +122,7 @@ fn every_message_sent_after_a_graceful_server_restart_is_readable_on_arrival() {
         &mut watcher,
         vec![("alice", alice), ("bob", bob), ("carol", carol)],
     );
-    // `q`: the server writes every acknowledged position (and forgets the
-    // to-device messages they cover) as it stops.
-    let mut stdin = server.stdin.take().unwrap();
-    writeln!(stdin, "q").unwrap();
-    stdin.flush().unwrap();
-    assert!(wait_exit(&mut server.child).success());
+    stop(&mut server);
     let _ = watcher.child.kill();
 
     let mut server = serve(&setup.server_dir(), &server.addr);
@@ -143,36 +139,23 @@ fn every_message_sent_after_a_graceful_server_restart_is_readable_on_arrival() {
 }
 
 #[test]
-fn every_message_sent_after_the_server_was_killed_is_readable_on_arrival() {
-    let setup = Setup::new();
-    let server = serve(&setup.server_dir(), "127.0.0.1:0");
-    let mut watcher = setup.chat(&server, "dave");
-    let (mut alice, mut bob, mut carol) = (
-        setup.chat(&server, "alice"),
-        setup.chat(&server, "bob"),
-        setup.chat(&server, "carol"),
-    );
-    converse(&mut alice, &mut bob, &mut carol);
-    everyone_quits(
-        &mut watcher,
-        vec![("alice", alice), ("bob", bob), ("carol", carol)],
-    );
-    let mut server = server;
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    let _ = watcher.child.kill();
+fn every_message_sent_after_a_graceful_server_restart_is_readable_on_arrival() {
+    // `q`: the server writes every acknowledged position (and forgets the
+    // to-device messages they cover) as it stops.
+    messages_after_a_server_restart(|server| {
+        let mut stdin = server.stdin.take().unwrap();
+        writeln!(stdin, "q").unwrap();
+        stdin.flush().unwrap();
+        assert!(wait_exit(&mut server.child).success());
+    });
+}
 
-    let mut server = serve(&setup.server_dir(), &server.addr);
-    let (mut alice, mut bob, mut carol) = (
-        setup.chat(&server, "alice"),
-        setup.chat(&server, "bob"),
-        setup.chat(&server, "carol"),
-    );
-    twelve_messages(&mut alice, &mut bob, &mut carol);
-    for mut chat in [alice, bob, carol] {
-        let _ = chat.child.kill();
-    }
-    let _ = server.child.kill();
+#[test]
+fn every_message_sent_after_the_server_was_killed_is_readable_on_arrival() {
+    messages_after_a_server_restart(|server| {
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+    });
 }
 
 #[test]

@@ -563,7 +563,10 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
         bob.e2e.device().clone(),
         bob_keys.curve25519,
     )]);
-    let prepared = alice.e2e.prepare_room(room_id, &recipients, 0).unwrap();
+    let prepared = alice
+        .e2e
+        .prepare_room(room_id, &recipients, &Default::default(), 0)
+        .unwrap();
     let olm = alice
         .e2e
         .room_key_for(room_id, &prepared, &bob_keys)
@@ -622,6 +625,7 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
         .decrypt_room(
             message.room_id,
             &message.sender,
+            alice.e2e.device(),
             &envelope,
             sotto_crypto::e2e::ReadMode::Live,
         )

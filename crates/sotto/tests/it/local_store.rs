@@ -135,23 +135,11 @@ async fn a_message_waiting_for_its_key_is_shown_when_the_key_comes_even_after_a_
     let bob = server.client("bob").await;
     // Alice verified bob: a device bob adds later gets no keys from her
     // until she accepts it.
-    let number = alice.client.safety_number(&user("bob")).await.unwrap();
-    alice
-        .client
-        .confirm_verified(&user("bob"), &number.safety_number)
-        .await
-        .unwrap();
+    alice.verify("bob").await;
     let mut bob2 = server.client("bob").await;
     let bob2_id = bob2.client.session().device_id.clone();
     alice.client.send_private(user("bob"), "m1").await.unwrap();
-    let told = alice
-        .expect("the device that waits", |e| match e {
-            ClientEvent::Security { message } if message.contains("gets no key") => {
-                Some(message.clone())
-            }
-            _ => None,
-        })
-        .await;
+    let told = alice.expect_notice("gets no key").await;
     assert!(
         told.contains(&format!("@devices bob trust {bob2_id}")),
         "{told}"
@@ -161,14 +149,7 @@ async fn a_message_waiting_for_its_key_is_shown_when_the_key_comes_even_after_a_
         matches!(e, ClientEvent::Undecodable { .. }).then_some(())
     })
     .await;
-    let why = bob2
-        .expect("why", |e| match e {
-            ClientEvent::Security { message } if message.contains("cannot be read") => {
-                Some(message.clone())
-            }
-            _ => None,
-        })
-        .await;
+    let why = bob2.expect_notice("cannot be read").await;
     assert!(why.contains("has not accepted this device"), "{why}");
     // Bob2 is restarted; then alice accepts it, and the message bob2 held
     // in its local store is shown.
