@@ -173,12 +173,18 @@ impl Crypto {
             Err(NotForwarded::NotShared) => WithheldReason::NotShared,
         };
         let mut effects = Vec::new();
-        if refusal == WithheldReason::NotAccepted
-            && self
-                .machine
-                .told_asked
-                .insert((from.user.clone(), from.device.clone()))
-        {
+        let first_time = self
+            .machine
+            .told_asked
+            .insert((from.user.clone(), from.device.clone()));
+        if first_time && refusal == WithheldReason::NotShared {
+            effects.push(notice(format!(
+                "{}'s device {} asked for the key to a message this device sent that it was \
+                 never sent (it was not in the room, or did not exist yet): it gets none",
+                from.user, from.device
+            )));
+        }
+        if first_time && refusal == WithheldReason::NotAccepted {
             let (list, how) = if from.user == *self.e2e.user() {
                 (
                     "@devices".to_owned(),

@@ -90,6 +90,8 @@ async fn key_requests_from_a_stranger_a_fake_own_device_and_another_rooms_contac
         withheld(mallory.next_from(&alice_keys).await),
         WithheldReason::NotShared
     );
+    let told = alice.expect_notice("mallory's device").await;
+    assert!(told.contains("gets none"), "{told}");
     // The fake own device: refused until alice accepts it, and alice is
     // told it asked.
     fake.session_with("alice", &alice_device).await;
@@ -98,7 +100,9 @@ async fn key_requests_from_a_stranger_a_fake_own_device_and_another_rooms_contac
         withheld(fake.next_from(&alice_keys).await),
         WithheldReason::NotAccepted
     );
-    let told = alice.expect_notice("asked for the key").await;
+    let told = alice
+        .expect_notice("alice's device rawdevice-alice asked")
+        .await;
     assert!(told.contains("@devices trust rawdevice-alice"), "{told}");
     // The verified contact, for a room it is not in.
     carol.session_with("alice", &alice_device).await;
@@ -107,6 +111,7 @@ async fn key_requests_from_a_stranger_a_fake_own_device_and_another_rooms_contac
         withheld(carol.next_from(&alice_keys).await),
         WithheldReason::NotShared
     );
+    alice.expect_notice("carol's device").await;
     // None of them can read the message.
     for stranger in [&mut mallory, &mut fake, &mut carol] {
         assert!(!stranger.e2e.has_room_key(room_id, &session_id));
