@@ -7,7 +7,7 @@
 //! (requests to send, some only after a save; events to show; held
 //! messages to read back) that the actor carries out, and the send path is
 //! a [`SendPlan`] the handle steps through. The model test
-//! (`crypto/model_tests.rs`) drives the very same code against an
+//! (`crypto/model_tests/`) drives the very same code against an
 //! in-memory server and store, with restarts and kills.
 //!
 //! Module map: `held.rs` messages waiting for a room key (bounded per

@@ -20,118 +20,24 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use sotto_proto::e2e::{MegolmEnvelope, PublicKey, RoomPlaintext};
 use sotto_proto::{DeviceId, Username};
 use vodozemac::megolm::{
-    ExportedSessionKey, GroupSession, InboundGroupSession, InboundGroupSessionPickle,
-    MegolmMessage, SessionConfig, SessionKey,
+    ExportedSessionKey, InboundGroupSession, InboundGroupSessionPickle, MegolmMessage,
+    SessionConfig, SessionKey,
 };
 
 use super::E2eError;
+pub use super::outbound::{OutboundRoom, Prepared};
+pub use super::replay::{REPLAY_WINDOW, ReplayWindow, message_id};
 
 /// Messages sent on one outbound session before it is replaced.
 pub const ROTATE_AFTER_MESSAGES: u32 = 100;
 /// Age after which an outbound session is replaced.
 pub const ROTATE_AFTER_MS: i64 = 7 * 24 * 60 * 60 * 1000;
-/// Message indices of one session tracked above its floor (every index
-/// below the floor counts as read). A sender that jumps further ahead moves
-/// the floor up, so a message older than that window is refused as a
-/// replay; Sotto's senders rotate after [`ROTATE_AFTER_MESSAGES`], far
-/// inside it.
-pub const REPLAY_WINDOW: u32 = 1024;
-
 /// A device that may read a room's messages: who it belongs to and its
 /// Curve25519 key (which identifies its Olm sessions).
 pub type Recipient = (Username, DeviceId, PublicKey);
-
-/// The message id a room message at `index` of session `session_id` must
-/// carry inside its ciphertext: bound to its place, so a repeated id is a
-/// replayed message, and the replay window refuses it.
-pub fn message_id(session_id: &str, index: u32) -> [u8; 16] {
-    let mut hash = Sha256::new();
-    hash.update(b"sotto message id v1\0");
-    hash.update((session_id.len() as u32).to_be_bytes());
-    hash.update(session_id.as_bytes());
-    hash.update(index.to_be_bytes());
-    let digest = hash.finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&digest[..16]);
-    id
-}
-
-/// This device's sending session in one room.
-pub struct OutboundRoom {
-    session: GroupSession,
-    created_ms: i64,
-    sent: u32,
-    /// Devices the room key has been sent to.
-    shared_with: BTreeSet<Recipient>,
-    /// Devices left out of it (not accepted by the user): they may get its
-    /// key later, once accepted, so it must not outlive their membership.
-    withheld: BTreeSet<Recipient>,
-}
-
-impl std::fmt::Debug for OutboundRoom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboundRoom")
-            .field("session_id", &self.session_id())
-            .field("created_ms", &self.created_ms)
-            .field("sent", &self.sent)
-            .field("shared_with", &self.shared_with.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl OutboundRoom {
-    fn new(now_ms: i64) -> Self {
-        Self {
-            session: GroupSession::new(SessionConfig::version_1()),
-            created_ms: now_ms,
-            sent: 0,
-            shared_with: BTreeSet::new(),
-            withheld: BTreeSet::new(),
-        }
-    }
-
-    pub fn session_id(&self) -> String {
-        self.session.session_id()
-    }
-
-    /// Whether this session may not be used again: too many messages, too
-    /// old, or a device it was shared with, or left out of (and could get
-    /// it once accepted), is no longer a recipient or waiting to be one (a
-    /// member left or was removed, or removed a device).
-    pub fn expired(
-        &self,
-        now_ms: i64,
-        recipients: &BTreeSet<Recipient>,
-        waiting: &BTreeSet<Recipient>,
-    ) -> bool {
-        self.sent >= ROTATE_AFTER_MESSAGES
-            || now_ms.saturating_sub(self.created_ms) >= ROTATE_AFTER_MS
-            || !self.shared_with.is_subset(recipients)
-            || !self
-                .withheld
-                .iter()
-                .all(|d| recipients.contains(d) || waiting.contains(d))
-    }
-}
-
-/// What must happen before a room message can be sent.
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    /// The outbound session's id.
-    pub session_id: String,
-    /// Devices that still need the room key (over Olm), with the key.
-    pub to_share: Vec<Recipient>,
-    /// The key to send them (at the session's current index).
-    pub session_key: Vec<u8>,
-    /// The session's current index: the first message they can read.
-    pub index: u32,
-    /// Whether the session is new (the old one was rotated or there was none).
-    pub rotated: bool,
-}
 
 /// Where an inbound room key came from, as proven by the Olm session it
 /// arrived on.
@@ -150,59 +56,6 @@ impl KeySender {
             user: keys.user.clone(),
             device: keys.device.clone(),
             curve25519: keys.curve25519,
-        }
-    }
-}
-
-/// Which message indices of one session were read, in bounded memory:
-/// every index below `floor`, and those set in `bits` above it (bit `i`
-/// of word `w` is index `floor + 64 w + i`). Whole words that fill up move
-/// the floor, so a session read to its end keeps a floor and no words.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplayWindow {
-    floor: u32,
-    bits: Vec<u64>,
-}
-
-impl ReplayWindow {
-    /// Whether the message at `index` was read before (or lies below the
-    /// window).
-    pub fn seen(&self, index: u32) -> bool {
-        if index < self.floor {
-            return true;
-        }
-        let offset = index - self.floor;
-        let (word, bit) = ((offset / 64) as usize, offset % 64);
-        self.bits.get(word).is_some_and(|w| w & (1 << bit) != 0)
-    }
-
-    /// Records that the message at `index` was read.
-    pub fn mark(&mut self, index: u32) {
-        if index < self.floor {
-            return;
-        }
-        if index - self.floor >= REPLAY_WINDOW {
-            // Slide so that `index` is the window's last slot.
-            let new_floor = (index - REPLAY_WINDOW + 1)
-                .checked_next_multiple_of(64)
-                .unwrap_or(index & !63);
-            let drop_words = ((new_floor - self.floor) / 64) as usize;
-            self.bits.drain(..drop_words.min(self.bits.len()));
-            self.floor = new_floor;
-        }
-        let offset = index - self.floor;
-        let (word, bit) = ((offset / 64) as usize, offset % 64);
-        if self.bits.len() <= word {
-            self.bits.resize(word + 1, 0);
-        }
-        self.bits[word] |= 1 << bit;
-        while self.bits.first() == Some(&u64::MAX) {
-            self.bits.remove(0);
-            // (A sender at the end of the index space keeps its last word.)
-            let Some(floor) = self.floor.checked_add(64) else {
-                break;
-            };
-            self.floor = floor;
         }
     }
 }
@@ -796,42 +649,10 @@ impl RoomSessions {
 #[cfg(test)]
 impl RoomSessions {
     /// The room's outbound session itself, to forge with.
-    pub(crate) fn outbound_session_for_tests(&mut self, room_id: u64) -> &mut GroupSession {
+    pub(crate) fn outbound_session_for_tests(
+        &mut self,
+        room_id: u64,
+    ) -> &mut vodozemac::megolm::GroupSession {
         &mut self.outbound.get_mut(&room_id).unwrap().session
-    }
-}
-
-#[cfg(test)]
-mod replay_tests {
-    use super::*;
-
-    #[test]
-    fn the_window_remembers_what_was_read_in_bounded_space() {
-        let mut window = ReplayWindow::default();
-        for index in [3, 0, 1, 2, 70] {
-            assert!(!window.seen(index));
-            window.mark(index);
-            assert!(window.seen(index));
-        }
-        assert!(!window.seen(4) && !window.seen(69));
-        // A whole session read in order keeps no words at all.
-        let mut full = ReplayWindow::default();
-        for index in 0..ROTATE_AFTER_MESSAGES * 10 {
-            full.mark(index);
-        }
-        assert!(full.bits.len() <= 1, "{full:?}");
-        assert!(full.seen(0) && full.seen(999) && !full.seen(1000));
-        // A far jump slides the window: what falls below it counts as read.
-        window.mark(1_000_000);
-        assert!(window.seen(1_000_000) && window.seen(4));
-        assert!(!window.seen(1_000_000 - 1));
-        assert!(window.bits.len() <= (REPLAY_WINDOW / 64) as usize + 1);
-    }
-
-    #[test]
-    fn message_ids_are_bound_to_session_and_index() {
-        assert_ne!(message_id("s", 1), message_id("s", 2));
-        assert_ne!(message_id("s", 1), message_id("t", 1));
-        assert_eq!(message_id("s", 1), message_id("s", 1));
     }
 }

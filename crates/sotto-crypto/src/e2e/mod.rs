@@ -23,6 +23,8 @@
 pub mod account;
 pub mod megolm;
 pub mod olm;
+pub mod outbound;
+pub mod replay;
 pub mod safety;
 
 #[cfg(test)]
