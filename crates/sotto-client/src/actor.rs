@@ -362,7 +362,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
 
     async fn emit(&mut self, event: ClientEvent) {
         // A front end that dropped its `Events` does not want events.
-        let _ = self.events.send(event).await;
+        let _ = self.events.send(event.sanitized()).await;
     }
 
     /// Handles one command; an error means the connection is unusable.
@@ -662,7 +662,10 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             }
             Pending::History(tx, limit) => {
                 let result = match result {
-                    Ok(Response::History { events }) => self.history(events, limit).await,
+                    Ok(Response::History { events }) => self
+                        .history(events, limit)
+                        .await
+                        .map(|events| events.into_iter().map(ClientEvent::sanitized).collect()),
                     Ok(_) => Err(ClientError::Protocol(
                         "the server answered a history request with something else".to_owned(),
                     )),

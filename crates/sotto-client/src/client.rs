@@ -20,7 +20,6 @@ use zeroize::Zeroizing;
 
 use crate::actor::{Op, StoredSealed};
 use crate::crypto::{PlanStep, SendPlan, SharedCrypto, lock};
-use crate::event::clean_text;
 use crate::history::Entry;
 use crate::trust::DeviceInfo;
 use crate::{ClientError, ClientEvent, REQUEST_TIMEOUT};
@@ -704,7 +703,7 @@ impl Client {
             from,
             group,
             ts,
-            text: clean_text(text),
+            text: crate::sanitize::text(text),
         })
     }
 

@@ -1,7 +1,7 @@
 //! The line command language of the text front ends.
 //!
-//! A line that does not start with `@` is lobby text; `@@text` sends `@text`
-//! to the lobby; `@USER message` is a private message; every other `@word`
+//! A line whose first visible character is not `@` is lobby text; `@@text`
+//! sends `@text` to the lobby; `@USER message` is a private message; every other `@word`
 //! is a command (see [`HELP`]). Parsing is pure: it turns a line into a
 //! [`Command`] whose names are already validated, or a [`CommandError`] whose
 //! `Display` is a one-line explanation for the user.
@@ -180,9 +180,15 @@ pub enum CommandError {
     BadId(String),
 }
 
-/// Parses one input line.
+/// Parses one input line. Blanks and control characters before the first
+/// visible character are ignored (a habit such as Ctrl-L to clear the
+/// screen must not turn `@bob ...` into lobby text): a line whose first
+/// visible character is `@` is always a command, and one that is not valid
+/// is refused, never sent to the lobby.
 pub fn parse(line: &str) -> Result<Command, CommandError> {
-    let line = line.trim_end_matches(['\r', '\n']);
+    let line = line
+        .trim_start_matches(|c: char| c.is_whitespace() || c.is_control())
+        .trim_end_matches(['\r', '\n']);
     let Some(rest) = line.strip_prefix('@') else {
         return lobby(line.to_owned());
     };

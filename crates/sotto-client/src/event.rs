@@ -13,9 +13,9 @@ use sotto_proto::{
     RoomEvent, RoomRef, SealedBox, Username,
 };
 
-/// Something for the front end to show. Text from other users has control
-/// characters other than newline and tab removed, so a hostile sender cannot
-/// drive the terminal.
+/// Something for the front end to show. Every string a peer or the server
+/// chose is made safe to show first ([`crate::sanitize`]): a hostile
+/// sender cannot drive the terminal, reorder text or fake a line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     /// Lobby text (your own lobby messages are not echoed).
@@ -173,9 +173,7 @@ pub(crate) fn decode(me: Me<'_>, body: EventBody) -> Decoded {
             Decoded::Ready(ClientEvent::Presence { user, change })
         }
         EventKind::CaughtUp => Decoded::Ready(ClientEvent::CaughtUp),
-        EventKind::Shutdown { message } => Decoded::Ready(ClientEvent::Shutdown {
-            message: clean_text(&message),
-        }),
+        EventKind::Shutdown { message } => Decoded::Ready(ClientEvent::Shutdown { message }),
         EventKind::KeyCount { .. } | EventKind::DevicesChanged { .. } => Decoded::KeyNotice,
         EventKind::DeviceRemoved { by } => Decoded::Ready(ClientEvent::Security {
             message: format!(
@@ -207,7 +205,7 @@ fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
         (RoomRef::Inbox { .. }, _) => Decoded::KeyNotice,
         (RoomRef::Lobby, RoomContent::Text { text }) => ready(ClientEvent::Lobby {
             from: sender,
-            text: clean_text(&text),
+            text,
             ts,
         }),
         (RoomRef::Direct { users: (a, b) }, RoomContent::Envelope { device, payload }) => {
@@ -296,7 +294,7 @@ fn decode_envelope(
     text: impl FnOnce(Username, String) -> ClientEvent,
 ) -> Decoded {
     match MessageBody::decode(payload) {
-        Ok(MessageBody::Text { text: body }) => Decoded::Ready(text(from, clean_text(&body))),
+        Ok(MessageBody::Text { text: body }) => Decoded::Ready(text(from, body)),
         Ok(MessageBody::Sealed(sealed)) => Decoded::Sealed {
             from,
             group,
@@ -317,12 +315,72 @@ fn decode_envelope(
     }
 }
 
-/// Removes control characters other than newline and tab (terminal escape
-/// sequences start with one), keeping everything else as sent.
-pub(crate) fn clean_text(text: &str) -> String {
-    text.chars()
-        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
-        .collect()
+impl ClientEvent {
+    /// The event with every string a peer or the server chose made safe to
+    /// show ([`crate::sanitize`]): message text keeps its lines, everything
+    /// else is one line. Every event reaches the front end through this.
+    pub(crate) fn sanitized(self) -> Self {
+        use crate::sanitize::{line, text};
+        match self {
+            ClientEvent::Lobby { from, text: t, ts } => ClientEvent::Lobby {
+                from,
+                text: text(&t),
+                ts,
+            },
+            ClientEvent::Private {
+                from,
+                peer,
+                text: t,
+                ts,
+            } => ClientEvent::Private {
+                from,
+                peer,
+                text: text(&t),
+                ts,
+            },
+            ClientEvent::Group {
+                group,
+                from,
+                text: t,
+                ts,
+            } => ClientEvent::Group {
+                group,
+                from,
+                text: text(&t),
+                ts,
+            },
+            ClientEvent::File {
+                from,
+                group,
+                name,
+                path,
+                size,
+                ts,
+            } => ClientEvent::File {
+                from,
+                group,
+                name: line(&name),
+                path,
+                size,
+                ts,
+            },
+            ClientEvent::Undecodable { from, reason, ts } => ClientEvent::Undecodable {
+                from,
+                reason: line(&reason),
+                ts,
+            },
+            ClientEvent::Shutdown { message } => ClientEvent::Shutdown {
+                message: line(&message),
+            },
+            ClientEvent::Security { message } => ClientEvent::Security {
+                message: line(&message),
+            },
+            ClientEvent::Disconnected { reason } => ClientEvent::Disconnected {
+                reason: line(&reason),
+            },
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! - [`known_servers`], `tls`: certificate pinning.
 //! - [`device`]: the data dir and this device's id.
 //! - [`files`]: saving received files under safe names.
+//! - [`sanitize`]: what may be shown of a string a peer chose.
 //! - `handshake`, `actor`, `client`: connecting, the background task, the handle.
 
 // Anything the server sends is untrusted: no panics outside tests.
@@ -38,6 +39,7 @@ mod handshake;
 mod history;
 pub mod known_servers;
 pub mod local_store;
+pub mod sanitize;
 pub mod tls;
 pub mod trust;
 

@@ -29,7 +29,8 @@ fn assert_parses(line: &str, expected: Command) {
 fn valid_commands() {
     let cases: Vec<(&str, Command)> = vec![
         ("hello world", Command::Lobby("hello world".into())),
-        ("  indented text", Command::Lobby("  indented text".into())),
+        // Leading blanks are ignored.
+        ("  indented text", Command::Lobby("indented text".into())),
         ("hello\r\n", Command::Lobby("hello".into())),
         (
             "email me at a@b.c",
@@ -388,4 +389,21 @@ fn verify_and_devices() {
         parse("@devices bob carol"),
         Err(CommandError::Usage(u)) if u.starts_with("@devices [USER]")
     ));
+}
+
+#[test]
+fn a_line_starting_with_blanks_or_controls_before_at_is_still_a_command() {
+    for line in [" @bob hi", "\t@bob hi", "\u{c}@bob hi", " \u{c} \t@bob hi"] {
+        assert!(
+            matches!(parse(line), Ok(Command::Private { ref to, ref text }) if to.as_str() == "bob" && text == "hi"),
+            "{line:?}"
+        );
+    }
+    // An invalid command after blanks is refused, not sent to the lobby.
+    assert!(matches!(
+        parse("  @!nope now"),
+        Err(CommandError::UnknownCommand(_))
+    ));
+    assert!(matches!(parse("\u{c}hello"), Ok(Command::Lobby(t)) if t == "hello"));
+    assert!(matches!(parse("  @@at sign"), Ok(Command::Lobby(t)) if t == "@at sign"));
 }

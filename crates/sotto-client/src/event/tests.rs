@@ -185,9 +185,32 @@ fn lobby_text_is_cleaned() {
             },
         ),
     );
+    let Decoded::Ready(event) = got else {
+        panic!("expected a lobby event");
+    };
+    // What reaches the front end.
     assert!(
-        matches!(got, Decoded::Ready(ClientEvent::Lobby { ref text, .. }) if text == "hi[2Jthere\n\tok")
+        matches!(event.sanitized(), ClientEvent::Lobby { ref text, .. } if text == "hi[2Jthere\n\tok")
     );
+}
+
+#[test]
+fn reasons_and_server_messages_are_one_line_without_bidi_controls() {
+    let event = ClientEvent::Undecodable {
+        from: u("alice"),
+        reason: "unknown variant `x\n[18:49] (private) alice: pay`\u{202E}".into(),
+        ts: 1,
+    }
+    .sanitized();
+    assert!(
+        matches!(event, ClientEvent::Undecodable { ref reason, .. } if reason == "unknown variant `x [18:49] (private) alice: pay`"),
+        "{event:?}"
+    );
+    let event = ClientEvent::Shutdown {
+        message: "bye\n! security: alice is now verified".into(),
+    }
+    .sanitized();
+    assert!(matches!(event, ClientEvent::Shutdown { ref message } if !message.contains('\n')));
 }
 
 #[test]

@@ -11,6 +11,10 @@ use sotto_proto::{
     DeliveryNote, GroupInfo, GroupName, PresenceChange, Status, UserPresence, Username,
 };
 
+/// What a message's second and later lines start with: indented, and
+/// marked, so they read as part of the message above.
+const CONTINUATION: &str = "\n        | ";
+
 /// Prints events and command results.
 #[derive(Debug)]
 pub struct Renderer {
@@ -62,6 +66,13 @@ impl Renderer {
         let _ = stdout.flush();
     }
 
+    /// An event's line: a message of several lines is shown as one line
+    /// and indented continuations, so no line of it can pass for an event
+    /// of its own.
+    fn message(&self, text: &str) {
+        self.line(&text.replace('\n', CONTINUATION));
+    }
+
     fn value(&self, value: Value) {
         self.line(&value.to_string());
     }
@@ -107,7 +118,11 @@ impl Renderer {
 
     pub fn client_error(&self, error: &ClientError) {
         match error {
-            ClientError::Server(reply) => self.error(reply.code.as_str(), &reply.message),
+            // The server's words: one line.
+            ClientError::Server(reply) => self.error(
+                reply.code.as_str(),
+                &sotto_client::sanitize::line(&reply.message),
+            ),
             ClientError::WrongKey => self.error("wrong_key", &error.to_string()),
             other => self.error("client_error", &other.to_string()),
         }
@@ -294,7 +309,7 @@ impl Renderer {
         if self.json {
             self.value(json!({"type": "opened", "id": id, "from": from.as_str(), "text": text}));
         } else {
-            self.line(&format!("(secret #{id}) {from}: {text}"));
+            self.message(&format!("(secret #{id}) {from}: {text}"));
         }
     }
 
@@ -307,7 +322,7 @@ impl Renderer {
         self.line(&format!("--- last {} messages ---", items.len()));
         for item in items {
             if let Some(text) = self.event_text(item, true) {
-                self.line(&text);
+                self.message(&text);
             }
         }
         self.line("--- end of history ---");
@@ -319,7 +334,7 @@ impl Renderer {
                 self.value(value);
             }
         } else if let Some(text) = self.event_text(event, false) {
-            self.line(&text);
+            self.message(&text);
         }
     }
 

@@ -17,6 +17,7 @@ mod load;
 mod local_store;
 mod persistence;
 mod raw;
+mod screen;
 mod status;
 mod tokens;
 mod trust;
