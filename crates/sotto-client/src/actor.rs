@@ -93,7 +93,7 @@ enum Pending {
     /// A message sent: its history entry, kept once it is stored.
     Sent(Reply<Response>, Box<Entry>),
     /// History from the server, to merge with the local history.
-    History(Reply<Vec<ClientEvent>>, u32),
+    History(Box<history::HistoryRead>),
     /// A request the end-to-end state asked for; the reply goes back to it.
     Crypto(Tag),
 }
@@ -105,8 +105,8 @@ impl Pending {
             Pending::Response(tx) | Pending::Sent(tx, _) => {
                 let _ = tx.send(Err(error));
             }
-            Pending::History(tx, _) => {
-                let _ = tx.send(Err(error));
+            Pending::History(read) => {
+                let _ = read.reply.send(Err(error));
             }
             Pending::Crypto(_) => {}
         }
@@ -115,7 +115,7 @@ impl Pending {
     fn is_closed(&self) -> bool {
         match self {
             Pending::Response(tx) | Pending::Sent(tx, _) => tx.is_closed(),
-            Pending::History(tx, _) => tx.is_closed(),
+            Pending::History(read) => read.reply.is_closed(),
             Pending::Crypto(_) => false,
         }
     }
@@ -374,9 +374,13 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 entry,
                 reply,
             } => (request, Pending::Sent(reply, entry)),
-            Op::History { limit, reply } => {
-                (Request::History { limit }, Pending::History(reply, limit))
-            }
+            Op::History { limit, reply } => (
+                Request::History {
+                    limit,
+                    before: None,
+                },
+                Pending::History(Box::new(history::HistoryRead::new(reply, limit))),
+            ),
             Op::GetSealed { id, reply } => {
                 let found = self
                     .sealed
@@ -660,18 +664,36 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }
                 let _ = tx.send(result.map_err(ClientError::Server));
             }
-            Pending::History(tx, limit) => {
-                let result = match result {
-                    Ok(Response::History { events }) => self
-                        .history(events, limit)
-                        .await
-                        .map(|events| events.into_iter().map(ClientEvent::sanitized).collect()),
-                    Ok(_) => Err(ClientError::Protocol(
-                        "the server answered a history request with something else".to_owned(),
-                    )),
-                    Err(e) => Err(ClientError::Server(e)),
+            Pending::History(mut read) => {
+                let (events, more) = match result {
+                    Ok(Response::History { events, more }) => (events, more),
+                    Ok(_) => {
+                        return Pending::History(read).fail(ClientError::Protocol(
+                            "the server answered a history request with something else".to_owned(),
+                        ));
+                    }
+                    Err(e) => return Pending::History(read).fail(ClientError::Server(e)),
                 };
-                let _ = tx.send(result);
+                if let Err(e) = self.history_page(&mut read, events).await {
+                    return Pending::History(read).fail(e);
+                }
+                // Older events that did not fit in that reply: the next page.
+                if let Some(before) = more
+                    && read.remaining() > 0
+                {
+                    let request = Request::History {
+                        limit: read.remaining(),
+                        before: Some(before),
+                    };
+                    match self.write_request(request).await {
+                        Some(id) => {
+                            self.pending.insert(id, Pending::History(read));
+                        }
+                        None => Pending::History(read).fail(ClientError::Disconnected),
+                    }
+                    return;
+                }
+                self.history_finish(*read).await;
             }
             Pending::Crypto(tag) => {
                 let effects = lock(&self.crypto).on_reply(tag, result);

@@ -18,7 +18,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::Serialize;
 
 use crate::limits::MAX_FRAME_LEN;
-use crate::messages::{Ack, ErrorReply, EventBody, Hello, HelloReply, Request, Response};
+use crate::messages::{
+    Ack, ErrorCode, ErrorReply, EventBody, Hello, HelloReply, Request, Response,
+};
 
 /// Bytes of the length prefix.
 pub const LEN_PREFIX: usize = 4;
@@ -299,6 +301,29 @@ impl ServerFrame {
             ServerFrame::Event { seq, body } => write_event(dst, *seq, &SharedEvent::encode(body)?),
         }
     }
+}
+
+/// Appends the reply to request `id`. A reply that cannot be framed (too
+/// large, say) is replaced by an `internal` error reply to the same request,
+/// so that no request goes unanswered; the error is returned for the logs.
+pub fn encode_reply(
+    dst: &mut BytesMut,
+    id: u64,
+    result: Result<Response, ErrorReply>,
+) -> Result<(), EncodeError> {
+    let Err(e) = (ServerFrame::Reply { id, result }).encode(dst) else {
+        return Ok(());
+    };
+    let refusal = ErrorReply::new(
+        ErrorCode::Internal,
+        format!("the server could not send its answer: {e}"),
+    );
+    (ServerFrame::Reply {
+        id,
+        result: Err(refusal),
+    })
+    .encode(dst)?;
+    Err(e)
 }
 
 /// An event body encoded once, to be framed for many recipients: each

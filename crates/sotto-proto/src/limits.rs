@@ -36,6 +36,11 @@ pub const MAX_GROUP_MEMBERS: usize = 10_000;
 /// Most events one history request returns.
 pub const MAX_HISTORY: u32 = 1000;
 
+/// Most bytes of events one history reply carries (the newest event of a
+/// page always goes, whatever its size: one event always fits a frame).
+/// Older events of the range come in further pages.
+pub const MAX_HISTORY_BYTES: usize = MAX_FRAME_LEN - 512 * 1024;
+
 /// Longest client name in the hello frame.
 pub const MAX_CLIENT_NAME_LEN: usize = 128;
 

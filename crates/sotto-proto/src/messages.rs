@@ -56,6 +56,18 @@ impl ServerId {
     }
 }
 
+/// A position in the history order (time, room, position in the room):
+/// [`Request::History`] with `before` returns events strictly older.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct HistoryCursor {
+    /// Server time of the event, milliseconds since the Unix epoch.
+    pub ts: i64,
+    /// The event's room.
+    pub room_id: u64,
+    /// The event's position in its room.
+    pub seq: u64,
+}
+
 /// A client request. Every request gets exactly one reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -104,7 +116,13 @@ pub enum Request {
     SetStatus { status: Status },
     /// The last `limit` events the sender can see (lobby, direct, groups),
     /// oldest first. `limit` is capped at [`crate::limits::MAX_HISTORY`].
-    History { limit: u32 },
+    /// With `before`, only events older than that position: the next page
+    /// after a [`Response::History`] that said `more`.
+    History {
+        limit: u32,
+        #[serde(default)]
+        before: Option<HistoryCursor>,
+    },
     /// Liveness check.
     Ping,
     /// Publish this device's keys to the key directory: its signed identity
@@ -340,8 +358,15 @@ pub enum Response {
     Group(GroupInfo),
     /// The sender's groups.
     Groups { groups: Vec<GroupInfo> },
-    /// History, oldest first.
-    History { events: Vec<EventBody> },
+    /// History, oldest first. A reply holds at most
+    /// [`crate::limits::MAX_HISTORY_BYTES`] of events: when older events of
+    /// the requested range did not fit, `more` is where to ask again (with
+    /// the rest of the limit) for them.
+    History {
+        events: Vec<EventBody>,
+        #[serde(default)]
+        more: Option<HistoryCursor>,
+    },
     /// Answer to [`Request::Ping`].
     Pong,
     /// This device's unclaimed one-time keys in the directory, and whether

@@ -121,7 +121,12 @@ fn compute(
         memory.resize(blocks, Block::default());
     }
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+        .hash_password_into_with_memory(
+            password,
+            salt,
+            out,
+            memory.get_mut(..blocks).unwrap_or_default(),
+        )
         .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
 }
 

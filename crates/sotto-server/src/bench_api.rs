@@ -135,7 +135,7 @@ impl Router {
             req_id,
             request: Request::GroupCreate {
                 group: router.group.clone(),
-                members: names[1..].to_vec(),
+                members: names.iter().skip(1).cloned().collect(),
             },
         })?;
         // Creating the group appends `GroupCreated` at seq 1 of the new room,
@@ -201,12 +201,12 @@ impl Router {
         let target = self.last_seq;
         loop {
             anyhow::ensure!(
-                !self.cancels[member].is_cancelled(),
+                self.cancels.get(member).is_some_and(|c| !c.is_cancelled()),
                 "member {member} was disconnected as a slow consumer: raise the queue budget"
             );
-            let queue = &mut self.queues[member];
+            let queue = self.queues.get_mut(member).context("no such member")?;
             let out = self.waiter.block_on(queue.recv()).context("core stopped")?;
-            self.queues[member].written(out.cost());
+            queue.written(out.cost());
             let (batch, single) = match out {
                 Outbound::Batch(items) => (items, None),
                 one => (Vec::new(), Some(one)),

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use sotto_proto::limits::{
-    MAX_CLIENT_NAME_LEN, MAX_FRAME_LEN, MAX_HISTORY, MAX_PRELOGIN_FRAME_LEN,
+    MAX_CLIENT_NAME_LEN, MAX_FRAME_LEN, MAX_HISTORY, MAX_HISTORY_BYTES, MAX_PRELOGIN_FRAME_LEN,
 };
 use sotto_proto::{
     Ack, ClientFrame, DecodeError, ErrorCode, ErrorReply, FrameDecoder, FrameError, HelloOk,
-    HelloReply, Login, PROTOCOL_VERSION, RawFrame, Request, Response, ServerFrame,
+    HelloReply, HistoryCursor, Login, PROTOCOL_VERSION, RawFrame, Request, Response, ServerFrame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
@@ -100,8 +100,10 @@ async fn read_frame<R: AsyncRead + Unpin>(
 
 fn reply_frame(id: u64, result: Result<Response, ErrorReply>) -> Option<Bytes> {
     let mut buf = BytesMut::new();
-    (ServerFrame::Reply { id, result }).encode(&mut buf).ok()?;
-    Some(buf.freeze())
+    if let Err(e) = sotto_proto::frame::encode_reply(&mut buf, id, result) {
+        tracing::error!("cannot encode reply {id} (answered with an error): {e}");
+    }
+    (!buf.is_empty()).then(|| buf.freeze())
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
@@ -435,8 +437,8 @@ impl Connection {
         };
         match request {
             Request::Ping => self.send_reply(id, Ok(Response::Pong)).await,
-            Request::History { limit } => {
-                let result = self.history(user, limit).await;
+            Request::History { limit, before } => {
+                let result = self.history(user, limit, before).await;
                 self.send_reply(id, result).await;
             }
             request => {
@@ -459,17 +461,22 @@ impl Connection {
         }
     }
 
-    async fn history(&self, user: i64, limit: u32) -> Result<Response, ErrorReply> {
+    async fn history(
+        &self,
+        user: i64,
+        limit: u32,
+        before: Option<HistoryCursor>,
+    ) -> Result<Response, ErrorReply> {
         if limit == 0 || limit > MAX_HISTORY {
             return Err(error(
                 ErrorCode::Invalid,
                 format!("history size must be between 1 and {MAX_HISTORY}"),
             ));
         }
-        let events = self
+        let (events, more) = self
             .shared
             .store
-            .run(move |db| store::history(db, user, limit as usize))
+            .run(move |db| store::history(db, user, limit as usize, before, MAX_HISTORY_BYTES))
             .await
             .map_err(|e| {
                 tracing::error!("history read failed: {e:#}");
@@ -477,6 +484,7 @@ impl Connection {
             })?;
         Ok(Response::History {
             events: events.iter().filter_map(|e| e.decode().ok()).collect(),
+            more,
         })
     }
 

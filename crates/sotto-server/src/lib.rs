@@ -12,6 +12,14 @@
 //! queues (bounded in bytes, `queue.rs`); each connection's writer task
 //! drains its queue.
 
+// Anything a peer sends is untrusted: no panics outside tests.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod auth;
 /// For the benchmarks in `benches/` only; not part of the API.
 #[doc(hidden)]
@@ -77,6 +85,10 @@ pub struct Config {
     /// no longer broadcast to everyone (each would cost one delivery per
     /// connection); `Names` still lists who is online.
     pub presence_limit: usize,
+    /// Tests only: set it to make the core thread panic at its next batch.
+    #[cfg(feature = "fault-injection")]
+    #[doc(hidden)]
+    pub crash_core: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Config {
@@ -92,6 +104,8 @@ impl Config {
             requests_per_second: 1000,
             request_burst: 2000,
             presence_limit: 1000,
+            #[cfg(feature = "fault-injection")]
+            crash_core: Default::default(),
         }
     }
 
@@ -132,15 +146,36 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let identity = prepare(&config)?;
+    let _lock = store::lock_data_dir(&config.data_dir)?;
     let db_path = store::db_path(&config.data_dir);
     let db =
         store::open_writer(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
     let server_id = store::server_id(&db).context("reading the server id")?;
-    let core = core::Core::new(db, config.presence_limit).context("loading state")?;
+    #[allow(unused_mut)]
+    let mut core = core::Core::new(db, config.presence_limit).context("loading state")?;
+    #[cfg(feature = "fault-injection")]
+    {
+        core.crash = config.crash_core.clone();
+    }
     let (core_tx, core_rx) = mpsc::channel(65_536);
+    // The core is the only writer: if it stops before the shutdown, the
+    // server stops too, at once, rather than serving half alive.
+    let (core_ended_tx, mut core_ended) = oneshot::channel::<String>();
     let core_thread = std::thread::Builder::new()
         .name("sotto-core".into())
-        .spawn(move || core.run(core_rx))
+        .spawn(move || {
+            let ended =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.run(core_rx)));
+            let why = match ended {
+                Ok(()) => "it stopped".to_owned(),
+                Err(panic) => panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "it panicked".to_owned()),
+            };
+            let _ = core_ended_tx.send(why);
+        })
         .context("starting the core thread")?;
 
     let ticker = tokio::spawn({
@@ -171,13 +206,22 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(1);
+    // The core gone, nothing more can be stored: every connection is cut
+    // (clients reconnect elsewhere or later) and `run` fails at once.
+    let died = |why| {
+        stop.cancel();
+        ticker.abort();
+        core_died(why)
+    };
     loop {
         let permit = tokio::select! {
             () = &mut shutdown => break,
+            why = &mut core_ended => return Err(died(why)),
             permit = limit.clone().acquire_owned() => permit?,
         };
         let accepted = tokio::select! {
             () = &mut shutdown => break,
+            why = &mut core_ended => return Err(died(why)),
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -228,4 +272,11 @@ pub async fn run(
         .map_err(|_| anyhow::anyhow!("the core thread panicked"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The error `run` returns when the core thread stopped under it.
+fn core_died(why: Result<String, oneshot::error::RecvError>) -> anyhow::Error {
+    let why = why.unwrap_or_else(|_| "it vanished".to_owned());
+    tracing::error!("the core thread stopped ({why}): the server stops");
+    anyhow::anyhow!("the core thread stopped ({why}); nothing acknowledged was lost")
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use sotto_proto::{ServerId, SharedEvent};
+use sotto_proto::{HistoryCursor, ServerId, SharedEvent};
 
 /// Room id of the lobby, created with the schema.
 pub const LOBBY_ROOM: u64 = 1;
@@ -133,6 +133,8 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
 /// neither `kill -9` nor a power cut loses an acknowledged message. Group
 /// commit amortizes the fsync over every operation in the batch.
 pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    restrict(path)
+        .map_err(|e| rusqlite::Error::InvalidParameterName(format!("{}: {e}", path.display())))?;
     let conn = Connection::open(path)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -167,6 +169,71 @@ pub fn server_id(conn: &Connection) -> rusqlite::Result<ServerId> {
         [id.as_slice()],
     )?;
     Ok(ServerId(id))
+}
+
+/// The database, its WAL and shared-memory files are the owner's only:
+/// created 0600 before SQLite opens them (SQLite gives the WAL the
+/// database's mode), and made so if an older server left them readable.
+fn restrict(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Holds the data dir for one server: a second server on the same data
+/// dir refuses to start (two writers would corrupt nothing, SQLite locks,
+/// but they would hand out the same positions and keys twice).
+#[derive(Debug)]
+pub struct DataDirLock {
+    /// Locked while it is open; the lock goes with the process.
+    _file: std::fs::File,
+}
+
+/// Takes the data dir's lock file (`lock`, holding the owner's process id).
+pub fn lock_data_dir(data_dir: &Path) -> anyhow::Result<DataDirLock> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join("lock");
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", path.display()))?;
+    if file.try_lock().is_err() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        anyhow::bail!(
+            "another Sotto server (process {}) is using the data dir {}; stop it first, or give \
+             this one another --data-dir",
+            holder.trim(),
+            data_dir.display()
+        );
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(DataDirLock { _file: file })
 }
 
 fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
@@ -286,13 +353,17 @@ pub fn events_range(
     rows.collect()
 }
 
-/// The last `limit` events a user can see: the lobby plus every room they
-/// are a member of (from the point they joined), newest last.
+/// One page of a user's history: the newest `limit` events they can see
+/// (older than `before`, if given), oldest first, at most `max_bytes` of
+/// them (the newest one always, whatever its size). The cursor is set when
+/// older events of the `limit` did not fit: ask again from there.
 pub fn history(
     conn: &Connection,
     user_id: i64,
     limit: usize,
-) -> rusqlite::Result<Vec<SharedEvent>> {
+    before: Option<HistoryCursor>,
+    max_bytes: usize,
+) -> rusqlite::Result<(Vec<SharedEvent>, Option<HistoryCursor>)> {
     let mut rooms: Vec<(i64, i64)> = vec![(LOBBY_ROOM as i64, 0)];
     {
         let mut stmt =
@@ -306,27 +377,54 @@ pub fn history(
             rooms.push(row?);
         }
     }
-    let mut all: Vec<(i64, i64, u64, SharedEvent)> = Vec::new();
+    // Strictly before the cursor in (ts, room, seq) order; no cursor: all.
+    let (cts, croom, cseq) = before.map_or((i64::MAX, i64::MAX, i64::MAX), |c| {
+        (
+            c.ts,
+            i64::try_from(c.room_id).unwrap_or(i64::MAX),
+            i64::try_from(c.seq).unwrap_or(i64::MAX),
+        )
+    });
+    let mut all: Vec<(HistoryCursor, SharedEvent)> = Vec::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT ts, seq, body FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3",
+        "SELECT ts, seq, body FROM events WHERE room_id = ?1 AND seq > ?2 \
+         AND (ts, ?1, seq) < (?4, ?5, ?6) ORDER BY seq DESC LIMIT ?3",
     )?;
     for (room, joined) in rooms {
-        let rows = stmt.query_map(params![room, joined, limit as i64], |row| {
-            let body: Vec<u8> = row.get(2)?;
-            Ok((
-                row.get::<_, i64>(0)?,
-                room,
-                row.get::<_, i64>(1)? as u64,
-                SharedEvent::from_encoded(Bytes::from(body)),
-            ))
-        })?;
+        let rows = stmt.query_map(
+            params![room, joined, limit as i64, cts, croom, cseq],
+            |row| {
+                let body: Vec<u8> = row.get(2)?;
+                Ok((
+                    HistoryCursor {
+                        ts: row.get(0)?,
+                        room_id: room as u64,
+                        seq: row.get::<_, i64>(1)? as u64,
+                    },
+                    SharedEvent::from_encoded(Bytes::from(body)),
+                ))
+            },
+        )?;
         for row in rows {
             all.push(row?);
         }
     }
-    // Newest `limit` overall, then oldest first.
-    all.sort_by_key(|e| std::cmp::Reverse((e.0, e.1, e.2)));
+    // Newest `limit` overall, as many as fit, then oldest first.
+    all.sort_by_key(|e| std::cmp::Reverse(e.0));
     all.truncate(limit);
+    let mut bytes = 0usize;
+    let mut fit = 0;
+    for (_, event) in &all {
+        bytes = bytes.saturating_add(event.as_bytes().len());
+        if fit > 0 && bytes > max_bytes {
+            break;
+        }
+        fit += 1;
+    }
+    let more = (fit < all.len())
+        .then(|| all.get(fit.wrapping_sub(1)).map(|e| e.0))
+        .flatten();
+    all.truncate(fit);
     all.reverse();
-    Ok(all.into_iter().map(|(_, _, _, e)| e).collect())
+    Ok((all.into_iter().map(|(_, e)| e).collect(), more))
 }

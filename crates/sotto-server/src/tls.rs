@@ -50,7 +50,7 @@ pub fn ensure_self_signed(files: &TlsFiles) -> anyhow::Result<bool> {
         rcgen::generate_simple_self_signed(names).context("generating a certificate")?;
     write_private(&files.key, certified.signing_key.serialize_pem().as_bytes())
         .with_context(|| format!("writing {}", files.key.display()))?;
-    fs::write(&files.cert, certified.cert.pem())
+    write_private(&files.cert, certified.cert.pem().as_bytes())
         .with_context(|| format!("writing {}", files.cert.display()))?;
     Ok(true)
 }

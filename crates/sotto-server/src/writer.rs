@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use sotto_proto::{EventBody, EventKind, ServerFrame, SharedEvent};
+use sotto_proto::{EventBody, EventKind, SharedEvent};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -146,8 +146,8 @@ impl WriterState {
             Outbound::Reply(reply) => {
                 let stored = reply.stored();
                 let PendingReply { id, result } = *reply;
-                if let Err(e) = (ServerFrame::Reply { id, result }).encode(&mut self.buf) {
-                    tracing::error!("cannot encode reply: {e}");
+                if let Err(e) = sotto_proto::frame::encode_reply(&mut self.buf, id, result) {
+                    tracing::error!("cannot encode reply {id} (answered with an error): {e}");
                 }
                 // The connection has its own message at that position. Only
                 // when contiguous: an earlier event not yet sent here (held

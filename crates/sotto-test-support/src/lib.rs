@@ -90,6 +90,23 @@ impl TestServer {
         }
     }
 
+    /// Makes the core thread panic at its next batch (the next request or
+    /// tick that reaches it).
+    pub fn crash_core(&self) {
+        self.config
+            .crash_core
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Waits for `run` to end on its own: its result.
+    pub async fn ended(&mut self) -> anyhow::Result<()> {
+        let task = self.task.take().expect("the server is running");
+        tokio::time::timeout(PATIENCE, task)
+            .await
+            .expect("the server ends in time")
+            .expect("server task")
+    }
+
     /// Stops the server and starts it again on the same address and data dir.
     pub async fn restart(&mut self) {
         self.stop().await;

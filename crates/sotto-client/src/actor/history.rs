@@ -6,23 +6,62 @@ use std::collections::BTreeMap;
 use sotto_proto::{EventBody, EventKind, RoomContent, RoomRef};
 use tokio::io::AsyncWrite;
 
-use super::{Actor, StoredSealed};
+use super::{Actor, Reply, StoredSealed};
 use crate::ClientError;
 use crate::event::{ClientEvent, Position};
 use crate::history::Entry;
 
+/// A `@history` being read: the server's pages so far, merged at the end
+/// with the local history.
+#[derive(Debug)]
+pub(super) struct HistoryRead {
+    pub reply: Reply<Vec<ClientEvent>>,
+    pub limit: u32,
+    /// Server events received so far, over every page.
+    received: u32,
+    /// By (time, room, position): the order shown.
+    shown: BTreeMap<(i64, u64, u64), Shown>,
+}
+
+#[derive(Debug)]
+enum Shown {
+    Kept(Entry),
+    Event(ClientEvent),
+}
+
+impl HistoryRead {
+    pub fn new(reply: Reply<Vec<ClientEvent>>, limit: u32) -> Self {
+        Self {
+            reply,
+            limit,
+            received: 0,
+            shown: BTreeMap::new(),
+        }
+    }
+
+    /// How many more server events the limit allows.
+    pub fn remaining(&self) -> u32 {
+        self.limit.saturating_sub(self.received)
+    }
+}
+
 impl<W: AsyncWrite + Unpin + Send> Actor<W> {
-    /// The newest `limit` events of the local history and the server's,
-    /// oldest first. Private and group messages come from the local store;
-    /// the server's copy (ciphertext) is decrypted only for messages the
-    /// store does not have (sent before this device existed, say), and
-    /// those are kept from then on. The lobby and group notices come from
-    /// the server. This device's own messages are shown too.
-    pub(super) async fn history(
+    /// Takes in one page of the server's history (a reply holds at most
+    /// `MAX_HISTORY_BYTES`; older events come in further pages). Private
+    /// and group messages come from the local store; the server's copy
+    /// (ciphertext) is decrypted only for messages the store does not have
+    /// (sent before this device existed, say), and those are kept from then
+    /// on. The lobby and group notices come from the server.
+    pub(super) async fn history_page(
         &mut self,
+        read: &mut HistoryRead,
         events: Vec<EventBody>,
-        limit: u32,
-    ) -> Result<Vec<ClientEvent>, ClientError> {
+    ) -> Result<(), ClientError> {
+        // Events without a room position are told apart by arrival.
+        let base = u64::from(read.received);
+        read.received = read
+            .received
+            .saturating_add(u32::try_from(events.len()).unwrap_or(u32::MAX));
         crate::crypto::save(&self.crypto).await?;
         let positions: Vec<(u64, u64)> = events
             .iter()
@@ -30,28 +69,20 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             .filter_map(Position::of)
             .map(|p| (p.room_id, p.seq))
             .collect();
-        let (recent, found) = crate::crypto::read(&self.crypto, move |store| {
-            Ok((store.recent_history(limit)?, store.history_at(&positions)?))
-        })
-        .await?;
-        enum Shown {
-            Kept(Entry),
-            Event(ClientEvent),
-        }
-        // By (time, room, position): the order shown.
-        let mut shown: BTreeMap<(i64, u64, u64), Shown> = BTreeMap::new();
+        let found =
+            crate::crypto::read(&self.crypto, move |store| store.history_at(&positions)).await?;
         let mut kept = std::collections::HashSet::new();
-        for row in recent.into_iter().chain(found) {
-            let entry: Entry = serde_json::from_slice(&row.entry).map_err(|e| {
-                ClientError::LocalStore(format!("a history entry is unreadable: {e}"))
-            })?;
+        for row in found {
             kept.insert((row.room_id, row.seq));
-            shown.insert((row.ts, row.room_id, row.seq), Shown::Kept(entry));
+            read.shown.insert(
+                (row.ts, row.room_id, row.seq),
+                Shown::Kept(entry_of(&row.entry)?),
+            );
         }
         for (n, body) in events.into_iter().enumerate() {
             let ts = body.ts;
             let position = Position::of(&body);
-            let key = position.map_or((ts, u64::MAX, n as u64), |p| (ts, p.room_id, p.seq));
+            let key = position.map_or((ts, u64::MAX, base + n as u64), |p| (ts, p.room_id, p.seq));
             if position.is_some_and(|p| kept.contains(&(p.room_id, p.seq))) {
                 continue;
             }
@@ -63,11 +94,41 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 Err(event) => Some(event),
             };
             if let Some(event) = event {
-                shown.insert(key, Shown::Event(event));
+                read.shown.insert(key, Shown::Event(event));
             }
         }
         // Messages decrypted just now are kept.
         crate::crypto::save(&self.crypto).await?;
+        Ok(())
+    }
+
+    /// Answers with the newest `limit` events of the server's pages and the
+    /// local history, oldest first, this device's own messages included.
+    pub(super) async fn history_finish(&mut self, read: HistoryRead) {
+        let HistoryRead {
+            reply,
+            limit,
+            shown,
+            ..
+        } = read;
+        let result = self.merge_history(limit, shown).await;
+        let _ = reply
+            .send(result.map(|events| events.into_iter().map(ClientEvent::sanitized).collect()));
+    }
+
+    async fn merge_history(
+        &mut self,
+        limit: u32,
+        mut shown: BTreeMap<(i64, u64, u64), Shown>,
+    ) -> Result<Vec<ClientEvent>, ClientError> {
+        let recent =
+            crate::crypto::read(&self.crypto, move |store| store.recent_history(limit)).await?;
+        for row in recent {
+            shown.insert(
+                (row.ts, row.room_id, row.seq),
+                Shown::Kept(entry_of(&row.entry)?),
+            );
+        }
         let skip = shown.len().saturating_sub(limit as usize);
         let mut out = Vec::with_capacity(shown.len() - skip);
         for ((ts, _, _), item) in shown.into_iter().skip(skip) {
@@ -85,6 +146,11 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         }
         Ok(out)
     }
+}
+
+fn entry_of(bytes: &[u8]) -> Result<Entry, ClientError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ClientError::LocalStore(format!("a history entry is unreadable: {e}")))
 }
 
 /// Whether an event is a private or group message (an envelope).

@@ -579,7 +579,10 @@ async fn files_are_saved_once_and_history_reuses_them() {
     let _ack = h.written().await;
     let ClientFrame::Request {
         id,
-        request: Request::History { limit: 10 },
+        request: Request::History {
+            limit: 10,
+            before: None,
+        },
     } = h.written().await
     else {
         panic!("expected a history request");
@@ -597,6 +600,7 @@ async fn files_are_saved_once_and_history_reuses_them() {
         id,
         result: Ok(Response::History {
             events: vec![stored_body, mine],
+            more: None,
         }),
     }])
     .await;
@@ -621,4 +625,75 @@ async fn quit_closes_the_write_half() {
     assert_eq!(h.wire.read_to_end(&mut rest).await.unwrap(), 0);
     assert!(h.events.recv().await.is_none());
     assert!(h.ops.is_closed());
+}
+
+#[tokio::test]
+async fn history_reads_every_page_the_server_says_there_is() {
+    let mut h = start();
+    let body = |seq: u64, t: &str| {
+        let ServerFrame::Event { body, .. } = room_event(seq, 1, RoomRef::Lobby, "bob", lobby(t))
+        else {
+            unreachable!()
+        };
+        body
+    };
+    let (reply, rx) = oneshot::channel();
+    h.ops.send(Op::History { limit: 3, reply }).await.unwrap();
+    let ClientFrame::Request {
+        id,
+        request: Request::History {
+            limit: 3,
+            before: None,
+        },
+    } = h.written().await
+    else {
+        panic!("expected a history request");
+    };
+    // The newest two fit; the third is on the next page.
+    let cursor = sotto_proto::HistoryCursor {
+        ts: 1002,
+        room_id: 1,
+        seq: 2,
+    };
+    h.feed(vec![ServerFrame::Reply {
+        id,
+        result: Ok(Response::History {
+            events: vec![body(2, "two"), body(3, "three")],
+            more: Some(cursor),
+        }),
+    }])
+    .await;
+    let ClientFrame::Request {
+        id,
+        request:
+            Request::History {
+                limit: 1,
+                before: Some(before),
+            },
+    } = tokio::time::timeout(std::time::Duration::from_secs(30), h.written())
+        .await
+        .expect("the actor asks for the next page")
+    else {
+        panic!("expected the next page");
+    };
+    assert_eq!(before, cursor);
+    h.feed(vec![ServerFrame::Reply {
+        id,
+        result: Ok(Response::History {
+            events: vec![body(1, "one")],
+            more: None,
+        }),
+    }])
+    .await;
+    let texts: Vec<String> = rx
+        .await
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|e| match e {
+            ClientEvent::Lobby { text, .. } => text,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, ["one", "two", "three"]);
 }

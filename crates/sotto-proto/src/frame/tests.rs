@@ -34,7 +34,10 @@ fn sample_requests() -> Vec<Request> {
         Request::SetStatus {
             status: Status::Dnd,
         },
-        Request::History { limit: 10 },
+        Request::History {
+            limit: 10,
+            before: None,
+        },
         Request::Names,
     ]
 }
@@ -220,6 +223,46 @@ fn encoding_refuses_oversize_frames() {
         Err(EncodeError::TooLarge { .. })
     ));
     assert!(buf.is_empty(), "a failed encode leaves nothing behind");
+}
+
+#[test]
+fn a_reply_too_large_to_frame_becomes_an_error_reply_to_the_same_request() {
+    let mut buf = BytesMut::new();
+    buf.put_slice(b"earlier");
+    let huge = Response::Groups {
+        // About 13 MiB.
+        groups: (0..6_000)
+            .map(|n| GroupInfo {
+                name: GroupName::parse(&format!("g{n}")).unwrap(),
+                room_id: n,
+                owner: user("alice"),
+                members: vec![user("bobbybobby"); 200],
+                member_count: 200,
+            })
+            .collect(),
+    };
+    let result = encode_reply(&mut buf, 7, Ok(huge));
+    assert!(
+        matches!(result, Err(EncodeError::TooLarge { .. })),
+        "{result:?}"
+    );
+    assert_eq!(&buf[..7], b"earlier", "what was before is kept");
+    let mut rest = buf.split_off(7);
+    let raw = FrameDecoder::default().decode(&mut rest).unwrap().unwrap();
+    let ServerFrame::Reply {
+        id: 7,
+        result: Err(e),
+    } = ServerFrame::decode(&raw).unwrap()
+    else {
+        panic!("expected an error reply to request 7");
+    };
+    assert_eq!(e.code, ErrorCode::Internal);
+    assert!(
+        e.message.contains("could not send its answer"),
+        "{}",
+        e.message
+    );
+    assert!(rest.is_empty());
 }
 
 proptest! {

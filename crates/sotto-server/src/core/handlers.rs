@@ -349,6 +349,14 @@ impl Core {
         Ok(())
     }
 
+    /// A room the directory must have (its id came from the directory).
+    pub(super) fn room(&self, room_id: u64) -> anyhow::Result<&super::state::Room> {
+        self.dir
+            .rooms
+            .get(&room_id)
+            .ok_or_else(|| anyhow::anyhow!("room {room_id} vanished from the directory"))
+    }
+
     fn group_room(&self, group: &GroupName) -> Result<u64, ErrorReply> {
         self.dir
             .groups
@@ -359,7 +367,12 @@ impl Core {
 
     fn member_group(&self, group: &GroupName, user: i64) -> Result<u64, ErrorReply> {
         let room_id = self.group_room(group)?;
-        if !self.dir.rooms[&room_id].members.contains_key(&user) {
+        let is_member = self
+            .dir
+            .rooms
+            .get(&room_id)
+            .is_some_and(|room| room.members.contains_key(&user));
+        if !is_member {
             return Err(err(
                 ErrorCode::NotMember,
                 format!("you are not a member of group {group}"),
@@ -370,10 +383,9 @@ impl Core {
 
     fn owned_group(&self, group: &GroupName, user: i64) -> Result<u64, ErrorReply> {
         let room_id = self.member_group(group, user)?;
-        if self.dir.rooms[&room_id].owner != Some(user) {
-            let owner = self.dir.rooms[&room_id]
-                .owner
-                .and_then(|o| self.dir.user_names.get(&o));
+        let owner_id = self.dir.rooms.get(&room_id).and_then(|room| room.owner);
+        if owner_id != Some(user) {
+            let owner = owner_id.and_then(|o| self.dir.user_names.get(&o));
             return Err(err(
                 ErrorCode::NotOwner,
                 format!(
@@ -463,7 +475,7 @@ impl Core {
     ) -> anyhow::Result<Reply> {
         let room_id = check!(self.owned_group(&group, user));
         let resolved = check!(self.resolve(&members));
-        let room = &self.dir.rooms[&room_id];
+        let room = self.room(room_id)?;
         let new: Vec<(i64, Username)> = resolved
             .into_iter()
             .filter(|(id, _)| !room.members.contains_key(id))
@@ -508,7 +520,7 @@ impl Core {
                     "you cannot kick yourself; use @group leave or @group delete",
                 )));
             }
-            if !self.dir.rooms[&room_id].members.contains_key(id) {
+            if !self.room(room_id)?.members.contains_key(id) {
                 return Ok(Err(err(
                     ErrorCode::NotMember,
                     format!("{name} is not a member of {group}"),
@@ -545,7 +557,7 @@ impl Core {
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
         let room_id = check!(self.member_group(&group, user));
-        let room = &self.dir.rooms[&room_id];
+        let room = self.room(room_id)?;
         let remaining: Vec<i64> = room
             .members_in_order()
             .into_iter()
@@ -590,7 +602,7 @@ impl Core {
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
         let room_id = check!(self.owned_group(&group, user));
-        let members = self.dir.rooms[&room_id].members_in_order();
+        let members = self.room(room_id)?.members_in_order();
         self.delete_group(room_id, &group)?;
         for member in members {
             let notices = self.notices_room(member)?;

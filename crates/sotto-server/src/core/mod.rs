@@ -28,7 +28,7 @@ use bytes::{Bytes, BytesMut};
 use rusqlite::{Connection, params};
 use sotto_proto::{
     Ack, DeviceId, ErrorCode, ErrorReply, EventBody, EventKind, Request, Response, RoomContent,
-    RoomEvent, ServerFrame, SessionToken, SharedEvent, Status, Username,
+    RoomEvent, SessionToken, SharedEvent, Status, Username,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -260,6 +260,8 @@ impl Effects {
 pub(crate) struct Core {
     /// The only writable database connection.
     db: Connection,
+    #[cfg(feature = "fault-injection")]
+    pub(crate) crash: std::sync::Arc<std::sync::atomic::AtomicBool>,
     dir: Directory,
     conns: FxHashMap<ConnId, Conn>,
     online: FxHashMap<i64, Online>,
@@ -285,11 +287,12 @@ pub(crate) fn now_ms() -> i64 {
 
 fn encode_reply(id: u64, result: Result<Response, ErrorReply>) -> Option<Bytes> {
     let mut buf = BytesMut::new();
-    match (ServerFrame::Reply { id, result }).encode(&mut buf) {
+    match sotto_proto::frame::encode_reply(&mut buf, id, result) {
         Ok(()) => Some(buf.freeze()),
+        // Answered with an error instead.
         Err(e) => {
-            tracing::error!("cannot encode reply: {e}");
-            None
+            tracing::error!("cannot encode reply {id} (answered with an error): {e}");
+            (!buf.is_empty()).then(|| buf.freeze())
         }
     }
 }
@@ -312,6 +315,8 @@ impl Core {
             dirty_cursors: FxHashMap::default(),
             cursors_flushed: std::time::Instant::now(),
             closing: false,
+            #[cfg(feature = "fault-injection")]
+            crash: Default::default(),
         })
     }
 
@@ -325,6 +330,11 @@ impl Core {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }
+            }
+            #[cfg(feature = "fault-injection")]
+            #[allow(clippy::panic)]
+            if self.crash.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                panic!("fault injected by a test");
             }
             self.process(&mut batch);
         }
@@ -405,10 +415,13 @@ impl Core {
             done(true);
         }
         for (conn, mut items) in fx.drain_by_conn() {
-            let out = match items.len() {
-                0 => continue,
-                1 => items.pop().expect("one item"),
-                _ => Outbound::Batch(items),
+            let out = match (items.pop(), items.is_empty()) {
+                (None, _) => continue,
+                (Some(one), true) => one,
+                (Some(last), false) => {
+                    items.push(last);
+                    Outbound::Batch(items)
+                }
             };
             self.deliver(conn, out);
         }
@@ -590,7 +603,7 @@ impl Core {
                 shared.as_bytes().as_ref()
             ])?;
         room.last_seq = seq;
-        let room = &self.dir.rooms[&room_id];
+        let room = self.room(room_id)?;
         if room.kind == RoomKind::Lobby {
             let except = fx.current_conn;
             for id in self.conns.keys().filter(|id| Some(**id) != except) {

@@ -144,7 +144,11 @@ async fn malformed_requests_get_errors_and_the_session_goes_on() {
         raw.reply().await.unwrap().1.unwrap_err().code,
         ErrorCode::EmptyMessage
     );
-    raw.request(Request::History { limit: 0 }).await;
+    raw.request(Request::History {
+        limit: 0,
+        before: None,
+    })
+    .await;
     assert_eq!(
         raw.reply().await.unwrap().1.unwrap_err().code,
         ErrorCode::Invalid

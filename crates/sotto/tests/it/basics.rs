@@ -323,3 +323,92 @@ async fn presence_is_not_broadcast_above_the_limit() {
     let (names, total) = alice.client.names().await.unwrap();
     assert_eq!((names.len(), total), (3, 3));
 }
+
+/// Three 8 MiB files do not fit one reply (the frame limit is 11 MiB): the
+/// server pages history by bytes, each page says where the next begins,
+/// and the client reads every page, so `@history` shows them all.
+#[tokio::test]
+async fn history_over_large_files_is_paged_by_bytes_and_complete() {
+    use sotto_proto::limits::MAX_HISTORY_BYTES;
+    use sotto_proto::{EventKind, Request, Response};
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    for n in 0..3u8 {
+        let path = alice.dir.path().join(format!("big{n}.bin"));
+        std::fs::write(&path, vec![n; 8 * 1024 * 1024]).unwrap();
+        alice
+            .client
+            .send_file(Target::User(user("bob")), &path)
+            .await
+            .unwrap();
+        bob.expect("a file", |e| {
+            matches!(e, ClientEvent::File { .. }).then_some(())
+        })
+        .await;
+    }
+    alice.client.send_lobby("after the files").await.unwrap();
+    bob.expect_lobby().await;
+
+    // On the wire: pages that fit, chained by their cursors, nothing twice.
+    let mut raw = crate::raw::Raw::login(server.addr, "bob").await;
+    let mut before = None;
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let limit = 10 - seen.len() as u32;
+        let (result, _) = raw.ask(Request::History { limit, before }).await;
+        let Ok(Response::History { events, more }) = result else {
+            panic!("expected history, got {result:?}");
+        };
+        pages += 1;
+        let bytes: usize = events
+            .iter()
+            .map(|e| {
+                sotto_proto::SharedEvent::encode(e)
+                    .unwrap()
+                    .as_bytes()
+                    .len()
+            })
+            .sum();
+        assert!(bytes <= MAX_HISTORY_BYTES, "{bytes}");
+        assert!(!events.is_empty());
+        // Each page is older than the one before it.
+        let mut page: Vec<_> = events
+            .iter()
+            .map(|e| match &e.kind {
+                EventKind::Room(room) => (e.ts, room.room_id, room.seq),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        page.append(&mut seen);
+        seen = page;
+        match more {
+            Some(cursor) => before = Some(cursor),
+            None => break,
+        }
+    }
+    assert!(pages >= 3, "{pages} pages");
+    // The lobby text, three files (and the key messages around them, if
+    // any), each once.
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique, seen, "pages in order, nothing twice");
+    assert!(seen.len() >= 4, "{seen:?}");
+
+    // Through the client: all three files and the text, in order.
+    let history = bob.client.history(10).await.unwrap();
+    let shown: Vec<String> = history
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::File { name, .. } => Some(name.clone()),
+            ClientEvent::Lobby { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec!["big0.bin", "big1.bin", "big2.bin", "after the files"]
+    );
+}

@@ -276,3 +276,51 @@ fn sigterm_stops_gracefully_and_debug_logs_hold_no_secrets() {
         assert!(!log.contains(secret), "the log contains {secret}");
     }
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_refuses_and_the_files_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let mut first = serve(&data, "127.0.0.1:0");
+    // A message makes the database write its WAL.
+    let mut alice = chat(&first, "alice", &dir.path().join("alice"));
+    alice.say("hello");
+    alice.expect(|v| v["type"] == "sent");
+    let mut second = Command::new(env!("CARGO_BIN_EXE_sotto"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run a second sotto serve");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            panic!("a second server started on the same data dir");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("another Sotto server") && stderr.contains(&first.child.id().to_string()),
+        "{stderr}"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        for name in ["sotto.db", "sotto.db-wal", "cert.pem", "key.pem", "lock"] {
+            assert_eq!(mode(&data.join(name)), 0o600, "{name}");
+        }
+    }
+    let _ = alice.child.kill();
+    let _ = first.child.kill();
+}

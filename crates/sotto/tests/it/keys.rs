@@ -511,8 +511,14 @@ async fn to_device_messages_reach_only_their_device_in_order_even_offline_until_
     let mut phone = device(&server, "bob", "phone").await;
     assert!(room_events_until_pong(&mut phone.raw).await.is_empty());
     // And history never shows them.
-    let (result, _) = phone.raw.ask(Request::History { limit: 100 }).await;
-    let Ok(Response::History { events }) = result else {
+    let (result, _) = phone
+        .raw
+        .ask(Request::History {
+            limit: 100,
+            before: None,
+        })
+        .await;
+    let Ok(Response::History { events, .. }) = result else {
         panic!("expected history, got {result:?}");
     };
     assert!(events.is_empty(), "{events:?}");

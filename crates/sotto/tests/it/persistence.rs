@@ -156,3 +156,32 @@ async fn a_new_device_does_not_replay_what_another_device_acknowledged() {
     assert_eq!(first.expect_private().await.1, "to both");
     assert_eq!(second.expect_private().await.1, "to both");
 }
+
+/// The core thread is the only writer: if it dies, the server does not go
+/// on half alive. `run` fails at once, every client is cut off, and what
+/// was acknowledged before is there after a restart.
+#[tokio::test]
+async fn a_server_whose_core_thread_dies_stops_at_once_and_loses_nothing() {
+    let mut server = TestServer::start().await;
+    let mut alice = server.client("alice").await;
+    let bob = server.client("bob").await;
+    let bob = bob.reconnect_later().await;
+    alice
+        .client
+        .send_private(user("bob"), "acknowledged before the crash")
+        .await
+        .unwrap();
+    server.crash_core();
+    let err = server.ended().await.unwrap_err();
+    assert!(err.to_string().contains("core thread stopped"), "{err:#}");
+    // Alice's connection is closed, not left waiting.
+    alice
+        .expect("the disconnect", |e| {
+            matches!(e, ClientEvent::Disconnected { .. }).then_some(())
+        })
+        .await;
+
+    server.restart().await;
+    let mut bob = bob.connect(server.addr).await;
+    assert_eq!(backlog(&mut bob).await, ["acknowledged before the crash"]);
+}
