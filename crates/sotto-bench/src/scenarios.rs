@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use sotto_proto::{Credential, DeviceId, GroupName, Password};
+use sotto_proto::{DeviceId, GroupName};
 use tokio::task::JoinSet;
 
 use crate::cli::{Common, DirectArgs, FanoutArgs, LoginArgs, PacingArgs, Protocol, RoomArg};
@@ -252,9 +252,8 @@ async fn one_login(
             let user = setup::username(&spec.prefix, i)?;
             // A new device every time: each login registers a device.
             let device = DeviceId::parse(&format!("bench-login-{run_id:x}-{i:05}"))?;
-            let password = Password::new(spec.password.clone()).context("bad --password")?;
             let (session, result) =
-                setup::login(conn, &user, &device, Credential::Password(password)).await?;
+                setup::password_login(conn, &user, &device, &spec.password).await?;
             let elapsed = started.elapsed();
             session.close().await;
             result.map_err(|code| anyhow::anyhow!("login of {user}: {}", code.as_str()))?;

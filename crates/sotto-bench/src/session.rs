@@ -289,8 +289,8 @@ impl Session {
         }
     }
 
-    /// Sotto: sends the hello and checks the reply.
-    pub async fn sotto_hello(&mut self) -> anyhow::Result<()> {
+    /// Sotto: sends the hello and checks the reply; the server's id.
+    pub async fn sotto_hello(&mut self) -> anyhow::Result<sotto_proto::ServerId> {
         ClientFrame::Hello(Hello {
             version: PROTOCOL_VERSION,
             client: format!("sotto-bench {}", env!("CARGO_PKG_VERSION")),
@@ -308,7 +308,7 @@ impl Session {
                     ServerFrame::HelloReply(reply) => {
                         return reply
                             .result
-                            .map(|_| ())
+                            .map(|ok| ok.server_id)
                             .map_err(|e| anyhow::anyhow!("hello refused: {e}"));
                     }
                     other => bail!("expected HelloReply, got {other:?}"),
@@ -371,6 +371,64 @@ impl Session {
         }
     }
 
+    /// Sotto: logs in with a password (OPAQUE), registering the account
+    /// first if it is new. The bench's throwaway accounts skip the client's
+    /// Argon2id stretch ([`Stretch::NoneForBenchmarks`]): what is measured
+    /// is the server's side. `Ok(Err(_))` is the server's refusal.
+    pub async fn sotto_password_login(
+        &mut self,
+        server_id: sotto_proto::ServerId,
+        user: &Username,
+        device: &DeviceId,
+        password: &str,
+    ) -> anyhow::Result<Result<SessionToken, ErrorReply>> {
+        use sotto_crypto::opaque::{self, Stretch};
+        use sotto_proto::OpaqueMessage;
+        let stretch = Stretch::NoneForBenchmarks;
+        let login = |credential| {
+            Request::Login(Login {
+                user: user.clone(),
+                credential,
+                device_id: device.clone(),
+                server_password: None,
+            })
+        };
+        let (state, request) = opaque::client_register_start(password)?;
+        let reply = self
+            .sotto_request(login(Credential::Register(OpaqueMessage(request))))
+            .await?;
+        let last = match reply {
+            Ok(Response::Challenge { message }) => {
+                state.finish(password, &message.0, user.as_str(), &server_id.0, stretch)?
+            }
+            Err(e) if e.code == sotto_proto::ErrorCode::UsernameTaken => {
+                let (state, request) = opaque::client_login_start(password)?;
+                match self
+                    .sotto_request(login(Credential::Opaque(OpaqueMessage(request))))
+                    .await?
+                {
+                    Ok(Response::Challenge { message }) => {
+                        state.finish(password, &message.0, user.as_str(), &server_id.0, stretch)?
+                    }
+                    Ok(other) => bail!("unexpected login reply {other:?}"),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            Ok(other) => bail!("unexpected registration reply {other:?}"),
+            Err(e) => return Ok(Err(e)),
+        };
+        let reply = self
+            .sotto_request(Request::LoginFinish {
+                message: OpaqueMessage(last),
+            })
+            .await?;
+        Ok(match reply {
+            Ok(Response::LoggedIn(done)) => Ok(done.session_token),
+            Ok(other) => bail!("unexpected login reply {other:?}"),
+            Err(e) => Err(e),
+        })
+    }
+
     /// Sotto: logs in. `Ok(Err(_))` is the server's refusal.
     pub async fn sotto_login(
         &mut self,
@@ -384,7 +442,6 @@ impl Session {
                 credential,
                 device_id: device.clone(),
                 server_password: None,
-                register_only: false,
             }))
             .await?;
         Ok(match reply {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use sotto_proto::{
-    Credential, DeviceId, ErrorCode, GroupName, Password, Request, Response, SessionToken, Username,
+    Credential, DeviceId, ErrorCode, GroupName, Request, Response, SessionToken, Username,
 };
 use tokio::task::JoinSet;
 
@@ -163,6 +163,31 @@ pub async fn login(
     bail!("login of {user} still rate limited after {RATE_LIMIT_RETRIES} s")
 }
 
+/// Connects, says hello and logs in with the password (registering the
+/// account if it is new); retries `rate_limited`.
+pub async fn password_login(
+    conn: &Connector,
+    user: &Username,
+    device: &DeviceId,
+    password: &str,
+) -> anyhow::Result<(Session, Result<SessionToken, ErrorCode>)> {
+    for _ in 0..RATE_LIMIT_RETRIES {
+        let mut session = Session::sotto(conn.connect(None).await?);
+        let server_id = session.sotto_hello().await?;
+        match session
+            .sotto_password_login(server_id, user, device, password)
+            .await?
+        {
+            Err(e) if e.code == ErrorCode::RateLimited => {
+                session.close().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            result => return Ok((session, result.map_err(|e| e.code))),
+        }
+    }
+    bail!("login of {user} still rate limited after {RATE_LIMIT_RETRIES} s")
+}
+
 /// Makes sure users `0..count` exist and have cached tokens; returns them
 /// and how long setup took.
 pub async fn ensure_accounts(
@@ -196,11 +221,11 @@ pub async fn ensure_accounts(
     let missing: Vec<usize> = (0..count).filter(|&i| tokens[i].is_none()).collect();
     if !missing.is_empty() {
         eprintln!(
-            "setup: {} password logins (Argon2id on the server, ~20-50/s here; cached in {})",
+            "setup: {} password logins (OPAQUE; cached in {})",
             missing.len(),
             spec.state_dir.display()
         );
-        let password = Password::new(spec.password.clone()).context("bad --password")?;
+        let password = Arc::new(spec.password.clone());
         let mut set = JoinSet::new();
         let mut queue = missing.iter().copied();
         let mut done = 0usize;
@@ -210,9 +235,10 @@ pub async fn ensure_accounts(
             while set.len() < SETUP_CONCURRENCY {
                 let Some(i) = queue.next() else { break };
                 let (user, device) = (username(&spec.prefix, i)?, device_id(i)?);
-                let (conn, cred) = (conn.clone(), Credential::Password(password.clone()));
+                let (conn, password) = (conn.clone(), password.clone());
                 set.spawn(async move {
-                    let (session, result) = login(&conn, &user, &device, cred).await?;
+                    let (session, result) =
+                        password_login(&conn, &user, &device, &password).await?;
                     session.close().await;
                     match result {
                         Ok(token) => Ok((i, token)),

@@ -80,6 +80,8 @@ pub(crate) struct Connection {
     pub fingerprint: Fingerprint,
     /// The server's software name and version from its hello.
     pub server_software: String,
+    /// The server's id from its hello (bound into OPAQUE logins).
+    pub server_id: sotto_proto::ServerId,
 }
 
 /// A handle to a logged-in connection. Cheap to clone; every clone talks
@@ -804,6 +806,8 @@ fn unexpected(request: &str, response: &Response) -> ClientError {
         Response::Devices { .. } => "Devices",
         Response::Claimed { .. } => "Claimed",
         Response::Room { .. } => "Room",
+        Response::Challenge { .. } => "Challenge",
+        Response::PasswordChallenge { .. } => "PasswordChallenge",
     };
     ClientError::Protocol(format!("unexpected {kind} reply to {request}"))
 }
@@ -869,3 +873,5 @@ mod tests {
         assert!(file_name(Path::new(&long)).len() <= MAX_FILE_NAME_LEN);
     }
 }
+
+mod password;

@@ -39,6 +39,7 @@ text                       send text to the lobby (everyone)
 @verify USER               show the safety number to compare with USER
 @verify USER confirm NUM   mark USER verified: NUM is the number you both see
 @verify USER reset         forget USER's pinned keys (only after checking with them)
+@password                  change your password (asked for on the next lines)
 @help                      show this help
 @quit                      disconnect and exit
 Emoji shortcodes like :smile: are replaced before sending.";
@@ -58,6 +59,7 @@ const USAGE_VERIFY: &str = "@verify USER [confirm NUMBER | reset]";
 const USAGE_CONFIRM: &str = "@verify USER confirm NUMBER (type the safety number you compared)";
 const USAGE_HELP: &str = "@help";
 const USAGE_QUIT: &str = "@quit";
+const USAGE_PASSWORD: &str = "@password";
 const USAGE_GROUP: &str = "@group set|send|file|add|kick|leave|delete|list ...";
 const USAGE_GROUP_SET: &str = "@group set NAME user1,user2";
 const USAGE_GROUP_SEND: &str = "@group send NAME message";
@@ -130,6 +132,9 @@ pub enum Command {
     },
     /// `@verify USER [confirm NUMBER | reset]`
     Verify { user: Username, action: Verify },
+    /// `@password`: change the account password (the front end asks for
+    /// the current and the new one, never on the command line).
+    Password,
     /// `@help`
     Help,
     /// `@quit`
@@ -228,6 +233,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             };
             Ok(Command::Verify { user, action })
         }
+        "password" => no_args(args, USAGE_PASSWORD, Command::Password),
         "help" => no_args(args, USAGE_HELP, Command::Help),
         "quit" => no_args(args, USAGE_QUIT, Command::Quit),
         _ => match Username::parse(word) {

@@ -343,6 +343,22 @@ pub(crate) async fn read<T: Send + 'static>(
     .map_err(|e| ClientError::Internal(format!("reading the local store: {e}")))?
 }
 
+/// Changes the store itself (not the end-to-end state) on a blocking
+/// thread, between saves.
+pub(crate) async fn with_store<T: Send + 'static>(
+    crypto: &SharedCrypto,
+    f: impl FnOnce(&mut LocalStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, ClientError> {
+    let _turn = crypto.saving.lock().await;
+    let shared = crypto.clone();
+    tokio::task::spawn_blocking(move || match lock_store(&shared).as_mut() {
+        Some(store) => f(store).map_err(store_error),
+        None => Err(store_error(StoreError::Closed)),
+    })
+    .await
+    .map_err(|e| ClientError::Internal(format!("changing the local store: {e}")))?
+}
+
 /// Saves what is left and closes the store (after [`crate::Client::quit`]:
 /// another connection may open it next).
 pub(crate) async fn close(crypto: &SharedCrypto) -> Result<(), ClientError> {

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use bytes::BytesMut;
 use sotto_crypto::Fingerprint;
+use sotto_crypto::opaque::Stretch;
 use sotto_proto::{
-    ClientFrame, Credential, DeviceId, FrameDecoder, Hello, HelloReply, LoggedIn, Login,
-    PROTOCOL_VERSION, Request, Response, ServerFrame,
+    ClientFrame, DeviceId, ErrorCode, ErrorReply, FrameDecoder, Hello, HelloReply, LoggedIn,
+    PROTOCOL_VERSION, Request, Response, ServerFrame, SessionToken,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
@@ -27,13 +28,13 @@ use crate::device::{
     adopt_address_files, create_private_dir, load_or_create_device_id, server_part,
 };
 use crate::known_servers::{KnownServers, Pinned};
+use crate::local_store::{LocalStore, Opened, Session};
+use crate::login::Credentials;
 use crate::{
     COMMAND_CAPACITY, CONNECT_TIMEOUT, ClientError, ConnectOptions, EVENT_CAPACITY,
     HANDSHAKE_TIMEOUT, TrustPolicy, tls,
 };
 
-/// Request id of the login; the actor numbers later requests from 2.
-const LOGIN_REQUEST_ID: u64 = 1;
 /// Frame batches waiting for the actor; the reader waits when it is full.
 const FRAME_BATCH_CAPACITY: usize = 16;
 
@@ -116,6 +117,9 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
         decoder: FrameDecoder::default(),
+        // Apart from the actor's own numbers (from 2).
+        next_id: 1 << 62,
+        early: Vec::new(),
     };
     let hello = conn.hello().await?;
     let ok = hello.result.map_err(ClientError::Server)?;
@@ -134,30 +138,31 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         );
         blocking(move || device_of(&data_dir, &addr, &user, &name)).await?
     };
-    // The local store (this device's keys and sessions) is sealed under the
-    // account password; it is unlocked once the server accepted it, so a
-    // mistyped password gets the server's answer.
-    let secret = zeroize::Zeroizing::new(password.expose().to_owned());
-    let login = Login {
+    let creds = Credentials {
         user: user.clone(),
-        credential: Credential::Password(password),
+        password: zeroize::Zeroizing::new(password.expose().to_owned()),
         device_id: device_id.clone(),
         server_password,
+        server_id: ok.server_id,
+        stretch: Stretch::default(),
+    };
+    let store_path = crate::local_store::store_file(&data_dir, &user, &server_name);
+    let (logged_in, crypto, store) = log_in(
+        &mut conn,
+        &creds,
+        &store_path,
+        ok.registration_open,
         register_only,
-    };
-    let (logged_in, early) = conn.login(login).await?;
+    )
+    .await?;
     tracing::info!(%server, user = %logged_in.user, server_software = %hello.server, "logged in");
-    let (crypto, store) = {
-        let path = crate::local_store::store_file(&data_dir, &user, &server_name);
-        let (user, device) = (user.clone(), device_id.clone());
-        blocking(move || Crypto::open(&path, &secret, &user, &device)).await?
-    };
     let crypto: SharedCrypto = crate::crypto::shared(crypto, store);
 
     let Handshake {
         stream,
         rbuf,
         decoder,
+        early,
         ..
     } = conn;
     let (read_half, write_half) = tokio::io::split(stream);
@@ -190,10 +195,128 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         server,
         fingerprint,
         server_software: hello.server,
+        server_id: ok.server_id,
     };
     let client = Client::new(ops_tx, session, crypto);
     client.publish_keys().await?;
     Ok((client, Events::new(events_rx)))
+}
+
+/// Logs in, opening (or, for a new device, creating) the local store.
+///
+/// A device with a store opens it first (the password is checked there,
+/// without a try against the server) and logs in with its session token;
+/// without a token, or if the server refuses it, with OPAQUE. A new device
+/// registers first where registration is open and the name is free, and
+/// creates its store once the server has accepted the password.
+async fn log_in<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Handshake<S>,
+    creds: &Credentials,
+    store_path: &Path,
+    registration_open: bool,
+    register_only: bool,
+) -> Result<(LoggedIn, Crypto, LocalStore), ClientError> {
+    let open = {
+        let (path, password, user, device) = (
+            store_path.to_owned(),
+            creds.password.clone(),
+            creds.user.clone(),
+            creds.device_id.clone(),
+        );
+        move || -> Result<(Crypto, LocalStore), ClientError> {
+            Crypto::open(&path, &password, &user, &device)
+        }
+    };
+    let existing = {
+        let path = store_path.to_owned();
+        blocking(move || Ok(crate::local_store::store_exists(&path))).await?
+    };
+    let mut opened = None;
+    let mut session = Session::default();
+    if existing {
+        let (crypto, store) = blocking(open.clone()).await?;
+        session = store
+            .session()
+            .map_err(|e| ClientError::LocalStore(e.to_string()))?;
+        opened = Some((crypto, store));
+    }
+    let pending = opened.as_ref().and_then(|(_, s)| s.pending_change());
+    let token = session
+        .token
+        .as_deref()
+        .and_then(SessionToken::parse)
+        // With a password change in progress, the server must say which
+        // password is now the right one: no token.
+        .filter(|_| pending.is_none());
+    let mut logged_in = None;
+    if let Some(token) = token
+        && !register_only
+    {
+        logged_in = conn.token_login(creds, token).await?;
+    }
+    let logged_in = match logged_in {
+        Some(logged_in) => logged_in,
+        None if register_only => conn.register(creds).await?,
+        None => {
+            let mut hint = "";
+            let mut registered = None;
+            if registration_open && !existing {
+                match conn.register(creds).await {
+                    Ok(logged_in) => registered = Some(logged_in),
+                    Err(ClientError::Server(e)) if e.code == ErrorCode::UsernameTaken => {
+                        hint = " (if you are new here, that name is taken: choose another)";
+                    }
+                    Err(e) => return Err(e),
+                }
+            } else if !registration_open {
+                hint = " (this server does not register new accounts: ask its operator)";
+            }
+            match registered {
+                Some(logged_in) => logged_in,
+                None => match conn.opaque_login(creds, hint).await {
+                    Ok(logged_in) => logged_in,
+                    Err(ClientError::Server(e)) if e.code == ErrorCode::LegacyLogin => {
+                        // The one time the password goes to the server: only
+                        // from a device that has logged in to this account
+                        // on this server before, never after OPAQUE.
+                        if !existing || session.opaque {
+                            return Err(ClientError::Server(ErrorReply::new(
+                                ErrorCode::LegacyLogin,
+                                format!(
+                                    "{} This device does not send the password: it never logged in to \
+                                     this account with it before, or the account already \
+                                     uses OPAQUE here. Log in once from a device that used \
+                                     the account before.",
+                                    e.message
+                                ),
+                            )));
+                        }
+                        conn.legacy_login(creds).await?
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+    };
+    let (crypto, mut store) = match opened {
+        Some(opened) => opened,
+        None => blocking(open).await?,
+    };
+    let local = |e: crate::local_store::StoreError| ClientError::LocalStore(e.to_string());
+    // The server accepted this password: an interrupted change is finished
+    // (it was the new one) or forgotten (the old one).
+    match store.pending_change() {
+        Some(Opened::Next) => store.finish_change().map_err(local)?,
+        Some(Opened::Current) => store.abandon_change().map_err(local)?,
+        None => {}
+    }
+    store
+        .set_session(&Session {
+            token: Some(logged_in.session_token.expose().to_owned()),
+            opaque: true,
+        })
+        .map_err(local)?;
+    Ok((logged_in, crypto, store))
 }
 
 /// Where received files go.
@@ -310,12 +433,16 @@ async fn open_tls(addr: &ServerAddr) -> Result<(TlsStream<TcpStream>, Fingerprin
 }
 
 /// The connection before login: frames are read one at a time.
-struct Handshake<S> {
+pub(crate) struct Handshake<S> {
     stream: S,
     /// Read buffer; whatever follows the login reply is handed to the reader task.
     rbuf: BytesMut,
     wbuf: BytesMut,
     decoder: FrameDecoder,
+    /// Id of the next request; the actor goes on from there.
+    next_id: u64,
+    /// Events that arrived before the login reply.
+    early: Vec<ServerFrame>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
@@ -367,34 +494,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
         }
     }
 
-    /// Logs in; also returns any events that arrived before the reply.
-    async fn login(&mut self, login: Login) -> Result<(LoggedIn, Vec<ServerFrame>), ClientError> {
-        let frame = ClientFrame::Request {
-            id: LOGIN_REQUEST_ID,
-            request: Request::Login(login),
-        };
-        self.send(&frame).await?;
-        let mut early = Vec::new();
+    /// Sends a request and waits for its reply (an error reply as
+    /// [`ClientError::Server`]); events that arrive first are kept for the
+    /// reader.
+    pub(crate) async fn ask(&mut self, request: Request) -> Result<Response, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&ClientFrame::Request { id, request }).await?;
         loop {
             match self.recv("the login reply").await? {
-                ServerFrame::Reply {
-                    id: LOGIN_REQUEST_ID,
-                    result,
-                } => {
-                    return match result.map_err(ClientError::Server)? {
-                        Response::LoggedIn(logged_in) => Ok((logged_in, early)),
-                        _ => Err(ClientError::Protocol(
-                            "the server answered the login with something else".into(),
-                        )),
-                    };
+                ServerFrame::Reply { id: got, result } if got == id => {
+                    return result.map_err(ClientError::Server);
                 }
                 event @ ServerFrame::Event { .. } => {
-                    if early.len() >= crate::EVENT_CAPACITY {
+                    if self.early.len() >= crate::EVENT_CAPACITY {
                         return Err(ClientError::Protocol(
                             "too many events before the login reply".into(),
                         ));
                     }
-                    early.push(event);
+                    self.early.push(event);
                 }
                 other => {
                     return Err(ClientError::Protocol(format!(

@@ -39,6 +39,7 @@ mod handshake;
 mod history;
 pub mod known_servers;
 pub mod local_store;
+mod login;
 pub mod sanitize;
 pub mod tls;
 pub mod trust;

@@ -122,6 +122,11 @@ pub fn store_file(data_dir: &Path, user: &Username, server: &str) -> PathBuf {
     data_dir.join("stores").join(format!("{user}@{server}.db"))
 }
 
+/// Whether there is a store (or one written as one file) at `path`.
+pub fn store_exists(path: &Path) -> bool {
+    path.exists() || legacy_file(path).exists()
+}
+
 /// Where a store written as one sealed file lived (moved into the database
 /// on first open).
 fn legacy_file(path: &Path) -> PathBuf {
@@ -252,6 +257,10 @@ pub struct LocalStore {
     legacy: Option<PathBuf>,
     /// Messages added per room since it was last trimmed.
     untrimmed: HashMap<u64, u32>,
+    /// The new key of a password change in progress, once known.
+    next: Option<StoreKey>,
+    /// A password change in progress, and which password opened the store.
+    pending: Option<Opened>,
 }
 
 fn record_context(key: &RecordKey) -> Vec<u8> {
@@ -320,6 +329,7 @@ impl LocalStore {
             }
         };
         let mut loaded = Loaded::default();
+        let (mut next, mut pending) = (None, None);
         let key = match header {
             Some(header) => {
                 let key = StoreKey::unlock(password, &header)?;
@@ -328,7 +338,23 @@ impl LocalStore {
                         r.get(0)
                     })
                     .map_err(db)?;
-                key.open_record(b"meta/check", &check)?;
+                let key = match key.open_record(b"meta/check", &check) {
+                    Ok(_) => {
+                        if account::has_next(&conn).map_err(db)? {
+                            pending = Some(Opened::Current);
+                        }
+                        key
+                    }
+                    // Perhaps the new password of an interrupted change.
+                    Err(wrong) => match account::open_next(&conn, password)? {
+                        Some((current, new)) => {
+                            next = Some(new);
+                            pending = Some(Opened::Next);
+                            current
+                        }
+                        None => return Err(wrong.into()),
+                    },
+                };
                 let schema: Option<Vec<u8>> = conn
                     .query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
                         r.get(0)
@@ -378,6 +404,8 @@ impl LocalStore {
             key,
             legacy: loaded.legacy.is_some().then_some(old),
             untrimmed: HashMap::new(),
+            next,
+            pending,
         };
         store.load(&mut loaded)?;
         if loaded.records.iter().any(|(k, _)| k.kind == "account") && loaded.legacy.is_some() {
@@ -714,6 +742,9 @@ fn restrict_permissions(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
+
+mod account;
+pub use account::{Opened, Session};
 
 #[cfg(test)]
 mod tests {

@@ -118,6 +118,31 @@ impl StoreKey {
         self.open_with(&self.record_aad(context), sealed)
     }
 
+    /// Seals another key (its secret and header) under this one, for a
+    /// store moving from `other` to this key: if the move is interrupted,
+    /// the new password still reaches the old key.
+    pub fn wrap(&self, other: &StoreKey) -> Vec<u8> {
+        let mut plain = Zeroizing::new(Vec::with_capacity(32 + HEADER_LEN));
+        plain.extend_from_slice(other.key.as_ref());
+        plain.extend_from_slice(&other.header);
+        self.seal_record(b"meta/wrapped-key", &plain)
+    }
+
+    /// A key sealed with [`StoreKey::wrap`].
+    pub fn unwrap_key(&self, sealed: &[u8]) -> Result<StoreKey, AtRestError> {
+        let plain = self.open_record(b"meta/wrapped-key", sealed)?;
+        if plain.len() != 32 + HEADER_LEN {
+            return Err(AtRestError::Malformed);
+        }
+        let (secret, header) = plain.split_at(32);
+        parse_header(header)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(secret);
+        let mut fixed = [0u8; HEADER_LEN];
+        fixed.copy_from_slice(header);
+        Ok(StoreKey { key, header: fixed })
+    }
+
     fn record_aad(&self, context: &[u8]) -> Vec<u8> {
         let mut aad = Vec::with_capacity(HEADER_LEN + 1 + context.len());
         aad.extend_from_slice(&self.header);
@@ -299,5 +324,26 @@ mod tests {
         let mut file = StoreKey::create("pw").seal(b"state");
         file[8..12].copy_from_slice(&(MAX_M_COST_KIB + 1).to_be_bytes());
         assert_eq!(open("pw", &file).map(|_| ()), Err(AtRestError::Malformed));
+    }
+
+    #[test]
+    fn a_wrapped_key_opens_only_with_the_wrapping_key() {
+        let old = StoreKey::create("old");
+        let new = StoreKey::create("new");
+        let record = old.seal_record(b"records/a", b"kept");
+        let wrapped = new.wrap(&old);
+        let again = StoreKey::unlock("new", new.header()).unwrap();
+        let unwrapped = again.unwrap_key(&wrapped).unwrap();
+        assert_eq!(unwrapped.header(), old.header());
+        assert_eq!(
+            unwrapped
+                .open_record(b"records/a", &record)
+                .unwrap()
+                .as_slice(),
+            b"kept"
+        );
+        let wrong = StoreKey::unlock("old", new.header()).unwrap();
+        assert!(wrong.unwrap_key(&wrapped).is_err());
+        assert!(again.unwrap_key(&record).is_err());
     }
 }

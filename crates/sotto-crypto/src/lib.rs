@@ -8,12 +8,15 @@
 //! - [`sealed`]: `@secret` messages sealed with a passphrase (Argon2id key
 //!   derivation, XChaCha20-Poly1305).
 //! - [`fingerprint`]: certificate fingerprints used for trust on first use.
+//! - [`opaque`]: password login (OPAQUE) without the server learning the
+//!   password.
 //!
 //! Secrets are zeroized on drop and never printed by `Debug`.
 
 pub mod at_rest;
 pub mod e2e;
 pub mod fingerprint;
+pub mod opaque;
 pub mod sealed;
 
 pub use fingerprint::Fingerprint;

@@ -23,4 +23,4 @@ pub use names::{DeviceId, GroupName, NameError, Password, Username};
 
 /// The protocol version this build speaks. A client whose hello carries a
 /// different version is told to upgrade and disconnected.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;

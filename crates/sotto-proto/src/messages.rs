@@ -71,8 +71,30 @@ pub struct HistoryCursor {
 /// A client request. Every request gets exactly one reply.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
-    /// Log in (or register, where registration is open) on this connection.
+    /// Log in or register on this connection. With an OPAQUE credential the
+    /// server answers [`Response::Challenge`] and the login ends with
+    /// [`Request::LoginFinish`].
     Login(Login),
+    /// The client's last OPAQUE message of a login or registration: the
+    /// login's finalization, or the registration's upload. Answered with
+    /// [`Response::LoggedIn`].
+    LoginFinish { message: OpaqueMessage },
+    /// Change the account password: an OPAQUE login with the old password
+    /// (`old`; `None` only right after a [`Credential::LegacyPassword`]
+    /// login on this connection, to move the account over) and a
+    /// registration of the new one (`new`). Answered with
+    /// [`Response::PasswordChallenge`], then [`Request::PasswordFinish`].
+    PasswordStart {
+        old: Option<OpaqueMessage>,
+        new: OpaqueMessage,
+    },
+    /// The last messages of a password change: the old password's login
+    /// finalization and the new password's registration upload. Answered
+    /// with [`Response::Done`] once the new record is stored.
+    PasswordFinish {
+        old: Option<OpaqueMessage>,
+        new: OpaqueMessage,
+    },
     /// Post plain text to the lobby, which every user sees.
     SendLobby { text: String },
     /// Send an opaque payload to one user (a direct room).
@@ -193,6 +215,9 @@ impl Request {
     pub fn name(&self) -> &'static str {
         match self {
             Request::Login(_) => "login",
+            Request::LoginFinish { .. } => "login_finish",
+            Request::PasswordStart { .. } => "password_start",
+            Request::PasswordFinish { .. } => "password_finish",
             Request::SendLobby { .. } => "send_lobby",
             Request::SendDirect { .. } => "send_direct",
             Request::SendGroup { .. } => "send_group",
@@ -222,27 +247,57 @@ impl Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Login {
     pub user: Username,
-    /// The account password, or the session token an earlier password
-    /// login issued to this device.
+    /// How the login proves who it is.
     pub credential: Credential,
     /// This device's stable id; a new id registers a new device.
     pub device_id: DeviceId,
     /// Required when the server has a server password.
     pub server_password: Option<Password>,
-    /// `true`: only create a new account, failing if the name is taken.
-    /// `false`: log in, registering the name first if it is free and the
-    /// server's registration is open.
-    pub register_only: bool,
 }
 
-/// How a login proves who it is.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One OPAQUE protocol message (`sotto_crypto::opaque` makes and reads
+/// them). `Debug` shows only its length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpaqueMessage(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl std::fmt::Debug for OpaqueMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OpaqueMessage({} bytes)", self.0.len())
+    }
+}
+
+/// How a login proves who it is. The account password never goes to the
+/// server (except, once, [`Credential::LegacyPassword`]).
+#[derive(Clone, Serialize, Deserialize)]
 pub enum Credential {
-    /// The account password (registers the account where allowed).
-    Password(Password),
+    /// An OPAQUE login: the client's first message (a blinded password and
+    /// a key-exchange share).
+    Opaque(OpaqueMessage),
+    /// An OPAQUE registration of a new account: the client's blinded
+    /// password. Refused with `username_taken` if the name exists, and
+    /// with `registration_closed` (whatever the name) where registration
+    /// is closed.
+    Register(OpaqueMessage),
     /// A token from [`LoggedIn::session_token`], valid for the same device
     /// until the next password login of that device replaces it.
     Token(SessionToken),
+    /// The password itself, for an account made before logins used OPAQUE
+    /// (the server answers an OPAQUE login of one with `legacy_login`).
+    /// The client then moves the account over at once with
+    /// [`Request::PasswordStart`] (`old: None`), and the server forgets
+    /// the old hash.
+    LegacyPassword(Password),
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Opaque(m) => write!(f, "Opaque({m:?})"),
+            Credential::Register(m) => write!(f, "Register({m:?})"),
+            Credential::Token(t) => write!(f, "Token({t:?})"),
+            Credential::LegacyPassword(p) => write!(f, "LegacyPassword({p:?})"),
+        }
+    }
 }
 
 /// A device's session token: 32 random bytes as 64 hex digits. A bearer
@@ -381,6 +436,16 @@ pub enum Response {
     Claimed { keys: Vec<ClaimedKey> },
     /// Answer to [`Request::DirectRoom`].
     Room { room_id: u64 },
+    /// The server's OPAQUE message of a login or registration; the client
+    /// answers with [`Request::LoginFinish`].
+    Challenge { message: OpaqueMessage },
+    /// Answer to [`Request::PasswordStart`]: the old password's login
+    /// response (if it was asked for) and the new one's registration
+    /// response.
+    PasswordChallenge {
+        old: Option<OpaqueMessage>,
+        new: OpaqueMessage,
+    },
 }
 
 /// What a successful login returns.
@@ -474,8 +539,12 @@ pub enum ErrorCode {
     ServerPasswordRequired,
     /// The server password is wrong.
     WrongServerPassword,
-    /// The account password is wrong.
+    /// The account password is wrong, or (for a token or the last login
+    /// message) the name does not exist: the two are not told apart.
     WrongPassword,
+    /// An OPAQUE login for an account made before logins used OPAQUE: log
+    /// in once with [`Credential::LegacyPassword`] to move it over.
+    LegacyLogin,
     /// Registration asked for a name that already exists.
     UsernameTaken,
     /// The name is unknown and the server does not register new accounts.
@@ -517,6 +586,7 @@ impl ErrorCode {
             ErrorCode::ServerPasswordRequired => "server_password_required",
             ErrorCode::WrongServerPassword => "wrong_server_password",
             ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::LegacyLogin => "legacy_login",
             ErrorCode::UsernameTaken => "username_taken",
             ErrorCode::RegistrationClosed => "registration_closed",
             ErrorCode::RateLimited => "rate_limited",

@@ -1,17 +1,14 @@
-//! Password hashing and login rate limiting.
+//! Argon2id password hashes of accounts made before logins used OPAQUE:
+//! checked once, at the login that moves the account over.
 //!
 //! Passwords are hashed with Argon2id at OWASP's recommended cost (19 MiB,
 //! 2 iterations, 1 lane) on [`MAX_CONCURRENT_HASHES`] dedicated threads,
 //! each reusing one 19 MiB work area, so a login storm neither stalls the
 //! async runtime nor grows memory: allocating a fresh work area per hash on
 //! tokio's blocking pool left hundreds of megabytes in the allocator's
-//! per-thread arenas. Failed logins are counted per account and per address
-//! in a sliding window.
+//! per-thread arenas.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -25,13 +22,6 @@ pub const MAX_CONCURRENT_HASHES: usize = 4;
 /// Highest memory cost accepted in a stored hash (KiB), so a corrupted or
 /// hostile hash cannot make a thread allocate gigabytes.
 const MAX_STORED_M_COST: u32 = 256 * 1024;
-
-/// Failed logins allowed per account within [`FAILURE_WINDOW`].
-pub const MAX_ACCOUNT_FAILURES: u32 = 5;
-/// Failed logins allowed per address within [`FAILURE_WINDOW`].
-pub const MAX_ADDRESS_FAILURES: u32 = 20;
-/// How long failures are remembered.
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 
 /// The cost new hashes are made with.
 fn params() -> Params {
@@ -209,87 +199,6 @@ impl Hasher {
     }
 }
 
-/// Failure counts in a window.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    started: Instant,
-    failures: u32,
-}
-
-/// Counts failed logins per account and per address.
-///
-/// A std `Mutex` is right here: it is held for a hash-map lookup, never
-/// across an `.await`.
-#[derive(Debug, Clone, Default)]
-pub struct LoginLimiter {
-    /// Windows keyed by account name or address.
-    windows: Arc<Mutex<HashMap<String, Window>>>,
-}
-
-/// Entries kept before expired ones are swept.
-const SWEEP_AT: usize = 10_000;
-
-impl LoginLimiter {
-    /// `Err(seconds to wait)` if the account or address is locked out.
-    pub fn check(&self, account: &str, addr: IpAddr) -> Result<(), u64> {
-        let Ok(windows) = self.windows.lock() else {
-            return Ok(());
-        };
-        let now = Instant::now();
-        for (key, max) in [
-            (account_key(account), MAX_ACCOUNT_FAILURES),
-            (addr_key(addr), MAX_ADDRESS_FAILURES),
-        ] {
-            if let Some(w) = windows.get(&key) {
-                let elapsed = now.duration_since(w.started);
-                if elapsed < FAILURE_WINDOW && w.failures >= max {
-                    return Err((FAILURE_WINDOW - elapsed).as_secs().max(1));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Records a failed login.
-    pub fn failed(&self, account: &str, addr: IpAddr) {
-        let Ok(mut windows) = self.windows.lock() else {
-            return;
-        };
-        let now = Instant::now();
-        if windows.len() > SWEEP_AT {
-            windows.retain(|_, w| now.duration_since(w.started) < FAILURE_WINDOW);
-        }
-        for key in [account_key(account), addr_key(addr)] {
-            let w = windows.entry(key).or_insert(Window {
-                started: now,
-                failures: 0,
-            });
-            if now.duration_since(w.started) >= FAILURE_WINDOW {
-                *w = Window {
-                    started: now,
-                    failures: 0,
-                };
-            }
-            w.failures += 1;
-        }
-    }
-
-    /// Clears an account's failures after a successful login.
-    pub fn succeeded(&self, account: &str) {
-        if let Ok(mut windows) = self.windows.lock() {
-            windows.remove(&account_key(account));
-        }
-    }
-}
-
-fn account_key(account: &str) -> String {
-    format!("u:{account}")
-}
-
-fn addr_key(addr: IpAddr) -> String {
-    format!("a:{addr}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,22 +243,5 @@ mod tests {
                 .await
                 .unwrap()
         );
-    }
-
-    #[test]
-    fn limiter_locks_after_failures() {
-        let limiter = LoginLimiter::default();
-        let addr: IpAddr = "127.0.0.1".parse().unwrap();
-        for _ in 0..MAX_ACCOUNT_FAILURES {
-            assert!(limiter.check("bob", addr).is_ok());
-            limiter.failed("bob", addr);
-        }
-        assert!(limiter.check("bob", addr).is_err());
-        assert!(
-            limiter.check("alice", addr).is_ok(),
-            "other accounts are not locked"
-        );
-        limiter.succeeded("bob");
-        assert!(limiter.check("bob", addr).is_ok());
     }
 }

@@ -26,6 +26,14 @@ mod auth;
 pub mod bench_api;
 mod conn;
 mod core;
+mod limiter;
+/// The login limits (see `limiter.rs` and docs/SECURITY.md).
+pub mod limits {
+    pub use crate::limiter::{
+        FIRST_DELAY, FORGET_AFTER, FREE_ACCOUNT_FAILURES, FREE_ADDRESS_FAILURES,
+        FREE_SERVER_PASSWORD_FAILURES, MAX_DELAY,
+    };
+}
 mod login;
 mod queue;
 pub mod store;
@@ -151,6 +159,7 @@ pub async fn run(
     let db =
         store::open_writer(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
     let server_id = store::server_id(&db).context("reading the server id")?;
+    let opaque = store::opaque_keys(&db).context("reading the login keys")?;
     #[allow(unused_mut)]
     let mut core = core::Core::new(db, config.presence_limit).context("loading state")?;
     #[cfg(feature = "fault-injection")]
@@ -194,7 +203,8 @@ pub async fn run(
         core: core_tx.clone(),
         store: store::ReadPool::new(db_path),
         hasher: auth::Hasher::default(),
-        limiter: auth::LoginLimiter::default(),
+        limiter: limiter::LoginLimiter::default(),
+        opaque,
         config: config.clone(),
         server_id,
         next_conn: AtomicU64::new(1),

@@ -1,13 +1,23 @@
-//! Authenticating a login: the server password, failed-login limits, and
-//! the account password (registering new names where allowed) or a device
-//! session token. Runs in the connection task; hashing runs on the
-//! blocking pool (see `auth.rs`).
+//! Authenticating a login: the server password, the login limiter, then
+//! an OPAQUE login or registration (two round trips: [`start`] answers
+//! the client's first message, [`finish`] checks its last), a device
+//! session token, or, once per account made before OPAQUE, the old
+//! password hash. Runs in the connection task.
+//!
+//! Every answer about the account is the same whether or not the name
+//! exists: an OPAQUE login for an unknown name gets a challenge shaped and
+//! computed like a real one and fails at the end with the same
+//! `wrong_password`; where registration is closed, a registration is
+//! refused before the name is looked up.
 
 use std::net::IpAddr;
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sotto_proto::{Credential, ErrorCode, ErrorReply, Login, Password, SessionToken, Username};
+use sotto_crypto::opaque::{self, Record, ServerLoginState};
+use sotto_proto::{
+    Credential, ErrorCode, ErrorReply, Login, OpaqueMessage, Password, SessionToken, Username,
+};
 use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use zeroize::Zeroizing;
@@ -15,6 +25,7 @@ use zeroize::Zeroizing;
 use crate::Registration;
 use crate::conn::Shared;
 use crate::core::Op;
+use crate::limiter::{Attempt, seconds};
 use crate::store;
 
 /// Who a login proved to be.
@@ -23,10 +34,42 @@ pub(crate) struct Authenticated {
     pub user_id: i64,
     /// The account was created by this login.
     pub registered: bool,
+    /// The login used the old password hash: the account must move over
+    /// to OPAQUE on this connection ([`sotto_proto::Request::PasswordStart`]
+    /// without the old password).
+    pub legacy: bool,
     /// The token to return in `LoggedIn`.
     pub session_token: SessionToken,
     /// The SHA-256 of a newly issued token, to store for the device.
     pub token_hash: Option<[u8; 32]>,
+}
+
+/// What the first message of a login led to.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Done(Authenticated),
+    /// Reply with the server's OPAQUE message; the login goes on with the
+    /// client's last one.
+    Challenge(OpaqueMessage, Box<Pending>),
+}
+
+/// An OPAQUE login or registration waiting for the client's last message.
+/// Dropping it (the connection went away, or another login began) counts a
+/// failed attempt.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    name: Username,
+    kind: PendingKind,
+    attempt: Attempt,
+}
+
+#[derive(Debug)]
+enum PendingKind {
+    Login {
+        state: ServerLoginState,
+        user_id: Option<i64>,
+    },
+    Register,
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
@@ -42,22 +85,44 @@ fn shutting_down() -> ErrorReply {
     error(ErrorCode::ShuttingDown, "the server is shutting down")
 }
 
-/// Checks a login's credentials.
-pub(crate) async fn authenticate(
-    shared: &Shared,
-    ip: IpAddr,
-    login: &Login,
-) -> Result<Authenticated, ErrorReply> {
-    let limiter = &shared.limiter;
+fn malformed(e: opaque::OpaqueError) -> ErrorReply {
+    error(ErrorCode::BadRequest, format!("login message: {e}"))
+}
+
+/// The answer to a wrong password, a wrong token's account, or a name that
+/// does not exist: the same words.
+pub(crate) fn wrong_password(name: &Username) -> ErrorReply {
+    error(
+        ErrorCode::WrongPassword,
+        format!("wrong name or password for {name}"),
+    )
+}
+
+fn rate_limited(name: &Username, wait: std::time::Duration) -> ErrorReply {
+    error(
+        ErrorCode::RateLimited,
+        format!(
+            "too many failed logins for {name} from your address; try again in {} s",
+            seconds(wait)
+        ),
+    )
+}
+
+/// Checks the server password, then takes the login's first step.
+pub(crate) async fn start(shared: &Shared, ip: IpAddr, login: &Login) -> Result<Step, ErrorReply> {
     let name = &login.user;
     if let Some(required) = &shared.config.server_password {
-        if let Err(wait) = limiter.check("#server", ip) {
-            return Err(error(
+        let attempt = shared.limiter.begin_server_password(ip).map_err(|wait| {
+            error(
                 ErrorCode::RateLimited,
-                format!("too many failed attempts; try again in {wait} s"),
-            ));
-        }
+                format!(
+                    "too many wrong server passwords from your address; try again in {} s",
+                    seconds(wait)
+                ),
+            )
+        })?;
         let Some(given) = &login.server_password else {
+            attempt.neutral();
             return Err(error(
                 ErrorCode::ServerPasswordRequired,
                 "this server requires a server password",
@@ -69,49 +134,40 @@ pub(crate) async fn authenticate(
                 .as_bytes()
                 .ct_eq(required.expose().as_bytes()),
         ) {
-            limiter.failed("#server", ip);
             return Err(error(
                 ErrorCode::WrongServerPassword,
                 "wrong server password",
             ));
         }
+        attempt.succeeded();
     }
-    if let Err(wait) = limiter.check(name.as_str(), ip) {
-        return Err(error(
-            ErrorCode::RateLimited,
-            format!("too many failed logins for {name}; try again in {wait} s"),
-        ));
+    let attempt = shared
+        .limiter
+        .begin_login(name.as_str(), ip)
+        .map_err(|wait| rate_limited(name, wait))?;
+    match &login.credential {
+        Credential::Token(token) => token_login(shared, login, token, attempt).await,
+        Credential::Opaque(request) => opaque_start(shared, name, request, attempt).await,
+        Credential::Register(request) => register_start(shared, name, request, attempt).await,
+        Credential::LegacyPassword(password) => legacy_login(shared, name, password, attempt).await,
     }
-    let result = match &login.credential {
-        Credential::Token(token) => token_login(shared, login, token).await,
-        Credential::Password(password) => password_login(shared, login, password).await,
-    };
-    match &result {
-        Ok(_) => limiter.succeeded(name.as_str()),
-        Err(e)
-            if matches!(
-                e.code,
-                ErrorCode::WrongPassword | ErrorCode::RegistrationClosed
-            ) =>
-        {
-            limiter.failed(name.as_str(), ip);
-        }
-        Err(_) => {}
-    }
-    result
+}
+
+async fn lookup(shared: &Shared, name: &Username) -> Result<Option<store::StoredUser>, ErrorReply> {
+    let lookup = name.clone();
+    shared
+        .store
+        .run(move |db| store::find_user(db, lookup.as_str()))
+        .await
+        .map_err(|e| internal("read accounts", e))
 }
 
 async fn token_login(
     shared: &Shared,
     login: &Login,
     token: &SessionToken,
-) -> Result<Authenticated, ErrorReply> {
-    if login.register_only {
-        return Err(error(
-            ErrorCode::Invalid,
-            "registering a new account needs a password",
-        ));
-    }
+    attempt: Attempt,
+) -> Result<Step, ErrorReply> {
     let (name, device) = (login.user.to_string(), login.device_id.to_string());
     let (user, stored) = shared
         .store
@@ -126,12 +182,14 @@ async fn token_login(
     let given: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
     match (user, stored) {
         (Some(user), Some(stored)) if bool::from(given.as_slice().ct_eq(&stored)) => {
-            Ok(Authenticated {
+            attempt.succeeded();
+            Ok(Step::Done(Authenticated {
                 user_id: user.id,
                 registered: false,
+                legacy: false,
                 session_token: token.clone(),
                 token_hash: None,
-            })
+            }))
         }
         _ => Err(error(
             ErrorCode::WrongPassword,
@@ -143,82 +201,266 @@ async fn token_login(
     }
 }
 
-async fn password_login(
+async fn opaque_start(
     shared: &Shared,
-    login: &Login,
-    password: &Password,
-) -> Result<Authenticated, ErrorReply> {
-    let name = &login.user;
-    let lookup = name.clone();
-    let stored = shared
-        .store
-        .run(move |db| store::find_user(db, lookup.as_str()))
-        .await
-        .map_err(|e| internal("read accounts", e))?;
-    let password = Zeroizing::new(password.expose().to_owned());
-    let (user_id, registered) = match stored {
-        Some(_) if login.register_only => {
-            return Err(error(
-                ErrorCode::UsernameTaken,
-                format!("the name '{name}' is taken; choose another"),
-            ));
-        }
-        Some(user) => match shared.hasher.verify(password, user.pw_hash).await {
-            Ok(true) => (user.id, false),
-            Ok(false) => {
+    name: &Username,
+    request: &OpaqueMessage,
+    attempt: Attempt,
+) -> Result<Step, ErrorReply> {
+    let user = lookup(shared, name).await?;
+    let (user_id, record) = match user {
+        Some(user) => match (user.record, user.legacy_hash) {
+            (Some(record), _) => (
+                Some(user.id),
+                Some(Record::from_bytes(&record).map_err(|e| internal("read a login record", e))?),
+            ),
+            (None, Some(_)) => {
+                attempt.neutral();
                 return Err(error(
-                    ErrorCode::WrongPassword,
+                    ErrorCode::LegacyLogin,
                     format!(
-                        "wrong password for {name} (if you are new here, that name is taken: choose another)"
+                        "the account {name} was made before logins stopped sending passwords: \
+                         log in once with the password itself to move it over"
                     ),
                 ));
             }
-            Err(e) => return Err(internal("check the password", e)),
+            // Neither (a benchmark's account): no password logs in.
+            (None, None) => (None, None),
         },
-        None if shared.config.registration == Registration::Closed => {
-            // Same cost as a real check, so timing does not reveal which names exist.
-            let _ = shared.hasher.hash(password).await;
-            return Err(error(
-                ErrorCode::RegistrationClosed,
-                format!("no account named {name}, and this server does not register new accounts"),
-            ));
-        }
-        None => (register(shared, name, password).await?, true),
+        None => (None, None),
     };
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
-    let text = Zeroizing::new(hex_lower(bytes.as_ref()));
-    let session_token =
-        SessionToken::parse(&text).ok_or_else(|| internal("issue a session token", "bad token"))?;
-    let token_hash = Sha256::digest(text.as_bytes()).into();
+    let (state, reply) = opaque::server_login_start(
+        &shared.opaque,
+        record.as_ref(),
+        &request.0,
+        name.as_str(),
+        &shared.server_id.0,
+    )
+    .map_err(malformed)?;
+    Ok(Step::Challenge(
+        OpaqueMessage(reply),
+        Box::new(Pending {
+            name: name.clone(),
+            kind: PendingKind::Login { state, user_id },
+            attempt,
+        }),
+    ))
+}
+
+async fn register_start(
+    shared: &Shared,
+    name: &Username,
+    request: &OpaqueMessage,
+    attempt: Attempt,
+) -> Result<Step, ErrorReply> {
+    if shared.config.registration == Registration::Closed {
+        // Before looking the name up: the same answer for every name.
+        attempt.neutral();
+        return Err(error(
+            ErrorCode::RegistrationClosed,
+            "this server does not register new accounts",
+        ));
+    }
+    if lookup(shared, name).await?.is_some() {
+        attempt.neutral();
+        return Err(error(
+            ErrorCode::UsernameTaken,
+            format!("the name '{name}' is taken; choose another"),
+        ));
+    }
+    let reply = opaque::server_register_start(&shared.opaque, &request.0, name.as_str())
+        .map_err(malformed)?;
+    Ok(Step::Challenge(
+        OpaqueMessage(reply),
+        Box::new(Pending {
+            name: name.clone(),
+            kind: PendingKind::Register,
+            attempt,
+        }),
+    ))
+}
+
+/// Checks the client's last message of an OPAQUE login or registration.
+pub(crate) async fn finish(
+    shared: &Shared,
+    pending: Pending,
+    message: &OpaqueMessage,
+) -> Result<Authenticated, ErrorReply> {
+    let Pending {
+        name,
+        kind,
+        attempt,
+    } = pending;
+    let (user_id, registered) = match kind {
+        PendingKind::Login { state, user_id } => match (state.finish(&message.0), user_id) {
+            (Ok(()), Some(user_id)) => (user_id, false),
+            _ => return Err(wrong_password(&name)),
+        },
+        PendingKind::Register => {
+            let record = opaque::server_register_finish(&message.0).map_err(malformed)?;
+            (register(shared, &name, record).await?, true)
+        }
+    };
+    attempt.succeeded();
+    let (session_token, token_hash) = new_token()?;
     Ok(Authenticated {
         user_id,
         registered,
+        legacy: false,
         session_token,
         token_hash: Some(token_hash),
     })
 }
 
-async fn register(
+/// An account made before OPAQUE, checked against its old hash once.
+async fn legacy_login(
     shared: &Shared,
     name: &Username,
-    password: Zeroizing<String>,
-) -> Result<i64, ErrorReply> {
-    let pw_hash = shared
-        .hasher
-        .hash(password)
-        .await
-        .map_err(|e| internal("create the account", e))?;
+    password: &Password,
+    attempt: Attempt,
+) -> Result<Step, ErrorReply> {
+    let user = lookup(shared, name).await?;
+    let password = Zeroizing::new(password.expose().to_owned());
+    let user = match user {
+        Some(store::StoredUser {
+            id,
+            legacy_hash: Some(hash),
+            record: None,
+        }) => match shared.hasher.verify(password, hash).await {
+            Ok(true) => Some(id),
+            Ok(false) => None,
+            Err(e) => return Err(internal("check the password", e)),
+        },
+        _ => {
+            // The same cost as a real check, and the same answer.
+            let _ = shared.hasher.hash(password).await;
+            None
+        }
+    };
+    let Some(user_id) = user else {
+        return Err(wrong_password(name));
+    };
+    attempt.succeeded();
+    tracing::info!(user = %name, "logged in with an old password hash; moving it over");
+    let (session_token, token_hash) = new_token()?;
+    Ok(Step::Done(Authenticated {
+        user_id,
+        registered: false,
+        legacy: true,
+        session_token,
+        token_hash: Some(token_hash),
+    }))
+}
+
+fn new_token() -> Result<(SessionToken, [u8; 32]), ErrorReply> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+    let text = Zeroizing::new(hex_lower(bytes.as_ref()));
+    let session_token =
+        SessionToken::parse(&text).ok_or_else(|| internal("issue a session token", "bad token"))?;
+    Ok((session_token, Sha256::digest(text.as_bytes()).into()))
+}
+
+async fn register(shared: &Shared, name: &Username, record: Record) -> Result<i64, ErrorReply> {
     let (reply, rx) = oneshot::channel();
     let op = Op::Register {
         name: name.clone(),
-        pw_hash,
+        record: record.as_bytes().to_vec(),
         reply,
     };
     shared.core.send(op).await.map_err(|_| shutting_down())?;
     let id = rx.await.map_err(|_| shutting_down())??;
     tracing::info!(user = %name, "registered");
     Ok(id)
+}
+
+/// A password change started on a logged-in connection.
+#[derive(Debug)]
+pub(crate) struct PasswordChange {
+    /// The old password's login, unless the account is moving over.
+    old: Option<(ServerLoginState, Attempt)>,
+}
+
+/// Answers [`sotto_proto::Request::PasswordStart`]: `old` is `None` only
+/// when `legacy` (the connection logged in with the old hash).
+pub(crate) async fn password_start(
+    shared: &Shared,
+    ip: IpAddr,
+    name: &Username,
+    legacy: bool,
+    old: Option<&OpaqueMessage>,
+    new: &OpaqueMessage,
+) -> Result<(PasswordChange, Option<OpaqueMessage>, OpaqueMessage), ErrorReply> {
+    let new_reply =
+        opaque::server_register_start(&shared.opaque, &new.0, name.as_str()).map_err(malformed)?;
+    let old = match old {
+        None if legacy => None,
+        None => {
+            return Err(error(
+                ErrorCode::Invalid,
+                "changing the password needs a login with the current one",
+            ));
+        }
+        Some(request) => {
+            let attempt = shared
+                .limiter
+                .begin_login(name.as_str(), ip)
+                .map_err(|wait| rate_limited(name, wait))?;
+            let record = lookup(shared, name)
+                .await?
+                .and_then(|u| u.record)
+                .map(|r| Record::from_bytes(&r))
+                .transpose()
+                .map_err(|e| internal("read a login record", e))?;
+            let (state, reply) = opaque::server_login_start(
+                &shared.opaque,
+                record.as_ref(),
+                &request.0,
+                name.as_str(),
+                &shared.server_id.0,
+            )
+            .map_err(malformed)?;
+            Some((state, attempt, OpaqueMessage(reply)))
+        }
+    };
+    let (old, old_reply) = match old {
+        Some((state, attempt, reply)) => (Some((state, attempt)), Some(reply)),
+        None => (None, None),
+    };
+    Ok((PasswordChange { old }, old_reply, OpaqueMessage(new_reply)))
+}
+
+/// Finishes a password change: checks the old password's login, stores
+/// the new record.
+pub(crate) async fn password_finish(
+    shared: &Shared,
+    name: &Username,
+    user_id: i64,
+    change: PasswordChange,
+    old: Option<&OpaqueMessage>,
+    new: &OpaqueMessage,
+) -> Result<(), ErrorReply> {
+    match (change.old, old) {
+        (None, _) => {}
+        (Some((state, attempt)), Some(finalization)) => {
+            if state.finish(&finalization.0).is_err() {
+                return Err(wrong_password(name));
+            }
+            attempt.succeeded();
+        }
+        (Some(_), None) => return Err(wrong_password(name)),
+    }
+    let record = opaque::server_register_finish(&new.0).map_err(malformed)?;
+    let (reply, rx) = oneshot::channel();
+    let op = Op::SetPassword {
+        user_id,
+        record: record.as_bytes().to_vec(),
+        reply,
+    };
+    shared.core.send(op).await.map_err(|_| shutting_down())?;
+    rx.await.map_err(|_| shutting_down())??;
+    tracing::info!(user = %name, "password changed");
+    Ok(())
 }
 
 fn hex_lower(bytes: &[u8]) -> String {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use sotto_crypto::opaque::ServerKeys;
 use sotto_proto::{HistoryCursor, ServerId, SharedEvent};
 
 /// Room id of the lobby, created with the schema.
@@ -47,8 +48,12 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
+    -- Argon2id hash of an account made before logins used OPAQUE, until
+    -- its first login moves it over; '' after that.
     pw_hash TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- The OPAQUE registration record (never a password or a hash of one).
+    opaque BLOB
 );
 CREATE TABLE IF NOT EXISTS devices (
     id INTEGER PRIMARY KEY,
@@ -118,9 +123,10 @@ CREATE TABLE IF NOT EXISTS meta (
 ";
 
 /// Version of the schema above, kept in `PRAGMA user_version`. Version 2
-/// added the key directory tables, version 3 the `meta` table (both created
-/// on start, nothing to migrate).
-const SCHEMA_VERSION: i64 = 3;
+/// added the key directory tables, version 3 the `meta` table, version 4
+/// the OPAQUE record of each account (tables are created on start; the
+/// column is added to an older database).
+const SCHEMA_VERSION: i64 = 4;
 
 /// Path of the database inside the data dir.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -147,8 +153,38 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
         )));
     }
     conn.execute_batch(SCHEMA)?;
+    // Schema 4 added OPAQUE records; older accounts keep their hash until
+    // their next login.
+    let has_opaque = conn
+        .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'opaque'")?
+        .exists([])?;
+    if !has_opaque {
+        conn.execute_batch("ALTER TABLE users ADD COLUMN opaque BLOB")?;
+    }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(conn)
+}
+
+/// The server's OPAQUE keys (OPRF seed and key-exchange key pair), made
+/// the first time and kept with the database.
+pub fn opaque_keys(conn: &Connection) -> anyhow::Result<ServerKeys> {
+    let stored: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'opaque_keys'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(bytes) = stored {
+        return ServerKeys::from_bytes(&bytes)
+            .map_err(|e| anyhow::anyhow!("the stored OPAQUE keys: {e}"));
+    }
+    let keys = ServerKeys::generate();
+    conn.execute(
+        "INSERT INTO meta (name, value) VALUES ('opaque_keys', ?1)",
+        [keys.to_bytes().as_slice()],
+    )?;
+    Ok(keys)
 }
 
 /// This server's identity, made (16 random bytes) the first time the
@@ -249,7 +285,10 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 #[derive(Debug, Clone)]
 pub struct StoredUser {
     pub id: i64,
-    pub pw_hash: String,
+    /// The Argon2id hash of an account not yet moved over to OPAQUE.
+    pub legacy_hash: Option<String>,
+    /// The OPAQUE record, once there is one.
+    pub record: Option<Vec<u8>>,
 }
 
 /// Read-only connections shared by connection tasks.
@@ -307,11 +346,13 @@ impl ReadPool {
 
 /// Looks a user up by normalized name.
 pub fn find_user(conn: &Connection, name: &str) -> rusqlite::Result<Option<StoredUser>> {
-    conn.prepare_cached("SELECT id, pw_hash FROM users WHERE name = ?1")?
+    conn.prepare_cached("SELECT id, pw_hash, opaque FROM users WHERE name = ?1")?
         .query_row([name], |row| {
+            let hash: String = row.get(1)?;
             Ok(StoredUser {
                 id: row.get(0)?,
-                pw_hash: row.get(1)?,
+                legacy_hash: (!hash.is_empty()).then_some(hash),
+                record: row.get(2)?,
             })
         })
         .optional()

@@ -154,6 +154,10 @@ async fn run(client: Client, mut events: Events, out: Arc<Renderer>) -> anyhow::
         async move {
             let mut lines = stdin_lines();
             while let Some(line) = lines.recv().await {
+                if matches!(command::parse(&line), Ok(Command::Password)) {
+                    change_password(&client, &mut lines, &out).await;
+                    continue;
+                }
                 if !line.trim().is_empty() && !execute(&client, &line, &out).await {
                     break;
                 }
@@ -175,6 +179,84 @@ async fn run(client: Client, mut events: Events, out: Arc<Renderer>) -> anyhow::
     Ok(())
 }
 
+/// `@password`: the current password and the new one (twice) are the
+/// next input lines, not echoed on a terminal.
+async fn change_password(client: &Client, lines: &mut mpsc::Receiver<String>, out: &Renderer) {
+    let _quiet = echo::Off::new();
+    let mut ask = async |prompt: &str| -> Option<String> {
+        out.prompt(prompt);
+        lines.recv().await
+    };
+    let (Some(old), Some(new), Some(again)) = (
+        ask("Current password: ").await,
+        ask("New password: ").await,
+        ask("New password again: ").await,
+    ) else {
+        return;
+    };
+    drop(_quiet);
+    if new != again {
+        out.error(
+            "invalid",
+            "the two new passwords differ; nothing was changed",
+        );
+        return;
+    }
+    let (old, new) = match (Password::new(old), Password::new(new)) {
+        (Ok(old), Ok(new)) => (old, new),
+        (Err(e), _) | (_, Err(e)) => {
+            out.error("invalid", &format!("{e}; nothing was changed"));
+            return;
+        }
+    };
+    match client.change_password(old, new).await {
+        Ok(()) => out.password_changed(),
+        Err(e) => out.client_error(&e),
+    }
+}
+
+/// Terminal echo, off while a password is typed.
+mod echo {
+    /// Turns echo off on a terminal standard input until dropped.
+    pub struct Off {
+        #[cfg(unix)]
+        saved: Option<rustix::termios::Termios>,
+    }
+
+    impl Off {
+        pub fn new() -> Self {
+            #[cfg(unix)]
+            {
+                use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+                let stdin = std::io::stdin();
+                let saved = tcgetattr(&stdin).ok();
+                if let Some(saved) = &saved {
+                    let mut quiet = saved.clone();
+                    quiet.local_modes.remove(LocalModes::ECHO);
+                    quiet.local_modes.insert(LocalModes::ECHONL);
+                    let _ = tcsetattr(&stdin, OptionalActions::Now, &quiet);
+                }
+                Self { saved }
+            }
+            #[cfg(not(unix))]
+            Self {}
+        }
+    }
+
+    impl Drop for Off {
+        fn drop(&mut self) {
+            #[cfg(unix)]
+            if let Some(saved) = &self.saved {
+                let _ = rustix::termios::tcsetattr(
+                    std::io::stdin(),
+                    rustix::termios::OptionalActions::Now,
+                    saved,
+                );
+            }
+        }
+    }
+}
+
 /// Runs one input line. Returns `false` on `@quit`.
 async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
     let command = match command::parse(line) {
@@ -190,6 +272,8 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
     let result: Result<(), ClientError> = async {
         match command {
             Command::Quit => {}
+            // Handled where the input lines are read.
+            Command::Password => {}
             Command::Help => out.help(command::HELP),
             Command::Lobby(text) => {
                 client.send_lobby(&text).await?;

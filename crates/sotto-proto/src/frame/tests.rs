@@ -15,11 +15,27 @@ fn sample_requests() -> Vec<Request> {
     vec![
         Request::Login(Login {
             user: user("alice"),
-            credential: Credential::Password(Password::new("pw".into()).unwrap()),
+            credential: Credential::Opaque(OpaqueMessage(vec![7; 96])),
             device_id: DeviceId::parse("device0001").unwrap(),
             server_password: Some(Password::new("sp".into()).unwrap()),
-            register_only: false,
         }),
+        Request::Login(Login {
+            user: user("alice"),
+            credential: Credential::LegacyPassword(Password::new("pw".into()).unwrap()),
+            device_id: DeviceId::parse("device0001").unwrap(),
+            server_password: None,
+        }),
+        Request::LoginFinish {
+            message: OpaqueMessage(vec![1, 2, 3]),
+        },
+        Request::PasswordStart {
+            old: None,
+            new: OpaqueMessage(vec![4; 32]),
+        },
+        Request::PasswordFinish {
+            old: Some(OpaqueMessage(vec![5; 64])),
+            new: OpaqueMessage(vec![6; 192]),
+        },
         Request::SendLobby {
             text: "hi ✓".into(),
         },

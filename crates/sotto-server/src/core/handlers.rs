@@ -49,9 +49,14 @@ impl Core {
             )));
         }
         match request {
-            Request::Login(_) => Ok(Err(err(
+            Request::Login(_) | Request::LoginFinish { .. } => Ok(Err(err(
                 ErrorCode::AlreadyLoggedIn,
                 "this connection is already logged in",
+            ))),
+            // Password changes are handled by the connection task.
+            Request::PasswordStart { .. } | Request::PasswordFinish { .. } => Ok(Err(err(
+                ErrorCode::Internal,
+                "password changes are not served here",
             ))),
             Request::Ping => Ok(Ok(Response::Pong)),
             Request::Names => Ok(Ok(Response::Names {

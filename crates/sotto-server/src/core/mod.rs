@@ -140,11 +140,18 @@ impl ConnHandle {
 /// An operation for the core thread.
 #[derive(Debug)]
 pub(crate) enum Op {
-    /// Create an account with an already computed password hash.
+    /// Create an account with its OPAQUE registration record.
     Register {
         name: Username,
-        pw_hash: String,
+        record: Vec<u8>,
         reply: oneshot::Sender<Result<i64, ErrorReply>>,
+    },
+    /// Replace an account's OPAQUE record (a password change, or an
+    /// account moving over from its old hash, which is forgotten).
+    SetPassword {
+        user_id: i64,
+        record: Vec<u8>,
+        reply: oneshot::Sender<Result<(), ErrorReply>>,
     },
     /// Log a connection in: register it, reply `LoggedIn` to `req_id`, then
     /// queue the backlog of everything the device has not acknowledged.
@@ -467,10 +474,27 @@ impl Core {
         match op {
             Op::Register {
                 name,
-                pw_hash,
+                record,
                 reply,
             } => {
-                let result = self.register(name, &pw_hash)?;
+                let result = self.register(name, &record)?;
+                let mut reply = Some(reply);
+                fx.completions.push(Box::new(move |ok| {
+                    if let Some(reply) = reply.take() {
+                        let _ = reply.send(if ok {
+                            result
+                        } else {
+                            Err(err(ErrorCode::Internal, "storage failed; try again"))
+                        });
+                    }
+                }));
+            }
+            Op::SetPassword {
+                user_id,
+                record,
+                reply,
+            } => {
+                let result = self.set_password(user_id, &record)?;
                 let mut reply = Some(reply);
                 fx.completions.push(Box::new(move |ok| {
                     if let Some(reply) = reply.take() {

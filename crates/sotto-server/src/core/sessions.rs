@@ -18,7 +18,7 @@ impl Core {
     pub(super) fn register(
         &mut self,
         name: Username,
-        pw_hash: &str,
+        record: &[u8],
     ) -> rusqlite::Result<Result<i64, ErrorReply>> {
         if self.closing {
             return Ok(Err(err(
@@ -33,13 +33,36 @@ impl Core {
             )));
         }
         self.db.execute(
-            "INSERT INTO users (name, pw_hash, created_at) VALUES (?1, ?2, ?3)",
-            params![name.as_str(), pw_hash, now_ms()],
+            "INSERT INTO users (name, pw_hash, created_at, opaque) VALUES (?1, '', ?2, ?3)",
+            params![name.as_str(), now_ms(), record],
         )?;
         let id = self.db.last_insert_rowid();
         self.dir.user_ids.insert(name.clone(), id);
         self.dir.user_names.insert(id, name);
         Ok(Ok(id))
+    }
+
+    /// A new OPAQUE record for an account; an old password hash is dropped.
+    pub(super) fn set_password(
+        &mut self,
+        user_id: i64,
+        record: &[u8],
+    ) -> rusqlite::Result<Result<(), ErrorReply>> {
+        if self.closing {
+            return Ok(Err(err(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            )));
+        }
+        let changed = self.db.execute(
+            "UPDATE users SET opaque = ?1, pw_hash = '' WHERE id = ?2",
+            params![record, user_id],
+        )?;
+        Ok(if changed == 1 {
+            Ok(())
+        } else {
+            Err(err(ErrorCode::UnknownUser, "the account no longer exists"))
+        })
     }
 
     pub(super) fn attach(

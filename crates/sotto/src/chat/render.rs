@@ -153,6 +153,23 @@ impl Renderer {
         }
     }
 
+    /// Asks for the next input line (a password: not echoed).
+    pub fn prompt(&self, text: &str) {
+        if self.json {
+            self.value(json!({"type": "prompt", "text": text}));
+        } else {
+            self.line(text);
+        }
+    }
+
+    pub fn password_changed(&self) {
+        if self.json {
+            self.value(json!({"type": "ok", "command": "password"}));
+        } else {
+            self.line("* Password changed. This device's local store is sealed with it now; other devices keep their sessions.");
+        }
+    }
+
     pub fn ok(&self, command: &str) {
         if self.json {
             self.value(json!({"type": "ok", "command": command}));

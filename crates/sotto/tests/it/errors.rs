@@ -63,14 +63,70 @@ async fn repeated_failures_are_rate_limited() {
     assert!(message.contains("try again"), "{message}");
 }
 
+/// Under closed registration, whether a name exists cannot be learned:
+/// a registration is refused with the same words for every name, and a
+/// login with a wrong password gets the same answer as one for a name that
+/// does not exist.
 #[tokio::test]
-async fn closed_registration_refuses_new_names() {
-    let server = TestServer::start_with(|c| c.registration = Registration::Closed).await;
+async fn closed_registration_does_not_tell_which_names_exist() {
+    use crate::raw::Raw;
+    use sotto_proto::{Credential, OpaqueMessage};
+    let mut server = TestServer::start().await;
+    server.client("alice").await;
+    server.stop().await;
+    server.config.registration = Registration::Closed;
+    server.restart().await;
+
+    // The client library: the same code and words, but for the name.
     let dir = tempfile::tempdir().unwrap();
-    let (code, message) =
+    let (new_code, new_message) =
         server_code(sotto_client::connect(options(server.addr, "newbie", "pw", dir.path())).await);
-    assert_eq!(code, ErrorCode::RegistrationClosed);
-    assert!(message.contains("newbie"), "{message}");
+    let (old_code, old_message) = server_code(
+        sotto_client::connect(options(server.addr, "alice", "wrong", dir.path())).await,
+    );
+    assert_eq!(new_code, ErrorCode::WrongPassword);
+    assert_eq!(old_code, ErrorCode::WrongPassword);
+    assert_eq!(
+        new_message.replace("newbie", "NAME"),
+        old_message.replace("alice", "NAME")
+    );
+    assert!(new_message.contains("does not register"), "{new_message}");
+
+    // On the wire: a registration is refused alike for both names, and a
+    // login's challenge has the same shape for both.
+    let request = sotto_crypto::opaque::client_register_start("pw").unwrap().1;
+    let mut replies = Vec::new();
+    for name in ["alice", "newbie"] {
+        let (_raw, result) = Raw::try_login(
+            server.addr,
+            name,
+            "probe",
+            Credential::Register(OpaqueMessage(request.clone())),
+            None,
+        )
+        .await;
+        let e = result.unwrap_err();
+        replies.push((e.code, e.message));
+    }
+    assert_eq!(replies[0], replies[1]);
+    assert_eq!(replies[0].0, ErrorCode::RegistrationClosed);
+    let request = sotto_crypto::opaque::client_login_start("pw").unwrap().1;
+    let mut sizes = Vec::new();
+    for name in ["alice", "newbie"] {
+        let (_raw, result) = Raw::try_login(
+            server.addr,
+            name,
+            "probe",
+            Credential::Opaque(OpaqueMessage(request.clone())),
+            None,
+        )
+        .await;
+        match result {
+            Ok(sotto_proto::Response::Challenge { message }) => sizes.push(message.0.len()),
+            other => panic!("expected a challenge, got {other:?}"),
+        }
+    }
+    assert_eq!(sizes[0], sizes[1]);
 }
 
 #[tokio::test]

@@ -5,8 +5,7 @@
 use sotto_crypto::e2e::{E2e, verify_device_keys};
 use sotto_proto::e2e::ToDeviceContent;
 use sotto_proto::{
-    Credential, DeviceId, DeviceRef, ErrorCode, ErrorReply, EventKind, Password, Request, Response,
-    ServerFrame, Username,
+    DeviceId, DeviceRef, ErrorCode, ErrorReply, EventKind, Request, Response, ServerFrame, Username,
 };
 use sotto_test_support::TestServer;
 
@@ -19,7 +18,7 @@ struct Device {
 }
 
 async fn device(server: &TestServer, name: &str, device: &str) -> Device {
-    let credential = Credential::Password(Password::new(format!("pw-{name}")).unwrap());
+    let credential = crate::raw::Auth::Password(format!("pw-{name}"));
     let (raw, result) = Raw::try_login(server.addr, name, device, credential, None).await;
     result.expect("login succeeds");
     let e2e = E2e::new(
@@ -122,7 +121,7 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
     server.restart().await;
     let mut alice = Device {
         raw: {
-            let credential = Credential::Password(Password::new("pw-alice".into()).unwrap());
+            let credential = crate::raw::Auth::Password("pw-alice".into());
             Raw::try_login(server.addr, "alice", "phone", credential, None)
                 .await
                 .0
@@ -157,7 +156,7 @@ async fn published_keys_are_claimed_once_each_then_the_fallback() {
 
     let mut bob = Device {
         raw: {
-            let credential = Credential::Password(Password::new("pw-bob".into()).unwrap());
+            let credential = crate::raw::Auth::Password("pw-bob".into());
             Raw::try_login(server.addr, "bob", "laptop", credential, None)
                 .await
                 .0

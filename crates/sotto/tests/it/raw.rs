@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use rustls::pki_types::ServerName;
+use sotto_crypto::opaque::{self, Stretch};
 use sotto_proto::{
-    ClientFrame, Credential, DeviceId, FrameDecoder, Hello, HelloReply, Login, PROTOCOL_VERSION,
-    Password, Request, ServerFrame, Username,
+    ClientFrame, Credential, DeviceId, ErrorCode, ErrorReply, FrameDecoder, Hello, HelloReply,
+    Login, OpaqueMessage, PROTOCOL_VERSION, Request, Response, ServerFrame, ServerId, Username,
 };
 use sotto_test_support::PATIENCE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,12 +29,25 @@ impl Raw {
     /// Connects with an optional small receive buffer (a client that will
     /// stop reading should not hide megabytes in its kernel buffer).
     pub async fn connect_with(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
+        Self::connect_from(addr, recv_buffer, None).await
+    }
+
+    /// Connects from a chosen local address (another loopback address is
+    /// another client address for the server's limits).
+    pub async fn connect_from(
+        addr: SocketAddr,
+        recv_buffer: Option<u32>,
+        from: Option<std::net::IpAddr>,
+    ) -> Self {
         // The client library's verifier: any certificate (recorded, not
         // pinned here), TLS 1.3 handshake signatures checked.
         let (config, _seen) = sotto_client::tls::client_config().unwrap();
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
+        }
+        if let Some(ip) = from {
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
         }
         let tcp = socket.connect(addr).await.unwrap();
         let stream = TlsConnector::from(config)
@@ -177,8 +191,14 @@ impl Raw {
 
     /// [`Raw::login`] with a chosen receive buffer size.
     pub async fn login_with(addr: SocketAddr, name: &str, recv_buffer: Option<u32>) -> Self {
-        let credential = Credential::Password(Password::new(format!("pw-{name}")).unwrap());
-        let (raw, result) = Self::try_login(addr, name, "rawdevice", credential, recv_buffer).await;
+        let (raw, result) = Self::try_login(
+            addr,
+            name,
+            "rawdevice",
+            Auth::Password(format!("pw-{name}")),
+            recv_buffer,
+        )
+        .await;
         result.expect("login succeeds");
         raw
     }
@@ -188,34 +208,106 @@ impl Raw {
         addr: SocketAddr,
         name: &str,
         device: &str,
-        credential: Credential,
+        auth: impl Into<Auth>,
         recv_buffer: Option<u32>,
     ) -> (Self, Result<sotto_proto::Response, sotto_proto::ErrorReply>) {
         let device_id = DeviceId::parse(&format!("{device}-{name}")).unwrap();
-        Self::try_login_device(addr, name, device_id, credential, recv_buffer).await
+        Self::try_login_device(addr, name, device_id, auth, recv_buffer).await
     }
 
-    /// One login attempt as `name` on exactly `device_id`.
+    /// One login attempt as `name` on exactly `device_id`: a password goes
+    /// through OPAQUE (registering the name if it is free), as the client
+    /// library does it; a wrong one is refused on this side, with
+    /// `wrong_password`, as the client library reports it.
     pub async fn try_login_device(
         addr: SocketAddr,
         name: &str,
         device_id: DeviceId,
-        credential: Credential,
+        auth: impl Into<Auth>,
         recv_buffer: Option<u32>,
     ) -> (Self, Result<sotto_proto::Response, sotto_proto::ErrorReply>) {
-        let mut raw = Self::connect_with(addr, recv_buffer).await;
-        assert!(raw.hello(PROTOCOL_VERSION).await.result.is_ok());
-        let id = raw
-            .request(Request::Login(Login {
-                user: Username::parse(name).unwrap(),
+        Self::try_login_from(addr, None, name, device_id, auth, recv_buffer).await
+    }
+
+    /// [`Raw::try_login_device`] from a chosen local address.
+    pub async fn try_login_from(
+        addr: SocketAddr,
+        from: Option<std::net::IpAddr>,
+        name: &str,
+        device_id: DeviceId,
+        auth: impl Into<Auth>,
+        recv_buffer: Option<u32>,
+    ) -> (Self, Result<sotto_proto::Response, sotto_proto::ErrorReply>) {
+        let mut raw = Self::connect_from(addr, recv_buffer, from).await;
+        let hello = raw.hello(PROTOCOL_VERSION).await;
+        let server_id = hello.result.expect("hello accepted").server_id;
+        let user = Username::parse(name).unwrap();
+        let login = |credential| {
+            Request::Login(Login {
+                user: user.clone(),
                 credential,
-                device_id,
+                device_id: device_id.clone(),
                 server_password: None,
-                register_only: false,
-            }))
-            .await;
-        let (reply_id, result) = raw.reply().await.expect("login reply");
-        assert_eq!(reply_id, id);
+            })
+        };
+        let result = match auth.into() {
+            Auth::Credential(credential) => raw.ask(login(credential)).await.0,
+            Auth::Password(password) => raw.opaque(&user, server_id, &password, login).await,
+        };
         (raw, result)
+    }
+
+    /// Registers `user` with `password`, or logs it in if the name is taken.
+    async fn opaque(
+        &mut self,
+        user: &Username,
+        server_id: ServerId,
+        password: &str,
+        login: impl Fn(Credential) -> Request,
+    ) -> Result<sotto_proto::Response, sotto_proto::ErrorReply> {
+        let stretch = Stretch::Argon2id;
+        let (state, request) = opaque::client_register_start(password).unwrap();
+        let last = match self
+            .ask(login(Credential::Register(OpaqueMessage(request))))
+            .await
+            .0
+        {
+            Ok(Response::Challenge { message }) => state
+                .finish(password, &message.0, user.as_str(), &server_id.0, stretch)
+                .unwrap(),
+            Err(e) if e.code == ErrorCode::UsernameTaken => {
+                let (state, request) = opaque::client_login_start(password).unwrap();
+                let Response::Challenge { message } = self
+                    .ask(login(Credential::Opaque(OpaqueMessage(request))))
+                    .await
+                    .0?
+                else {
+                    panic!("expected a login challenge");
+                };
+                state
+                    .finish(password, &message.0, user.as_str(), &server_id.0, stretch)
+                    .map_err(|e| ErrorReply::new(ErrorCode::WrongPassword, e.to_string()))?
+            }
+            other => return other,
+        };
+        self.ask(Request::LoginFinish {
+            message: OpaqueMessage(last),
+        })
+        .await
+        .0
+    }
+}
+
+/// How a raw login proves itself.
+pub enum Auth {
+    /// A password, through OPAQUE.
+    Password(String),
+    /// Exactly this credential in the login request.
+    Credential(Credential),
+}
+
+impl From<Credential> for Auth {
+    fn from(credential: Credential) -> Self {
+        Auth::Credential(credential)
     }
 }

@@ -21,12 +21,16 @@ struct Screen {
 
 impl Screen {
     fn open(server: &Server, user: &str, dir: &Path) -> Self {
+        Self::open_with(server, user, dir, &format!("pw-{user}"))
+    }
+
+    fn open_with(server: &Server, user: &str, dir: &Path, password: &str) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
             .args(["chat", "--plain", "--server", &server.addr, "--user", user])
             .args(["--server-fingerprint", &server.fingerprint])
             .arg("--data-dir")
             .arg(dir)
-            .env("SOTTO_PASSWORD", format!("pw-{user}"))
+            .env("SOTTO_PASSWORD", password)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -128,4 +132,55 @@ async fn a_peers_text_cannot_fake_lines_and_a_blank_before_at_stays_private() {
     ] {
         let _ = child.kill();
     }
+}
+
+/// `@password` asks for the passwords on the next lines (never on the
+/// command line), and the next start takes the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_password_changes_the_password_from_the_line_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(&dir.path().join("server"), "127.0.0.1:0");
+    let home = dir.path().join("alice");
+    let mut alice = Screen::open(&server, "alice", &home);
+    alice.type_line("@password pw-alice hunter2");
+    alice.until(|l| l.contains("usage: @password"));
+    alice.type_line("@password");
+    alice.until(|l| l.contains("Current password:"));
+    alice.type_line("pw-alice");
+    alice.until(|l| l.contains("New password:"));
+    alice.type_line("hunter2hunter2");
+    alice.until(|l| l.contains("New password again:"));
+    alice.type_line("hunter2hunter3");
+    alice.until(|l| l.contains("differ; nothing was changed"));
+    alice.type_line("@password");
+    for answer in ["pw-alice", "hunter2hunter2", "hunter2hunter2"] {
+        alice.type_line(answer);
+    }
+    alice.until(|l| l.contains("Password changed"));
+    alice.type_line("@quit");
+    assert!(crate::binary::wait_exit(&mut alice.child).success());
+
+    // The old password no longer opens this device's store; the new one does.
+    let old = Command::new(env!("CARGO_BIN_EXE_sotto"))
+        .args([
+            "chat",
+            "--plain",
+            "--server",
+            &server.addr,
+            "--user",
+            "alice",
+        ])
+        .arg("--data-dir")
+        .arg(&home)
+        .env("SOTTO_PASSWORD", "pw-alice")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!old.status.success());
+    let stderr = String::from_utf8_lossy(&old.stderr);
+    assert!(stderr.contains("unlock"), "{stderr}");
+    let mut again = Screen::open_with(&server, "alice", &home, "hunter2hunter2");
+    again.type_line("@quit");
+    assert!(crate::binary::wait_exit(&mut again.child).success());
+    let _ = server.child.kill();
 }

@@ -1,13 +1,13 @@
 //! Session tokens: a password login issues one per device; it logs that
 //! device in without the password until the next password login replaces it.
 
-use sotto_proto::{Credential, ErrorCode, Password, Response, SessionToken};
+use sotto_proto::{Credential, ErrorCode, Response, SessionToken};
 use sotto_test_support::TestServer;
 
 use crate::raw::Raw;
 
-fn password(name: &str) -> Credential {
-    Credential::Password(Password::new(format!("pw-{name}")).unwrap())
+fn password(name: &str) -> crate::raw::Auth {
+    crate::raw::Auth::Password(format!("pw-{name}"))
 }
 
 async fn token_of(server: &TestServer, device: &str) -> SessionToken {

@@ -17,16 +17,17 @@ use sotto_proto::limits::{
 };
 use sotto_proto::{
     Ack, ClientFrame, DecodeError, ErrorCode, ErrorReply, FrameDecoder, FrameError, HelloOk,
-    HelloReply, HistoryCursor, Login, PROTOCOL_VERSION, RawFrame, Request, Response, ServerFrame,
+    HelloReply, HistoryCursor, PROTOCOL_VERSION, RawFrame, Request, Response, ServerFrame,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Hasher, LoginLimiter};
+use crate::auth::Hasher;
 use crate::core::{ConnHandle, Op, Outbound};
+use crate::limiter::LoginLimiter;
 use crate::store::{self, ReadPool};
 use crate::{Config, Registration};
 
@@ -50,8 +51,11 @@ pub(crate) struct Shared {
     pub core: mpsc::Sender<Op>,
     /// Readers for backlogs and history.
     pub store: ReadPool,
+    /// Old password hashes, checked once when an account moves over.
     pub hasher: Hasher,
     pub limiter: LoginLimiter,
+    /// The server's OPAQUE keys.
+    pub opaque: sotto_crypto::opaque::ServerKeys,
     pub config: Config,
     /// Told to clients in the hello (see [`sotto_proto::HelloOk::server_id`]).
     pub server_id: sotto_proto::ServerId,
@@ -150,6 +154,7 @@ pub(crate) async fn serve(
         handle,
         peer,
         user: None,
+        auth: None,
         strikes: 0,
         acks: FxHashMap::default(),
         acks_due: None,
@@ -225,6 +230,8 @@ struct Connection {
     peer: SocketAddr,
     /// Set once logged in.
     user: Option<i64>,
+    /// An OPAQUE exchange in progress, and who is logged in.
+    auth: Option<Box<session::AuthState>>,
     /// Consecutive requests refused by the rate limit.
     strikes: u32,
     /// Acknowledged positions not yet handed to the core, per room.
@@ -420,6 +427,7 @@ impl Connection {
         let Some(user) = self.user else {
             let result = match request {
                 Request::Login(login) => self.login(id, login).await,
+                Request::LoginFinish { message } => self.login_finish(id, message).await,
                 Request::Ping => Err(Some(Response::Pong)),
                 other => Ok(Err(error(
                     ErrorCode::NotLoggedIn,
@@ -437,6 +445,21 @@ impl Connection {
         };
         match request {
             Request::Ping => self.send_reply(id, Ok(Response::Pong)).await,
+            Request::PasswordStart { old, new } => {
+                let result = self.password_start(old, new).await;
+                self.send_reply(id, result).await;
+            }
+            Request::PasswordFinish { old, new } => {
+                let result = self.password_finish(user, old, new).await;
+                self.send_reply(id, result).await;
+            }
+            Request::LoginFinish { .. } => {
+                self.send_reply(
+                    id,
+                    Err(error(ErrorCode::AlreadyLoggedIn, "already logged in")),
+                )
+                .await;
+            }
             Request::History { limit, before } => {
                 let result = self.history(user, limit, before).await;
                 self.send_reply(id, result).await;
@@ -487,51 +510,9 @@ impl Connection {
             more,
         })
     }
-
-    /// `Ok(Ok(()))`: logged in (reply already queued); `Ok(Err(e))`: reply `e`.
-    async fn login(
-        &mut self,
-        id: u64,
-        login: Login,
-    ) -> Result<Result<(), ErrorReply>, Option<Response>> {
-        let name = login.user.clone();
-        let auth = match crate::login::authenticate(&self.shared, self.peer.ip(), &login).await {
-            Ok(auth) => auth,
-            Err(e) => return Ok(Err(e)),
-        };
-        let user_id = auth.user_id;
-        let (reply, rx) = oneshot::channel();
-        let op = Op::Attach {
-            conn: self.handle.clone(),
-            user_id,
-            device: login.device_id,
-            registered: auth.registered,
-            session_token: auth.session_token,
-            token_hash: auth.token_hash,
-            req_id: id,
-            reply,
-        };
-        if self.shared.core.send(op).await.is_err() {
-            return Ok(Err(error(
-                ErrorCode::ShuttingDown,
-                "the server is shutting down",
-            )));
-        }
-        match rx.await {
-            Ok(true) => {
-                self.user = Some(user_id);
-                tracing::info!(user = %name, conn = self.handle.id, "logged in");
-                Ok(Ok(()))
-            }
-            // The core replied itself (shutting down) or failed to commit.
-            Ok(false) => Err(None),
-            Err(_) => Ok(Err(error(
-                ErrorCode::ShuttingDown,
-                "the server is shutting down",
-            ))),
-        }
-    }
 }
+
+mod session;
 
 #[cfg(test)]
 mod tests {
@@ -555,6 +536,7 @@ mod tests {
             store: ReadPool::new(dir.path().join("db")),
             hasher: Hasher::default(),
             limiter: LoginLimiter::default(),
+            opaque: sotto_crypto::opaque::ServerKeys::generate(),
             config,
             server_id: sotto_proto::ServerId([1; 16]),
             next_conn: AtomicU64::new(1),

@@ -1,0 +1,374 @@
+//! What the local store keeps about the account itself: the device's
+//! session token (so that the next start logs in without the password
+//! going anywhere), whether the account logs in with OPAQUE here, and a
+//! password change in progress.
+//!
+//! A password change re-seals every row under a key from the new
+//! password. It is crash-safe: before the server is asked, the new key's
+//! header and check are stored beside the current ones (`next_*`), with the
+//! current key sealed under the new one. If the client stops before the
+//! change is finished, the next start opens the store with either
+//! password, learns from the server (an OPAQUE login) which one is now
+//! right, and finishes or forgets the change.
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sotto_crypto::at_rest::StoreKey;
+use zeroize::Zeroizing;
+
+use super::{CHECK, LocalStore, StoreError};
+
+/// What the store says about logging in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// This device's session token, from the last login.
+    pub token: Option<String>,
+    /// The account logs in with OPAQUE on this server: never send the
+    /// password itself, whatever the server asks.
+    pub opaque: bool,
+}
+
+/// Which password opened a store with a password change in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// The password the store was sealed with.
+    Current,
+    /// The password of the interrupted change.
+    Next,
+}
+
+const SESSION: &[u8] = b"meta/session";
+
+impl LocalStore {
+    /// The stored session, if any.
+    pub fn session(&self) -> Result<Session, StoreError> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE name = 'session'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.db())?;
+        let Some(sealed) = sealed else {
+            return Ok(Session::default());
+        };
+        let plain = self.key.open_record(SESSION, &sealed)?;
+        serde_json::from_slice(&plain)
+            .map_err(|e| StoreError::Corrupt(format!("the session record: {e}")))
+    }
+
+    /// Replaces the stored session.
+    pub fn set_session(&mut self, session: &Session) -> Result<(), StoreError> {
+        let plain = Zeroizing::new(
+            serde_json::to_vec(session).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        );
+        let sealed = self.key.seal_record(SESSION, &plain);
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('session', ?1)",
+                [sealed],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// A password change in progress, and which password opened the store.
+    pub fn pending_change(&self) -> Option<Opened> {
+        self.pending
+    }
+
+    /// Begins a password change: the new key is stored beside the current
+    /// one (see the module comment); nothing is re-sealed yet.
+    pub fn begin_change(&mut self, new_password: &str) -> Result<(), StoreError> {
+        let next = StoreKey::create(new_password);
+        let tx = self.conn.transaction().map_err(|source| StoreError::Db {
+            path: self.path.clone(),
+            source,
+        })?;
+        for (name, value) in [
+            ("next_header", next.header().to_vec()),
+            ("next_check", next.seal_record(b"meta/check", CHECK)),
+            ("next_wrapped", next.wrap(&self.key)),
+        ] {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)",
+                params![name, value],
+            )
+            .map_err(|source| StoreError::Db {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        tx.commit().map_err(self.db())?;
+        self.next = Some(next);
+        self.pending = Some(Opened::Current);
+        Ok(())
+    }
+
+    /// Forgets a password change (the server kept the current password).
+    pub fn abandon_change(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM meta WHERE name IN ('next_header', 'next_check', 'next_wrapped')",
+                [],
+            )
+            .map_err(self.db())?;
+        self.next = None;
+        self.pending = None;
+        Ok(())
+    }
+
+    /// Finishes a password change (the server has the new password): every
+    /// sealed row is re-sealed under the new key, in one transaction.
+    pub fn finish_change(&mut self) -> Result<(), StoreError> {
+        let Some(next) = self.next.take() else {
+            return Err(StoreError::Corrupt(
+                "no password change is in progress".into(),
+            ));
+        };
+        let path = self.path.clone();
+        let db = |source| StoreError::Db {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(db)?;
+        {
+            let mut rows = Vec::new();
+            {
+                let mut select = tx
+                    .prepare("SELECT kind, id, value FROM records")
+                    .map_err(db)?;
+                let found = select
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Vec<u8>>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                        ))
+                    })
+                    .map_err(db)?;
+                for row in found {
+                    rows.push(row.map_err(db)?);
+                }
+            }
+            for (kind, id, value) in rows {
+                let mut context = format!("records/{kind}/").into_bytes();
+                context.extend_from_slice(&id);
+                let plain = self.key.open_record(&context, &value)?;
+                tx.execute(
+                    "UPDATE records SET value = ?1 WHERE kind = ?2 AND id = ?3",
+                    params![next.seal_record(&context, &plain), kind, id],
+                )
+                .map_err(db)?;
+            }
+            let mut rows = Vec::new();
+            {
+                let mut select = tx
+                    .prepare("SELECT room_id, seq, value FROM history")
+                    .map_err(db)?;
+                let found = select
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, Vec<u8>>(2)?,
+                        ))
+                    })
+                    .map_err(db)?;
+                for row in found {
+                    rows.push(row.map_err(db)?);
+                }
+            }
+            for (room, seq, value) in rows {
+                let context = format!("history/{room}/{seq}").into_bytes();
+                let plain = self.key.open_record(&context, &value)?;
+                tx.execute(
+                    "UPDATE history SET value = ?1 WHERE room_id = ?2 AND seq = ?3",
+                    params![next.seal_record(&context, &plain), room, seq],
+                )
+                .map_err(db)?;
+            }
+            let mut rows = Vec::new();
+            {
+                let mut select = tx
+                    .prepare("SELECT room_id, seq, session_id, value FROM held")
+                    .map_err(db)?;
+                let found = select
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Vec<u8>>(3)?,
+                        ))
+                    })
+                    .map_err(db)?;
+                for row in found {
+                    rows.push(row.map_err(db)?);
+                }
+            }
+            for (room, seq, session, value) in rows {
+                let context = format!("held/{room}/{seq}/{session}").into_bytes();
+                let plain = self.key.open_record(&context, &value)?;
+                tx.execute(
+                    "UPDATE held SET value = ?1 WHERE room_id = ?2 AND seq = ?3",
+                    params![next.seal_record(&context, &plain), room, seq],
+                )
+                .map_err(db)?;
+            }
+            let session: Option<Vec<u8>> = tx
+                .query_row("SELECT value FROM meta WHERE name = 'session'", [], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db)?;
+            if let Some(sealed) = session {
+                let plain = self.key.open_record(SESSION, &sealed)?;
+                tx.execute(
+                    "UPDATE meta SET value = ?1 WHERE name = 'session'",
+                    [next.seal_record(SESSION, &plain)],
+                )
+                .map_err(db)?;
+            }
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE name = 'header'",
+                [next.header()],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "UPDATE meta SET value = ?1 WHERE name = 'check'",
+                [next.seal_record(b"meta/check", CHECK)],
+            )
+            .map_err(db)?;
+            tx.execute(
+                "DELETE FROM meta WHERE name IN ('next_header', 'next_check', 'next_wrapped')",
+                [],
+            )
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)?;
+        self.key = next;
+        self.pending = None;
+        Ok(())
+    }
+}
+
+/// For a store whose current password did not open it: the keys of an
+/// interrupted password change, if `password` is its new one (the current
+/// key, unwrapped, and the new key).
+pub(super) fn open_next(
+    conn: &rusqlite::Connection,
+    password: &str,
+) -> Result<Option<(StoreKey, StoreKey)>, StoreError> {
+    let get = |name: &str| -> rusqlite::Result<Option<Vec<u8>>> {
+        conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
+    };
+    let db = |source| StoreError::Db {
+        path: std::path::PathBuf::new(),
+        source,
+    };
+    let (Some(header), Some(check), Some(wrapped)) = (
+        get("next_header").map_err(db)?,
+        get("next_check").map_err(db)?,
+        get("next_wrapped").map_err(db)?,
+    ) else {
+        return Ok(None);
+    };
+    let next = StoreKey::unlock(password, &header)?;
+    if next.open_record(b"meta/check", &check).is_err() {
+        return Ok(None);
+    }
+    let current = next.unwrap_key(&wrapped)?;
+    Ok(Some((current, next)))
+}
+
+/// Whether a store has a password change in progress.
+pub(super) fn has_next(conn: &rusqlite::Connection) -> Result<bool, rusqlite::Error> {
+    conn.query_row("SELECT 1 FROM meta WHERE name = 'next_header'", [], |_| {
+        Ok(())
+    })
+    .optional()
+    .map(|found| found.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Changes, RecordKey, kind};
+    use super::*;
+
+    fn store_with_a_record(path: &std::path::Path) {
+        let (mut store, _) = LocalStore::open(path, "old").unwrap();
+        let mut changes = Changes::default();
+        changes.records.push((
+            RecordKey {
+                kind: kind::ACCOUNT,
+                id: Vec::new(),
+            },
+            Zeroizing::new(b"the account".to_vec()),
+        ));
+        store.write(&changes).unwrap();
+        store
+            .set_session(&Session {
+                token: Some("t".into()),
+                opaque: true,
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn an_interrupted_change_opens_with_either_password_and_is_settled_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        store_with_a_record(&path);
+        // Interrupted before the server heard of it.
+        LocalStore::open(&path, "old")
+            .unwrap()
+            .0
+            .begin_change("new")
+            .unwrap();
+        let (mut store, loaded) = LocalStore::open(&path, "old").unwrap();
+        assert_eq!(store.pending_change(), Some(Opened::Current));
+        assert_eq!(loaded.records.len(), 1);
+        store.abandon_change().unwrap();
+        drop(store);
+        assert!(LocalStore::open(&path, "new").is_err());
+        assert_eq!(
+            LocalStore::open(&path, "old").unwrap().0.pending_change(),
+            None
+        );
+
+        // Interrupted after: the new password opens it, and finishing
+        // re-seals everything.
+        LocalStore::open(&path, "old")
+            .unwrap()
+            .0
+            .begin_change("new")
+            .unwrap();
+        let (mut store, loaded) = LocalStore::open(&path, "new").unwrap();
+        assert_eq!(store.pending_change(), Some(Opened::Next));
+        assert_eq!(loaded.records[0].1.as_slice(), b"the account");
+        store.finish_change().unwrap();
+        drop(store);
+        assert!(LocalStore::open(&path, "old").is_err());
+        let (store, loaded) = LocalStore::open(&path, "new").unwrap();
+        assert_eq!(store.pending_change(), None);
+        assert_eq!(loaded.records[0].1.as_slice(), b"the account");
+        assert_eq!(store.session().unwrap().token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn a_wrong_password_opens_nothing_even_during_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        store_with_a_record(&path);
+        LocalStore::open(&path, "old")
+            .unwrap()
+            .0
+            .begin_change("new")
+            .unwrap();
+        assert!(LocalStore::open(&path, "neither").is_err());
+    }
+}
