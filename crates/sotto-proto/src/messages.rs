@@ -567,6 +567,10 @@ pub enum ErrorCode {
     EmptyMessage,
     /// The message exceeds a size limit.
     MessageTooLong,
+    /// A quota of the server (devices per account, groups per user,
+    /// queued bytes, registrations per address) would be exceeded; the
+    /// message names it.
+    QuotaExceeded,
     /// The request is invalid for another stated reason.
     Invalid,
     /// The server is shutting down.
@@ -598,6 +602,7 @@ impl ErrorCode {
             ErrorCode::GroupTooLarge => "group_too_large",
             ErrorCode::EmptyMessage => "empty_message",
             ErrorCode::MessageTooLong => "message_too_long",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Invalid => "invalid",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",

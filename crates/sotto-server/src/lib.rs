@@ -67,6 +67,38 @@ pub enum Registration {
     Closed,
 }
 
+/// Bounds on what one user can make the server (and other users' devices)
+/// store. Going past one is refused with `quota_exceeded`, naming it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quotas {
+    /// Devices one account may have (`--max-devices`): each is a key
+    /// bundle in the directory and one more Olm message per message sent
+    /// to the account.
+    pub devices_per_account: usize,
+    /// Groups one user may belong to, owner or member (`--max-groups`).
+    pub groups_per_user: usize,
+    /// Bytes of to-device payloads in one request.
+    pub to_device_request_bytes: usize,
+    /// Bytes waiting, not yet acknowledged, in one device's to-device
+    /// queue (`--max-inbox-bytes`).
+    pub inbox_bytes: u64,
+    /// New accounts per address (an IPv6 /64) per hour
+    /// (`--max-registrations-per-hour`).
+    pub registrations_per_hour: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            devices_per_account: 10,
+            groups_per_user: 100,
+            to_device_request_bytes: 1024 * 1024,
+            inbox_bytes: 16 * 1024 * 1024,
+            registrations_per_hour: 10,
+        }
+    }
+}
+
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -93,6 +125,8 @@ pub struct Config {
     /// no longer broadcast to everyone (each would cost one delivery per
     /// connection); `Names` still lists who is online.
     pub presence_limit: usize,
+    /// What one user can make the server and others store.
+    pub quotas: Quotas,
     /// Tests only: set it to make the core thread panic at its next batch.
     #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
@@ -112,6 +146,7 @@ impl Config {
             requests_per_second: 1000,
             request_burst: 2000,
             presence_limit: 1000,
+            quotas: Quotas::default(),
             #[cfg(feature = "fault-injection")]
             crash_core: Default::default(),
         }
@@ -161,7 +196,8 @@ pub async fn run(
     let server_id = store::server_id(&db).context("reading the server id")?;
     let opaque = store::opaque_keys(&db).context("reading the login keys")?;
     #[allow(unused_mut)]
-    let mut core = core::Core::new(db, config.presence_limit).context("loading state")?;
+    let mut core = core::Core::new(db, config.presence_limit, config.quotas.clone())
+        .context("loading state")?;
     #[cfg(feature = "fault-injection")]
     {
         core.crash = config.crash_core.clone();

@@ -104,6 +104,45 @@ impl Entry {
 #[derive(Debug, Clone, Default)]
 pub struct LoginLimiter {
     entries: Arc<Mutex<HashMap<Key, Entry>>>,
+    registrations: Arc<Mutex<HashMap<Origin, Window>>>,
+}
+
+/// How long [`LoginLimiter::begin_registration`] counts registrations.
+pub const REGISTRATION_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// Registrations from one origin in the current window.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    started: Instant,
+    done: u32,
+    in_flight: u32,
+}
+
+/// A registration in flight; it counts once [`Registration::succeeded`].
+#[derive(Debug)]
+pub struct Registration {
+    limiter: LoginLimiter,
+    origin: Origin,
+    succeeded: bool,
+}
+
+impl Registration {
+    pub fn succeeded(mut self) {
+        self.succeeded = true;
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Ok(mut windows) = self.limiter.registrations.lock()
+            && let Some(window) = windows.get_mut(&self.origin)
+        {
+            window.in_flight = window.in_flight.saturating_sub(1);
+            if self.succeeded {
+                window.done = window.done.saturating_add(1);
+            }
+        }
+    }
 }
 
 /// How an attempt ended.
@@ -165,6 +204,38 @@ impl LoginLimiter {
             Key::Account(account.to_owned(), origin),
             Key::Address(origin),
         ])
+    }
+
+    /// Begins registering an account from `ip`, at most `per_hour` an hour
+    /// (those in flight count); `Err(wait)` if the address has used them.
+    pub fn begin_registration(&self, ip: IpAddr, per_hour: u32) -> Result<Registration, Duration> {
+        let origin = Origin::from(ip);
+        let now = Instant::now();
+        if let Ok(mut windows) = self.registrations.lock() {
+            if windows.len() > SWEEP_AT {
+                windows.retain(|_, w| {
+                    w.in_flight > 0 || now.duration_since(w.started) < REGISTRATION_WINDOW
+                });
+            }
+            let window = windows.entry(origin).or_insert(Window {
+                started: now,
+                done: 0,
+                in_flight: 0,
+            });
+            if now.duration_since(window.started) >= REGISTRATION_WINDOW {
+                window.started = now;
+                window.done = 0;
+            }
+            if window.done.saturating_add(window.in_flight) >= per_hour {
+                return Err((window.started + REGISTRATION_WINDOW).saturating_duration_since(now));
+            }
+            window.in_flight += 1;
+        }
+        Ok(Registration {
+            limiter: self.clone(),
+            origin,
+            succeeded: false,
+        })
     }
 
     /// Begins a server password check from `ip`.
@@ -312,6 +383,23 @@ mod tests {
             drop(limiter.begin_login("bob", ip("192.0.2.1")).unwrap());
         }
         assert!(limiter.begin_login("bob", ip("192.0.2.1")).is_ok());
+    }
+
+    #[test]
+    fn registrations_per_address_count_those_in_flight() {
+        let limiter = LoginLimiter::default();
+        let first = limiter.begin_registration(ip("192.0.2.1"), 2).unwrap();
+        let second = limiter.begin_registration(ip("192.0.2.1"), 2).unwrap();
+        assert!(limiter.begin_registration(ip("192.0.2.1"), 2).is_err());
+        drop(second);
+        first.succeeded();
+        limiter
+            .begin_registration(ip("192.0.2.1"), 2)
+            .unwrap()
+            .succeeded();
+        let wait = limiter.begin_registration(ip("192.0.2.1"), 2).unwrap_err();
+        assert!(wait > Duration::from_secs(59 * 60), "{wait:?}");
+        assert!(limiter.begin_registration(ip("192.0.2.2"), 2).is_ok());
     }
 
     #[test]

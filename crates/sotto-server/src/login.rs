@@ -69,7 +69,7 @@ enum PendingKind {
         state: ServerLoginState,
         user_id: Option<i64>,
     },
-    Register,
+    Register(crate::limiter::Registration),
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
@@ -148,7 +148,7 @@ pub(crate) async fn start(shared: &Shared, ip: IpAddr, login: &Login) -> Result<
     match &login.credential {
         Credential::Token(token) => token_login(shared, login, token, attempt).await,
         Credential::Opaque(request) => opaque_start(shared, name, request, attempt).await,
-        Credential::Register(request) => register_start(shared, name, request, attempt).await,
+        Credential::Register(request) => register_start(shared, ip, name, request, attempt).await,
         Credential::LegacyPassword(password) => legacy_login(shared, name, password, attempt).await,
     }
 }
@@ -249,6 +249,7 @@ async fn opaque_start(
 
 async fn register_start(
     shared: &Shared,
+    ip: IpAddr,
     name: &Username,
     request: &OpaqueMessage,
     attempt: Attempt,
@@ -268,13 +269,28 @@ async fn register_start(
             format!("the name '{name}' is taken; choose another"),
         ));
     }
+    let per_hour = shared.config.quotas.registrations_per_hour;
+    let slot = match shared.limiter.begin_registration(ip, per_hour) {
+        Ok(slot) => slot,
+        Err(wait) => {
+            attempt.neutral();
+            return Err(error(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "{per_hour} new accounts an hour may be made from your address; \
+                     try again in {} min",
+                    seconds(wait).div_ceil(60)
+                ),
+            ));
+        }
+    };
     let reply = opaque::server_register_start(&shared.opaque, &request.0, name.as_str())
         .map_err(malformed)?;
     Ok(Step::Challenge(
         OpaqueMessage(reply),
         Box::new(Pending {
             name: name.clone(),
-            kind: PendingKind::Register,
+            kind: PendingKind::Register(slot),
             attempt,
         }),
     ))
@@ -296,9 +312,11 @@ pub(crate) async fn finish(
             (Ok(()), Some(user_id)) => (user_id, false),
             _ => return Err(wrong_password(&name)),
         },
-        PendingKind::Register => {
+        PendingKind::Register(slot) => {
             let record = opaque::server_register_finish(&message.0).map_err(malformed)?;
-            (register(shared, &name, record).await?, true)
+            let id = register(shared, &name, record).await?;
+            slot.succeeded();
+            (id, true)
         }
     };
     attempt.succeeded();

@@ -43,6 +43,9 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(dir.path().join("server"));
+        // Tests register many accounts from one address; the quota has a
+        // test of its own.
+        config.quotas.registrations_per_hour = 10_000;
         adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let mut server = Self::launch(listener, config).await;

@@ -18,7 +18,8 @@ use tokio::io::AsyncBufReadExt;
 pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, server_password_file,
     /// registration, cert, key, max_connections, requests_per_second,
-    /// request_burst, outbound_buffer, presence_limit, debug.
+    /// request_burst, outbound_buffer, presence_limit, max_devices,
+    /// max_groups, max_inbox_bytes, max_registrations_per_hour, debug.
     #[arg(long, env = "SOTTO_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7443].
@@ -58,6 +59,19 @@ pub struct ServeArgs {
     /// not broadcast to everyone [default: 1000].
     #[arg(long, env = "SOTTO_PRESENCE_LIMIT")]
     presence_limit: Option<usize>,
+    /// Devices one account may have [default: 10].
+    #[arg(long, env = "SOTTO_MAX_DEVICES")]
+    max_devices: Option<usize>,
+    /// Groups one user may belong to [default: 100].
+    #[arg(long, env = "SOTTO_MAX_GROUPS")]
+    max_groups: Option<usize>,
+    /// Bytes of to-device messages (room keys) waiting for one device
+    /// [default: 16777216, 16 MiB].
+    #[arg(long, env = "SOTTO_MAX_INBOX_BYTES")]
+    max_inbox_bytes: Option<u64>,
+    /// New accounts per client address (IPv6: per /64) per hour [default: 10].
+    #[arg(long, env = "SOTTO_MAX_REGISTRATIONS_PER_HOUR")]
+    max_registrations_per_hour: Option<u32>,
     /// Verbose logs (never message contents or passwords).
     #[arg(long, env = "SOTTO_DEBUG")]
     debug: bool,
@@ -85,6 +99,10 @@ struct FileConfig {
     request_burst: Option<u32>,
     outbound_buffer: Option<usize>,
     presence_limit: Option<usize>,
+    max_devices: Option<usize>,
+    max_groups: Option<usize>,
+    max_inbox_bytes: Option<u64>,
+    max_registrations_per_hour: Option<u32>,
     debug: Option<bool>,
 }
 
@@ -150,6 +168,22 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(limit) = args.presence_limit.or(file.presence_limit) {
         config.presence_limit = limit;
+    }
+    let quotas = &mut config.quotas;
+    if let Some(n) = args.max_devices.or(file.max_devices) {
+        quotas.devices_per_account = n.max(1);
+    }
+    if let Some(n) = args.max_groups.or(file.max_groups) {
+        quotas.groups_per_user = n;
+    }
+    if let Some(n) = args.max_inbox_bytes.or(file.max_inbox_bytes) {
+        quotas.inbox_bytes = n;
+    }
+    if let Some(n) = args
+        .max_registrations_per_hour
+        .or(file.max_registrations_per_hour)
+    {
+        quotas.registrations_per_hour = n;
     }
 
     // Each client is a file descriptor: use all the process may have, and

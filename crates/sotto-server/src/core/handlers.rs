@@ -437,6 +437,8 @@ impl Core {
         if resolved.len() + 1 > MAX_GROUP_MEMBERS {
             return Ok(Err(too_large()));
         }
+        let owner = (user, self.name(user)?);
+        check!(self.check_group_quota(std::iter::once(&owner).chain(&resolved)));
         let room_id = self.insert_room(RoomKind::Group, Some(&group), Some(user), None)?;
         self.dir.groups.insert(group.clone(), room_id);
         self.dir.rooms.insert(
@@ -462,6 +464,37 @@ impl Core {
             RoomContent::GroupCreated { members: names },
         )?;
         Ok(self.group_reply(room_id))
+    }
+
+    /// Refuses if one of `users` is already in as many groups as a user
+    /// may be.
+    fn check_group_quota<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a (i64, Username)>,
+    ) -> Result<(), ErrorReply> {
+        for (id, name) in users {
+            let groups = self.dir.user_rooms.get(id).map_or(0, |rooms| {
+                rooms
+                    .iter()
+                    .filter(|r| {
+                        self.dir
+                            .rooms
+                            .get(r)
+                            .is_some_and(|room| room.kind == RoomKind::Group)
+                    })
+                    .count()
+            });
+            if groups >= self.quotas.groups_per_user {
+                return Err(err(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "{name} is in {groups} groups, the most this server allows ({})",
+                        self.quotas.groups_per_user
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn group_reply(&self, room_id: u64) -> Reply {
@@ -494,6 +527,7 @@ impl Core {
         if room.members.len() + new.len() > MAX_GROUP_MEMBERS {
             return Ok(Err(too_large()));
         }
+        check!(self.check_group_quota(&new));
         // New members see the group from the event announcing them onwards.
         let joined_seq = room.last_seq;
         for (id, _) in &new {

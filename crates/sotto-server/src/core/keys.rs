@@ -4,6 +4,7 @@
 //! that lies about keys is caught by the clients, not trusted by them.
 
 use rusqlite::{OptionalExtension, params};
+use rustc_hash::FxHashMap;
 use sotto_proto::e2e::{DeviceKeys, SignedOneTimeKey};
 use sotto_proto::limits::{
     MAX_KEY_CLAIM_DEVICES, MAX_KEY_QUERY_USERS, MAX_KEYS_PER_UPLOAD, MAX_STORED_ONE_TIME_KEYS,
@@ -303,7 +304,19 @@ impl Core {
                 format!("at most {MAX_TO_DEVICE_MESSAGES} to-device messages per request"),
             )));
         }
+        let total: usize = messages.iter().map(|m| m.payload.len()).sum();
+        if total > self.quotas.to_device_request_bytes {
+            return Ok(Err(err(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "at most {} bytes of to-device messages per request",
+                    self.quotas.to_device_request_bytes
+                ),
+            )));
+        }
         let mut targets = Vec::with_capacity(messages.len());
+        // Bytes this request adds to each queue.
+        let mut adding: FxHashMap<i64, u64> = FxHashMap::default();
         for message in &messages {
             if message.payload.is_empty() {
                 return Ok(Err(err(ErrorCode::EmptyMessage, "empty to-device payload")));
@@ -337,10 +350,30 @@ impl Core {
                     "a device cannot send to-device messages to itself",
                 )));
             }
+            let queued = self
+                .dir
+                .inboxes
+                .get(&target)
+                .and_then(|room| self.inbox_bytes.get(room))
+                .copied()
+                .unwrap_or(0);
+            let added = adding.entry(target).or_insert(0);
+            *added += message.payload.len() as u64;
+            if queued + *added > self.quotas.inbox_bytes {
+                return Ok(Err(err(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "{}'s device '{}' has {} bytes of to-device messages waiting, \
+                         the most this server keeps ({}); try again once it has read them",
+                        message.user, message.device, queued, self.quotas.inbox_bytes
+                    ),
+                )));
+            }
             targets.push((target_user, target));
         }
         for ((target_user, target), message) in targets.into_iter().zip(messages) {
             let room_id = self.inbox_room(target_user, target)?;
+            *self.inbox_bytes.entry(room_id).or_insert(0) += message.payload.len() as u64;
             self.append(
                 fx,
                 room_id,

@@ -283,6 +283,10 @@ pub(crate) struct Core {
     cursors_flushed: std::time::Instant,
     /// Set by `Shutdown`: further writes are refused.
     closing: bool,
+    quotas: crate::Quotas,
+    /// Bytes stored and not yet acknowledged in each to-device queue, by
+    /// room id.
+    inbox_bytes: FxHashMap<u64, u64>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -310,8 +314,13 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
 
 impl Core {
     /// Loads state from `db`.
-    pub fn new(db: Connection, presence_limit: usize) -> anyhow::Result<Self> {
+    pub fn new(
+        db: Connection,
+        presence_limit: usize,
+        quotas: crate::Quotas,
+    ) -> anyhow::Result<Self> {
         let dir = Directory::load(&db)?;
+        let inbox_bytes = state::inbox_bytes(&db)?;
         Ok(Self {
             db,
             dir,
@@ -322,6 +331,8 @@ impl Core {
             dirty_cursors: FxHashMap::default(),
             cursors_flushed: std::time::Instant::now(),
             closing: false,
+            quotas,
+            inbox_bytes,
             #[cfg(feature = "fault-injection")]
             crash: Default::default(),
         })
@@ -465,6 +476,8 @@ impl Core {
                 .is_some_and(|r| r.device == Some(device))
             {
                 prune.execute(params![room as i64, seq as i64])?;
+                let left = state::room_bytes(&self.db, room)?;
+                self.inbox_bytes.insert(room, left);
             }
         }
         Ok(())

@@ -106,6 +106,22 @@ impl Core {
                 }
                 return Ok(false);
             }
+            None if self.dir.user_devices.get(&user).map_or(0, Vec::len)
+                >= self.quotas.devices_per_account =>
+            {
+                let refusal = err(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "{name} already has {} devices, the most this server allows: \
+                         remove one from another device with @devices remove ID",
+                        self.quotas.devices_per_account
+                    ),
+                );
+                if let Some(frame) = encode_reply(req_id, Err(refusal)) {
+                    conn.send(Outbound::Frame(frame));
+                }
+                return Ok(false);
+            }
             None => {
                 self.db.execute(
                     "INSERT INTO devices (user_id, device, created_at) VALUES (?1, ?2, ?3)",

@@ -12,12 +12,12 @@ use sotto_test_support::TestServer;
 use crate::raw::Raw;
 
 /// A device: a raw connection and its end-to-end state.
-struct Device {
-    raw: Raw,
-    e2e: E2e,
+pub(crate) struct Device {
+    pub raw: Raw,
+    pub e2e: E2e,
 }
 
-async fn device(server: &TestServer, name: &str, device: &str) -> Device {
+pub(crate) async fn device(server: &TestServer, name: &str, device: &str) -> Device {
     let credential = crate::raw::Auth::Password(format!("pw-{name}"));
     let (raw, result) = Raw::try_login(server.addr, name, device, credential, None).await;
     result.expect("login succeeds");
@@ -28,7 +28,7 @@ async fn device(server: &TestServer, name: &str, device: &str) -> Device {
     Device { raw, e2e }
 }
 
-async fn publish(d: &mut Device) -> Response {
+pub(crate) async fn publish(d: &mut Device) -> Response {
     let upload = d.e2e.keys_to_upload(0);
     let (result, _) = d
         .raw

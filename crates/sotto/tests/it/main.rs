@@ -19,6 +19,7 @@ mod local_store;
 mod mitm;
 mod passwords;
 mod persistence;
+mod quotas;
 mod raw;
 mod screen;
 mod status;
