@@ -1,4 +1,5 @@
-//! What a client decodes from a server. Must never panic.
+//! What a client decodes from a server: frames split off a byte stream,
+//! and typed server frames (replies and events). Must never panic.
 #![no_main]
 
 use bytes::BytesMut;

@@ -666,7 +666,14 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             }
             Pending::History(mut read) => {
                 let (events, more) = match result {
-                    Ok(Response::History { events, more }) => (events, more),
+                    Ok(Response::History {
+                        events,
+                        more,
+                        pruned_before,
+                    }) => {
+                        read.pruned_before = read.pruned_before.max(pruned_before);
+                        (events, more)
+                    }
                     Ok(_) => {
                         return Pending::History(read).fail(ClientError::Protocol(
                             "the server answered a history request with something else".to_owned(),

@@ -98,6 +98,10 @@ pub enum ClientEvent {
     },
     /// The server is shutting down.
     Shutdown { message: String },
+    /// In a history reply, before its first entry: older messages of a
+    /// conversation were deleted by the server's retention policy; the
+    /// oldest one it still keeps is from `oldest_kept`.
+    HistoryPruned { oldest_kept: i64 },
     /// Something about a contact's keys the user should know (a new
     /// device, changed keys, a lost verification).
     Security { message: String },
@@ -372,6 +376,7 @@ impl ClientEvent {
             ClientEvent::Shutdown { message } => ClientEvent::Shutdown {
                 message: line(&message),
             },
+            ClientEvent::HistoryPruned { oldest_kept } => ClientEvent::HistoryPruned { oldest_kept },
             ClientEvent::Security { message } => ClientEvent::Security {
                 message: line(&message),
             },

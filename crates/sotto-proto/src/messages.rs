@@ -421,6 +421,12 @@ pub enum Response {
         events: Vec<EventBody>,
         #[serde(default)]
         more: Option<HistoryCursor>,
+        /// Set when the page reaches back to the oldest event the server
+        /// still keeps of a conversation and older ones were deleted by its
+        /// retention policy: that event's time (milliseconds since the Unix
+        /// epoch).
+        #[serde(default)]
+        pruned_before: Option<i64>,
     },
     /// Answer to [`Request::Ping`].
     Pong,

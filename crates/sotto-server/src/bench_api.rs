@@ -65,7 +65,12 @@ impl Router {
         anyhow::ensure!(recipients >= 1, "a group message needs a recipient");
         let members = recipients + 1;
         let db = store::open_writer(&store::db_path(data_dir)).context("opening the database")?;
-        let core = Core::new(db, 1000, crate::Quotas::default())?;
+        let core = Core::new(
+            db,
+            1000,
+            crate::Quotas::default(),
+            crate::Retention::default(),
+        )?;
         let (ops, rx) = mpsc::channel(65_536);
         let thread = std::thread::Builder::new()
             .name("sotto-core".into())

@@ -85,6 +85,50 @@ pub struct Quotas {
     /// New accounts per address (an IPv6 /64) per hour
     /// (`--max-registrations-per-hour`).
     pub registrations_per_hour: u32,
+    /// Bytes of events one user has sent that the server still stores, in
+    /// every room and to-device queue (`--max-stored-bytes-per-user`).
+    pub stored_bytes_per_user: u64,
+    /// Bytes of events one room (the lobby, a private room, a group) holds
+    /// (`--max-stored-bytes-per-room`).
+    pub stored_bytes_per_room: u64,
+}
+
+/// How long events of one kind of room are kept: older than `days`, or
+/// beyond the newest `messages`, they are deleted (0: no such limit). A
+/// room's newest event is always kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Keep {
+    pub days: u32,
+    pub messages: u64,
+}
+
+/// The retention policy: the lobby, and private and group rooms. (Devices'
+/// to-device queues are emptied as they are read, and bounded by
+/// [`Quotas::inbox_bytes`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How often the policy is applied (and once at start); default a
+    /// minute.
+    pub interval: std::time::Duration,
+    /// Default: the newest 10,000 messages (`--lobby-keep-messages`,
+    /// `--lobby-keep-days`).
+    pub lobby: Keep,
+    /// Default: everything (`--room-keep-messages`, `--room-keep-days`),
+    /// within [`Quotas::stored_bytes_per_room`].
+    pub rooms: Keep,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            interval: std::time::Duration::from_secs(60),
+            lobby: Keep {
+                days: 0,
+                messages: 10_000,
+            },
+            rooms: Keep::default(),
+        }
+    }
 }
 
 impl Default for Quotas {
@@ -95,6 +139,8 @@ impl Default for Quotas {
             to_device_request_bytes: 1024 * 1024,
             inbox_bytes: 16 * 1024 * 1024,
             registrations_per_hour: 10,
+            stored_bytes_per_user: 1 << 30,
+            stored_bytes_per_room: 1 << 30,
         }
     }
 }
@@ -127,6 +173,8 @@ pub struct Config {
     pub presence_limit: usize,
     /// What one user can make the server and others store.
     pub quotas: Quotas,
+    /// How long lobby and room events are kept.
+    pub retention: Retention,
     /// Tests only: set it to make the core thread panic at its next batch.
     #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
@@ -147,6 +195,7 @@ impl Config {
             request_burst: 2000,
             presence_limit: 1000,
             quotas: Quotas::default(),
+            retention: Retention::default(),
             #[cfg(feature = "fault-injection")]
             crash_core: Default::default(),
         }
@@ -196,7 +245,12 @@ pub async fn run(
     let server_id = store::server_id(&db).context("reading the server id")?;
     let opaque = store::opaque_keys(&db).context("reading the login keys")?;
     #[allow(unused_mut)]
-    let mut core = core::Core::new(db, config.presence_limit, config.quotas.clone())
+    let mut core = core::Core::new(
+        db,
+        config.presence_limit,
+        config.quotas.clone(),
+        config.retention,
+    )
         .context("loading state")?;
     #[cfg(feature = "fault-injection")]
     {

@@ -88,6 +88,9 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER NOT NULL,
     ts INTEGER NOT NULL,
     body BLOB NOT NULL,
+    -- Who sent it (schema version 5; NULL in older rows), for the
+    -- stored-bytes quota.
+    sender_id INTEGER,
     PRIMARY KEY (room_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cursors (
@@ -124,9 +127,9 @@ CREATE TABLE IF NOT EXISTS meta (
 
 /// Version of the schema above, kept in `PRAGMA user_version`. Version 2
 /// added the key directory tables, version 3 the `meta` table, version 4
-/// the OPAQUE record of each account (tables are created on start; the
-/// column is added to an older database).
-const SCHEMA_VERSION: i64 = 4;
+/// the OPAQUE record of each account, version 5 the sender of each event
+/// (tables are created on start; columns are added to an older database).
+const SCHEMA_VERSION: i64 = 5;
 
 /// Path of the database inside the data dir.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -160,6 +163,13 @@ pub fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
         .exists([])?;
     if !has_opaque {
         conn.execute_batch("ALTER TABLE users ADD COLUMN opaque BLOB")?;
+    }
+    // Schema 5 records who sent each event; older events count for nobody.
+    let has_sender = conn
+        .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'sender_id'")?
+        .exists([])?;
+    if !has_sender {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN sender_id INTEGER")?;
     }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(conn)
@@ -404,7 +414,7 @@ pub fn history(
     limit: usize,
     before: Option<HistoryCursor>,
     max_bytes: usize,
-) -> rusqlite::Result<(Vec<SharedEvent>, Option<HistoryCursor>)> {
+) -> rusqlite::Result<HistoryPage> {
     let mut rooms: Vec<(i64, i64)> = vec![(LOBBY_ROOM as i64, 0)];
     {
         let mut stmt =
@@ -431,7 +441,7 @@ pub fn history(
         "SELECT ts, seq, body FROM events WHERE room_id = ?1 AND seq > ?2 \
          AND (ts, ?1, seq) < (?4, ?5, ?6) ORDER BY seq DESC LIMIT ?3",
     )?;
-    for (room, joined) in rooms {
+    for &(room, joined) in &rooms {
         let rows = stmt.query_map(
             params![room, joined, limit as i64, cts, croom, cseq],
             |row| {
@@ -467,5 +477,37 @@ pub fn history(
         .flatten();
     all.truncate(fit);
     all.reverse();
-    Ok((all.into_iter().map(|(_, e)| e).collect(), more))
+    // Did this page reach back to the oldest event a room still keeps,
+    // with older ones (that this user could see) deleted by retention?
+    let mut pruned = None;
+    let mut oldest = conn.prepare_cached("SELECT MIN(seq) FROM events WHERE room_id = ?1")?;
+    for &(room, joined) in &rooms {
+        let Some(first) = oldest.query_row([room], |r| r.get::<_, Option<i64>>(0))? else {
+            continue;
+        };
+        if first <= joined.saturating_add(1) {
+            continue;
+        }
+        if let Some((at, _)) = all
+            .iter()
+            .find(|(c, _)| c.room_id == room as u64 && c.seq == first as u64)
+        {
+            pruned = pruned.max(Some(at.ts));
+        }
+    }
+    Ok(HistoryPage {
+        events: all.into_iter().map(|(_, e)| e).collect(),
+        more,
+        pruned_before: pruned,
+    })
+}
+
+/// One page of [`history`].
+#[derive(Debug)]
+pub struct HistoryPage {
+    pub events: Vec<SharedEvent>,
+    pub more: Option<HistoryCursor>,
+    /// Set when the page reaches the oldest event a room still keeps and
+    /// older ones were deleted by the retention policy: that event's time.
+    pub pruned_before: Option<i64>,
 }

@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a server (embedded database, self-signed TLS, no setup).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Connect to a server and chat (line mode: one command per line).
     Chat(chat::ChatArgs),
 }
@@ -54,7 +54,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::serve(args).await,
+            Command::Serve(args) => serve::serve(*args).await,
             Command::Chat(args) => chat::chat(args).await,
         }
     });

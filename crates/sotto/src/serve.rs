@@ -19,7 +19,10 @@ pub struct ServeArgs {
     /// TOML config file with any of: listen, data_dir, server_password_file,
     /// registration, cert, key, max_connections, requests_per_second,
     /// request_burst, outbound_buffer, presence_limit, max_devices,
-    /// max_groups, max_inbox_bytes, max_registrations_per_hour, debug.
+    /// max_groups, max_inbox_bytes, max_registrations_per_hour,
+    /// max_stored_bytes_per_user, max_stored_bytes_per_room,
+    /// lobby_keep_messages, lobby_keep_days, room_keep_messages,
+    /// room_keep_days, debug.
     #[arg(long, env = "SOTTO_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:7443].
@@ -72,6 +75,26 @@ pub struct ServeArgs {
     /// New accounts per client address (IPv6: per /64) per hour [default: 10].
     #[arg(long, env = "SOTTO_MAX_REGISTRATIONS_PER_HOUR")]
     max_registrations_per_hour: Option<u32>,
+    /// Bytes of messages and files one user has sent that the server keeps
+    /// [default: 1073741824, 1 GiB].
+    #[arg(long, env = "SOTTO_MAX_STORED_BYTES_PER_USER")]
+    max_stored_bytes_per_user: Option<u64>,
+    /// Bytes one conversation (the lobby, a private room, a group) keeps
+    /// [default: 1073741824, 1 GiB].
+    #[arg(long, env = "SOTTO_MAX_STORED_BYTES_PER_ROOM")]
+    max_stored_bytes_per_room: Option<u64>,
+    /// Lobby messages kept, newest first; 0 keeps all [default: 10000].
+    #[arg(long, env = "SOTTO_LOBBY_KEEP_MESSAGES")]
+    lobby_keep_messages: Option<u64>,
+    /// Days lobby messages are kept; 0 keeps them [default: 0].
+    #[arg(long, env = "SOTTO_LOBBY_KEEP_DAYS")]
+    lobby_keep_days: Option<u32>,
+    /// Messages kept per private room and group; 0 keeps all [default: 0].
+    #[arg(long, env = "SOTTO_ROOM_KEEP_MESSAGES")]
+    room_keep_messages: Option<u64>,
+    /// Days private and group messages are kept; 0 keeps them [default: 0].
+    #[arg(long, env = "SOTTO_ROOM_KEEP_DAYS")]
+    room_keep_days: Option<u32>,
     /// Verbose logs (never message contents or passwords).
     #[arg(long, env = "SOTTO_DEBUG")]
     debug: bool,
@@ -103,6 +126,12 @@ struct FileConfig {
     max_groups: Option<usize>,
     max_inbox_bytes: Option<u64>,
     max_registrations_per_hour: Option<u32>,
+    max_stored_bytes_per_user: Option<u64>,
+    max_stored_bytes_per_room: Option<u64>,
+    lobby_keep_messages: Option<u64>,
+    lobby_keep_days: Option<u32>,
+    room_keep_messages: Option<u64>,
+    room_keep_days: Option<u32>,
     debug: Option<bool>,
 }
 
@@ -184,6 +213,31 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .or(file.max_registrations_per_hour)
     {
         quotas.registrations_per_hour = n;
+    }
+    if let Some(n) = args
+        .max_stored_bytes_per_user
+        .or(file.max_stored_bytes_per_user)
+    {
+        quotas.stored_bytes_per_user = n;
+    }
+    if let Some(n) = args
+        .max_stored_bytes_per_room
+        .or(file.max_stored_bytes_per_room)
+    {
+        quotas.stored_bytes_per_room = n;
+    }
+    let retention = &mut config.retention;
+    if let Some(n) = args.lobby_keep_messages.or(file.lobby_keep_messages) {
+        retention.lobby.messages = n;
+    }
+    if let Some(n) = args.lobby_keep_days.or(file.lobby_keep_days) {
+        retention.lobby.days = n;
+    }
+    if let Some(n) = args.room_keep_messages.or(file.room_keep_messages) {
+        retention.rooms.messages = n;
+    }
+    if let Some(n) = args.room_keep_days.or(file.room_keep_days) {
+        retention.rooms.days = n;
     }
 
     // Each client is a file descriptor: use all the process may have, and

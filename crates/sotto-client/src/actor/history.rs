@@ -21,6 +21,9 @@ pub(super) struct HistoryRead {
     received: u32,
     /// By (time, room, position): the order shown.
     shown: BTreeMap<(i64, u64, u64), Shown>,
+    /// The time of the oldest event the server still keeps of a
+    /// conversation whose older events it deleted, if a page reached it.
+    pub pruned_before: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -36,6 +39,7 @@ impl HistoryRead {
             limit,
             received: 0,
             shown: BTreeMap::new(),
+            pruned_before: None,
         }
     }
 
@@ -109,9 +113,10 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             reply,
             limit,
             shown,
+            pruned_before,
             ..
         } = read;
-        let result = self.merge_history(limit, shown).await;
+        let result = self.merge_history(limit, shown, pruned_before).await;
         let _ = reply
             .send(result.map(|events| events.into_iter().map(ClientEvent::sanitized).collect()));
     }
@@ -120,6 +125,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         &mut self,
         limit: u32,
         mut shown: BTreeMap<(i64, u64, u64), Shown>,
+        pruned_before: Option<i64>,
     ) -> Result<Vec<ClientEvent>, ClientError> {
         let recent =
             crate::crypto::read(&self.crypto, move |store| store.recent_history(limit)).await?;
@@ -130,7 +136,17 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             );
         }
         let skip = shown.len().saturating_sub(limit as usize);
-        let mut out = Vec::with_capacity(shown.len() - skip);
+        let mut out = Vec::with_capacity(shown.len() - skip + 1);
+        // Say so when what is shown reaches back to where the server's
+        // retention policy cut a conversation.
+        if let Some(oldest_kept) = pruned_before
+            && shown
+                .keys()
+                .nth(skip)
+                .is_none_or(|(ts, _, _)| *ts <= oldest_kept)
+        {
+            out.push(ClientEvent::HistoryPruned { oldest_kept });
+        }
         for ((ts, _, _), item) in shown.into_iter().skip(skip) {
             out.push(match item {
                 Shown::Event(event) => event,

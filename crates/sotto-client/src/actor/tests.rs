@@ -601,6 +601,7 @@ async fn files_are_saved_once_and_history_reuses_them() {
         result: Ok(Response::History {
             events: vec![stored_body, mine],
             more: None,
+            pruned_before: None,
         }),
     }])
     .await;
@@ -660,6 +661,7 @@ async fn history_reads_every_page_the_server_says_there_is() {
         result: Ok(Response::History {
             events: vec![body(2, "two"), body(3, "three")],
             more: Some(cursor),
+            pruned_before: None,
         }),
     }])
     .await;
@@ -682,6 +684,7 @@ async fn history_reads_every_page_the_server_says_there_is() {
         result: Ok(Response::History {
             events: vec![body(1, "one")],
             more: None,
+            pruned_before: None,
         }),
     }])
     .await;

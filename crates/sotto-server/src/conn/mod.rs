@@ -496,7 +496,7 @@ impl Connection {
                 format!("history size must be between 1 and {MAX_HISTORY}"),
             ));
         }
-        let (events, more) = self
+        let page = self
             .shared
             .store
             .run(move |db| store::history(db, user, limit as usize, before, MAX_HISTORY_BYTES))
@@ -506,8 +506,9 @@ impl Connection {
                 error(ErrorCode::Internal, "could not read history")
             })?;
         Ok(Response::History {
-            events: events.iter().filter_map(|e| e.decode().ok()).collect(),
-            more,
+            events: page.events.iter().filter_map(|e| e.decode().ok()).collect(),
+            more: page.more,
+            pruned_before: page.pruned_before,
         })
     }
 }

@@ -35,8 +35,8 @@ impl Core {
 
         // Its to-device queue, with what is still in it.
         if let Some(inbox) = self.dir.inboxes.remove(&device_key) {
+            self.usage.prune(&self.db, inbox, u64::MAX)?;
             for sql in [
-                "DELETE FROM events WHERE room_id = ?1",
                 "DELETE FROM members WHERE room_id = ?1",
                 "DELETE FROM cursors WHERE room_id = ?1",
                 "DELETE FROM rooms WHERE id = ?1",

@@ -76,6 +76,7 @@ impl Core {
             }
             Request::SendLobby { text } => {
                 check!(check_text(&text));
+                check!(self.check_stored(user, LOBBY_ROOM, text.len()));
                 let (seq, ts) = self.append(fx, LOBBY_ROOM, user, RoomContent::Text { text })?;
                 Ok(Ok(Response::Sent {
                     room_id: LOBBY_ROOM,
@@ -90,6 +91,7 @@ impl Core {
             Request::SendGroup { group, payload } => {
                 check!(check_payload(&payload));
                 let room_id = check!(self.member_group(&group, user));
+                check!(self.check_stored(user, room_id, payload.len()));
                 let content = RoomContent::Envelope {
                     device: device.clone(),
                     payload,
@@ -215,6 +217,7 @@ impl Core {
             )));
         }
         let room_id = self.direct_room(user, peer)?;
+        check!(self.check_stored(user, room_id, payload.len()));
         let content = RoomContent::Envelope {
             device: device.clone(),
             payload,
@@ -232,6 +235,44 @@ impl Core {
             ts,
             note,
         }))
+    }
+
+    /// Refuses a message of `len` bytes that would take the sender's or the
+    /// room's stored bytes over their quota.
+    pub(super) fn check_stored(&self, user: i64, room: u64, len: usize) -> Result<(), ErrorReply> {
+        self.check_sender_stored(user, len)?;
+        let stored = self.usage.room_bytes(room);
+        if stored.saturating_add(len as u64) > self.quotas.stored_bytes_per_room {
+            return Err(err(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "this conversation holds {} on the server, the most it keeps for one \
+                     conversation ({}); older messages are deleted as the server's retention \
+                     policy allows",
+                    mib(stored),
+                    mib(self.quotas.stored_bytes_per_room)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refuses `len` more bytes from a sender at its stored-bytes quota.
+    pub(super) fn check_sender_stored(&self, user: i64, len: usize) -> Result<(), ErrorReply> {
+        let mine = self.usage.sender_bytes(user);
+        if mine.saturating_add(len as u64) > self.quotas.stored_bytes_per_user {
+            return Err(err(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "the server stores {} of messages and files you sent, the most it keeps \
+                     for one user ({}); older ones are deleted as the server's retention \
+                     policy allows",
+                    mib(mine),
+                    mib(self.quotas.stored_bytes_per_user)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The direct room of two users, created on first use.
@@ -658,8 +699,8 @@ impl Core {
     }
 
     fn delete_group(&mut self, room_id: u64, group: &GroupName) -> anyhow::Result<()> {
+        self.usage.prune(&self.db, room_id, u64::MAX)?;
         for sql in [
-            "DELETE FROM events WHERE room_id = ?1",
             "DELETE FROM members WHERE room_id = ?1",
             "DELETE FROM cursors WHERE room_id = ?1",
             "DELETE FROM rooms WHERE id = ?1",
@@ -677,6 +718,11 @@ impl Core {
         self.dir.cursors.retain(|(_, room), _| *room != room_id);
         Ok(())
     }
+}
+
+/// Bytes in MiB, for messages.
+pub(super) fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn too_large() -> ErrorReply {

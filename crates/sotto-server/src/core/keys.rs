@@ -314,6 +314,9 @@ impl Core {
                 ),
             )));
         }
+        if let Err(e) = self.check_sender_stored(user, total) {
+            return Ok(Err(e));
+        }
         let mut targets = Vec::with_capacity(messages.len());
         // Bytes this request adds to each queue.
         let mut adding: FxHashMap<i64, u64> = FxHashMap::default();
@@ -354,9 +357,7 @@ impl Core {
                 .dir
                 .inboxes
                 .get(&target)
-                .and_then(|room| self.inbox_bytes.get(room))
-                .copied()
-                .unwrap_or(0);
+                .map_or(0, |room| self.usage.room_bytes(*room));
             let added = adding.entry(target).or_insert(0);
             *added += message.payload.len() as u64;
             if queued + *added > self.quotas.inbox_bytes {
@@ -373,7 +374,6 @@ impl Core {
         }
         for ((target_user, target), message) in targets.into_iter().zip(messages) {
             let room_id = self.inbox_room(target_user, target)?;
-            *self.inbox_bytes.entry(room_id).or_insert(0) += message.payload.len() as u64;
             self.append(
                 fx,
                 room_id,

@@ -20,6 +20,7 @@ mod handlers;
 mod keys;
 mod sessions;
 mod state;
+mod usage;
 
 use rustc_hash::FxHashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -284,9 +285,11 @@ pub(crate) struct Core {
     /// Set by `Shutdown`: further writes are refused.
     closing: bool,
     quotas: crate::Quotas,
-    /// Bytes stored and not yet acknowledged in each to-device queue, by
-    /// room id.
-    inbox_bytes: FxHashMap<u64, u64>,
+    retention: crate::Retention,
+    /// Bytes stored by room and by sender.
+    usage: usage::Usage,
+    /// When the retention policy was last applied.
+    retention_applied: Option<std::time::Instant>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -318,9 +321,10 @@ impl Core {
         db: Connection,
         presence_limit: usize,
         quotas: crate::Quotas,
+        retention: crate::Retention,
     ) -> anyhow::Result<Self> {
         let dir = Directory::load(&db)?;
-        let inbox_bytes = state::inbox_bytes(&db)?;
+        let usage = usage::Usage::load(&db)?;
         Ok(Self {
             db,
             dir,
@@ -332,7 +336,9 @@ impl Core {
             cursors_flushed: std::time::Instant::now(),
             closing: false,
             quotas,
-            inbox_bytes,
+            retention,
+            usage,
+            retention_applied: None,
             #[cfg(feature = "fault-injection")]
             crash: Default::default(),
         })
@@ -373,6 +379,7 @@ impl Core {
                     self.apply(op, &mut fx)?;
                 }
                 self.flush_cursors()?;
+                self.apply_retention()?;
                 applied = std::time::Instant::now();
                 self.db.execute_batch("COMMIT")?;
                 Ok(())
@@ -399,6 +406,10 @@ impl Core {
                 match Directory::load(&self.db) {
                     Ok(dir) => self.dir = dir,
                     Err(e) => tracing::error!("cannot reload state: {e}"),
+                }
+                match usage::Usage::load(&self.db) {
+                    Ok(usage) => self.usage = usage,
+                    Err(e) => tracing::error!("cannot reload stored sizes: {e}"),
                 }
                 // Deliveries are dropped; every request gets an error.
                 for (conn, items) in fx.drain_by_conn() {
@@ -463,9 +474,6 @@ impl Core {
             "INSERT INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
         )?;
-        let mut prune = self
-            .db
-            .prepare_cached("DELETE FROM events WHERE room_id = ?1 AND seq <= ?2")?;
         for ((device, room), seq) in self.dirty_cursors.drain() {
             stmt.execute(params![device, room as i64, seq as i64])?;
             // A device's to-device messages are gone once it has them.
@@ -475,9 +483,42 @@ impl Core {
                 .get(&room)
                 .is_some_and(|r| r.device == Some(device))
             {
-                prune.execute(params![room as i64, seq as i64])?;
-                let left = state::room_bytes(&self.db, room)?;
-                self.inbox_bytes.insert(room, left);
+                self.usage.prune(&self.db, room, seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes lobby and room events the retention policy lets go, at
+    /// most once per [`crate::Retention::interval`] (the server ticks
+    /// every second, so an idle server prunes too).
+    fn apply_retention(&mut self) -> rusqlite::Result<()> {
+        if self
+            .retention_applied
+            .is_some_and(|at| at.elapsed() < self.retention.interval)
+        {
+            return Ok(());
+        }
+        self.retention_applied = Some(std::time::Instant::now());
+        let now = now_ms();
+        for room_id in self.usage.rooms() {
+            let Some(room) = self.dir.rooms.get(&room_id) else {
+                continue;
+            };
+            let keep = match room.kind {
+                RoomKind::Lobby => self.retention.lobby,
+                RoomKind::Direct | RoomKind::Group => self.retention.rooms,
+                RoomKind::Notices | RoomKind::Inbox => continue,
+            };
+            if keep == crate::Keep::default() {
+                continue;
+            }
+            let last_seq = room.last_seq;
+            if let Some(up_to) =
+                usage::prunable(&self.db, &self.usage, room_id, last_seq, keep, now)?
+            {
+                tracing::debug!(room_id, up_to, "retention: pruning");
+                self.usage.prune(&self.db, room_id, up_to)?;
             }
         }
         Ok(())
@@ -632,14 +673,19 @@ impl Core {
         };
         let shared = SharedEvent::encode(&body)?;
         self.db
-            .prepare_cached("INSERT INTO events (room_id, seq, ts, body) VALUES (?1, ?2, ?3, ?4)")?
+            .prepare_cached(
+                "INSERT INTO events (room_id, seq, ts, body, sender_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
             .execute(params![
                 room_id as i64,
                 seq as i64,
                 ts,
-                shared.as_bytes().as_ref()
+                shared.as_bytes().as_ref(),
+                sender
             ])?;
         room.last_seq = seq;
+        self.usage
+            .added(room_id, sender, seq, ts, shared.as_bytes().len() as u64);
         let room = self.room(room_id)?;
         if room.kind == RoomKind::Lobby {
             let except = fx.current_conn;

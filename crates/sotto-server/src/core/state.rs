@@ -346,22 +346,3 @@ impl Directory {
 pub(crate) fn sorted_pair(a: Username, b: Username) -> (Username, Username) {
     if a <= b { (a, b) } else { (b, a) }
 }
-
-/// Bytes stored in each device's to-device queue, by room id.
-pub(crate) fn inbox_bytes(db: &Connection) -> rusqlite::Result<FxHashMap<u64, u64>> {
-    let mut stmt = db.prepare(
-        "SELECT e.room_id, SUM(length(e.body)) FROM events e JOIN rooms r ON r.id = e.room_id \
-         WHERE r.kind = 4 GROUP BY e.room_id",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-    })?;
-    rows.collect()
-}
-
-/// Bytes stored in one room.
-pub(crate) fn room_bytes(db: &Connection, room: u64) -> rusqlite::Result<u64> {
-    db.prepare_cached("SELECT COALESCE(SUM(length(body)), 0) FROM events WHERE room_id = ?1")?
-        .query_row([room as i64], |r| r.get::<_, i64>(0))
-        .map(|n| n as u64)
-}

@@ -28,6 +28,13 @@ fn time(ts: i64) -> String {
         .unwrap_or_default()
 }
 
+/// "2026-12-03 14:05", local time.
+fn day_and_time(ts: i64) -> String {
+    DateTime::from_timestamp_millis(ts)
+        .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
 /// Where a message was sent: "[group]" or "(private)".
 fn place(group: Option<&GroupName>) -> String {
     group.map_or("(private)".to_owned(), |g| format!("[{g}]"))
@@ -447,6 +454,11 @@ impl Renderer {
                 )
             }
             ClientEvent::Shutdown { message } => format!("* server: {message}"),
+            ClientEvent::HistoryPruned { oldest_kept } => format!(
+                "* older messages were deleted by the server's retention policy; \
+                 it keeps them from {} on",
+                day_and_time(*oldest_kept)
+            ),
             ClientEvent::Security { message } => format!("! security: {message}"),
             ClientEvent::Disconnected { reason } => format!("! disconnected: {reason}"),
         })
@@ -527,6 +539,9 @@ impl Renderer {
                 json!({"type": "undecodable", "from": from.as_str(), "reason": reason, "ts": ts})
             }
             ClientEvent::Shutdown { message } => json!({"type": "shutdown", "text": message}),
+            ClientEvent::HistoryPruned { oldest_kept } => {
+                json!({"type": "history_pruned", "oldest_kept": oldest_kept})
+            }
             ClientEvent::Security { message } => json!({"type": "security", "text": message}),
             ClientEvent::Disconnected { reason } => json!({"type": "disconnected", "text": reason}),
         })

@@ -358,7 +358,7 @@ async fn history_over_large_files_is_paged_by_bytes_and_complete() {
     loop {
         let limit = 10 - seen.len() as u32;
         let (result, _) = raw.ask(Request::History { limit, before }).await;
-        let Ok(Response::History { events, more }) = result else {
+        let Ok(Response::History { events, more, .. }) = result else {
             panic!("expected history, got {result:?}");
         };
         pages += 1;

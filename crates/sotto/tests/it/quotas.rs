@@ -5,6 +5,7 @@
 use sotto_proto::{
     DeviceId, ErrorCode, ErrorReply, GroupName, Request, Response, ToDeviceMessage, Username,
 };
+use sotto_client::ClientEvent;
 use sotto_test_support::TestServer;
 
 use crate::keys::{device, publish};
@@ -126,7 +127,8 @@ async fn a_user_is_in_at_most_so_many_groups() {
 async fn to_device_messages_are_bounded_per_request_and_per_waiting_queue() {
     let server = TestServer::start_with(|c| {
         c.quotas.to_device_request_bytes = 2_000;
-        c.quotas.inbox_bytes = 3_000;
+        // Stored sizes include each message's envelope (the sender's keys).
+        c.quotas.inbox_bytes = 4_000;
     })
     .await;
     let mut alice = device(&server, "alice", "phone").await;
@@ -145,7 +147,7 @@ async fn to_device_messages_are_bounded_per_request_and_per_waiting_queue() {
     assert!(alice.raw.ask(to_bob(1_500)).await.0.is_ok());
     assert!(alice.raw.ask(to_bob(1_400)).await.0.is_ok());
     // Bob is away: his queue is full.
-    assert!(quota(alice.raw.ask(to_bob(200)).await.0).contains("waiting"));
+    assert!(quota(alice.raw.ask(to_bob(1_200)).await.0).contains("waiting"));
     // Once bob has read them (and acknowledged), there is room again.
     let mut bob = Raw::try_login_device(
         server.addr,
@@ -168,7 +170,7 @@ async fn to_device_messages_are_bounded_per_request_and_per_waiting_queue() {
     }
     let deadline = tokio::time::Instant::now() + sotto_test_support::PATIENCE;
     loop {
-        match alice.raw.ask(to_bob(200)).await.0 {
+        match alice.raw.ask(to_bob(1_200)).await.0 {
             Ok(_) => break,
             Err(e) if e.code == ErrorCode::QuotaExceeded => {
                 // The acknowledged messages are pruned at the next cursor
@@ -217,4 +219,200 @@ async fn an_address_registers_at_most_so_many_accounts_an_hour() {
     )
     .await;
     assert!(result.is_ok(), "{result:?}");
+}
+
+fn lobby(text: &str) -> Request {
+    Request::SendLobby { text: text.into() }
+}
+
+#[tokio::test]
+async fn stored_bytes_are_bounded_per_user_and_per_room() {
+    let server = TestServer::start_with(|c| {
+        c.quotas.stored_bytes_per_user = 10_000;
+        c.quotas.stored_bytes_per_room = 16_000;
+    })
+    .await;
+    let mut alice = Raw::login(server.addr, "alice").await;
+    let mut bob = Raw::login(server.addr, "bob").await;
+    let text = "a".repeat(3_000);
+    for _ in 0..3 {
+        assert!(alice.ask(lobby(&text)).await.0.is_ok());
+    }
+    // Alice has about 9,300 bytes stored: one more is over her quota.
+    assert!(quota(alice.ask(lobby(&text)).await.0).contains("you sent"));
+    // Bob has his own; the room fills up at 16,000.
+    assert!(bob.ask(lobby(&text)).await.0.is_ok());
+    assert!(bob.ask(lobby(&text)).await.0.is_ok());
+    assert!(quota(bob.ask(lobby(&text)).await.0).contains("conversation"));
+    // Short ones still fit where they fit.
+    assert!(bob.ask(lobby("ok")).await.0.is_ok());
+}
+
+#[tokio::test]
+async fn to_device_messages_count_against_the_senders_stored_bytes() {
+    let server = TestServer::start_with(|c| c.quotas.stored_bytes_per_user = 5_000).await;
+    let mut alice = device(&server, "alice", "phone").await;
+    publish(&mut alice).await;
+    let bob = device(&server, "bob", "laptop").await;
+    let to_bob = |size: usize| Request::SendToDevice {
+        messages: vec![ToDeviceMessage {
+            user: user("bob"),
+            device: bob.e2e.device().clone(),
+            payload: vec![7; size],
+        }],
+    };
+    assert!(alice.raw.ask(to_bob(4_000)).await.0.is_ok());
+    assert!(quota(alice.raw.ask(to_bob(1_500)).await.0).contains("you sent"));
+}
+
+#[tokio::test]
+async fn the_lobby_keeps_its_newest_messages_and_history_says_older_ones_were_deleted() {
+    let server = TestServer::start_with(|c| {
+        c.retention.interval = std::time::Duration::ZERO;
+        c.retention.lobby.messages = 3;
+        // Room for about four of the messages below: what is deleted no
+        // longer counts against the sender.
+        c.quotas.stored_bytes_per_user = 2_400;
+    })
+    .await;
+    let mut alice = Raw::login(server.addr, "alice").await;
+    let pad = ".".repeat(400);
+    for n in 1..=6 {
+        let sent = alice.ask(lobby(&format!("message {n}{pad}"))).await.0;
+        assert!(sent.is_ok(), "{sent:?}");
+    }
+    // Each batch applies the policy; the next request sees its result.
+    let _ = alice.ask(Request::Ping).await;
+    let (result, _) = alice
+        .ask(Request::History {
+            limit: 100,
+            before: None,
+        })
+        .await;
+    let Ok(Response::History {
+        events,
+        pruned_before,
+        ..
+    }) = result
+    else {
+        panic!("{result:?}");
+    };
+    let texts: Vec<String> = events
+        .iter()
+        .filter_map(lobby_text)
+        .map(|t| t.trim_end_matches('.').to_owned())
+        .collect();
+    assert_eq!(texts, ["message 4", "message 5", "message 6"]);
+    assert_eq!(pruned_before, Some(events[0].ts));
+    // A page that does not reach back that far does not say so.
+    let (result, _) = alice
+        .ask(Request::History {
+            limit: 2,
+            before: None,
+        })
+        .await;
+    assert!(
+        matches!(result, Ok(Response::History { pruned_before: None, .. })),
+        "{result:?}"
+    );
+    // A client shows it before what it lists.
+    let bob = server.client("bob").await;
+    let history = bob.client.history(10).await.unwrap();
+    assert!(
+        matches!(history.first(), Some(ClientEvent::HistoryPruned { .. })),
+        "{history:?}"
+    );
+    assert!(
+        !bob.client
+            .history(1)
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, ClientEvent::HistoryPruned { .. }))
+    );
+}
+
+fn lobby_text(event: &sotto_proto::EventBody) -> Option<String> {
+    match &event.kind {
+        sotto_proto::EventKind::Room(sotto_proto::RoomEvent {
+            content: sotto_proto::RoomContent::Text { text },
+            ..
+        }) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn messages_older_than_the_retention_period_are_deleted_and_positions_go_on() {
+    let mut server = TestServer::start_with(|c| {
+        c.retention.interval = std::time::Duration::ZERO;
+        c.retention.lobby = sotto_server::Keep {
+            days: 30,
+            messages: 0,
+        };
+        c.retention.rooms.days = 30;
+    })
+    .await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    for n in 1..=3 {
+        alice.client.send_lobby(&format!("lobby {n}")).await.unwrap();
+        alice
+            .client
+            .send_private(user("bob"), &format!("private {n}"))
+            .await
+            .unwrap();
+        assert_eq!(bob.expect_private().await.1, format!("private {n}"));
+    }
+    drop(alice);
+    drop(bob);
+    // As far as the server knows, every lobby message and the first two
+    // private ones were sent 40 days ago.
+    server.stop().await;
+    let db = rusqlite::Connection::open(server.db_path()).unwrap();
+    let aged = db
+        .execute(
+            "UPDATE events SET ts = ts - 40 * 86400000 WHERE room_id = 1 \
+             OR (room_id IN (SELECT id FROM rooms WHERE kind = 1) AND seq <= 2)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(aged, 5);
+    let seqs = |kind: i64| -> Vec<i64> {
+        db.prepare(
+            "SELECT seq FROM events WHERE room_id IN (SELECT id FROM rooms WHERE kind = ?1) \
+             ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([kind], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    server.restart().await;
+    let mut carol = Raw::login(server.addr, "carol").await;
+    let _ = carol.ask(Request::Ping).await;
+    // The newest event of a room is kept, however old.
+    assert_eq!(seqs(0), [3]);
+    assert_eq!(seqs(1), [3]);
+    let (result, _) = carol
+        .ask(Request::History {
+            limit: 10,
+            before: None,
+        })
+        .await;
+    assert!(
+        matches!(&result, Ok(Response::History { events, pruned_before: Some(_), .. })
+            if events.len() == 1),
+        "{result:?}"
+    );
+    // After another restart the lobby counts on from its newest event.
+    drop(carol);
+    server.restart().await;
+    let mut carol = Raw::login(server.addr, "carol").await;
+    let (result, _) = carol.ask(lobby("lobby 4")).await;
+    assert!(
+        matches!(result, Ok(Response::Sent { seq: 4, .. })),
+        "{result:?}"
+    );
 }

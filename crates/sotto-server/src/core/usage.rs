@@ -1,0 +1,187 @@
+//! What is stored, and for how long: bytes per room and per sender (for the
+//! stored-bytes quotas and the to-device inbox limit), and the retention
+//! policy that prunes old lobby and room events.
+//!
+//! Every figure is the length of the stored event body. The counts are
+//! loaded at start and kept in step with every append and prune, inside
+//! the core's open transaction (a failed commit reloads them).
+
+use rusqlite::{Connection, params};
+use rustc_hash::FxHashMap;
+
+use crate::Keep;
+
+/// Stored bytes and the oldest kept event of one room.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RoomUsage {
+    pub bytes: u64,
+    /// Position and time of the oldest event still stored.
+    pub oldest: Option<(u64, i64)>,
+}
+
+/// Stored bytes by room and by sender.
+#[derive(Debug, Default)]
+pub(crate) struct Usage {
+    rooms: FxHashMap<u64, RoomUsage>,
+    senders: FxHashMap<i64, u64>,
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+impl Usage {
+    /// Sums what the database holds.
+    pub fn load(db: &Connection) -> rusqlite::Result<Self> {
+        let mut usage = Usage::default();
+        let mut stmt = db.prepare(
+            "SELECT room_id, SUM(length(body)), MIN(seq) FROM events GROUP BY room_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        for row in rows {
+            let (room, bytes, oldest) = row?;
+            let ts: i64 = db.query_row(
+                "SELECT ts FROM events WHERE room_id = ?1 AND seq = ?2",
+                params![room as i64, oldest as i64],
+                |r| r.get(0),
+            )?;
+            usage.rooms.insert(
+                room,
+                RoomUsage {
+                    bytes,
+                    oldest: Some((oldest, ts)),
+                },
+            );
+        }
+        let mut stmt = db.prepare(
+            "SELECT sender_id, SUM(length(body)) FROM events \
+             WHERE sender_id IS NOT NULL GROUP BY sender_id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        for row in rows {
+            let (sender, bytes) = row?;
+            usage.senders.insert(sender, bytes);
+        }
+        Ok(usage)
+    }
+
+    /// Bytes stored in a room.
+    pub fn room_bytes(&self, room: u64) -> u64 {
+        self.rooms.get(&room).map_or(0, |r| r.bytes)
+    }
+
+    /// Bytes stored that `sender` sent, in every room and inbox.
+    pub fn sender_bytes(&self, sender: i64) -> u64 {
+        self.senders.get(&sender).copied().unwrap_or(0)
+    }
+
+    /// The oldest event still stored in a room.
+    pub fn oldest(&self, room: u64) -> Option<(u64, i64)> {
+        self.rooms.get(&room).and_then(|r| r.oldest)
+    }
+
+    /// Counts an appended event.
+    pub fn added(&mut self, room: u64, sender: i64, seq: u64, ts: i64, bytes: u64) {
+        let usage = self.rooms.entry(room).or_default();
+        usage.bytes += bytes;
+        usage.oldest.get_or_insert((seq, ts));
+        *self.senders.entry(sender).or_insert(0) += bytes;
+    }
+
+    /// Deletes a room's events up to and including `up_to` (all of them
+    /// with `u64::MAX`) and takes them off the counts.
+    pub fn prune(&mut self, db: &Connection, room: u64, up_to: u64) -> rusqlite::Result<()> {
+        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+        let mut freed = 0u64;
+        {
+            let mut stmt = db.prepare_cached(
+                "SELECT sender_id, SUM(length(body)) FROM events \
+                 WHERE room_id = ?1 AND seq <= ?2 GROUP BY sender_id",
+            )?;
+            let rows = stmt.query_map(params![room as i64, up_to], |r| {
+                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            for row in rows {
+                let (sender, bytes) = row?;
+                freed += bytes;
+                if let Some(total) = sender.and_then(|s| self.senders.get_mut(&s)) {
+                    *total = total.saturating_sub(bytes);
+                }
+            }
+        }
+        if freed == 0 {
+            return Ok(());
+        }
+        db.prepare_cached("DELETE FROM events WHERE room_id = ?1 AND seq <= ?2")?
+            .execute(params![room as i64, up_to])?;
+        let oldest = db
+            .prepare_cached(
+                "SELECT seq, ts FROM events WHERE room_id = ?1 ORDER BY seq LIMIT 1",
+            )?
+            .query_map([room as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+            .next()
+            .transpose()?;
+        match oldest {
+            None => {
+                self.rooms.remove(&room);
+            }
+            Some(oldest) => {
+                let usage = self.rooms.entry(room).or_default();
+                usage.bytes = usage.bytes.saturating_sub(freed);
+                usage.oldest = Some(oldest);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rooms holding events, for the retention pass.
+    pub fn rooms(&self) -> Vec<u64> {
+        self.rooms.keys().copied().collect()
+    }
+}
+
+/// The newest position of `room` that `keep` lets go, if any: events older
+/// than `keep.days`, and all but the newest `keep.messages`. The newest event
+/// of a room is always kept, so that positions are never handed out twice
+/// after a restart (the next one is counted from it).
+pub(crate) fn prunable(
+    db: &Connection,
+    usage: &Usage,
+    room: u64,
+    last_seq: u64,
+    keep: Keep,
+    now: i64,
+) -> rusqlite::Result<Option<u64>> {
+    let Some((oldest_seq, oldest_ts)) = usage.oldest(room) else {
+        return Ok(None);
+    };
+    let newest_kept_back = last_seq.saturating_sub(1);
+    let mut up_to = 0u64;
+    if keep.messages > 0 {
+        up_to = up_to.max(last_seq.saturating_sub(keep.messages));
+    }
+    if keep.days > 0 {
+        let cutoff = now.saturating_sub(i64::from(keep.days).saturating_mul(DAY_MS));
+        if oldest_ts < cutoff {
+            // Oldest first, stopping at the first one young enough: only the
+            // rows to prune (and one more) are read.
+            let mut stmt = db.prepare_cached(
+                "SELECT seq, ts FROM events WHERE room_id = ?1 AND seq >= ?2 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![room as i64, oldest_seq as i64])?;
+            while let Some(row) = rows.next()? {
+                let (seq, ts): (i64, i64) = (row.get(0)?, row.get(1)?);
+                if ts >= cutoff {
+                    break;
+                }
+                up_to = up_to.max(seq as u64);
+            }
+        }
+    }
+    let up_to = up_to.min(newest_kept_back);
+    Ok((up_to >= oldest_seq).then_some(up_to))
+}
