@@ -282,7 +282,7 @@ pub async fn ensure_accounts(
 
 /// Makes sure group `name` exists with exactly these accounts as members
 /// (the first is the owner); an existing group with the right members is
-/// reused, missing members are added.
+/// reused, missing members are invited and accept.
 pub async fn ensure_group(
     conn: &Connector,
     name: &GroupName,
@@ -306,11 +306,13 @@ pub async fn ensure_group(
             members: others.clone(),
         })
         .await?;
+    // Who still has to accept an invitation.
+    let mut joining = others.clone();
     match created {
         Ok(_) => {}
         Err(e) if e.code == ErrorCode::GroupExists => {
             let listed = session.sotto_request(Request::GroupList).await?;
-            let Ok(Response::Groups { groups }) = listed else {
+            let Ok(Response::Groups { groups, .. }) = listed else {
                 bail!("group {name} exists but {} cannot see it", owner.user);
             };
             let Some(group) = groups.into_iter().find(|g| g.name == *name) else {
@@ -319,6 +321,11 @@ pub async fn ensure_group(
             let missing: Vec<Username> = others
                 .into_iter()
                 .filter(|u| !group.members.contains(u))
+                .collect();
+            joining.clone_from(&missing);
+            let missing: Vec<Username> = missing
+                .into_iter()
+                .filter(|u| !group.invited.contains(u))
                 .collect();
             if !missing.is_empty() {
                 if group.owner != owner.user {
@@ -345,5 +352,27 @@ pub async fn ensure_group(
         Err(e) => bail!("creating group {name}: {}", e.code.as_str()),
     }
     session.close().await;
+    // Members join by accepting their invitations.
+    for account in members.iter().filter(|a| joining.contains(&a.user)) {
+        let (mut session, result) = login(
+            conn,
+            &account.user,
+            &account.device,
+            Credential::Token(account.token.clone()),
+        )
+        .await?;
+        if let Err(code) = result {
+            bail!("token login of {} refused: {}", account.user, code.as_str());
+        }
+        let accepted = session
+            .sotto_request(Request::GroupAccept {
+                group: name.clone(),
+            })
+            .await?;
+        if let Err(e) = accepted {
+            bail!("{} joining {name}: {}", account.user, e.code.as_str());
+        }
+        session.close().await;
+    }
     Ok(())
 }

@@ -96,6 +96,8 @@ enum Pending {
     History(Box<history::HistoryRead>),
     /// A request the end-to-end state asked for; the reply goes back to it.
     Crypto(Tag),
+    /// Joining a group a verified contact invited this user to.
+    AutoJoin(GroupName),
 }
 
 impl Pending {
@@ -108,7 +110,7 @@ impl Pending {
             Pending::History(read) => {
                 let _ = read.reply.send(Err(error));
             }
-            Pending::Crypto(_) => {}
+            Pending::Crypto(_) | Pending::AutoJoin(_) => {}
         }
     }
 
@@ -116,7 +118,7 @@ impl Pending {
         match self {
             Pending::Response(tx) | Pending::Sent(tx, _) => tx.is_closed(),
             Pending::History(read) => read.reply.is_closed(),
-            Pending::Crypto(_) => false,
+            Pending::Crypto(_) | Pending::AutoJoin(_) => false,
         }
     }
 }
@@ -520,13 +522,43 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 return position;
             }
         };
-        if let Some(event) = self.show(body, true).await {
+        if let Some(mut event) = self.show(body, true).await {
             if let ClientEvent::Shutdown { message } = &event {
                 self.shutdown_message = Some(format!("the server shut down: {message}"));
+            }
+            if let ClientEvent::Invited {
+                group,
+                by,
+                auto_join,
+            } = &mut event
+            {
+                *auto_join = self.auto_join(group, by).await;
             }
             self.emit(event).await;
         }
         position
+    }
+
+    /// Accepts an invitation from a verified contact by itself, if the
+    /// user allowed it (`@auto groups on`): whether it asked to join.
+    async fn auto_join(&mut self, group: &GroupName, by: &Username) -> bool {
+        let allowed = {
+            let crypto = lock(&self.crypto);
+            crypto.trust.auto_accept().groups && crypto.trust.is_verified(by)
+        };
+        if !allowed {
+            return false;
+        }
+        let request = Request::GroupAccept {
+            group: group.clone(),
+        };
+        match self.write_request(request).await {
+            Some(id) => {
+                self.pending.insert(id, Pending::AutoJoin(group.clone()));
+                true
+            }
+            None => false,
+        }
     }
 
     /// Decodes a (decrypted) event to show: numbers a sealed message or
@@ -705,6 +737,18 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             Pending::Crypto(tag) => {
                 let effects = lock(&self.crypto).on_reply(tag, result);
                 self.run_effects(effects).await;
+            }
+            Pending::AutoJoin(group) => {
+                let event = match result {
+                    Ok(_) => ClientEvent::MemberJoined {
+                        group,
+                        user: self.me.clone(),
+                    },
+                    Err(e) => ClientEvent::Security {
+                        message: format!("could not join group {group} by itself: {}", e.message),
+                    },
+                };
+                self.emit(event).await;
             }
         }
     }

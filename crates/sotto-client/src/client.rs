@@ -411,7 +411,7 @@ impl Client {
     /// save from here could otherwise catch the actor half way through one
     /// (its position counted, its history entry not written yet), and a
     /// crash right after would lose that message.
-    async fn save(&self) -> Result<(), ClientError> {
+    pub(super) async fn save(&self) -> Result<(), ClientError> {
         self.call(|reply| Op::Save { reply }).await
     }
 
@@ -573,75 +573,6 @@ impl Client {
             data,
         });
         self.send_encrypted(to, body, Some(path)).await
-    }
-
-    /// Creates a group owned by this user with `members`.
-    pub async fn group_create(
-        &self,
-        name: GroupName,
-        members: Vec<Username>,
-    ) -> Result<GroupInfo, ClientError> {
-        group(
-            self.request(Request::GroupCreate {
-                group: name,
-                members,
-            })
-            .await?,
-        )
-    }
-
-    /// Adds members (owner only).
-    pub async fn group_add(
-        &self,
-        name: GroupName,
-        members: Vec<Username>,
-    ) -> Result<GroupInfo, ClientError> {
-        group(
-            self.request(Request::GroupAdd {
-                group: name,
-                members,
-            })
-            .await?,
-        )
-    }
-
-    /// Removes members (owner only).
-    pub async fn group_kick(
-        &self,
-        name: GroupName,
-        members: Vec<Username>,
-    ) -> Result<GroupInfo, ClientError> {
-        group(
-            self.request(Request::GroupKick {
-                group: name,
-                members,
-            })
-            .await?,
-        )
-    }
-
-    /// Leaves a group.
-    pub async fn group_leave(&self, name: GroupName) -> Result<(), ClientError> {
-        done(
-            self.request(Request::GroupLeave { group: name }).await?,
-            "group_leave",
-        )
-    }
-
-    /// Deletes a group (owner only).
-    pub async fn group_delete(&self, name: GroupName) -> Result<(), ClientError> {
-        done(
-            self.request(Request::GroupDelete { group: name }).await?,
-            "group_delete",
-        )
-    }
-
-    /// This user's groups.
-    pub async fn group_list(&self) -> Result<Vec<GroupInfo>, ClientError> {
-        match self.request(Request::GroupList).await? {
-            Response::Groups { groups } => Ok(groups),
-            other => Err(unexpected("group_list", &other)),
-        }
     }
 
     /// Users online and their status (the first
@@ -829,14 +760,14 @@ fn sent(response: Response) -> Result<SentInfo, ClientError> {
     }
 }
 
-fn group(response: Response) -> Result<GroupInfo, ClientError> {
+pub(super) fn group(response: Response) -> Result<GroupInfo, ClientError> {
     match response {
         Response::Group(info) => Ok(info),
         other => Err(unexpected("group request", &other)),
     }
 }
 
-fn done(response: Response, request: &str) -> Result<(), ClientError> {
+pub(super) fn done(response: Response, request: &str) -> Result<(), ClientError> {
     match response {
         Response::Done => Ok(()),
         other => Err(unexpected(request, &other)),
@@ -874,4 +805,5 @@ mod tests {
     }
 }
 
+mod groups;
 mod password;

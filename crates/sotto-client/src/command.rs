@@ -12,6 +12,15 @@ use sotto_crypto::Passphrase;
 use sotto_proto::limits::MAX_HISTORY;
 use sotto_proto::{DeviceId, GroupName, NameError, Status, Username};
 
+/// What `@auto` changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoKind {
+    /// Joining groups verified contacts invite you to.
+    Groups,
+    /// Saving files verified contacts send.
+    Files,
+}
+
 /// Lines shown by `@help`: every command with a one-line description.
 pub const HELP: &str = "\
 text                       send text to the lobby (everyone)
@@ -26,11 +35,15 @@ text                       send text to the lobby (everyone)
 @group set NAME u1,u2      create group NAME with these members
 @group send NAME message   send a message to group NAME
 @group file NAME PATH      send a file to group NAME
-@group add NAME u1,u2      add members (owner only)
-@group kick NAME u1,u2     remove members (owner only)
+@group add NAME u1,u2      invite users to join (owner only)
+@group accept NAME         join a group you were invited to
+@group decline NAME        decline an invitation
+@group kick NAME u1,u2     remove members or withdraw invitations (owner only)
 @group leave NAME          leave group NAME
 @group delete NAME         delete group NAME (owner only)
-@group list                list your groups
+@group list                list your groups and invitations
+@auto                      show what verified contacts may do without asking
+@auto groups on|off        join groups verified contacts invite you to
 @history [N]               show the last N messages (1 to 1000, default 20)
 @devices [USER]            list USER's devices (default: yours) with fingerprints
 @devices remove ID         remove your device ID (a lost phone): it is signed out
@@ -60,7 +73,10 @@ const USAGE_CONFIRM: &str = "@verify USER confirm NUMBER (type the safety number
 const USAGE_HELP: &str = "@help";
 const USAGE_QUIT: &str = "@quit";
 const USAGE_PASSWORD: &str = "@password";
-const USAGE_GROUP: &str = "@group set|send|file|add|kick|leave|delete|list ...";
+const USAGE_GROUP: &str = "@group set|send|file|add|accept|decline|kick|leave|delete|list ...";
+const USAGE_GROUP_ACCEPT: &str = "@group accept NAME";
+const USAGE_GROUP_DECLINE: &str = "@group decline NAME";
+const USAGE_AUTO: &str = "@auto [groups|files on|off]";
 const USAGE_GROUP_SET: &str = "@group set NAME user1,user2";
 const USAGE_GROUP_SEND: &str = "@group send NAME message";
 const USAGE_GROUP_FILE: &str = "@group file NAME PATH";
@@ -118,6 +134,13 @@ pub enum Command {
     GroupDelete { group: GroupName },
     /// `@group list`
     GroupList,
+    /// `@group accept NAME`
+    GroupAccept { group: GroupName },
+    /// `@group decline NAME`
+    GroupDecline { group: GroupName },
+    /// `@auto`: show, or `@auto groups|files on|off`: change, what
+    /// verified contacts may do without asking.
+    Auto(Option<(AutoKind, bool)>),
     /// `@history [N]`
     History(u32),
     /// `@devices [USER]`: `None` is the user's own devices.
@@ -234,6 +257,7 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
             Ok(Command::Verify { user, action })
         }
         "password" => no_args(args, USAGE_PASSWORD, Command::Password),
+        "auto" => auto(args),
         "help" => no_args(args, USAGE_HELP, Command::Help),
         "quit" => no_args(args, USAGE_QUIT, Command::Quit),
         _ => match Username::parse(word) {
@@ -441,8 +465,35 @@ fn group(args: &str) -> Result<Command, CommandError> {
             no_args(tail, USAGE_GROUP_DELETE, Command::GroupDelete { group })
         }
         "list" => no_args(rest, USAGE_GROUP_LIST, Command::GroupList),
+        "accept" => {
+            let group = group_name(name, USAGE_GROUP_ACCEPT)?;
+            no_args(tail, USAGE_GROUP_ACCEPT, Command::GroupAccept { group })
+        }
+        "decline" => {
+            let group = group_name(name, USAGE_GROUP_DECLINE)?;
+            no_args(tail, USAGE_GROUP_DECLINE, Command::GroupDecline { group })
+        }
         _ => Err(CommandError::Usage(USAGE_GROUP)),
     }
+}
+
+fn auto(args: &str) -> Result<Command, CommandError> {
+    let (kind, rest) = split_word(args);
+    if kind.is_empty() {
+        return Ok(Command::Auto(None));
+    }
+    let kind = match kind.to_ascii_lowercase().as_str() {
+        "groups" => AutoKind::Groups,
+        "files" => AutoKind::Files,
+        _ => return Err(CommandError::Usage(USAGE_AUTO)),
+    };
+    let (on, tail) = split_word(rest);
+    let on = match on.to_ascii_lowercase().as_str() {
+        "on" => true,
+        "off" => false,
+        _ => return Err(CommandError::Usage(USAGE_AUTO)),
+    };
+    no_args(tail, USAGE_AUTO, Command::Auto(Some((kind, on))))
 }
 
 #[cfg(test)]

@@ -67,6 +67,24 @@ pub enum ClientEvent {
         by: Username,
         members: Vec<Username>,
     },
+    /// `by` (the owner) invited `members` to `group`.
+    MembersInvited {
+        group: GroupName,
+        by: Username,
+        members: Vec<Username>,
+    },
+    /// `user` accepted an invitation and joined `group`.
+    MemberJoined { group: GroupName, user: Username },
+    /// `user` declined an invitation to `group`.
+    InvitationDeclined { group: GroupName, user: Username },
+    /// `by` invited you to `group`: `@group accept` or `@group decline`.
+    /// `auto_join` when you let verified contacts add you (`@auto groups
+    /// on`) and `by` is one: the client is joining by itself.
+    Invited {
+        group: GroupName,
+        by: Username,
+        auto_join: bool,
+    },
     /// `by` removed `members` from `group`.
     MembersKicked {
         group: GroupName,
@@ -254,6 +272,28 @@ fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
                 members,
             })
         }
+        (RoomRef::Group { name }, RoomContent::MembersInvited { members }) => {
+            ready(ClientEvent::MembersInvited {
+                group: name,
+                by: sender,
+                members,
+            })
+        }
+        (RoomRef::Group { name }, RoomContent::MemberJoined) => ready(ClientEvent::MemberJoined {
+            group: name,
+            user: sender,
+        }),
+        (RoomRef::Group { name }, RoomContent::InvitationDeclined) => {
+            ready(ClientEvent::InvitationDeclined {
+                group: name,
+                user: sender,
+            })
+        }
+        (RoomRef::Notices { .. }, RoomContent::Invited { group }) => ready(ClientEvent::Invited {
+            group,
+            by: sender,
+            auto_join: false,
+        }),
         (RoomRef::Group { name }, RoomContent::MembersKicked { members }) => {
             ready(ClientEvent::MembersKicked {
                 group: name,
@@ -376,7 +416,9 @@ impl ClientEvent {
             ClientEvent::Shutdown { message } => ClientEvent::Shutdown {
                 message: line(&message),
             },
-            ClientEvent::HistoryPruned { oldest_kept } => ClientEvent::HistoryPruned { oldest_kept },
+            ClientEvent::HistoryPruned { oldest_kept } => {
+                ClientEvent::HistoryPruned { oldest_kept }
+            }
             ClientEvent::Security { message } => ClientEvent::Security {
                 message: line(&message),
             },

@@ -54,7 +54,7 @@ pub use error::ClientError;
 pub use event::ClientEvent;
 pub use handshake::connect;
 pub use sotto_crypto::{Fingerprint, Passphrase};
-pub use trust::DeviceInfo;
+pub use trust::{AutoAccept, DeviceInfo};
 
 /// What a successful login established (returned by [`Client::session`]):
 /// the user, this device's id, whether the account was just registered, who

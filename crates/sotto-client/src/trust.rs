@@ -38,9 +38,24 @@ pub struct Trust {
     /// This device (never counted as removed).
     #[serde(default)]
     this_device: Option<DeviceId>,
+    /// What may be accepted from verified contacts without asking.
+    #[serde(default)]
+    auto_accept: AutoAccept,
     /// Something was pinned or verified since [`Trust::take_changed`].
     #[serde(skip)]
     changed: bool,
+}
+
+/// What the user lets verified contacts do without asking (`@auto`): both
+/// off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoAccept {
+    /// Join the groups they invite this user to.
+    #[serde(default)]
+    pub groups: bool,
+    /// Save the files they send.
+    #[serde(default)]
+    pub files: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -209,6 +224,19 @@ pub fn fingerprint(keys: &DeviceKeys) -> String {
 }
 
 impl Trust {
+    /// What verified contacts may do without asking.
+    pub fn auto_accept(&self) -> AutoAccept {
+        self.auto_accept
+    }
+
+    /// Changes what verified contacts may do without asking.
+    pub fn set_auto_accept(&mut self, auto: AutoAccept) {
+        if self.auto_accept != auto {
+            self.auto_accept = auto;
+            self.changed = true;
+        }
+    }
+
     /// Pins this device (`own`) as this account's first accepted one: the
     /// account's other devices get keys only once accepted.
     pub fn set_me(&mut self, own: &DeviceKeys) {

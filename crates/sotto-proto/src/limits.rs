@@ -33,6 +33,9 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Most members one group may have, owner included.
 pub const MAX_GROUP_MEMBERS: usize = 10_000;
 
+/// Invitations waiting for one user's answer.
+pub const MAX_PENDING_INVITATIONS: usize = 100;
+
 /// Most events one history request returns.
 pub const MAX_HISTORY: u32 = 1000;
 

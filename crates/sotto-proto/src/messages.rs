@@ -114,18 +114,24 @@ pub enum Request {
         group: GroupName,
         members: Vec<Username>,
     },
-    /// Add members to a group (owner only).
+    /// Invite users to a group (owner only): each becomes a member only
+    /// when they accept ([`Request::GroupAccept`]).
     GroupAdd {
         group: GroupName,
         members: Vec<Username>,
     },
-    /// Remove members from a group (owner only).
+    /// Remove members from a group, or withdraw their invitations (owner
+    /// only).
     GroupKick {
         group: GroupName,
         members: Vec<Username>,
     },
     /// Leave a group. An owner who leaves hands ownership to the oldest member.
     GroupLeave { group: GroupName },
+    /// Accept an invitation to a group: join it, seeing it from then on.
+    GroupAccept { group: GroupName },
+    /// Decline an invitation to a group.
+    GroupDecline { group: GroupName },
     /// Delete a group (owner only); every member is notified.
     GroupDelete { group: GroupName },
     /// List the groups the sender belongs to.
@@ -225,6 +231,8 @@ impl Request {
             Request::GroupAdd { .. } => "group_add",
             Request::GroupKick { .. } => "group_kick",
             Request::GroupLeave { .. } => "group_leave",
+            Request::GroupAccept { .. } => "group_accept",
+            Request::GroupDecline { .. } => "group_decline",
             Request::GroupDelete { .. } => "group_delete",
             Request::GroupList => "group_list",
             Request::Names => "names",
@@ -411,8 +419,12 @@ pub enum Response {
     Status { status: Status },
     /// One group (after create/add/kick).
     Group(GroupInfo),
-    /// The sender's groups.
-    Groups { groups: Vec<GroupInfo> },
+    /// The sender's groups, and the invitations waiting for an answer.
+    Groups {
+        groups: Vec<GroupInfo>,
+        #[serde(default)]
+        invitations: Vec<Invitation>,
+    },
     /// History, oldest first. A reply holds at most
     /// [`crate::limits::MAX_HISTORY_BYTES`] of events: when older events of
     /// the requested range did not fit, `more` is where to ask again (with
@@ -503,6 +515,20 @@ pub struct GroupInfo {
     pub members: Vec<Username>,
     /// How many members the group has.
     pub member_count: u32,
+    /// Users invited and not yet joined (at most
+    /// [`crate::limits::MAX_LISTED_MEMBERS`] in `LoggedIn`).
+    #[serde(default)]
+    pub invited: Vec<Username>,
+}
+
+/// An invitation to a group, waiting for its invitee's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub group: GroupName,
+    /// Who invited (the group's owner then).
+    pub by: Username,
+    /// When, milliseconds since the Unix epoch.
+    pub ts: i64,
 }
 
 /// A failed request: a stable machine-readable code and a one-line message.
@@ -716,14 +742,23 @@ pub enum RoomContent {
     },
     /// The group was created by `sender` with these members.
     GroupCreated { members: Vec<Username> },
-    /// `sender` added members.
+    /// `sender` added members (a server from before invitations).
     MembersAdded { members: Vec<Username> },
+    /// `sender` (the owner) invited these users.
+    MembersInvited { members: Vec<Username> },
+    /// `sender` accepted an invitation and is a member from this event on.
+    MemberJoined,
+    /// `sender` declined an invitation.
+    InvitationDeclined,
+    /// (Notices room) `sender` invited you to the group: accept or decline.
+    Invited { group: GroupName },
     /// `sender` removed members.
     MembersKicked { members: Vec<Username> },
     /// `sender` left the group; `new_owner` is set when the owner left.
     MemberLeft { new_owner: Option<Username> },
     /// (Notices room) the group was deleted by `sender`.
     GroupDeleted { group: GroupName },
-    /// (Notices room) `sender` removed you from the group.
+    /// (Notices room) `sender` removed you from the group, or withdrew
+    /// your invitation to it.
     RemovedFromGroup { group: GroupName },
 }

@@ -31,7 +31,8 @@ pub enum NameError {
 /// Words that cannot be usernames because `@word` is a client command.
 pub const RESERVED_USERNAMES: &[&str] = &[
     "all", "devices", "file", "group", "help", "history", "names", "open", "quit", "secret",
-    "server", "status", "verify", "me", "sotto", "admin", "system",
+    "server", "status", "verify", "me", "sotto", "admin", "system", "password", "auto", "accept",
+    "reject", "files",
 ];
 
 /// Whether `name` is already valid and normalized: the common case when

@@ -251,7 +251,7 @@ pub async fn run(
         config.quotas.clone(),
         config.retention,
     )
-        .context("loading state")?;
+    .context("loading state")?;
     #[cfg(feature = "fault-injection")]
     {
         core.crash = config.crash_core.clone();

@@ -118,6 +118,14 @@ CREATE TABLE IF NOT EXISTS fallback_keys (
     used INTEGER NOT NULL DEFAULT 0
 );
 INSERT OR IGNORE INTO rooms (id, kind, created_at) VALUES (1, 0, 0);
+-- Schema version 5: invitations to groups, waiting for an answer.
+CREATE TABLE IF NOT EXISTS invitations (
+    room_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    inviter_id INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+) WITHOUT ROWID;
 -- Schema version 3: facts about this server ('server_id': 16 random bytes).
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
@@ -128,6 +136,7 @@ CREATE TABLE IF NOT EXISTS meta (
 /// Version of the schema above, kept in `PRAGMA user_version`. Version 2
 /// added the key directory tables, version 3 the `meta` table, version 4
 /// the OPAQUE record of each account, version 5 the sender of each event
+/// and group invitations
 /// (tables are created on start; columns are added to an older database).
 const SCHEMA_VERSION: i64 = 5;
 

@@ -256,6 +256,19 @@ impl TestClient {
         }
     }
 
+    /// Waits for the invitation to `group` and accepts it.
+    pub async fn accept_invitation(&mut self, group: &str) -> sotto_proto::GroupInfo {
+        self.expect(&format!("an invitation to {group}"), |e| match e {
+            ClientEvent::Invited { group: g, .. } if g.as_str() == group => Some(()),
+            _ => None,
+        })
+        .await;
+        self.client
+            .group_accept(sotto_proto::GroupName::parse(group).expect("valid group name"))
+            .await
+            .expect("joined")
+    }
+
     /// Waits for a security notice containing `text`; returns all of it.
     pub async fn expect_notice(&mut self, text: &str) -> String {
         self.expect(&format!("a notice with {text:?}"), |e| match e {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use sotto_client::command::{self, Command};
+use sotto_client::command::{self, AutoKind, Command};
 use sotto_client::{Client, ClientError, ClientEvent, ConnectOptions, Events, Target, TrustPolicy};
 use sotto_crypto::Fingerprint;
 use sotto_proto::{Password, Username};
@@ -303,16 +303,31 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
                 out.ok("status");
             }
             Command::GroupSet { group, members } => {
-                client.group_create(group, members).await?;
-                out.ok("group set");
+                let info = client.group_create(group, members.clone()).await?;
+                out.group_invited("group set", &info, &members);
             }
             Command::GroupSend { group, text } => {
                 client.send_group(group.clone(), &text).await?;
                 out.sent(&format!("#{group}"), None);
             }
             Command::GroupAdd { group, members } => {
-                client.group_add(group, members).await?;
-                out.ok("group add");
+                let info = client.group_add(group, members.clone()).await?;
+                out.group_invited("group add", &info, &members);
+            }
+            Command::GroupAccept { group } => out.group_joined(&client.group_accept(group).await?),
+            Command::GroupDecline { group } => {
+                client.group_decline(group).await?;
+                out.ok("group decline");
+            }
+            Command::Auto(None) => out.auto_accept(client.auto_accept()),
+            Command::Auto(Some((kind, on))) => {
+                let mut auto = client.auto_accept();
+                match kind {
+                    AutoKind::Groups => auto.groups = on,
+                    AutoKind::Files => auto.files = on,
+                }
+                client.set_auto_accept(auto).await?;
+                out.auto_accept(auto);
             }
             Command::GroupKick { group, members } => {
                 client.group_kick(group, members).await?;
@@ -326,7 +341,10 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
                 client.group_delete(group).await?;
                 out.ok("group delete");
             }
-            Command::GroupList => out.groups(&client.group_list().await?),
+            Command::GroupList => {
+                let (groups, invitations) = client.group_list().await?;
+                out.groups(&groups, &invitations);
+            }
             Command::GroupFile { group, path } => {
                 client
                     .send_file(Target::Group(group.clone()), &path)

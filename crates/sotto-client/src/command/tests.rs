@@ -200,11 +200,11 @@ fn errors() {
         ),
         (
             "@group",
-            Usage("@group set|send|file|add|kick|leave|delete|list ..."),
+            Usage("@group set|send|file|add|accept|decline|kick|leave|delete|list ..."),
         ),
         (
             "@group frobnicate x",
-            Usage("@group set|send|file|add|kick|leave|delete|list ..."),
+            Usage("@group set|send|file|add|accept|decline|kick|leave|delete|list ..."),
         ),
         ("@group set", Usage("@group set NAME user1,user2")),
         ("@group set team", Usage("@group set NAME user1,user2")),

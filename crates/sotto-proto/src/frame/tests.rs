@@ -254,8 +254,10 @@ fn a_reply_too_large_to_frame_becomes_an_error_reply_to_the_same_request() {
                 owner: user("alice"),
                 members: vec![user("bobbybobby"); 200],
                 member_count: 200,
+                invited: Vec::new(),
             })
             .collect(),
+        invitations: Vec::new(),
     };
     let result = encode_reply(&mut buf, 7, Ok(huge));
     assert!(

@@ -1,8 +1,6 @@
 //! Request handlers of the core: validate against the directory, write in
 //! the open transaction, queue replies and fanout.
 
-use std::collections::HashSet;
-
 use rusqlite::params;
 use sotto_proto::limits::{MAX_GROUP_MEMBERS, MAX_PAYLOAD_LEN, MAX_TEXT_LEN};
 use sotto_proto::{
@@ -15,16 +13,6 @@ use super::{ConnId, Core, Effects, Outbound, err, now_ms};
 use crate::store::{LOBBY_ROOM, RoomKind};
 
 type Reply = Result<Response, ErrorReply>;
-
-/// Unwraps a validation result, or makes its error the request's reply.
-macro_rules! check {
-    ($result:expr) => {
-        match $result {
-            Ok(value) => value,
-            Err(e) => return Ok(Err(e)),
-        }
-    };
-}
 
 impl Core {
     /// Handles one request of a logged-in connection. The outer error is a
@@ -69,6 +57,7 @@ impl Core {
             Request::SetStatus { status } => Ok(self.set_status(user, status, fx)),
             Request::GroupList => Ok(Ok(Response::Groups {
                 groups: self.dir.groups_of(user, usize::MAX),
+                invitations: self.dir.invitations_of(user),
             })),
             // History is read by the connection task from the store.
             Request::History { .. } => {
@@ -108,6 +97,8 @@ impl Core {
             Request::GroupAdd { group, members } => self.group_add(user, group, members, fx),
             Request::GroupKick { group, members } => self.group_kick(user, group, members, fx),
             Request::GroupLeave { group } => self.group_leave(user, group, fx),
+            Request::GroupAccept { group } => self.group_accept(user, group, fx),
+            Request::GroupDecline { group } => self.group_decline(user, group, fx),
             Request::GroupDelete { group } => self.group_delete(user, group, fx),
             Request::UploadKeys {
                 device_keys,
@@ -191,7 +182,7 @@ impl Core {
         Ok(Response::Status { status })
     }
 
-    fn user_id(&self, name: &Username) -> Result<i64, ErrorReply> {
+    pub(super) fn user_id(&self, name: &Username) -> Result<i64, ErrorReply> {
         self.dir
             .user_ids
             .get(name)
@@ -300,7 +291,7 @@ impl Core {
     }
 
     /// A user's notices room, created on first use.
-    fn notices_room(&mut self, user: i64) -> anyhow::Result<u64> {
+    pub(super) fn notices_room(&mut self, user: i64) -> anyhow::Result<u64> {
         if let Some(room) = self.dir.notices.get(&user) {
             return Ok(*room);
         }
@@ -368,7 +359,7 @@ impl Core {
         Ok(())
     }
 
-    fn remove_member(&mut self, room_id: u64, user: i64) -> anyhow::Result<()> {
+    pub(super) fn remove_member(&mut self, room_id: u64, user: i64) -> anyhow::Result<()> {
         self.db.execute(
             "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
             params![room_id as i64, user],
@@ -402,322 +393,6 @@ impl Core {
             .get(&room_id)
             .ok_or_else(|| anyhow::anyhow!("room {room_id} vanished from the directory"))
     }
-
-    fn group_room(&self, group: &GroupName) -> Result<u64, ErrorReply> {
-        self.dir
-            .groups
-            .get(group)
-            .copied()
-            .ok_or_else(|| err(ErrorCode::UnknownGroup, format!("no such group: {group}")))
-    }
-
-    fn member_group(&self, group: &GroupName, user: i64) -> Result<u64, ErrorReply> {
-        let room_id = self.group_room(group)?;
-        let is_member = self
-            .dir
-            .rooms
-            .get(&room_id)
-            .is_some_and(|room| room.members.contains_key(&user));
-        if !is_member {
-            return Err(err(
-                ErrorCode::NotMember,
-                format!("you are not a member of group {group}"),
-            ));
-        }
-        Ok(room_id)
-    }
-
-    fn owned_group(&self, group: &GroupName, user: i64) -> Result<u64, ErrorReply> {
-        let room_id = self.member_group(group, user)?;
-        let owner_id = self.dir.rooms.get(&room_id).and_then(|room| room.owner);
-        if owner_id != Some(user) {
-            let owner = owner_id.and_then(|o| self.dir.user_names.get(&o));
-            return Err(err(
-                ErrorCode::NotOwner,
-                format!(
-                    "only the owner of {group} ({}) can do that",
-                    owner.map_or("unknown", |o| o.as_str())
-                ),
-            ));
-        }
-        Ok(room_id)
-    }
-
-    /// Resolves names to distinct user ids (keeping order), or explains
-    /// which name is unknown.
-    fn resolve(&self, names: &[Username]) -> Result<Vec<(i64, Username)>, ErrorReply> {
-        if names.len() > MAX_GROUP_MEMBERS {
-            return Err(too_large());
-        }
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for name in names {
-            let id = self.user_id(name)?;
-            if seen.insert(id) {
-                out.push((id, name.clone()));
-            }
-        }
-        Ok(out)
-    }
-
-    fn group_create(
-        &mut self,
-        user: i64,
-        group: GroupName,
-        members: Vec<Username>,
-        fx: &mut Effects,
-    ) -> anyhow::Result<Reply> {
-        if self.dir.groups.contains_key(&group) {
-            return Ok(Err(err(
-                ErrorCode::GroupExists,
-                format!("a group named {group} already exists"),
-            )));
-        }
-        let mut resolved = check!(self.resolve(&members));
-        resolved.retain(|(id, _)| *id != user);
-        if resolved.len() + 1 > MAX_GROUP_MEMBERS {
-            return Ok(Err(too_large()));
-        }
-        let owner = (user, self.name(user)?);
-        check!(self.check_group_quota(std::iter::once(&owner).chain(&resolved)));
-        let room_id = self.insert_room(RoomKind::Group, Some(&group), Some(user), None)?;
-        self.dir.groups.insert(group.clone(), room_id);
-        self.dir.rooms.insert(
-            room_id,
-            Room::new(
-                RoomKind::Group,
-                RoomRef::Group {
-                    name: group.clone(),
-                },
-                Some(user),
-            ),
-        );
-        self.add_member(room_id, user, 0)?;
-        for (id, _) in &resolved {
-            self.add_member(room_id, *id, 0)?;
-        }
-        let mut names = vec![self.name(user)?];
-        names.extend(resolved.into_iter().map(|(_, n)| n));
-        self.append(
-            fx,
-            room_id,
-            user,
-            RoomContent::GroupCreated { members: names },
-        )?;
-        Ok(self.group_reply(room_id))
-    }
-
-    /// Refuses if one of `users` is already in as many groups as a user
-    /// may be.
-    fn check_group_quota<'a>(
-        &self,
-        users: impl IntoIterator<Item = &'a (i64, Username)>,
-    ) -> Result<(), ErrorReply> {
-        for (id, name) in users {
-            let groups = self.dir.user_rooms.get(id).map_or(0, |rooms| {
-                rooms
-                    .iter()
-                    .filter(|r| {
-                        self.dir
-                            .rooms
-                            .get(r)
-                            .is_some_and(|room| room.kind == RoomKind::Group)
-                    })
-                    .count()
-            });
-            if groups >= self.quotas.groups_per_user {
-                return Err(err(
-                    ErrorCode::QuotaExceeded,
-                    format!(
-                        "{name} is in {groups} groups, the most this server allows ({})",
-                        self.quotas.groups_per_user
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn group_reply(&self, room_id: u64) -> Reply {
-        self.dir
-            .group_info(room_id, usize::MAX)
-            .map(Response::Group)
-            .ok_or_else(|| err(ErrorCode::Internal, "group vanished"))
-    }
-
-    fn group_add(
-        &mut self,
-        user: i64,
-        group: GroupName,
-        members: Vec<Username>,
-        fx: &mut Effects,
-    ) -> anyhow::Result<Reply> {
-        let room_id = check!(self.owned_group(&group, user));
-        let resolved = check!(self.resolve(&members));
-        let room = self.room(room_id)?;
-        let new: Vec<(i64, Username)> = resolved
-            .into_iter()
-            .filter(|(id, _)| !room.members.contains_key(id))
-            .collect();
-        if new.is_empty() {
-            return Ok(Err(err(
-                ErrorCode::Invalid,
-                format!("they are already members of {group}"),
-            )));
-        }
-        if room.members.len() + new.len() > MAX_GROUP_MEMBERS {
-            return Ok(Err(too_large()));
-        }
-        check!(self.check_group_quota(&new));
-        // New members see the group from the event announcing them onwards.
-        let joined_seq = room.last_seq;
-        for (id, _) in &new {
-            self.add_member(room_id, *id, joined_seq)?;
-        }
-        let names = new.into_iter().map(|(_, n)| n).collect();
-        self.append(
-            fx,
-            room_id,
-            user,
-            RoomContent::MembersAdded { members: names },
-        )?;
-        Ok(self.group_reply(room_id))
-    }
-
-    fn group_kick(
-        &mut self,
-        user: i64,
-        group: GroupName,
-        members: Vec<Username>,
-        fx: &mut Effects,
-    ) -> anyhow::Result<Reply> {
-        let room_id = check!(self.owned_group(&group, user));
-        let resolved = check!(self.resolve(&members));
-        for (id, name) in &resolved {
-            if *id == user {
-                return Ok(Err(err(
-                    ErrorCode::Invalid,
-                    "you cannot kick yourself; use @group leave or @group delete",
-                )));
-            }
-            if !self.room(room_id)?.members.contains_key(id) {
-                return Ok(Err(err(
-                    ErrorCode::NotMember,
-                    format!("{name} is not a member of {group}"),
-                )));
-            }
-        }
-        let names: Vec<Username> = resolved.iter().map(|(_, n)| n.clone()).collect();
-        // Announce while they are still members, so they learn it too.
-        self.append(
-            fx,
-            room_id,
-            user,
-            RoomContent::MembersKicked { members: names },
-        )?;
-        for (id, _) in resolved {
-            self.remove_member(room_id, id)?;
-            let notices = self.notices_room(id)?;
-            self.append(
-                fx,
-                notices,
-                user,
-                RoomContent::RemovedFromGroup {
-                    group: group.clone(),
-                },
-            )?;
-        }
-        Ok(self.group_reply(room_id))
-    }
-
-    fn group_leave(
-        &mut self,
-        user: i64,
-        group: GroupName,
-        fx: &mut Effects,
-    ) -> anyhow::Result<Reply> {
-        let room_id = check!(self.member_group(&group, user));
-        let room = self.room(room_id)?;
-        let remaining: Vec<i64> = room
-            .members_in_order()
-            .into_iter()
-            .filter(|id| *id != user)
-            .collect();
-        let Some(first) = remaining.first().copied() else {
-            // The last member leaving deletes the group.
-            self.delete_group(room_id, &group)?;
-            return Ok(Ok(Response::Done));
-        };
-        let new_owner = if room.owner == Some(user) {
-            Some(first)
-        } else {
-            None
-        };
-        let new_owner_name = new_owner.map(|o| self.name(o)).transpose()?;
-        self.append(
-            fx,
-            room_id,
-            user,
-            RoomContent::MemberLeft {
-                new_owner: new_owner_name,
-            },
-        )?;
-        self.remove_member(room_id, user)?;
-        if let Some(owner) = new_owner {
-            self.db.execute(
-                "UPDATE rooms SET owner_id = ?1 WHERE id = ?2",
-                params![owner, room_id as i64],
-            )?;
-            if let Some(room) = self.dir.rooms.get_mut(&room_id) {
-                room.owner = Some(owner);
-            }
-        }
-        Ok(Ok(Response::Done))
-    }
-
-    fn group_delete(
-        &mut self,
-        user: i64,
-        group: GroupName,
-        fx: &mut Effects,
-    ) -> anyhow::Result<Reply> {
-        let room_id = check!(self.owned_group(&group, user));
-        let members = self.room(room_id)?.members_in_order();
-        self.delete_group(room_id, &group)?;
-        for member in members {
-            let notices = self.notices_room(member)?;
-            self.append(
-                fx,
-                notices,
-                user,
-                RoomContent::GroupDeleted {
-                    group: group.clone(),
-                },
-            )?;
-        }
-        Ok(Ok(Response::Done))
-    }
-
-    fn delete_group(&mut self, room_id: u64, group: &GroupName) -> anyhow::Result<()> {
-        self.usage.prune(&self.db, room_id, u64::MAX)?;
-        for sql in [
-            "DELETE FROM members WHERE room_id = ?1",
-            "DELETE FROM cursors WHERE room_id = ?1",
-            "DELETE FROM rooms WHERE id = ?1",
-        ] {
-            self.db.execute(sql, [room_id as i64])?;
-        }
-        if let Some(room) = self.dir.rooms.remove(&room_id) {
-            for member in room.members.keys() {
-                if let Some(rooms) = self.dir.user_rooms.get_mut(member) {
-                    rooms.remove(&room_id);
-                }
-            }
-        }
-        self.dir.groups.remove(group);
-        self.dir.cursors.retain(|(_, room), _| *room != room_id);
-        Ok(())
-    }
 }
 
 /// Bytes in MiB, for messages.
@@ -725,7 +400,7 @@ pub(super) fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
-fn too_large() -> ErrorReply {
+pub(super) fn too_large() -> ErrorReply {
     err(
         ErrorCode::GroupTooLarge,
         format!("a group has at most {MAX_GROUP_MEMBERS} members"),

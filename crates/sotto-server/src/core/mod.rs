@@ -15,7 +15,18 @@
 //! a connection over its budget is disconnected (its messages stay stored and
 //! are delivered at its next login), so one slow reader never slows a room.
 
+/// Unwraps a validation result, or makes its error the request's reply.
+macro_rules! check {
+    ($result:expr) => {
+        match $result {
+            Ok(value) => value,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
 mod devices;
+mod groups;
 mod handlers;
 mod keys;
 mod sessions;

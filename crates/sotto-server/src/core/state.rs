@@ -30,6 +30,8 @@ pub(crate) struct Room {
     pub owner: Option<i64>,
     /// Members by user id (empty for the lobby, which everyone sees).
     pub members: FxHashMap<i64, Member>,
+    /// (Groups) users invited and not yet joined: who invited them, when.
+    pub invited: FxHashMap<i64, (i64, i64)>,
     /// Sequence number of the newest event; the next one gets `last_seq + 1`.
     pub last_seq: u64,
     /// Next join position to hand out.
@@ -47,6 +49,7 @@ impl Room {
             reference,
             owner,
             members: FxHashMap::default(),
+            invited: FxHashMap::default(),
             last_seq: 0,
             next_position: 0,
             device: None,
@@ -95,6 +98,8 @@ pub(crate) struct Directory {
     pub device_names: FxHashMap<i64, DeviceId>,
     /// Rooms (other than the lobby) each user belongs to.
     pub user_rooms: FxHashMap<i64, FxHashSet<u64>>,
+    /// Groups each user is invited to and has not answered.
+    pub invitations: FxHashMap<i64, FxHashSet<u64>>,
     /// Acknowledged position per (device row id, room).
     pub cursors: FxHashMap<(i64, u64), u64>,
     /// Published identity keys by device row id.
@@ -225,6 +230,25 @@ impl Directory {
             }
         }
         {
+            let mut stmt =
+                db.prepare("SELECT room_id, user_id, inviter_id, ts FROM invitations")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (room_id, user, by, ts) = row?;
+                if let Some(room) = dir.rooms.get_mut(&room_id) {
+                    room.invited.insert(user, (by, ts));
+                    dir.invitations.entry(user).or_default().insert(room_id);
+                }
+            }
+        }
+        {
             // A room's newest position is its newest event, or for a
             // to-device queue whose delivered events were pruned, the
             // cursor that was written in the same transaction as the prune:
@@ -325,7 +349,41 @@ impl Directory {
                 .filter_map(|id| self.user_names.get(&id).cloned())
                 .collect(),
             member_count: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+            invited: {
+                let mut invited: Vec<Username> = room
+                    .invited
+                    .keys()
+                    .filter_map(|id| self.user_names.get(id).cloned())
+                    .collect();
+                invited.sort();
+                invited.truncate(limit);
+                invited
+            },
         })
+    }
+
+    /// The invitations waiting for `user`'s answer, oldest first.
+    pub fn invitations_of(&self, user: i64) -> Vec<sotto_proto::Invitation> {
+        let mut out: Vec<sotto_proto::Invitation> = self
+            .invitations
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|room_id| {
+                let room = self.rooms.get(room_id)?;
+                let RoomRef::Group { name } = &room.reference else {
+                    return None;
+                };
+                let (by, ts) = room.invited.get(&user)?;
+                Some(sotto_proto::Invitation {
+                    group: name.clone(),
+                    by: self.user_names.get(by)?.clone(),
+                    ts: *ts,
+                })
+            })
+            .collect();
+        out.sort_by_key(|i| i.ts);
+        out
     }
 
     /// The groups `user` belongs to, by name, each listing at most `limit` members.

@@ -32,9 +32,8 @@ impl Usage {
     /// Sums what the database holds.
     pub fn load(db: &Connection) -> rusqlite::Result<Self> {
         let mut usage = Usage::default();
-        let mut stmt = db.prepare(
-            "SELECT room_id, SUM(length(body)), MIN(seq) FROM events GROUP BY room_id",
-        )?;
+        let mut stmt =
+            db.prepare("SELECT room_id, SUM(length(body)), MIN(seq) FROM events GROUP BY room_id")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
@@ -61,7 +60,9 @@ impl Usage {
             "SELECT sender_id, SUM(length(body)) FROM events \
              WHERE sender_id IS NOT NULL GROUP BY sender_id",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
         for row in rows {
             let (sender, bytes) = row?;
             usage.senders.insert(sender, bytes);
@@ -119,10 +120,10 @@ impl Usage {
         db.prepare_cached("DELETE FROM events WHERE room_id = ?1 AND seq <= ?2")?
             .execute(params![room as i64, up_to])?;
         let oldest = db
-            .prepare_cached(
-                "SELECT seq, ts FROM events WHERE room_id = ?1 ORDER BY seq LIMIT 1",
-            )?
-            .query_map([room as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?
+            .prepare_cached("SELECT seq, ts FROM events WHERE room_id = ?1 ORDER BY seq LIMIT 1")?
+            .query_map([room as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })?
             .next()
             .transpose()?;
         match oldest {

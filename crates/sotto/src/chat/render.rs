@@ -6,9 +6,9 @@ use std::io::Write;
 
 use chrono::{DateTime, Local};
 use serde_json::{Value, json};
-use sotto_client::{ClientError, ClientEvent, DeviceInfo, Session, Verification};
+use sotto_client::{AutoAccept, ClientError, ClientEvent, DeviceInfo, Session, Verification};
 use sotto_proto::{
-    DeliveryNote, GroupInfo, GroupName, PresenceChange, Status, UserPresence, Username,
+    DeliveryNote, GroupInfo, GroupName, Invitation, PresenceChange, Status, UserPresence, Username,
 };
 
 /// What a message's second and later lines start with: indented, and
@@ -203,29 +203,103 @@ impl Renderer {
         }
     }
 
-    pub fn groups(&self, groups: &[GroupInfo]) {
+    pub fn groups(&self, groups: &[GroupInfo], invitations: &[Invitation]) {
         if self.json {
             let groups: Vec<Value> = groups
                 .iter()
                 .map(|g| {
                     json!({"group": g.name.as_str(), "owner": g.owner.as_str(),
-                    "members": g.members.iter().map(Username::as_str).collect::<Vec<_>>()})
+                    "members": g.members.iter().map(Username::as_str).collect::<Vec<_>>(),
+                    "invited": g.invited.iter().map(Username::as_str).collect::<Vec<_>>()})
                 })
                 .collect();
-            self.value(json!({"type": "groups", "groups": groups}));
+            let invitations: Vec<Value> = invitations
+                .iter()
+                .map(|i| json!({"group": i.group.as_str(), "by": i.by.as_str(), "ts": i.ts}))
+                .collect();
+            self.value(json!({"type": "groups", "groups": groups, "invitations": invitations}));
             return;
         }
         if groups.is_empty() {
             self.line("You are in no groups.");
         }
         for g in groups {
+            let invited = if g.invited.is_empty() {
+                String::new()
+            } else {
+                format!("; invited: {}", join(&g.invited))
+            };
             self.line(&format!(
-                "{} (owner {}): {}",
+                "{} (owner {}): {}{invited}",
                 g.name,
                 g.owner,
                 join(&g.members)
             ));
         }
+        for i in invitations {
+            self.line(&format!(
+                "Invited to {} by {} ({}): @group accept {} or @group decline {}",
+                i.group,
+                i.by,
+                day_and_time(i.ts),
+                i.group,
+                i.group
+            ));
+        }
+    }
+
+    /// After `@group set` or `@group add`: who was invited.
+    pub fn group_invited(&self, command: &str, info: &GroupInfo, asked: &[Username]) {
+        if self.json {
+            self.value(
+                json!({"type": "ok", "command": command, "group": info.name.as_str(),
+                "invited": info.invited.iter().map(Username::as_str).collect::<Vec<_>>()}),
+            );
+            return;
+        }
+        let invited: Vec<Username> = asked
+            .iter()
+            .filter(|u| info.invited.contains(u))
+            .cloned()
+            .collect();
+        if invited.is_empty() {
+            self.line(&format!("Group {}: {}", info.name, join(&info.members)));
+        } else {
+            self.line(&format!(
+                "Invited {} to group {}: they join when they accept.",
+                join(&invited),
+                info.name
+            ));
+        }
+    }
+
+    /// After `@group accept`.
+    pub fn group_joined(&self, info: &GroupInfo) {
+        if self.json {
+            self.value(json!({"type": "joined", "group": info.name.as_str()}));
+            return;
+        }
+        self.line(&format!(
+            "You joined group {} (owner {}): {}",
+            info.name,
+            info.owner,
+            join(&info.members)
+        ));
+    }
+
+    /// `@auto`: what verified contacts may do without asking.
+    pub fn auto_accept(&self, auto: AutoAccept) {
+        if self.json {
+            self.value(json!({"type": "auto", "groups": auto.groups, "files": auto.files}));
+            return;
+        }
+        let onoff = |on: bool| if on { "on" } else { "off" };
+        self.line(&format!(
+            "Verified contacts may, without asking: add you to groups: {} (@auto groups on|off); \
+             send you files that are saved at once: {} (@auto files on|off).",
+            onoff(auto.groups),
+            onoff(auto.files)
+        ));
     }
 
     pub fn devices(&self, devices: &[DeviceInfo]) {
@@ -424,6 +498,31 @@ impl Renderer {
             ClientEvent::MembersAdded { group, by, members } => {
                 format!("* {by} added {} to group {group}", join(members))
             }
+            ClientEvent::MembersInvited { group, by, members } => {
+                format!("* {by} invited {} to group {group}", join(members))
+            }
+            ClientEvent::MemberJoined { group, user } if *user == self.me => {
+                format!("* you joined group {group}")
+            }
+            ClientEvent::MemberJoined { group, user } => format!("* {user} joined group {group}"),
+            ClientEvent::InvitationDeclined { group, user } => {
+                format!("* {user} declined the invitation to group {group}")
+            }
+            ClientEvent::Invited {
+                group,
+                by,
+                auto_join: false,
+            } => format!(
+                "* {by} invited you to group {group}: @group accept {group} or @group decline {group}"
+            ),
+            ClientEvent::Invited {
+                group,
+                by,
+                auto_join: true,
+            } => format!(
+                "* {by}, whom you verified, invited you to group {group}: joining \
+                 (@auto groups off to be asked first)"
+            ),
             ClientEvent::MembersKicked { group, by, members } => {
                 format!("* {by} removed {} from group {group}", join(members))
             }
@@ -509,6 +608,23 @@ impl Renderer {
             ClientEvent::MembersAdded { group, by, members } => {
                 json!({"type": "members_added", "group": group.as_str(),
                 "from": by.as_str(), "members": members.iter().map(Username::as_str).collect::<Vec<_>>()})
+            }
+            ClientEvent::MembersInvited { group, by, members } => {
+                json!({"type": "members_invited", "group": group.as_str(),
+                "from": by.as_str(), "members": members.iter().map(Username::as_str).collect::<Vec<_>>()})
+            }
+            ClientEvent::MemberJoined { group, user } => {
+                json!({"type": "member_joined", "group": group.as_str(), "user": user.as_str()})
+            }
+            ClientEvent::InvitationDeclined { group, user } => {
+                json!({"type": "invitation_declined", "group": group.as_str(), "user": user.as_str()})
+            }
+            ClientEvent::Invited {
+                group,
+                by,
+                auto_join,
+            } => {
+                json!({"type": "invited", "group": group.as_str(), "from": by.as_str(), "auto_join": auto_join})
             }
             ClientEvent::MembersKicked { group, by, members } => {
                 json!({"type": "members_kicked", "group": group.as_str(),

@@ -145,6 +145,7 @@ async fn history_shows_what_the_user_can_see_oldest_first() {
         .group_create(team.clone(), vec![user("bob")])
         .await
         .unwrap();
+    bob.accept_invitation("team").await;
     alice
         .client
         .send_group(team.clone(), "three")

@@ -162,7 +162,10 @@ fn chat_commands_through_the_real_binary_and_q_shutdown() {
     );
 
     alice.say("@group set team bob");
-    bob.expect(|v| v["type"] == "group_created" && v["group"] == "team");
+    bob.expect(|v| v["type"] == "invited" && v["group"] == "team" && v["from"] == "alice");
+    bob.say("@group accept team");
+    bob.expect(|v| v["type"] == "joined" && v["group"] == "team");
+    alice.expect(|v| v["type"] == "member_joined" && v["user"] == "bob");
     alice.say("@group send team hi team");
     let got = bob.expect(|v| v["type"] == "group");
     assert_eq!(got["text"], "hi team");
@@ -246,7 +249,9 @@ fn sigterm_stops_gracefully_and_debug_logs_hold_no_secrets() {
     alice.say("@bob private-body-4711");
     bob.expect(|v| v["type"] == "private");
     alice.say("@group set crew bob");
-    bob.expect(|v| v["type"] == "group_created");
+    bob.expect(|v| v["type"] == "invited");
+    bob.say("@group accept crew");
+    bob.expect(|v| v["type"] == "joined");
     alice.say("@group send crew group-body-4711");
     bob.expect(|v| v["type"] == "group");
     alice.say("@secret bob passphrase-4711 sealed-body-4711");

@@ -41,6 +41,8 @@ async fn private_and_group_messages_are_ciphertext_on_the_server() {
         .group_create(crew.clone(), vec![user("bob"), user("carol")])
         .await
         .unwrap();
+    bob.accept_invitation("crew").await;
+    carol.accept_invitation("crew").await;
     alice
         .client
         .send_group(crew.clone(), "group-plaintext-8842")

@@ -26,6 +26,9 @@ async fn members_who_leave_or_are_removed_get_no_key_for_what_follows() {
         .group_create(crew.clone(), vec![user("bob"), user("carol"), user("dave")])
         .await
         .unwrap();
+    bob.accept_invitation("crew").await;
+    carol.accept_invitation("crew").await;
+    dave.accept_invitation("crew").await;
     alice
         .client
         .send_group(crew.clone(), "all of us")

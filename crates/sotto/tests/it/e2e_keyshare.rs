@@ -133,6 +133,7 @@ async fn a_member_added_later_gets_the_key_only_from_where_it_joined() {
         .group_create(crew.clone(), vec![user("bob")])
         .await
         .unwrap();
+    bob.accept_invitation("crew").await;
     alice
         .client
         .send_group(crew.clone(), "before dave")
@@ -150,6 +151,13 @@ async fn a_member_added_later_gets_the_key_only_from_where_it_joined() {
         .group_add(crew.clone(), vec![user("dave")])
         .await
         .unwrap();
+    let (joined, _) = dave
+        .raw
+        .ask(sotto_proto::Request::GroupAccept {
+            group: crew.clone(),
+        })
+        .await;
+    assert!(joined.is_ok(), "{joined:?}");
     alice
         .client
         .send_group(crew.clone(), "after dave")

@@ -60,6 +60,11 @@ fn expect_readable(chat: &mut Chat, who: &str, wanted: &[String]) {
 fn converse(alice: &mut Chat, bob: &mut Chat, carol: &mut Chat) {
     alice.say("@group set crew bob,carol");
     alice.expect(|v| v["type"] == "ok");
+    for member in [&mut *bob, &mut *carol] {
+        member.expect(|v| v["type"] == "invited" && v["group"] == "crew");
+        member.say("@group accept crew");
+        member.expect(|v| v["type"] == "joined");
+    }
     alice.say("@bob hello bob");
     expect_readable(bob, "bob", &["hello bob".into()]);
     bob.say("@alice hello alice");

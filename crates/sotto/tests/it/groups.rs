@@ -1,8 +1,8 @@
 //! `@group set/send/leave/delete/add/kick/list`.
 
-use sotto_client::{ClientError, ClientEvent};
+use sotto_client::{AutoAccept, ClientError, ClientEvent};
 use sotto_proto::{ErrorCode, GroupName, Username};
-use sotto_test_support::{TestClient, TestServer};
+use sotto_test_support::TestServer;
 
 fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
@@ -19,17 +19,6 @@ fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> ErrorCode {
     }
 }
 
-async fn expect_created(client: &mut TestClient, name: &str) -> Vec<String> {
-    client
-        .expect("group created", |e| match e {
-            ClientEvent::GroupCreated { group, members, .. } if group.as_str() == name => {
-                Some(members.iter().map(|m| m.to_string()).collect())
-            }
-            _ => None,
-        })
-        .await
-}
-
 #[tokio::test]
 async fn create_send_leave_delete() {
     let server = TestServer::start().await;
@@ -44,12 +33,11 @@ async fn create_send_leave_delete() {
         .await
         .unwrap();
     assert_eq!(info.owner.as_str(), "alice");
+    assert_eq!(info.members, [user("alice")]);
+    assert_eq!(info.invited, [user("bob"), user("carol")]);
+    bob.accept_invitation("team").await;
+    let info = carol.accept_invitation("team").await;
     assert_eq!(info.members.len(), 3);
-    assert_eq!(
-        expect_created(&mut bob, "team").await,
-        vec!["alice", "bob", "carol"]
-    );
-    expect_created(&mut carol, "team").await;
 
     alice
         .client
@@ -124,7 +112,7 @@ async fn create_send_leave_delete() {
         code(alice.client.send_group(group("team"), "gone").await),
         ErrorCode::UnknownGroup
     );
-    assert!(carol.client.group_list().await.unwrap().is_empty());
+    assert!(carol.client.group_list().await.unwrap().0.is_empty());
 }
 
 #[tokio::test]
@@ -139,24 +127,27 @@ async fn add_kick_and_list() {
         .group_create(group("club"), vec![user("bob")])
         .await
         .unwrap();
+    bob.accept_invitation("club").await;
     let info = alice
         .client
         .group_add(group("club"), vec![user("carol")])
         .await
         .unwrap();
-    assert_eq!(
-        info.members.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        ["alice", "bob", "carol"]
-    );
-    let added = carol
-        .expect("being added", |e| match e {
-            ClientEvent::MembersAdded { group, members, .. } if group.as_str() == "club" => {
+    assert_eq!(info.invited, [user("carol")]);
+    let invited = bob
+        .expect("carol invited", |e| match e {
+            ClientEvent::MembersInvited { group, members, .. } if group.as_str() == "club" => {
                 Some(members.clone())
             }
             _ => None,
         })
         .await;
-    assert_eq!(added, vec![user("carol")]);
+    assert_eq!(invited, vec![user("carol")]);
+    let info = carol.accept_invitation("club").await;
+    assert_eq!(
+        info.members.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        ["alice", "bob", "carol"]
+    );
     assert_eq!(
         code(
             bob.client
@@ -174,7 +165,7 @@ async fn add_kick_and_list() {
         ErrorCode::NotOwner
     );
 
-    let groups = bob.client.group_list().await.unwrap();
+    let (groups, _) = bob.client.group_list().await.unwrap();
     assert_eq!(groups.len(), 1);
     assert_eq!(groups[0].name.as_str(), "club");
 
@@ -206,7 +197,7 @@ async fn add_kick_and_list() {
         _ => None,
     })
     .await;
-    assert!(bob.client.group_list().await.unwrap().is_empty());
+    assert!(bob.client.group_list().await.unwrap().0.is_empty());
     assert_eq!(
         code(bob.client.send_group(group("club"), "hi").await),
         ErrorCode::NotMember
@@ -223,6 +214,7 @@ async fn owner_leaving_hands_the_group_over() {
         .group_create(group("g1"), vec![user("bob")])
         .await
         .unwrap();
+    bob.accept_invitation("g1").await;
     alice.client.group_leave(group("g1")).await.unwrap();
     let owner = bob
         .expect("alice leaving", |e| match e {
@@ -235,14 +227,200 @@ async fn owner_leaving_hands_the_group_over() {
         })
         .await;
     assert_eq!(owner.as_str(), "bob");
-    let groups = bob.client.group_list().await.unwrap();
+    let (groups, _) = bob.client.group_list().await.unwrap();
     assert_eq!(groups[0].owner.as_str(), "bob");
     // The last member leaving deletes the group.
     bob.client.group_leave(group("g1")).await.unwrap();
-    assert!(bob.client.group_list().await.unwrap().is_empty());
+    assert!(bob.client.group_list().await.unwrap().0.is_empty());
     alice
         .client
         .group_create(group("g1"), vec![])
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_group_is_joined_by_accepting_an_invitation() {
+    let mut server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let carol = server.client("carol").await;
+    let dave = server.client("dave").await;
+    let info = alice
+        .client
+        .group_create(group("club"), vec![user("bob"), user("carol")])
+        .await
+        .unwrap();
+    assert_eq!(info.members, [user("alice")]);
+    assert_eq!(info.invited, [user("bob"), user("carol")]);
+    alice
+        .client
+        .send_group(group("club"), "before you joined")
+        .await
+        .unwrap();
+    let by = bob
+        .expect("the invitation", |e| match e {
+            ClientEvent::Invited {
+                group,
+                by,
+                auto_join: false,
+            } if group.as_str() == "club" => Some(by.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(by, user("alice"));
+    // An invitee is not a member yet.
+    assert_eq!(
+        code(bob.client.send_group(group("club"), "me too").await),
+        ErrorCode::NotMember
+    );
+    // The invitation is listed, also after a restart.
+    server.restart().await;
+    let mut alice = alice.reconnect(server.addr).await;
+    let mut bob = bob.reconnect(server.addr).await;
+    let (groups, invitations) = bob.client.group_list().await.unwrap();
+    assert!(groups.is_empty());
+    assert_eq!(invitations.len(), 1);
+    assert_eq!(
+        (invitations[0].group.as_str(), invitations[0].by.as_str()),
+        ("club", "alice")
+    );
+
+    let info = bob.client.group_accept(group("club")).await.unwrap();
+    assert_eq!(info.members, [user("alice"), user("bob")]);
+    assert_eq!(info.invited, [user("carol")]);
+    let joined = alice
+        .expect("bob joining", |e| match e {
+            ClientEvent::MemberJoined { group, user } if group.as_str() == "club" => {
+                Some(user.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(joined, user("bob"));
+    alice
+        .client
+        .send_group(group("club"), "after bob joined")
+        .await
+        .unwrap();
+    // What came before he joined is not his to read.
+    assert_eq!(bob.expect_group().await.2, "after bob joined");
+    assert_eq!(
+        code(bob.client.group_accept(group("club")).await),
+        ErrorCode::Invalid
+    );
+
+    // Carol declines; the group hears of it.
+    let carol = carol.reconnect(server.addr).await;
+    carol.client.group_decline(group("club")).await.unwrap();
+    let declined = alice
+        .expect("carol declining", |e| match e {
+            ClientEvent::InvitationDeclined { group, user } if group.as_str() == "club" => {
+                Some(user.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(declined, user("carol"));
+    assert_eq!(
+        code(carol.client.group_accept(group("club")).await),
+        ErrorCode::Invalid
+    );
+    assert!(carol.client.group_list().await.unwrap().1.is_empty());
+
+    // The owner withdraws an invitation.
+    let mut dave = dave.reconnect(server.addr).await;
+    alice
+        .client
+        .group_add(group("club"), vec![user("dave")])
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            alice
+                .client
+                .group_add(group("club"), vec![user("dave"), user("bob")])
+                .await
+        ),
+        ErrorCode::Invalid
+    );
+    alice
+        .client
+        .group_kick(group("club"), vec![user("dave")])
+        .await
+        .unwrap();
+    dave.expect("the withdrawal", |e| match e {
+        ClientEvent::RemovedFromGroup { group, .. } if group.as_str() == "club" => Some(()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        code(dave.client.group_accept(group("club")).await),
+        ErrorCode::Invalid
+    );
+}
+
+#[tokio::test]
+async fn verified_contacts_may_add_you_directly_if_you_allow_it() {
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let carol = server.client("carol").await;
+    let bob = server.client("bob").await;
+    bob.verify("alice").await;
+    assert_eq!(bob.client.auto_accept(), AutoAccept::default());
+    bob.client
+        .set_auto_accept(AutoAccept {
+            groups: true,
+            files: false,
+        })
+        .await
+        .unwrap();
+    // The setting is kept in the local store.
+    let mut bob = bob.reconnect(server.addr).await;
+    assert!(bob.client.auto_accept().groups);
+
+    // From carol, whom bob has not verified: asked.
+    carol
+        .client
+        .group_create(group("theirs"), vec![user("bob")])
+        .await
+        .unwrap();
+    bob.expect("carol's invitation", |e| match e {
+        ClientEvent::Invited {
+            group,
+            auto_join: false,
+            ..
+        } if group.as_str() == "theirs" => Some(()),
+        _ => None,
+    })
+    .await;
+    // From alice, whom he verified: joined at once.
+    alice
+        .client
+        .group_create(group("ours"), vec![user("bob")])
+        .await
+        .unwrap();
+    bob.expect("alice's invitation", |e| match e {
+        ClientEvent::Invited {
+            group,
+            auto_join: true,
+            ..
+        } if group.as_str() == "ours" => Some(()),
+        _ => None,
+    })
+    .await;
+    let joined = bob
+        .expect("joining", |e| match e {
+            ClientEvent::MemberJoined { group, user } if group.as_str() == "ours" => {
+                Some(user.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(joined, user("bob"));
+    let (groups, invitations) = bob.client.group_list().await.unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].name.as_str(), "ours");
+    assert_eq!(invitations.len(), 1);
+    assert_eq!(invitations[0].group.as_str(), "theirs");
 }

@@ -55,6 +55,7 @@ async fn private_and_group_history_is_served_from_the_local_store() {
         .group_create(crew.clone(), vec![user("bob")])
         .await
         .unwrap();
+    bob.accept_invitation("crew").await;
     alice
         .client
         .send_private(user("bob"), "first-secret-5521")
@@ -109,7 +110,10 @@ async fn private_and_group_history_is_served_from_the_local_store() {
             [],
         )
         .unwrap();
-    assert_eq!(gone, 4, "two private messages, a group notice and message");
+    assert_eq!(
+        gone, 6,
+        "two private messages, three group notices (created, invited, joined) and a message"
+    );
     drop(db);
     server.restart().await;
     let bob = TestClient::connect_in(server.addr, "bob", bob_dir)

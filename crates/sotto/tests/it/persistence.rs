@@ -31,13 +31,14 @@ async fn backlog(client: &mut TestClient) -> Vec<String> {
 #[tokio::test]
 async fn offline_users_get_their_messages_in_order_at_login() {
     let server = TestServer::start().await;
-    let bob = server.client("bob").await;
+    let mut bob = server.client("bob").await;
     let alice = server.client("alice").await;
     alice
         .client
         .group_create(GroupName::parse("team").unwrap(), vec![user("bob")])
         .await
         .unwrap();
+    bob.accept_invitation("team").await;
     let bob = bob.reconnect_later().await;
     for i in 0..20 {
         alice
@@ -82,13 +83,14 @@ async fn offline_users_get_their_messages_in_order_at_login() {
 #[tokio::test]
 async fn a_restart_loses_nothing() {
     let mut server = TestServer::start().await;
-    let bob = server.client("bob").await;
+    let mut bob = server.client("bob").await;
     let alice = server.client("alice").await;
     alice
         .client
         .group_create(GroupName::parse("crew").unwrap(), vec![user("bob")])
         .await
         .unwrap();
+    bob.accept_invitation("crew").await;
     let bob = bob.reconnect_later().await;
     alice
         .client
@@ -112,7 +114,7 @@ async fn a_restart_loses_nothing() {
     let mut got = backlog(&mut bob).await;
     got.sort();
     assert_eq!(got, ["group before restart", "private before restart"]);
-    let groups = bob.client.group_list().await.unwrap();
+    let (groups, _) = bob.client.group_list().await.unwrap();
     assert_eq!(groups[0].name.as_str(), "crew");
     let history = bob.client.history(10).await.unwrap();
     assert!(

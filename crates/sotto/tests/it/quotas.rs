@@ -2,10 +2,10 @@
 //! point 3): each refusal is `quota_exceeded`, names the limit, and frees
 //! up again once the cause is gone.
 
+use sotto_client::ClientEvent;
 use sotto_proto::{
     DeviceId, ErrorCode, ErrorReply, GroupName, Request, Response, ToDeviceMessage, Username,
 };
-use sotto_client::ClientEvent;
 use sotto_test_support::TestServer;
 
 use crate::keys::{device, publish};
@@ -78,13 +78,14 @@ async fn a_user_is_in_at_most_so_many_groups() {
     let server = TestServer::start_with(|c| c.quotas.groups_per_user = 2).await;
     let alice = server.client("alice").await;
     let carol = server.client("carol").await;
-    let _bob = server.client("bob").await;
+    let mut bob = server.client("bob").await;
     for name in ["one", "two"] {
         alice
             .client
             .group_create(GroupName::parse(name).unwrap(), vec![user("bob")])
             .await
             .unwrap();
+        bob.accept_invitation(name).await;
     }
     // Alice (the owner) is at the limit, and so is bob.
     let third = alice
@@ -121,6 +122,28 @@ async fn a_user_is_in_at_most_so_many_groups() {
         .group_add(GroupName::parse("mine").unwrap(), vec![user("bob")])
         .await
         .unwrap();
+    // An invitation does not count until it is accepted, and accepting
+    // counts again.
+    alice
+        .client
+        .group_create(GroupName::parse("four").unwrap(), vec![])
+        .await
+        .unwrap();
+    alice
+        .client
+        .group_add(GroupName::parse("four").unwrap(), vec![user("bob")])
+        .await
+        .unwrap();
+    bob.accept_invitation("mine").await;
+    let accepted = bob
+        .client
+        .group_accept(GroupName::parse("four").unwrap())
+        .await;
+    assert!(
+        matches!(&accepted, Err(sotto_client::ClientError::Server(e))
+            if e.code == ErrorCode::QuotaExceeded && e.message.contains("bob")),
+        "{accepted:?}"
+    );
 }
 
 #[tokio::test]
@@ -191,13 +214,25 @@ async fn to_device_messages_are_bounded_per_request_and_per_waiting_queue() {
 async fn an_address_registers_at_most_so_many_accounts_an_hour() {
     let server = TestServer::start_with(|c| c.quotas.registrations_per_hour = 2).await;
     for name in ["one", "two"] {
-        let (_raw, result) =
-            Raw::try_login(server.addr, name, "device1", Auth::Password("pw".into()), None).await;
+        let (_raw, result) = Raw::try_login(
+            server.addr,
+            name,
+            "device1",
+            Auth::Password("pw".into()),
+            None,
+        )
+        .await;
         assert!(result.is_ok(), "{result:?}");
     }
     // A name that is taken does not count, nor a login.
-    let (_raw, result) =
-        Raw::try_login(server.addr, "one", "device2", Auth::Password("pw".into()), None).await;
+    let (_raw, result) = Raw::try_login(
+        server.addr,
+        "one",
+        "device2",
+        Auth::Password("pw".into()),
+        None,
+    )
+    .await;
     assert!(result.is_ok(), "{result:?}");
     let (_raw, result) = Raw::try_login(
         server.addr,
@@ -312,7 +347,13 @@ async fn the_lobby_keeps_its_newest_messages_and_history_says_older_ones_were_de
         })
         .await;
     assert!(
-        matches!(result, Ok(Response::History { pruned_before: None, .. })),
+        matches!(
+            result,
+            Ok(Response::History {
+                pruned_before: None,
+                ..
+            })
+        ),
         "{result:?}"
     );
     // A client shows it before what it lists.
@@ -356,7 +397,11 @@ async fn messages_older_than_the_retention_period_are_deleted_and_positions_go_o
     let alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
     for n in 1..=3 {
-        alice.client.send_lobby(&format!("lobby {n}")).await.unwrap();
+        alice
+            .client
+            .send_lobby(&format!("lobby {n}"))
+            .await
+            .unwrap();
         alice
             .client
             .send_private(user("bob"), &format!("private {n}"))
