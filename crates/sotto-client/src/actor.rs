@@ -75,6 +75,16 @@ pub(crate) enum Op {
     Quit { reply: oneshot::Sender<()> },
     /// Show an event from the handle (a security notice).
     Emit(ClientEvent),
+    /// Save a waiting file (`@accept ID`): its name, path and size.
+    AcceptFile {
+        id: u64,
+        reply: Reply<(String, PathBuf, u64)>,
+    },
+    /// Discard a waiting file (`@reject ID`).
+    RejectFile {
+        id: u64,
+        reply: Reply<crate::local_store::Offer>,
+    },
 }
 
 /// A sealed message kept until the user opens it.
@@ -400,6 +410,14 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 let _ = reply.send(crate::crypto::save(&self.crypto).await);
                 return Ok(());
             }
+            Op::AcceptFile { id, reply } => {
+                let _ = reply.send(self.accept_file(id).await);
+                return Ok(());
+            }
+            Op::RejectFile { id, reply } => {
+                let _ = reply.send(self.reject_file(id).await);
+                return Ok(());
+            }
             // Handled by `run`.
             Op::Quit { reply } => {
                 let _ = reply.send(());
@@ -622,50 +640,11 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 group,
                 ts,
                 file,
-            } => {
-                let key = position.map(|p| (p.room_id, p.seq));
-                let saved = match key.and_then(|k| self.saved.get(&k)).cloned() {
-                    Some(saved) => Ok(saved),
-                    None => self.save_file(key, file).await,
-                };
-                let event = match saved {
-                    Ok((name, path, size)) => ClientEvent::File {
-                        from,
-                        group,
-                        name,
-                        path,
-                        size,
-                        ts,
-                    },
-                    Err(reason) => ClientEvent::Undecodable { from, reason, ts },
-                };
-                Some((event, None))
-            }
+            } => Some((
+                self.receive_file(from, group, ts, file, position).await,
+                None,
+            )),
         }
-    }
-
-    /// Saves a received file under `downloads/` (once per room position):
-    /// its name, path and size, or why it could not be saved.
-    async fn save_file(
-        &mut self,
-        key: Option<(u64, u64)>,
-        file: sotto_proto::FileBody,
-    ) -> Result<(String, PathBuf, u64), String> {
-        let name = crate::files::sanitize_file_name(&file.name);
-        let size = file.data.len() as u64;
-        let dir = self.paths.downloads.clone();
-        let save_name = name.clone();
-        let path = tokio::task::spawn_blocking(move || {
-            crate::files::save_download(&dir, &save_name, &file.data)
-        })
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|saved| saved.map_err(|e| e.to_string()))
-        .map_err(|e| format!("could not save file '{name}': {e}"))?;
-        if let Some(key) = key {
-            self.saved.insert(key, (name.clone(), path.clone(), size));
-        }
-        Ok((name, path, size))
     }
 
     fn keep_sealed(&mut self, stored: StoredSealed) -> u64 {
@@ -775,5 +754,6 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 mod history;
 mod keys;
+mod offers;
 #[cfg(test)]
 mod tests;

@@ -454,7 +454,7 @@ impl Client {
         !self.ops.is_closed()
     }
 
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         op: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Op,
     ) -> Result<T, ClientError> {
@@ -806,4 +806,5 @@ mod tests {
 }
 
 mod groups;
+mod offers;
 mod password;

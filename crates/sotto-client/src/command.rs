@@ -32,6 +32,9 @@ text                       send text to the lobby (everyone)
 @secret USER KEY message   send a message sealed with passphrase KEY
 @open ID KEY               open sealed message number ID with passphrase KEY
 @file USER PATH            send a file (up to 10 MiB) to USER
+@files                     list received files waiting for your answer
+@accept ID                 save received file ID in your downloads folder
+@reject ID                 discard received file ID
 @group set NAME u1,u2      create group NAME with these members
 @group send NAME message   send a message to group NAME
 @group file NAME PATH      send a file to group NAME
@@ -44,6 +47,7 @@ text                       send text to the lobby (everyone)
 @group list                list your groups and invitations
 @auto                      show what verified contacts may do without asking
 @auto groups on|off        join groups verified contacts invite you to
+@auto files on|off         save files from verified contacts without asking
 @history [N]               show the last N messages (1 to 1000, default 20)
 @devices [USER]            list USER's devices (default: yours) with fingerprints
 @devices remove ID         remove your device ID (a lost phone): it is signed out
@@ -76,6 +80,9 @@ const USAGE_PASSWORD: &str = "@password";
 const USAGE_GROUP: &str = "@group set|send|file|add|accept|decline|kick|leave|delete|list ...";
 const USAGE_GROUP_ACCEPT: &str = "@group accept NAME";
 const USAGE_GROUP_DECLINE: &str = "@group decline NAME";
+const USAGE_FILES: &str = "@files";
+const USAGE_ACCEPT: &str = "@accept ID";
+const USAGE_REJECT: &str = "@reject ID";
 const USAGE_AUTO: &str = "@auto [groups|files on|off]";
 const USAGE_GROUP_SET: &str = "@group set NAME user1,user2";
 const USAGE_GROUP_SEND: &str = "@group send NAME message";
@@ -134,6 +141,12 @@ pub enum Command {
     GroupDelete { group: GroupName },
     /// `@group list`
     GroupList,
+    /// `@files`: the received files waiting for an answer.
+    Files,
+    /// `@accept ID`: save a waiting file.
+    Accept(u64),
+    /// `@reject ID`: discard a waiting file.
+    Reject(u64),
     /// `@group accept NAME`
     GroupAccept { group: GroupName },
     /// `@group decline NAME`
@@ -258,6 +271,9 @@ pub fn parse(line: &str) -> Result<Command, CommandError> {
         }
         "password" => no_args(args, USAGE_PASSWORD, Command::Password),
         "auto" => auto(args),
+        "files" => no_args(args, USAGE_FILES, Command::Files),
+        "accept" => Ok(Command::Accept(file_id(args, USAGE_ACCEPT)?)),
+        "reject" => Ok(Command::Reject(file_id(args, USAGE_REJECT)?)),
         "help" => no_args(args, USAGE_HELP, Command::Help),
         "quit" => no_args(args, USAGE_QUIT, Command::Quit),
         _ => match Username::parse(word) {
@@ -475,6 +491,17 @@ fn group(args: &str) -> Result<Command, CommandError> {
         }
         _ => Err(CommandError::Usage(USAGE_GROUP)),
     }
+}
+
+/// The id of a waiting file (`3` or `#3`).
+fn file_id(args: &str, usage: &'static str) -> Result<u64, CommandError> {
+    let (id, rest) = split_word(args);
+    if id.is_empty() || !rest.trim().is_empty() {
+        return Err(CommandError::Usage(usage));
+    }
+    id.trim_start_matches('#')
+        .parse()
+        .map_err(|_| CommandError::BadId(id.to_owned()))
 }
 
 fn auto(args: &str) -> Result<Command, CommandError> {

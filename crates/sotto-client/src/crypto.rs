@@ -71,6 +71,8 @@ pub(crate) struct Crypto {
     machine: machine::Waiting,
     /// Private room ids by peer (they never change), for this session.
     pub direct_rooms: BTreeMap<Username, u64>,
+    /// Received files waiting for the user's answer.
+    pub offers: crate::offers::Offers,
 }
 
 /// The state shared by the handle and the actor.
@@ -228,6 +230,7 @@ impl Crypto {
             held: held::Held::from_loaded(loaded.held),
             machine: machine::Waiting::default(),
             direct_rooms: BTreeMap::new(),
+            offers: crate::offers::Offers::from_loaded(loaded.offers, loaded.next_offer),
         })
     }
 
@@ -289,6 +292,26 @@ impl Crypto {
         *at = seq;
         self.pending.positions.push((room_id, seq));
         true
+    }
+
+    /// Keeps a received file until the user answers (see
+    /// [`crate::offers`]): what it is waiting as, or why it is not kept.
+    pub fn offer_file(
+        &mut self,
+        file: crate::offers::Received<'_>,
+        data: Zeroizing<Vec<u8>>,
+    ) -> Result<crate::local_store::Offer, String> {
+        let row = self.offers.add(file, data)?;
+        let offer = row.offer.clone();
+        self.pending.offers.push(row);
+        Ok(offer)
+    }
+
+    /// Forgets an answered file (from the store at the next save).
+    pub fn answer_file(&mut self, id: u64) -> Option<crate::local_store::Offer> {
+        let offer = self.offers.remove(id)?;
+        self.pending.unoffered.push(id);
+        Some(offer)
     }
 
     /// Keeps a decrypted message in the local history.

@@ -126,6 +126,9 @@ pub enum ClientError {
     /// No sealed message has this local id (or it was evicted).
     #[error("there is no sealed message #{0}")]
     NoSuchSealed(u64),
+    /// No received file with this id is waiting for an answer.
+    #[error("no file #{0} is waiting for @accept or @reject (see @files)")]
+    NoSuchFile(u64),
     /// A sealed message could not be opened for another reason.
     #[error("cannot open sealed message: {0}")]
     Sealed(String),
@@ -185,6 +188,7 @@ impl ClientError {
             ClientError::MessageTooLong { .. } => "message_too_long",
             ClientError::WrongKey => "wrong_key",
             ClientError::NoSuchSealed(_) => "no_such_sealed",
+            ClientError::NoSuchFile(_) => "no_such_file",
             ClientError::Sealed(_) => "sealed",
             ClientError::Busy => "busy",
             ClientError::ConnectionLost(_) => "connection_lost",

@@ -55,6 +55,25 @@ pub enum ClientEvent {
         size: u64,
         ts: i64,
     },
+    /// A file waiting for the user's answer: `@accept ID` saves it,
+    /// `@reject ID` discards it.
+    FileOffered {
+        id: u64,
+        from: Username,
+        group: Option<GroupName>,
+        name: String,
+        size: u64,
+        ts: i64,
+    },
+    /// A received file that was not kept (too many waiting, or rejected).
+    FileRefused {
+        from: Username,
+        group: Option<GroupName>,
+        name: String,
+        size: u64,
+        reason: String,
+        ts: i64,
+    },
     /// `by` created `group` with `members`.
     GroupCreated {
         group: GroupName,
@@ -406,6 +425,36 @@ impl ClientEvent {
                 name: line(&name),
                 path,
                 size,
+                ts,
+            },
+            ClientEvent::FileOffered {
+                id,
+                from,
+                group,
+                name,
+                size,
+                ts,
+            } => ClientEvent::FileOffered {
+                id,
+                from,
+                group,
+                name: line(&name),
+                size,
+                ts,
+            },
+            ClientEvent::FileRefused {
+                from,
+                group,
+                name,
+                size,
+                reason,
+                ts,
+            } => ClientEvent::FileRefused {
+                from,
+                group,
+                name: line(&name),
+                size,
+                reason: line(&reason),
                 ts,
             },
             ClientEvent::Undecodable { from, reason, ts } => ClientEvent::Undecodable {

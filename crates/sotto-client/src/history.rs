@@ -32,6 +32,23 @@ pub(crate) enum Entry {
         group: Option<GroupName>,
         sealed: SealedBox,
     },
+    /// A received file waiting for the user's answer (replaced by `File`
+    /// or `Refused` once answered).
+    Offered {
+        id: u64,
+        from: Username,
+        group: Option<GroupName>,
+        name: String,
+        size: u64,
+    },
+    /// A received file that was not kept, and why.
+    Refused {
+        from: Username,
+        group: Option<GroupName>,
+        name: String,
+        size: u64,
+        reason: String,
+    },
     /// Where the file was saved (or sent from): the contents are not kept
     /// twice.
     File {
@@ -75,6 +92,34 @@ impl Entry {
                 name: name.clone(),
                 path: path.clone(),
                 size: *size,
+            }),
+            ClientEvent::FileOffered {
+                id,
+                from,
+                group,
+                name,
+                size,
+                ..
+            } => Some(Entry::Offered {
+                id: *id,
+                from: from.clone(),
+                group: group.clone(),
+                name: name.clone(),
+                size: *size,
+            }),
+            ClientEvent::FileRefused {
+                from,
+                group,
+                name,
+                size,
+                reason,
+                ..
+            } => Some(Entry::Refused {
+                from: from.clone(),
+                group: group.clone(),
+                name: name.clone(),
+                size: *size,
+                reason: reason.clone(),
             }),
             _ => None,
         }
@@ -157,6 +202,34 @@ impl Entry {
                 name,
                 path,
                 size,
+                ts,
+            },
+            Entry::Offered {
+                id,
+                from,
+                group,
+                name,
+                size,
+            } => ClientEvent::FileOffered {
+                id,
+                from,
+                group,
+                name,
+                size,
+                ts,
+            },
+            Entry::Refused {
+                from,
+                group,
+                name,
+                size,
+                reason,
+            } => ClientEvent::FileRefused {
+                from,
+                group,
+                name,
+                size,
+                reason,
                 ts,
             },
         }

@@ -40,6 +40,7 @@ mod history;
 pub mod known_servers;
 pub mod local_store;
 mod login;
+mod offers;
 pub mod sanitize;
 pub mod tls;
 pub mod trust;
@@ -53,6 +54,7 @@ pub use client::{Client, Events, OpenedSecret, SentInfo, Target, Verification};
 pub use error::ClientError;
 pub use event::ClientEvent;
 pub use handshake::connect;
+pub use local_store::Offer;
 pub use sotto_crypto::{Fingerprint, Passphrase};
 pub use trust::{AutoAccept, DeviceInfo};
 

@@ -204,6 +204,10 @@ pub struct Changes {
     pub held: Vec<HeldRow>,
     /// Held messages that were shown (their key came) or given up on.
     pub unheld: Vec<(u64, u64)>,
+    /// Received files to keep until the user answers.
+    pub offers: Vec<OfferRow>,
+    /// Waiting files that were accepted or rejected, by id.
+    pub unoffered: Vec<u64>,
 }
 
 impl Changes {
@@ -215,6 +219,8 @@ impl Changes {
             && self.history.is_empty()
             && self.held.is_empty()
             && self.unheld.is_empty()
+            && self.offers.is_empty()
+            && self.unoffered.is_empty()
     }
 
     /// Puts `newer` after these changes (for a save that failed and must
@@ -230,6 +236,8 @@ impl Changes {
         self.history.extend(newer.history);
         self.held.extend(newer.held);
         self.unheld.extend(newer.unheld);
+        self.offers.extend(newer.offers);
+        self.unoffered.extend(newer.unoffered);
         self
     }
 }
@@ -245,6 +253,10 @@ pub struct Loaded {
     /// The contents of a store written as one file, to move over (the
     /// file is removed after the first save).
     pub legacy: Option<Zeroizing<Vec<u8>>>,
+    /// Received files waiting for an answer.
+    pub offers: Vec<Offer>,
+    /// The id the next waiting file gets.
+    pub next_offer: u64,
 }
 
 /// An open (unlocked) store.
@@ -309,6 +321,7 @@ impl LocalStore {
         #[cfg(unix)]
         restrict_permissions(path).map_err(io)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(offers::SCHEMA).map_err(db)?;
         let header: Option<Vec<u8>> = conn
             .query_row("SELECT value FROM meta WHERE name = 'header'", [], |r| {
                 r.get(0)
@@ -488,7 +501,7 @@ impl LocalStore {
         {
             loaded.held.push(row.map_err(&db)?);
         }
-        Ok(())
+        self.load_offers(loaded)
     }
 
     /// Writes `changes` in one transaction, sealing what is secret.
@@ -590,6 +603,7 @@ impl LocalStore {
                 unhold.execute(params![int(*room), int(*seq)]).map_err(db)?;
             }
         }
+        offers::write(&tx, &self.key, changes).map_err(db)?;
         tx.commit().map_err(db)?;
         // A store written as one file: its contents are in the database now.
         self.remove_legacy();
@@ -744,7 +758,9 @@ fn restrict_permissions(path: &Path) -> std::io::Result<()> {
 }
 
 mod account;
+mod offers;
 pub use account::{Opened, Session};
+pub use offers::{MAX_OFFERED_BYTES, MAX_OFFERED_BYTES_PER_SENDER, MAX_OFFERS, Offer, OfferRow};
 
 #[cfg(test)]
 mod tests {

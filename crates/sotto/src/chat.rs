@@ -319,6 +319,12 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
                 client.group_decline(group).await?;
                 out.ok("group decline");
             }
+            Command::Files => out.waiting_files(&client.waiting_files()),
+            Command::Accept(id) => {
+                let (name, path, size) = client.accept_file(id).await?;
+                out.file_saved(&name, &path, size);
+            }
+            Command::Reject(id) => out.file_rejected(&client.reject_file(id).await?),
             Command::Auto(None) => out.auto_accept(client.auto_accept()),
             Command::Auto(Some((kind, on))) => {
                 let mut auto = client.auto_accept();

@@ -558,20 +558,34 @@ async fn files_are_saved_once_and_history_reuses_them() {
     else {
         unreachable!()
     };
-    h.feed(vec![frame]).await;
-    let ClientEvent::File {
+    h.feed(vec![frame.clone()]).await;
+    let ClientEvent::FileOffered {
+        id: offer,
         name,
-        path,
         size,
         from,
         ..
     } = h.event().await
     else {
-        panic!("expected a file");
+        panic!("expected a file waiting for an answer");
     };
     assert_eq!((name.as_str(), size, from), ("evil.txt", 8, u("bob")));
+    // Nothing is written before the user accepts it.
+    assert!(!h.downloads.exists() || std::fs::read_dir(&h.downloads).unwrap().count() == 0);
+    let (reply, rx) = oneshot::channel();
+    h.ops
+        .send(Op::AcceptFile { id: offer, reply })
+        .await
+        .unwrap();
+    let (_, path, _) = rx.await.unwrap().unwrap();
     assert_eq!(path, h.downloads.join("evil.txt"));
     assert_eq!(std::fs::read(&path).unwrap(), b"contents");
+    let (reply, rx) = oneshot::channel();
+    h.ops
+        .send(Op::AcceptFile { id: offer, reply })
+        .await
+        .unwrap();
+    assert!(matches!(rx.await.unwrap(), Err(ClientError::NoSuchFile(_))));
 
     // History holds the same event plus this device's own message.
     let (reply, rx) = oneshot::channel();

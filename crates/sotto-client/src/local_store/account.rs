@@ -216,6 +216,7 @@ impl LocalStore {
                 )
                 .map_err(db)?;
             }
+            super::offers::reseal(&tx, &self.key, &next)?;
             let session: Option<Vec<u8>> = tx
                 .query_row("SELECT value FROM meta WHERE name = 'session'", [], |r| {
                     r.get(0)

@@ -6,7 +6,10 @@ use std::io::Write;
 
 use chrono::{DateTime, Local};
 use serde_json::{Value, json};
-use sotto_client::{AutoAccept, ClientError, ClientEvent, DeviceInfo, Session, Verification};
+use sotto_client::sanitize::line as sanitize_line;
+use sotto_client::{
+    AutoAccept, ClientError, ClientEvent, DeviceInfo, Offer, Session, Verification,
+};
 use sotto_proto::{
     DeliveryNote, GroupInfo, GroupName, Invitation, PresenceChange, Status, UserPresence, Username,
 };
@@ -33,6 +36,15 @@ fn day_and_time(ts: i64) -> String {
     DateTime::from_timestamp_millis(ts)
         .map(|t| t.with_timezone(&Local).format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default()
+}
+
+/// "12 bytes", "3.4 KiB", "8.0 MiB".
+fn human_size(size: u64) -> String {
+    match size {
+        0..1024 => format!("{size} bytes"),
+        1024..1_048_576 => format!("{:.1} KiB", size as f64 / 1024.0),
+        _ => format!("{:.1} MiB", size as f64 / 1_048_576.0),
+    }
 }
 
 /// Where a message was sent: "[group]" or "(private)".
@@ -287,6 +299,65 @@ impl Renderer {
         ));
     }
 
+    /// `@files`: the received files waiting for an answer.
+    pub fn waiting_files(&self, files: &[Offer]) {
+        if self.json {
+            let list: Vec<Value> = files
+                .iter()
+                .map(|f| {
+                    json!({"id": f.id, "from": f.from.as_str(),
+                    "group": f.group.as_ref().map(|g| g.as_str()), "name": f.name,
+                    "size": f.size, "ts": f.ts})
+                })
+                .collect();
+            self.value(json!({"type": "files", "files": list}));
+            return;
+        }
+        if files.is_empty() {
+            self.line("No received files are waiting for you.");
+        }
+        for f in files {
+            self.line(&format!(
+                "#{} {} {} sent {} ({}) on {}: @accept {} or @reject {}",
+                f.id,
+                place(f.group.as_ref()),
+                f.from,
+                sanitize_line(&f.name),
+                human_size(f.size),
+                day_and_time(f.ts),
+                f.id,
+                f.id
+            ));
+        }
+    }
+
+    /// After `@accept ID`.
+    pub fn file_saved(&self, name: &str, path: &std::path::Path, size: u64) {
+        if self.json {
+            self.value(json!({"type": "file_saved", "name": name, "path": path, "size": size}));
+            return;
+        }
+        self.line(&format!(
+            "Saved {} ({}) to {}",
+            sanitize_line(name),
+            human_size(size),
+            path.display()
+        ));
+    }
+
+    /// After `@reject ID`.
+    pub fn file_rejected(&self, offer: &Offer) {
+        if self.json {
+            self.value(json!({"type": "file_rejected", "id": offer.id}));
+            return;
+        }
+        self.line(&format!(
+            "Discarded {} from {}.",
+            sanitize_line(&offer.name),
+            offer.from
+        ));
+    }
+
     /// `@auto`: what verified contacts may do without asking.
     pub fn auto_accept(&self, auto: AutoAccept) {
         if self.json {
@@ -492,6 +563,37 @@ impl Renderer {
                     path.display()
                 )
             }
+            ClientEvent::FileOffered {
+                id,
+                from,
+                group,
+                name,
+                size,
+                ts,
+            } => {
+                let place = place(group.as_ref());
+                format!(
+                    "[{}] {place} {from} sends file {name} ({}): @accept {id} to save it, \
+                     @reject {id} to discard it",
+                    stamp(*ts),
+                    human_size(*size)
+                )
+            }
+            ClientEvent::FileRefused {
+                from,
+                group,
+                name,
+                size,
+                reason,
+                ts,
+            } => {
+                let place = place(group.as_ref());
+                format!(
+                    "[{}] {place} {from} sent file {name} ({}), not kept: {reason}",
+                    stamp(*ts),
+                    human_size(*size)
+                )
+            }
             ClientEvent::GroupCreated { group, by, members } => {
                 format!("* {by} created group {group} with {}", join(members))
             }
@@ -601,6 +703,25 @@ impl Renderer {
                 ts,
             } => json!({"type": "file", "from": from.as_str(),
                 "group": group.as_ref().map(|g| g.as_str()), "name": name, "path": path, "size": size, "ts": ts}),
+            ClientEvent::FileOffered {
+                id,
+                from,
+                group,
+                name,
+                size,
+                ts,
+            } => json!({"type": "file_offered", "id": id, "from": from.as_str(),
+                "group": group.as_ref().map(|g| g.as_str()), "name": name, "size": size, "ts": ts}),
+            ClientEvent::FileRefused {
+                from,
+                group,
+                name,
+                size,
+                reason,
+                ts,
+            } => json!({"type": "file_refused", "from": from.as_str(),
+                "group": group.as_ref().map(|g| g.as_str()), "name": name, "size": size,
+                "reason": reason, "ts": ts}),
             ClientEvent::GroupCreated { group, by, members } => {
                 json!({"type": "group_created", "group": group.as_str(),
                 "from": by.as_str(), "members": members.iter().map(Username::as_str).collect::<Vec<_>>()})

@@ -1,6 +1,6 @@
 //! Lobby, private messages, names, presence, emoji, history, secrets, files.
 
-use sotto_client::{ClientEvent, Target};
+use sotto_client::{ClientError, ClientEvent, Target};
 use sotto_crypto::Passphrase;
 use sotto_proto::{GroupName, PresenceChange, Status, Username};
 use sotto_test_support::TestServer;
@@ -216,31 +216,93 @@ async fn sealed_messages_need_the_right_key() {
 }
 
 #[tokio::test]
-async fn files_are_delivered_and_saved() {
+async fn a_received_file_is_saved_only_once_accepted() {
     let server = TestServer::start().await;
     let alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
+    let downloads = bob.dir.path().join("downloads");
+    let in_downloads = || std::fs::read_dir(&downloads).map_or(0, |d| d.count());
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    let path = alice.dir.path().join("report.bin");
-    std::fs::write(&path, &data).unwrap();
-    alice
+    let send = |name: &str, data: &[u8]| {
+        let path = alice.dir.path().join(name);
+        std::fs::write(&path, data).unwrap();
+        let client = alice.client.clone();
+        async move {
+            client
+                .send_file(Target::User(user("bob")), &path)
+                .await
+                .unwrap()
+        }
+    };
+    send("report.bin", &data).await;
+    let offered = |e: &ClientEvent| match e {
+        ClientEvent::FileOffered { id, name, size, .. } => Some((*id, name.clone(), *size)),
+        _ => None,
+    };
+    let (id, name, size) = bob.expect("a file offered", offered).await;
+    assert_eq!((name.as_str(), size), ("report.bin", 300_000));
+    assert_eq!(in_downloads(), 0, "nothing is saved before it is accepted");
+    // It waits in the local store, also across a restart of the client.
+    let bob = bob.reconnect(server.addr).await;
+    let waiting = bob.client.waiting_files();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!((waiting[0].id, waiting[0].from.as_str()), (id, "alice"));
+    let (_, saved, _) = bob.client.accept_file(id).await.unwrap();
+    assert_eq!(std::fs::read(&saved).unwrap(), data);
+    assert!(bob.client.waiting_files().is_empty());
+    assert!(matches!(
+        bob.client.accept_file(id).await,
+        Err(ClientError::NoSuchFile(_))
+    ));
+
+    // Rejected: discarded, and history says so.
+    let mut bob = bob;
+    send("spam.exe", b"no thanks").await;
+    let (id, ..) = bob.expect("a second file", offered).await;
+    bob.client.reject_file(id).await.unwrap();
+    assert_eq!(in_downloads(), 1);
+    let history = bob.client.history(10).await.unwrap();
+    assert!(
+        history.iter().any(|e| matches!(e,
+            ClientEvent::FileRefused { name, reason, .. } if name == "spam.exe" && reason.contains("rejected"))),
+        "{history:?}"
+    );
+    assert!(
+        history
+            .iter()
+            .any(|e| matches!(e, ClientEvent::File { path, .. } if *path == saved)),
+        "{history:?}"
+    );
+
+    // From a verified contact, with @auto files on: saved at once.
+    bob.verify("alice").await;
+    bob.client
+        .set_auto_accept(sotto_client::AutoAccept {
+            groups: false,
+            files: true,
+        })
+        .await
+        .unwrap();
+    send("notes.txt", b"trusted").await;
+    let path = bob
+        .expect("a file saved at once", |e| match e {
+            ClientEvent::File { path, .. } => Some(path.clone()),
+            ClientEvent::FileOffered { .. } => panic!("asked for a verified contact's file"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(std::fs::read(path).unwrap(), b"trusted");
+    // Not from a contact bob has not verified.
+    let carol = server.client("carol").await;
+    let path = carol.dir.path().join("unasked.bin");
+    std::fs::write(&path, b"who?").unwrap();
+    carol
         .client
         .send_file(Target::User(user("bob")), &path)
         .await
         .unwrap();
-    let (name, saved) = bob
-        .expect("a file", |e| match e {
-            ClientEvent::File {
-                name, path, size, ..
-            } => {
-                assert_eq!(*size, 300_000);
-                Some((name.clone(), path.clone()))
-            }
-            _ => None,
-        })
-        .await;
-    assert_eq!(name, "report.bin");
-    assert_eq!(std::fs::read(saved).unwrap(), data);
+    let (_, name, _) = bob.expect("carol's file, waiting", offered).await;
+    assert_eq!(name, "unasked.bin");
 }
 
 #[tokio::test]
@@ -343,10 +405,13 @@ async fn history_over_large_files_is_paged_by_bytes_and_complete() {
             .send_file(Target::User(user("bob")), &path)
             .await
             .unwrap();
-        bob.expect("a file", |e| {
-            matches!(e, ClientEvent::File { .. }).then_some(())
-        })
-        .await;
+        let id = bob
+            .expect("a file", |e| match e {
+                ClientEvent::FileOffered { id, .. } => Some(*id),
+                _ => None,
+            })
+            .await;
+        bob.client.accept_file(id).await.unwrap();
     }
     alice.client.send_lobby("after the files").await.unwrap();
     bob.expect_lobby().await;

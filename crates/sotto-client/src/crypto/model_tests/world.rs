@@ -81,6 +81,8 @@ impl MemStore {
                 })
                 .collect(),
             legacy: None,
+            offers: Vec::new(),
+            next_offer: 1,
         }
     }
 
