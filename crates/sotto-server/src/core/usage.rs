@@ -28,6 +28,9 @@ pub(crate) struct Usage {
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// Events one retention pass deletes from one room, at most.
+pub(crate) const MAX_PRUNED_PER_PASS: u64 = 20_000;
+
 impl Usage {
     /// Sums what the database holds.
     pub fn load(db: &Connection) -> rusqlite::Result<Self> {
@@ -183,6 +186,80 @@ pub(crate) fn prunable(
             }
         }
     }
-    let up_to = up_to.min(newest_kept_back);
+    // A bounded step per pass, so that a large backlog (a policy just
+    // tightened, a busy lobby) never stalls the core for long.
+    let step_end = oldest_seq.saturating_add(MAX_PRUNED_PER_PASS - 1);
+    let up_to = up_to.min(newest_kept_back).min(step_end);
     Ok((up_to >= oldest_seq).then_some(up_to))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    /// A room of `n` events, one a minute up to now, sent by user 7.
+    fn db_with_room(n: u64) -> Connection {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch(
+            "CREATE TABLE events (room_id INTEGER, seq INTEGER, ts INTEGER, body BLOB, \
+             sender_id INTEGER, PRIMARY KEY (room_id, seq)) WITHOUT ROWID",
+        )
+        .unwrap();
+        let mut insert = db
+            .prepare("INSERT INTO events VALUES (1, ?1, ?2, x'00112233', 7)")
+            .unwrap();
+        for seq in 1..=n {
+            insert
+                .execute(params![seq as i64, NOW - (n - seq) as i64 * 60_000])
+                .unwrap();
+        }
+        drop(insert);
+        db
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_works_off_a_backlog_in_bounded_steps() {
+        let n = MAX_PRUNED_PER_PASS + 5_000;
+        let db = db_with_room(n);
+        let mut usage = Usage::load(&db).unwrap();
+        assert_eq!(usage.room_bytes(1), 4 * n);
+        assert_eq!(usage.sender_bytes(7), 4 * n);
+        let keep = Keep {
+            days: 0,
+            messages: 10,
+        };
+        let first = prunable(&db, &usage, 1, n, keep, NOW).unwrap();
+        assert_eq!(first, Some(MAX_PRUNED_PER_PASS));
+        usage.prune(&db, 1, MAX_PRUNED_PER_PASS).unwrap();
+        let second = prunable(&db, &usage, 1, n, keep, NOW).unwrap();
+        assert_eq!(second, Some(n - 10));
+        usage.prune(&db, 1, n - 10).unwrap();
+        assert_eq!(prunable(&db, &usage, 1, n, keep, NOW).unwrap(), None);
+        assert_eq!(usage.room_bytes(1), 40);
+        assert_eq!(usage.sender_bytes(7), 40);
+        assert_eq!(usage.oldest(1).map(|(seq, _)| seq), Some(n - 9));
+    }
+
+    #[test]
+    fn retention_by_age_never_deletes_a_rooms_newest_event() {
+        let db = db_with_room(100);
+        let usage = Usage::load(&db).unwrap();
+        let keep = Keep {
+            days: 1,
+            messages: 0,
+        };
+        // A minute apart: all within a day.
+        assert_eq!(prunable(&db, &usage, 1, 100, keep, NOW).unwrap(), None);
+        // Ten days later every event is old; the newest stays.
+        let later = NOW + 10 * DAY_MS;
+        assert_eq!(
+            prunable(&db, &usage, 1, 100, keep, later).unwrap(),
+            Some(99)
+        );
+        // Those more than a day old: sent over 50 minutes before `NOW`.
+        let half = NOW + DAY_MS - 50 * 60_000;
+        assert_eq!(prunable(&db, &usage, 1, 100, keep, half).unwrap(), Some(49));
+    }
 }

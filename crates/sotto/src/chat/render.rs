@@ -488,7 +488,11 @@ impl Renderer {
             self.value(json!({"type": "history", "items": items}));
             return;
         }
-        self.line(&format!("--- last {} messages ---", items.len()));
+        let messages = items
+            .iter()
+            .filter(|e| !matches!(e, ClientEvent::HistoryPruned { .. }))
+            .count();
+        self.line(&format!("--- last {messages} messages ---"));
         for item in items {
             if let Some(text) = self.event_text(item, true) {
                 self.message(&text);
