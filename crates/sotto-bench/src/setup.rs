@@ -280,6 +280,26 @@ pub async fn ensure_accounts(
     Ok((accounts, started.elapsed()))
 }
 
+/// Invites `users` to group `name`, as many per request as the server takes.
+async fn invite(
+    session: &mut Session,
+    name: &GroupName,
+    users: Vec<Username>,
+) -> anyhow::Result<()> {
+    for chunk in users.chunks(sotto_proto::limits::MAX_USERS_PER_GROUP_REQUEST) {
+        let added = session
+            .sotto_request(Request::GroupAdd {
+                group: name.clone(),
+                members: chunk.to_vec(),
+            })
+            .await?;
+        if let Err(e) = added {
+            bail!("inviting members to {name}: {}", e.code.as_str());
+        }
+    }
+    Ok(())
+}
+
 /// Makes sure group `name` exists with exactly these accounts as members
 /// (the first is the owner); an existing group with the right members is
 /// reused, missing members are invited and accept.
@@ -303,13 +323,13 @@ pub async fn ensure_group(
     let created = session
         .sotto_request(Request::GroupCreate {
             group: name.clone(),
-            members: others.clone(),
+            members: Vec::new(),
         })
         .await?;
     // Who still has to accept an invitation.
     let mut joining = others.clone();
     match created {
-        Ok(_) => {}
+        Ok(_) => invite(&mut session, name, others).await?,
         Err(e) if e.code == ErrorCode::GroupExists => {
             let listed = session.sotto_request(Request::GroupList).await?;
             let Ok(Response::Groups { groups, .. }) = listed else {
@@ -331,15 +351,7 @@ pub async fn ensure_group(
                 if group.owner != owner.user {
                     bail!("group {name} exists, owned by {}", group.owner);
                 }
-                let added = session
-                    .sotto_request(Request::GroupAdd {
-                        group: name.clone(),
-                        members: missing,
-                    })
-                    .await?;
-                if let Err(e) = added {
-                    bail!("adding members to {name}: {}", e.code.as_str());
-                }
+                invite(&mut session, name, missing).await?;
             }
             if group.members.len() > members.len() {
                 eprintln!(
@@ -367,6 +379,7 @@ pub async fn ensure_group(
         let accepted = session
             .sotto_request(Request::GroupAccept {
                 group: name.clone(),
+                room_id: None,
             })
             .await?;
         if let Err(e) = accepted {

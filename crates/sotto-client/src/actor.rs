@@ -548,9 +548,10 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 group,
                 by,
                 auto_join,
+                room_id,
             } = &mut event
             {
-                *auto_join = self.auto_join(group, by).await;
+                *auto_join = self.auto_join(group, by, *room_id).await;
             }
             self.emit(event).await;
         }
@@ -559,7 +560,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
 
     /// Accepts an invitation from a verified contact by itself, if the
     /// user allowed it (`@auto groups on`): whether it asked to join.
-    async fn auto_join(&mut self, group: &GroupName, by: &Username) -> bool {
+    async fn auto_join(&mut self, group: &GroupName, by: &Username, room_id: u64) -> bool {
         let allowed = {
             let crypto = lock(&self.crypto);
             crypto.trust.auto_accept().groups && crypto.trust.is_verified(by)
@@ -569,6 +570,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         }
         let request = Request::GroupAccept {
             group: group.clone(),
+            room_id: Some(room_id),
         };
         match self.write_request(request).await {
             Some(id) => {
@@ -637,11 +639,13 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             }
             Decoded::File {
                 from,
+                device,
                 group,
                 ts,
                 file,
             } => Some((
-                self.receive_file(from, group, ts, file, position).await,
+                self.receive_file(from, &device, group, ts, file, position)
+                    .await,
                 None,
             )),
         }

@@ -103,6 +103,8 @@ pub enum ClientEvent {
         group: GroupName,
         by: Username,
         auto_join: bool,
+        /// The group's room the invitation is for.
+        room_id: u64,
     },
     /// `by` removed `members` from `group`.
     MembersKicked {
@@ -181,9 +183,11 @@ pub(crate) enum Decoded {
         ts: i64,
         sealed: SealedBox,
     },
-    /// A file, to be saved.
+    /// A file, to be saved or offered.
     File {
         from: Username,
+        /// The sending device (the one whose room key decrypted it).
+        device: DeviceId,
         group: Option<GroupName>,
         ts: i64,
         file: FileBody,
@@ -254,7 +258,7 @@ fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
                 return Decoded::OwnEcho;
             }
             let peer = if a != *me.user { a } else { b };
-            decode_envelope(sender, None, &payload, ts, |from, text| {
+            decode_envelope(sender, device, None, &payload, ts, |from, text| {
                 ClientEvent::Private {
                     from,
                     peer,
@@ -268,7 +272,7 @@ fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
                 return Decoded::OwnEcho;
             }
             let group = name.clone();
-            decode_envelope(sender, Some(name), &payload, ts, |from, text| {
+            decode_envelope(sender, device, Some(name), &payload, ts, |from, text| {
                 ClientEvent::Group {
                     group,
                     from,
@@ -308,11 +312,14 @@ fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
                 user: sender,
             })
         }
-        (RoomRef::Notices { .. }, RoomContent::Invited { group }) => ready(ClientEvent::Invited {
-            group,
-            by: sender,
-            auto_join: false,
-        }),
+        (RoomRef::Notices { .. }, RoomContent::Invited { group, room_id }) => {
+            ready(ClientEvent::Invited {
+                group,
+                by: sender,
+                auto_join: false,
+                room_id,
+            })
+        }
         (RoomRef::Group { name }, RoomContent::MembersKicked { members }) => {
             ready(ClientEvent::MembersKicked {
                 group: name,
@@ -351,6 +358,7 @@ fn decode_room(me: Me<'_>, event: RoomEvent, ts: i64) -> Decoded {
 /// Decodes an envelope payload; `text` builds the event for plain text.
 fn decode_envelope(
     from: Username,
+    device: DeviceId,
     group: Option<GroupName>,
     payload: &[u8],
     ts: i64,
@@ -366,6 +374,7 @@ fn decode_envelope(
         },
         Ok(MessageBody::File(file)) => Decoded::File {
             from,
+            device,
             group,
             ts,
             file,

@@ -760,7 +760,10 @@ fn restrict_permissions(path: &Path) -> std::io::Result<()> {
 mod account;
 mod offers;
 pub use account::{Opened, Session};
-pub use offers::{MAX_OFFERED_BYTES, MAX_OFFERED_BYTES_PER_SENDER, MAX_OFFERS, Offer, OfferRow};
+pub use offers::{
+    MAX_OFFERED_BYTES, MAX_OFFERED_BYTES_PER_SENDER, MAX_OFFERS, MAX_OFFERS_PER_SENDER, Offer,
+    OfferRow,
+};
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,8 @@ use sotto_proto::{GroupName, Username};
 use zeroize::Zeroizing;
 
 use crate::local_store::{
-    MAX_OFFERED_BYTES, MAX_OFFERED_BYTES_PER_SENDER, MAX_OFFERS, Offer, OfferRow,
+    MAX_OFFERED_BYTES, MAX_OFFERED_BYTES_PER_SENDER, MAX_OFFERS, MAX_OFFERS_PER_SENDER, Offer,
+    OfferRow,
 };
 
 /// The files waiting for an answer, by id.
@@ -53,12 +54,11 @@ impl Offers {
     ) -> Result<OfferRow, String> {
         let size = data.len() as u64;
         let total: u64 = self.waiting.values().map(|o| o.size).sum();
-        let theirs: u64 = self
+        let (theirs, their_count) = self
             .waiting
             .values()
             .filter(|o| o.from == *file.from)
-            .map(|o| o.size)
-            .sum();
+            .fold((0u64, 0usize), |(bytes, n), o| (bytes + o.size, n + 1));
         let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
         if self.waiting.len() >= MAX_OFFERS {
             return Err(format!(
@@ -70,6 +70,13 @@ impl Offers {
                 "files waiting for @accept or @reject take {} of the {} allowed (see @files)",
                 mib(total),
                 mib(MAX_OFFERED_BYTES)
+            ));
+        }
+        if their_count >= MAX_OFFERS_PER_SENDER {
+            return Err(format!(
+                "{MAX_OFFERS_PER_SENDER} files from {} are already waiting for @accept or \
+                 @reject (see @files)",
+                file.from
             ));
         }
         if theirs + size > MAX_OFFERED_BYTES_PER_SENDER {
@@ -151,15 +158,29 @@ mod tests {
         offers.remove(first);
         let row = offers.add(received(&bob, &None, 30), mb(1)).unwrap();
         assert_eq!(row.offer.id, 6);
-        // And in number.
+        // And in number: per sender, and in all.
         let mut many = Offers::from_loaded(Vec::new(), 1);
-        for seq in 0..MAX_OFFERS as u64 {
+        for seq in 0..MAX_OFFERS_PER_SENDER as u64 {
             many.add(received(&bob, &None, seq), Zeroizing::new(vec![1]))
                 .unwrap();
         }
-        assert!(
-            many.add(received(&alice, &None, 999), Zeroizing::new(vec![1]))
-                .is_err()
-        );
+        let refused = many
+            .add(received(&bob, &None, 99), Zeroizing::new(vec![1]))
+            .unwrap_err();
+        assert!(refused.contains("from bob"), "{refused}");
+        let senders: Vec<Username> = (0..MAX_OFFERS)
+            .map(|n| Username::parse(&format!("sender{n}")).unwrap())
+            .collect();
+        for (n, sender) in senders.iter().enumerate() {
+            let result = many.add(
+                received(sender, &None, 1000 + n as u64),
+                Zeroizing::new(vec![1]),
+            );
+            assert_eq!(
+                result.is_ok(),
+                n + MAX_OFFERS_PER_SENDER < MAX_OFFERS,
+                "{n}"
+            );
+        }
     }
 }

@@ -36,6 +36,12 @@ pub const MAX_GROUP_MEMBERS: usize = 10_000;
 /// Invitations waiting for one user's answer.
 pub const MAX_PENDING_INVITATIONS: usize = 100;
 
+/// Of those, from any one inviter: nobody can take every slot.
+pub const MAX_INVITATIONS_FROM_ONE: usize = 5;
+
+/// Users named in one `GroupCreate`, `GroupAdd` or `GroupKick`.
+pub const MAX_USERS_PER_GROUP_REQUEST: usize = 100;
+
 /// Most events one history request returns.
 pub const MAX_HISTORY: u32 = 1000;
 

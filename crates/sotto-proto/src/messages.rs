@@ -129,7 +129,14 @@ pub enum Request {
     /// Leave a group. An owner who leaves hands ownership to the oldest member.
     GroupLeave { group: GroupName },
     /// Accept an invitation to a group: join it, seeing it from then on.
-    GroupAccept { group: GroupName },
+    /// With `room_id` (the one the invitation named), only if the group is
+    /// still that room: an old invitation never joins a new group that took
+    /// the name.
+    GroupAccept {
+        group: GroupName,
+        #[serde(default)]
+        room_id: Option<u64>,
+    },
     /// Decline an invitation to a group.
     GroupDecline { group: GroupName },
     /// Delete a group (owner only); every member is notified.
@@ -750,8 +757,9 @@ pub enum RoomContent {
     MemberJoined,
     /// `sender` declined an invitation.
     InvitationDeclined,
-    /// (Notices room) `sender` invited you to the group: accept or decline.
-    Invited { group: GroupName },
+    /// (Notices room) `sender` invited you to the group (room `room_id`):
+    /// accept or decline.
+    Invited { group: GroupName, room_id: u64 },
     /// `sender` removed members.
     MembersKicked { members: Vec<Username> },
     /// `sender` left the group; `new_owner` is set when the owner left.

@@ -91,6 +91,10 @@ pub struct Quotas {
     /// Bytes of events one room (the lobby, a private room, a group) holds
     /// (`--max-stored-bytes-per-room`).
     pub stored_bytes_per_room: u64,
+    /// Bytes of notices (invitations, removals, deletions) waiting for one
+    /// user's devices: an invitation that would go over is refused. Notices
+    /// are deleted once every device of the user has them.
+    pub notices_bytes: u64,
 }
 
 /// How long events of one kind of room are kept: older than `days`, or
@@ -143,6 +147,7 @@ impl Default for Quotas {
             registrations_per_hour: 10,
             stored_bytes_per_user: 1 << 30,
             stored_bytes_per_room: 1 << 30,
+            notices_bytes: 1 << 20,
         }
     }
 }

@@ -141,12 +141,19 @@ pub(crate) async fn start(shared: &Shared, ip: IpAddr, login: &Login) -> Result<
         }
         attempt.succeeded();
     }
+    // A session token is 256 random bits: nothing to guess, so token logins
+    // (every reconnect) are not counted. Counting them in flight would
+    // refuse a class or an office behind one address reconnecting at once
+    // after a server restart.
+    if let Credential::Token(token) = &login.credential {
+        return token_login(shared, login, token).await;
+    }
     let attempt = shared
         .limiter
         .begin_login(name.as_str(), ip)
         .map_err(|wait| rate_limited(name, wait))?;
     match &login.credential {
-        Credential::Token(token) => token_login(shared, login, token, attempt).await,
+        Credential::Token(token) => token_login(shared, login, token).await,
         Credential::Opaque(request) => opaque_start(shared, name, request, attempt).await,
         Credential::Register(request) => register_start(shared, ip, name, request, attempt).await,
         Credential::LegacyPassword(password) => legacy_login(shared, name, password, attempt).await,
@@ -166,7 +173,6 @@ async fn token_login(
     shared: &Shared,
     login: &Login,
     token: &SessionToken,
-    attempt: Attempt,
 ) -> Result<Step, ErrorReply> {
     let (name, device) = (login.user.to_string(), login.device_id.to_string());
     let (user, stored) = shared
@@ -182,7 +188,6 @@ async fn token_login(
     let given: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
     match (user, stored) {
         (Some(user), Some(stored)) if bool::from(given.as_slice().ct_eq(&stored)) => {
-            attempt.succeeded();
             Ok(Step::Done(Authenticated {
                 user_id: user.id,
                 registered: false,
@@ -215,7 +220,8 @@ async fn opaque_start(
                 Some(Record::from_bytes(&record).map_err(|e| internal("read a login record", e))?),
             ),
             (None, Some(_)) => {
-                attempt.neutral();
+                // Counted as a failure: the answer says the account exists.
+                drop(attempt);
                 return Err(error(
                     ErrorCode::LegacyLogin,
                     format!(
@@ -263,6 +269,10 @@ async fn register_start(
         ));
     }
     if lookup(shared, name).await?.is_some() {
+        // Not counted: clients on a new device ask to register first (the
+        // name may be new), so counting this would slow every real user's
+        // first login on a device, and a class behind one address. Where
+        // registration is open, anyone may learn that a name is taken.
         attempt.neutral();
         return Err(error(
             ErrorCode::UsernameTaken,

@@ -1,11 +1,12 @@
-//! Received files: saved at once when they come from this account or
-//! (with `@auto files on`) from a verified contact, otherwise kept waiting
+//! Received files: saved at once when they come from an accepted device of
+//! this account or (with `@auto files on`) of a verified contact, otherwise
+//! kept waiting
 //! in the local store for `@accept ID` or `@reject ID` (see
 //! [`crate::offers`]).
 
 use std::path::PathBuf;
 
-use sotto_proto::{FileBody, GroupName, Username};
+use sotto_proto::{DeviceId, FileBody, GroupName, Username};
 use tokio::io::AsyncWrite;
 use zeroize::Zeroizing;
 
@@ -22,6 +23,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     pub(super) async fn receive_file(
         &mut self,
         from: Username,
+        device: &DeviceId,
         group: Option<GroupName>,
         ts: i64,
         file: FileBody,
@@ -42,9 +44,16 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         if let Some(offer) = waiting {
             return offered(offer);
         }
-        let at_once = from == self.me || {
+        // Saved at once only from a device the user accepted (one of their
+        // own, or a verified contact's with `@auto files on`): a device a
+        // hostile server added to an account is asked about like a stranger.
+        let at_once = {
             let crypto = lock(&self.crypto);
-            crypto.trust.auto_accept().files && crypto.trust.is_verified(&from)
+            let trust = &crypto.trust;
+            let accepted = trust
+                .pinned(&from, device)
+                .is_some_and(|keys| trust.gets_keys(keys));
+            accepted && (from == self.me || (trust.auto_accept().files && trust.is_verified(&from)))
         };
         let Some((room_id, seq)) = key.filter(|_| !at_once) else {
             return match self.save_file(key, file).await {

@@ -83,7 +83,13 @@ impl Client {
 
     /// Accepts an invitation: joins the group.
     pub async fn group_accept(&self, name: GroupName) -> Result<GroupInfo, ClientError> {
-        group(self.request(Request::GroupAccept { group: name }).await?)
+        group(
+            self.request(Request::GroupAccept {
+                group: name,
+                room_id: None,
+            })
+            .await?,
+        )
     }
 
     /// Declines an invitation.

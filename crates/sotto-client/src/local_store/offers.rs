@@ -14,6 +14,8 @@ use super::{Changes, Loaded, LocalStore, StoreError, int, uint};
 
 /// Files waiting for an answer, at most.
 pub const MAX_OFFERS: usize = 100;
+/// Of those, from any one sender.
+pub const MAX_OFFERS_PER_SENDER: usize = 20;
 /// Bytes of files waiting for an answer, at most.
 pub const MAX_OFFERED_BYTES: u64 = 100 * 1024 * 1024;
 /// Bytes of files from one sender waiting for an answer, at most: one

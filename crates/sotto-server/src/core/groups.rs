@@ -5,7 +5,10 @@
 use rusqlite::params;
 use std::collections::HashSet;
 
-use sotto_proto::limits::{MAX_GROUP_MEMBERS, MAX_PENDING_INVITATIONS};
+use sotto_proto::limits::{
+    MAX_GROUP_MEMBERS, MAX_INVITATIONS_FROM_ONE, MAX_PENDING_INVITATIONS,
+    MAX_USERS_PER_GROUP_REQUEST,
+};
 use sotto_proto::{ErrorCode, ErrorReply, GroupName, Response, RoomContent, RoomRef, Username};
 
 use super::handlers::too_large;
@@ -14,6 +17,9 @@ use super::{Core, Effects, err};
 use crate::store::RoomKind;
 
 type Reply = Result<Response, ErrorReply>;
+
+/// About what one notice takes in the store, for the inviter's quota.
+const NOTICE_SIZE: usize = 200;
 
 impl Core {
     pub(super) fn group_room(&self, group: &GroupName) -> Result<u64, ErrorReply> {
@@ -59,8 +65,11 @@ impl Core {
     /// Resolves names to distinct user ids (keeping order), or explains
     /// which name is unknown.
     fn resolve(&self, names: &[Username]) -> Result<Vec<(i64, Username)>, ErrorReply> {
-        if names.len() > MAX_GROUP_MEMBERS {
-            return Err(too_large());
+        if names.len() > MAX_USERS_PER_GROUP_REQUEST {
+            return Err(err(
+                ErrorCode::Invalid,
+                format!("at most {MAX_USERS_PER_GROUP_REQUEST} users per request"),
+            ));
         }
         let mut seen = HashSet::new();
         let mut out = Vec::new();
@@ -93,7 +102,7 @@ impl Core {
         }
         let owner = (user, self.name(user)?);
         check!(self.check_group_quota(std::iter::once(&owner)));
-        check!(self.check_invitees(&invitees));
+        check!(self.check_invitees(user, &invitees));
         let room_id = self.insert_room(RoomKind::Group, Some(&group), Some(user), None)?;
         self.dir.groups.insert(group.clone(), room_id);
         self.dir.rooms.insert(
@@ -152,10 +161,14 @@ impl Core {
 
     /// Refuses to invite a user who is in as many groups as allowed, or
     /// has as many invitations waiting as allowed.
-    fn check_invitees(&self, invitees: &[(i64, Username)]) -> Result<(), ErrorReply> {
+    fn check_invitees(&self, by: i64, invitees: &[(i64, Username)]) -> Result<(), ErrorReply> {
         self.check_group_quota(invitees)?;
+        // Each invitation is a notice stored for its invitee, counted as the
+        // inviter's.
+        self.check_sender_stored(by, invitees.len() * NOTICE_SIZE)?;
         for (id, name) in invitees {
-            let waiting = self.dir.invitations.get(id).map_or(0, |i| i.len());
+            let rooms = self.dir.invitations.get(id);
+            let waiting = rooms.map_or(0, |i| i.len());
             if waiting >= MAX_PENDING_INVITATIONS {
                 return Err(err(
                     ErrorCode::QuotaExceeded,
@@ -163,6 +176,33 @@ impl Core {
                         "{name} has {waiting} invitations waiting for an answer, the most \
                          this server keeps"
                     ),
+                ));
+            }
+            let from_you = rooms.into_iter().flatten().filter(|room| {
+                self.dir
+                    .rooms
+                    .get(room)
+                    .and_then(|r| r.invited.get(id))
+                    .is_some_and(|(inviter, _)| *inviter == by)
+            });
+            if from_you.count() >= MAX_INVITATIONS_FROM_ONE {
+                return Err(err(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "{name} has {MAX_INVITATIONS_FROM_ONE} invitations from you waiting \
+                         for an answer"
+                    ),
+                ));
+            }
+            let notices = self
+                .dir
+                .notices
+                .get(id)
+                .map_or(0, |room| self.usage.room_bytes(*room));
+            if notices >= self.quotas.notices_bytes {
+                return Err(err(
+                    ErrorCode::QuotaExceeded,
+                    format!("{name} has too many unread notices; try again later"),
                 ));
             }
         }
@@ -209,6 +249,7 @@ impl Core {
                 by,
                 RoomContent::Invited {
                     group: group.clone(),
+                    room_id,
                 },
             )?;
         }
@@ -268,7 +309,7 @@ impl Core {
         if room.members.len() + room.invited.len() + new.len() > MAX_GROUP_MEMBERS {
             return Ok(Err(too_large()));
         }
-        check!(self.check_invitees(&new));
+        check!(self.check_invitees(user, &new));
         self.invite(fx, room_id, &group, user, new)?;
         Ok(self.group_reply(room_id))
     }
@@ -279,9 +320,16 @@ impl Core {
         &mut self,
         user: i64,
         group: GroupName,
+        invited_to: Option<u64>,
         fx: &mut Effects,
     ) -> anyhow::Result<Reply> {
         let room_id = check!(self.group_room(&group));
+        if invited_to.is_some_and(|id| id != room_id) {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                format!("that invitation is no longer valid: {group} was deleted since"),
+            )));
+        }
         let room = self.room(room_id)?;
         if room.members.contains_key(&user) {
             return Ok(Err(err(

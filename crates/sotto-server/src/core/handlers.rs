@@ -97,7 +97,7 @@ impl Core {
             Request::GroupAdd { group, members } => self.group_add(user, group, members, fx),
             Request::GroupKick { group, members } => self.group_kick(user, group, members, fx),
             Request::GroupLeave { group } => self.group_leave(user, group, fx),
-            Request::GroupAccept { group } => self.group_accept(user, group, fx),
+            Request::GroupAccept { group, room_id } => self.group_accept(user, group, room_id, fx),
             Request::GroupDecline { group } => self.group_decline(user, group, fx),
             Request::GroupDelete { group } => self.group_delete(user, group, fx),
             Request::UploadKeys {
@@ -238,8 +238,8 @@ impl Core {
                 ErrorCode::QuotaExceeded,
                 format!(
                     "this conversation holds {} on the server, the most it keeps for one \
-                     conversation ({}); older messages are deleted as the server's retention \
-                     policy allows",
+                     conversation ({}); ask the server's operator (its retention options \
+                     decide when older messages are deleted)",
                     mib(stored),
                     mib(self.quotas.stored_bytes_per_room)
                 ),
@@ -256,8 +256,8 @@ impl Core {
                 ErrorCode::QuotaExceeded,
                 format!(
                     "the server stores {} of messages and files you sent, the most it keeps \
-                     for one user ({}); older ones are deleted as the server's retention \
-                     policy allows",
+                     for one user ({}); ask the server's operator (its retention options \
+                     decide when older messages are deleted)",
                     mib(mine),
                     mib(self.quotas.stored_bytes_per_user)
                 ),
@@ -325,11 +325,22 @@ impl Core {
         owner: Option<i64>,
         pair: Option<(i64, i64)>,
     ) -> rusqlite::Result<u64> {
+        // Room ids are never handed out twice, also after the newest room
+        // was deleted: clients remember positions by room id, and would take
+        // a new room's first events for ones they already have.
+        let id = self.dir.next_room_id;
         self.db.execute(
-            "INSERT INTO rooms (kind, name, owner_id, user_a, user_b, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![kind as i64, name.map(GroupName::as_str), owner, pair.map(|p| p.0), pair.map(|p| p.1), now_ms()],
+            "INSERT INTO rooms (id, kind, name, owner_id, user_a, user_b, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id as i64, kind as i64, name.map(GroupName::as_str), owner, pair.map(|p| p.0), pair.map(|p| p.1), now_ms()],
         )?;
-        Ok(self.db.last_insert_rowid() as u64)
+        self.db
+            .prepare_cached(
+                "INSERT INTO meta (name, value) VALUES ('last_room_id', ?1) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )?
+            .execute([(id as i64).to_be_bytes().to_vec()])?;
+        self.dir.next_room_id = id + 1;
+        Ok(id)
     }
 
     pub(super) fn add_member(

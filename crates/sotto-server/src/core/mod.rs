@@ -485,15 +485,36 @@ impl Core {
             "INSERT INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
         )?;
+        let mut notices = Vec::new();
         for ((device, room), seq) in self.dirty_cursors.drain() {
             stmt.execute(params![device, room as i64, seq as i64])?;
-            // A device's to-device messages are gone once it has them.
-            if self
+            match self.dir.rooms.get(&room) {
+                // A device's to-device messages are gone once it has them.
+                Some(r) if r.device == Some(device) => self.usage.prune(&self.db, room, seq)?,
+                Some(r) if r.kind == RoomKind::Notices => notices.push(room),
+                _ => {}
+            }
+        }
+        drop(stmt);
+        // A user's notices are gone once every device of theirs has them.
+        for room in notices {
+            let Some(user) = self
                 .dir
                 .rooms
                 .get(&room)
-                .is_some_and(|r| r.device == Some(device))
-            {
+                .and_then(|r| r.members.keys().next().copied())
+            else {
+                continue;
+            };
+            let read_by_all = self
+                .dir
+                .user_devices
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .map(|device| self.dir.cursor(user, *device, room))
+                .min();
+            if let Some(seq) = read_by_all.filter(|seq| *seq > 0) {
                 self.usage.prune(&self.db, room, seq)?;
             }
         }

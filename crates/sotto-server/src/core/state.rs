@@ -100,6 +100,8 @@ pub(crate) struct Directory {
     pub user_rooms: FxHashMap<i64, FxHashSet<u64>>,
     /// Groups each user is invited to and has not answered.
     pub invitations: FxHashMap<i64, FxHashSet<u64>>,
+    /// The id the next room gets: above every id ever handed out.
+    pub next_room_id: u64,
     /// Acknowledged position per (device row id, room).
     pub cursors: FxHashMap<(i64, u64), u64>,
     /// Published identity keys by device row id.
@@ -228,6 +230,21 @@ impl Directory {
                     dir.user_rooms.entry(user).or_default().insert(room_id);
                 }
             }
+        }
+        {
+            let newest: Option<i64> =
+                db.query_row("SELECT MAX(id) FROM rooms", [], |r| r.get(0))?;
+            let handed_out: Option<i64> = db
+                .query_row(
+                    "SELECT value FROM meta WHERE name = 'last_room_id'",
+                    [],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+                .ok()
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map(i64::from_be_bytes);
+            let last = newest.unwrap_or(0).max(handed_out.unwrap_or(0)).max(0) as u64;
+            dir.next_room_id = last + 1;
         }
         {
             let mut stmt =

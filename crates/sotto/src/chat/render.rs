@@ -618,6 +618,7 @@ impl Renderer {
                 group,
                 by,
                 auto_join: false,
+                ..
             } => format!(
                 "* {by} invited you to group {group}: @group accept {group} or @group decline {group}"
             ),
@@ -625,6 +626,7 @@ impl Renderer {
                 group,
                 by,
                 auto_join: true,
+                ..
             } => format!(
                 "* {by}, whom you verified, invited you to group {group}: joining \
                  (@auto groups off to be asked first)"
@@ -748,6 +750,7 @@ impl Renderer {
                 group,
                 by,
                 auto_join,
+                ..
             } => {
                 json!({"type": "invited", "group": group.as_str(), "from": by.as_str(), "auto_join": auto_join})
             }

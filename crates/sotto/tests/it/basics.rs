@@ -292,6 +292,33 @@ async fn a_received_file_is_saved_only_once_accepted() {
         })
         .await;
     assert_eq!(std::fs::read(path).unwrap(), b"trusted");
+    // Not from a device of alice's that bob has not accepted (one a hostile
+    // server could have added).
+    let alice2 = server.client("alice").await;
+    let path = alice2.dir.path().join("from-new-device.bin");
+    std::fs::write(&path, b"new device").unwrap();
+    alice2
+        .client
+        .send_file(Target::User(user("bob")), &path)
+        .await
+        .unwrap();
+    let (_, name, _) = bob.expect("the new device's file, waiting", offered).await;
+    assert_eq!(name, "from-new-device.bin");
+    // Nor from a device of bob's own account that he has not accepted: a
+    // copy of what it sends reaches his other devices.
+    let bob2 = server.client("bob").await;
+    // (It shares its room keys with bob's first device, as a hostile
+    // client would whatever it was told.)
+    let first = bob.client.session().device_id.clone();
+    bob2.client.trust_device(None, &first).await.unwrap();
+    let path = bob2.dir.path().join("from-my-new-device.bin");
+    std::fs::write(&path, b"is it me?").unwrap();
+    bob2.client
+        .send_file(Target::User(user("alice")), &path)
+        .await
+        .unwrap();
+    let (_, name, _) = bob.expect("his new device's file, waiting", offered).await;
+    assert_eq!(name, "from-my-new-device.bin");
     // Not from a contact bob has not verified.
     let carol = server.client("carol").await;
     let path = carol.dir.path().join("unasked.bin");

@@ -155,6 +155,7 @@ async fn a_member_added_later_gets_the_key_only_from_where_it_joined() {
         .raw
         .ask(sotto_proto::Request::GroupAccept {
             group: crew.clone(),
+            room_id: None,
         })
         .await;
     assert!(joined.is_ok(), "{joined:?}");

@@ -264,6 +264,7 @@ async fn a_group_is_joined_by_accepting_an_invitation() {
                 group,
                 by,
                 auto_join: false,
+                ..
             } if group.as_str() == "club" => Some(by.clone()),
             _ => None,
         })
@@ -423,4 +424,90 @@ async fn verified_contacts_may_add_you_directly_if_you_allow_it() {
     assert_eq!(groups[0].name.as_str(), "ours");
     assert_eq!(invitations.len(), 1);
     assert_eq!(invitations[0].group.as_str(), "theirs");
+
+    // An old invitation never joins a new group that took its name: alice
+    // invites bob while he is away and deletes the group, carol makes one
+    // of that name and invites him.
+    let bob = bob.reconnect_later().await;
+    alice
+        .client
+        .group_create(group("reused"), vec![user("bob")])
+        .await
+        .unwrap();
+    alice.client.group_delete(group("reused")).await.unwrap();
+    carol
+        .client
+        .group_create(group("reused"), vec![user("bob")])
+        .await
+        .unwrap();
+    let mut bob = bob.connect(server.addr).await;
+    let refused = bob.expect_notice("could not join group reused").await;
+    assert!(refused.contains("no longer valid"), "{refused}");
+    let (groups, _) = bob.client.group_list().await.unwrap();
+    assert!(
+        !groups.iter().any(|g| g.name.as_str() == "reused"),
+        "{groups:?}"
+    );
+}
+
+/// Clients remember how far they read by room id: a room made after the
+/// newest room was deleted must not take its id, or its first messages
+/// would be taken for ones already read (and dropped).
+#[tokio::test]
+async fn a_new_room_never_takes_the_id_of_a_deleted_one() {
+    let mut server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    // Every other room (notices, private room, key inboxes) exists before
+    // the group that is deleted: that group is the newest room then.
+    alice
+        .client
+        .group_create(group("first"), vec![user("bob")])
+        .await
+        .unwrap();
+    bob.accept_invitation("first").await;
+    alice.client.group_delete(group("first")).await.unwrap();
+    alice.client.send_private(user("bob"), "hi").await.unwrap();
+    assert_eq!(bob.expect_private().await.1, "hi");
+    let mut alice = alice;
+    bob.client.send_private(user("alice"), "hi").await.unwrap();
+    assert_eq!(alice.expect_private().await.1, "hi");
+    alice
+        .client
+        .group_create(group("gone"), vec![user("bob")])
+        .await
+        .unwrap();
+    bob.accept_invitation("gone").await;
+    for n in 0..5 {
+        alice
+            .client
+            .send_group(group("gone"), &format!("in gone {n}"))
+            .await
+            .unwrap();
+        assert_eq!(bob.expect_group().await.2, format!("in gone {n}"));
+    }
+    alice.client.group_delete(group("gone")).await.unwrap();
+    bob.expect("the deletion", |e| match e {
+        ClientEvent::GroupDeleted { group, .. } if group.as_str() == "gone" => Some(()),
+        _ => None,
+    })
+    .await;
+    // Also after a restart of the server.
+    server.restart().await;
+    let alice = alice.reconnect(server.addr).await;
+    let mut bob = bob.reconnect(server.addr).await;
+    alice
+        .client
+        .group_create(group("again"), vec![user("bob")])
+        .await
+        .unwrap();
+    bob.accept_invitation("again").await;
+    for n in 0..3 {
+        alice
+            .client
+            .send_group(group("again"), &format!("in again {n}"))
+            .await
+            .unwrap();
+        assert_eq!(bob.expect_group().await.2, format!("in again {n}"));
+    }
 }

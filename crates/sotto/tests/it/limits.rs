@@ -119,3 +119,47 @@ async fn wrong_server_passwords_count_per_address() {
         "{result:?}"
     );
 }
+
+/// After a server restart everyone reconnects at once: a class behind one
+/// address must not be refused. Session tokens cannot be guessed, so token
+/// logins are not counted.
+#[tokio::test]
+async fn many_token_logins_from_one_address_at_once_all_succeed() {
+    let server = TestServer::start().await;
+    let mut tokens = Vec::new();
+    for n in 0..40 {
+        let name = format!("pupil{n}");
+        let (raw, result) = Raw::try_login(
+            server.addr,
+            &name,
+            "laptop01",
+            Auth::Password("pw".into()),
+            None,
+        )
+        .await;
+        let Ok(Response::LoggedIn(logged_in)) = result else {
+            panic!("{result:?}");
+        };
+        drop(raw);
+        tokens.push((name, logged_in.session_token));
+    }
+    let mut set = JoinSet::new();
+    for (name, token) in tokens {
+        let addr = server.addr;
+        set.spawn(async move {
+            Raw::try_login(
+                addr,
+                &name,
+                "laptop01",
+                Auth::Credential(Credential::Token(token)),
+                None,
+            )
+            .await
+            .1
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        let result = done.unwrap();
+        assert!(matches!(result, Ok(Response::LoggedIn(_))), "{result:?}");
+    }
+}

@@ -461,3 +461,110 @@ async fn messages_older_than_the_retention_period_are_deleted_and_positions_go_o
         "{result:?}"
     );
 }
+
+fn group_request(kind: &str, members: &[&str]) -> Request {
+    let group = GroupName::parse("g").unwrap();
+    let members = members.iter().map(|m| user(m)).collect();
+    match kind {
+        "create" => Request::GroupCreate { group, members },
+        "add" => Request::GroupAdd { group, members },
+        _ => Request::GroupKick { group, members },
+    }
+}
+
+#[tokio::test]
+async fn invitations_are_bounded_per_request_per_inviter_and_by_unread_notices() {
+    let server = TestServer::start_with(|c| c.quotas.notices_bytes = 3_000).await;
+    let mut alice = Raw::login(server.addr, "alice").await;
+    let bob = Raw::login(server.addr, "bob").await;
+    drop(bob);
+    // 101 names in one request.
+    let names: Vec<String> = (0..101).map(|n| format!("user{n}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (result, _) = alice.ask(group_request("create", &names)).await;
+    let e = result.expect_err("refused");
+    assert_eq!(e.code, ErrorCode::Invalid, "{e:?}");
+    assert!(e.message.contains("100 users"), "{e:?}");
+    // Five invitations to bob from alice at once, not six.
+    for n in 0..5 {
+        let (result, _) = alice
+            .ask(Request::GroupCreate {
+                group: GroupName::parse(&format!("g{n}")).unwrap(),
+                members: vec![user("bob")],
+            })
+            .await;
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let (result, _) = alice
+        .ask(Request::GroupCreate {
+            group: GroupName::parse("g5").unwrap(),
+            members: vec![user("bob")],
+        })
+        .await;
+    assert!(quota(result).contains("from you"));
+    // Inviting and withdrawing over and over while bob is away fills his
+    // notices, then stops.
+    let mut carol = Raw::login(server.addr, "carol").await;
+    let (result, _) = carol.ask(group_request("create", &[])).await;
+    assert!(result.is_ok(), "{result:?}");
+    let mut refused = None;
+    for _ in 0..100 {
+        let (result, _) = carol.ask(group_request("add", &["bob"])).await;
+        if let Err(e) = result {
+            refused = Some(e);
+            break;
+        }
+        let (result, _) = carol.ask(group_request("kick", &["bob"])).await;
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let e = refused.expect("a limit");
+    assert_eq!(e.code, ErrorCode::QuotaExceeded, "{e:?}");
+    assert!(e.message.contains("unread notices"), "{e:?}");
+}
+
+#[tokio::test]
+async fn notices_are_deleted_once_every_device_has_them() {
+    let mut server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let notices = |server: &TestServer| -> i64 {
+        rusqlite::Connection::open(server.db_path())
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE room_id IN \
+                 (SELECT id FROM rooms WHERE kind = 3)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    for n in 0..3 {
+        alice
+            .client
+            .group_create(
+                GroupName::parse(&format!("g{n}")).unwrap(),
+                vec![user("bob")],
+            )
+            .await
+            .unwrap();
+        bob.accept_invitation(&format!("g{n}")).await;
+    }
+    // Bob's client acknowledges what it read; the server writes positions
+    // about once a second and deletes what every device of his has.
+    let deadline = tokio::time::Instant::now() + sotto_test_support::PATIENCE;
+    while notices(&server) > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "notices kept");
+        alice.client.names().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // After a restart, notices count on: the next one is shown.
+    server.restart().await;
+    let alice = alice.reconnect(server.addr).await;
+    let mut bob = bob.reconnect(server.addr).await;
+    alice
+        .client
+        .group_create(GroupName::parse("later").unwrap(), vec![user("bob")])
+        .await
+        .unwrap();
+    bob.accept_invitation("later").await;
+}
