@@ -102,6 +102,8 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             .get(id)
             .cloned()
             .ok_or(ClientError::NoSuchFile(id))?;
+        // A file that just came may not be written to the store yet.
+        crate::crypto::save(&self.crypto).await?;
         let data = crate::crypto::read(&self.crypto, move |store| store.offer_data(id))
             .await?
             .ok_or(ClientError::NoSuchFile(id))?;

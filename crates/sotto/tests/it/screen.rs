@@ -184,3 +184,49 @@ async fn at_password_changes_the_password_from_the_line_mode() {
     assert!(crate::binary::wait_exit(&mut again.child).success());
     let _ = server.child.kill();
 }
+
+/// Nobody is put in a group or sent a file without saying yes, through the
+/// real binary in line mode: what the invitee and the recipient read, and
+/// the commands that answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_and_files_wait_for_an_answer_in_the_line_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(&dir.path().join("server"), "127.0.0.1:0");
+    let mut bob = Screen::open(&server, "bob", &dir.path().join("bob"));
+    let mut alice = Screen::open(&server, "alice", &dir.path().join("alice"));
+    bob.until(|l| l.contains("alice joined"));
+
+    alice.type_line("@group set crew bob");
+    alice.until(|l| l.contains("Invited bob to group crew: they join when they accept."));
+    bob.until(|l| {
+        l.contains("alice invited you to group crew: @group accept crew or @group decline crew")
+    });
+    bob.type_line("@group accept crew");
+    bob.until(|l| l.contains("You joined group crew (owner alice): alice, bob"));
+    alice.until(|l| l.contains("* bob joined group crew"));
+
+    let file = dir.path().join("notes.txt");
+    std::fs::write(&file, "for bob").unwrap();
+    alice.type_line(&format!("@file bob {}", file.display()));
+    let offer = bob.until(|l| l.contains("notes.txt"));
+    let line = offer.last().unwrap();
+    assert!(
+        line.contains("(private) alice sends file notes.txt (7 bytes): @accept 1 to save it, @reject 1 to discard it"),
+        "{line}"
+    );
+    let downloads = dir.path().join("bob").join("downloads");
+    assert!(!downloads.join("notes.txt").exists());
+    bob.type_line("@files");
+    bob.until(|l| l.starts_with("#1 (private) alice sent notes.txt (7 bytes)"));
+    bob.type_line("@accept 1");
+    bob.until(|l| l.starts_with("Saved notes.txt (7 bytes) to"));
+    assert_eq!(
+        std::fs::read_to_string(downloads.join("notes.txt")).unwrap(),
+        "for bob"
+    );
+    bob.type_line("@reject 1");
+    bob.until(|l| l.contains("no file #1 is waiting"));
+    for child in [&mut bob.child, &mut alice.child, &mut server.child] {
+        let _ = child.kill();
+    }
+}
