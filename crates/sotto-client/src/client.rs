@@ -205,13 +205,28 @@ impl Client {
                         return Err(e);
                     }
                     for request in requests {
-                        let sent = self.request(request).await;
-                        if !matches!(sent, Ok(Response::Done)) {
-                            plan.failed(&mut lock(&self.crypto));
-                            return Err(match sent {
-                                Err(e) => e,
-                                Ok(other) => unexpected("send_to_device", &other),
-                            });
+                        match self.request(request).await {
+                            Ok(Response::Done) => {}
+                            // Devices whose queues are full: they ask for the
+                            // key when they are back; the message still goes.
+                            Ok(Response::ToDeviceSent { refused }) => {
+                                for d in refused {
+                                    self.notice(format!(
+                                        "{}'s device {} has too many messages waiting on the \
+                                         server (away for long?): it gets the key to this \
+                                         conversation when it asks, once it is back",
+                                        d.user, d.device
+                                    ))
+                                    .await;
+                                }
+                            }
+                            sent => {
+                                plan.failed(&mut lock(&self.crypto));
+                                return Err(match sent {
+                                    Err(e) => e,
+                                    Ok(other) => unexpected("send_to_device", &other),
+                                });
+                            }
                         }
                     }
                 }
@@ -338,7 +353,11 @@ impl Client {
         };
         let request = lock(&self.crypto).seal_for(keys, claimed.as_ref(), contents)?;
         self.save().await?;
-        done(self.request(request).await?, "send_to_device")
+        match self.request(request).await? {
+            // A full queue: the device asks for the keys when it is back.
+            Response::ToDeviceSent { .. } => Ok(()),
+            other => done(other, "send_to_device"),
+        }
     }
 
     /// Removes `device`, one of this account's devices (a lost phone): the
@@ -727,6 +746,7 @@ fn unexpected(request: &str, response: &Response) -> ClientError {
         Response::LoggedIn(_) => "LoggedIn",
         Response::Sent { .. } => "Sent",
         Response::Done => "Done",
+        Response::ToDeviceSent { .. } => "ToDeviceSent",
         Response::Names { .. } => "Names",
         Response::Status { .. } => "Status",
         Response::Group(_) => "Group",

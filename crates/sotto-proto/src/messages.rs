@@ -416,6 +416,10 @@ pub enum Response {
     },
     /// The request succeeded and has nothing to return.
     Done,
+    /// (`SendToDevice`) stored, except for these devices, whose queues
+    /// hold as much as the server keeps (from this sender, or in all): they
+    /// ask for what they missed when they read their queues again.
+    ToDeviceSent { refused: Vec<DeviceRef> },
     /// Online users by name, at most [`crate::limits::MAX_LISTED_USERS`];
     /// `total` counts them all.
     Names {

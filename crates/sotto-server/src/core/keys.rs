@@ -29,6 +29,9 @@ pub(crate) struct KeyState {
     pub fallback_used: bool,
 }
 
+/// A device's inbox is shared out: one sender may fill this fraction of it.
+const INBOX_SHARES: u64 = 4;
+
 impl Core {
     /// The user, device row id and device id logged in on `conn_id`.
     fn logged_in_device(&self, conn_id: ConnId) -> Option<(i64, i64, DeviceId)> {
@@ -318,6 +321,7 @@ impl Core {
             return Ok(Err(e));
         }
         let mut targets = Vec::with_capacity(messages.len());
+        let mut refused = Vec::new();
         // Bytes this request adds to each queue.
         let mut adding: FxHashMap<i64, u64> = FxHashMap::default();
         for message in &messages {
@@ -353,26 +357,33 @@ impl Core {
                     "a device cannot send to-device messages to itself",
                 )));
             }
-            let queued = self
-                .dir
-                .inboxes
-                .get(&target)
-                .map_or(0, |room| self.usage.room_bytes(*room));
+            let inbox = self.dir.inboxes.get(&target).copied();
+            let queued = inbox.map_or(0, |room| self.usage.room_bytes(room));
+            let mine = inbox.map_or(0, |room| self.usage.share(room, user));
             let added = adding.entry(target).or_insert(0);
-            *added += message.payload.len() as u64;
-            if queued + *added > self.quotas.inbox_bytes {
-                return Ok(Err(err(
-                    ErrorCode::QuotaExceeded,
-                    format!(
-                        "{}'s device '{}' has {} bytes of to-device messages waiting, \
-                         the most this server keeps ({}); try again once it has read them",
-                        message.user, message.device, queued, self.quotas.inbox_bytes
-                    ),
-                )));
+            let len = message.payload.len() as u64;
+            // A device's inbox holds at most `inbox_bytes`, and one sender
+            // at most a share of it, so nobody can fill it for everyone else.
+            // A message over either is left out and named in the reply: the
+            // rest still go (one device long away must not stop a room's
+            // key sharing), and that device asks for what it missed when it
+            // comes back.
+            let share = self.quotas.inbox_bytes / INBOX_SHARES;
+            if mine + *added + len > share || queued + *added + len > self.quotas.inbox_bytes {
+                refused.push(DeviceRef {
+                    user: message.user.clone(),
+                    device: message.device.clone(),
+                });
+                targets.push(None);
+                continue;
             }
-            targets.push((target_user, target));
+            *added += len;
+            targets.push(Some((target_user, target)));
         }
-        for ((target_user, target), message) in targets.into_iter().zip(messages) {
+        for (target, message) in targets.into_iter().zip(messages) {
+            let Some((target_user, target)) = target else {
+                continue;
+            };
             let room_id = self.inbox_room(target_user, target)?;
             self.append(
                 fx,
@@ -385,7 +396,11 @@ impl Core {
                 },
             )?;
         }
-        Ok(Ok(Response::Done))
+        if refused.is_empty() {
+            Ok(Ok(Response::Done))
+        } else {
+            Ok(Ok(Response::ToDeviceSent { refused }))
+        }
     }
 
     /// A device's to-device queue, created on first use.

@@ -24,6 +24,8 @@ pub(crate) struct RoomUsage {
 pub(crate) struct Usage {
     rooms: FxHashMap<u64, RoomUsage>,
     senders: FxHashMap<i64, u64>,
+    /// By (room, sender): each sender's share of a room.
+    shares: FxHashMap<(u64, i64), u64>,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -60,15 +62,20 @@ impl Usage {
             );
         }
         let mut stmt = db.prepare(
-            "SELECT sender_id, SUM(length(body)) FROM events \
-             WHERE sender_id IS NOT NULL GROUP BY sender_id",
+            "SELECT room_id, sender_id, SUM(length(body)) FROM events \
+             WHERE sender_id IS NOT NULL GROUP BY room_id, sender_id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64))
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)? as u64,
+            ))
         })?;
         for row in rows {
-            let (sender, bytes) = row?;
-            usage.senders.insert(sender, bytes);
+            let (room, sender, bytes) = row?;
+            *usage.senders.entry(sender).or_insert(0) += bytes;
+            usage.shares.insert((room, sender), bytes);
         }
         Ok(usage)
     }
@@ -83,6 +90,11 @@ impl Usage {
         self.senders.get(&sender).copied().unwrap_or(0)
     }
 
+    /// Bytes stored in a room that `sender` sent.
+    pub fn share(&self, room: u64, sender: i64) -> u64 {
+        self.shares.get(&(room, sender)).copied().unwrap_or(0)
+    }
+
     /// The oldest event still stored in a room.
     pub fn oldest(&self, room: u64) -> Option<(u64, i64)> {
         self.rooms.get(&room).and_then(|r| r.oldest)
@@ -94,6 +106,7 @@ impl Usage {
         usage.bytes += bytes;
         usage.oldest.get_or_insert((seq, ts));
         *self.senders.entry(sender).or_insert(0) += bytes;
+        *self.shares.entry((room, sender)).or_insert(0) += bytes;
     }
 
     /// Deletes a room's events up to and including `up_to` (all of them
@@ -112,8 +125,17 @@ impl Usage {
             for row in rows {
                 let (sender, bytes) = row?;
                 freed += bytes;
-                if let Some(total) = sender.and_then(|s| self.senders.get_mut(&s)) {
+                let Some(sender) = sender else {
+                    continue;
+                };
+                if let Some(total) = self.senders.get_mut(&sender) {
                     *total = total.saturating_sub(bytes);
+                }
+                if let Some(share) = self.shares.get_mut(&(room, sender)) {
+                    *share = share.saturating_sub(bytes);
+                    if *share == 0 {
+                        self.shares.remove(&(room, sender));
+                    }
                 }
             }
         }

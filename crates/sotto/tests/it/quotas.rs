@@ -151,7 +151,8 @@ async fn to_device_messages_are_bounded_per_request_and_per_waiting_queue() {
     let server = TestServer::start_with(|c| {
         c.quotas.to_device_request_bytes = 2_000;
         // Stored sizes include each message's envelope (the sender's keys).
-        c.quotas.inbox_bytes = 4_000;
+        // One sender may fill a quarter of an inbox.
+        c.quotas.inbox_bytes = 16_000;
     })
     .await;
     let mut alice = device(&server, "alice", "phone").await;
@@ -169,8 +170,55 @@ async fn to_device_messages_are_bounded_per_request_and_per_waiting_queue() {
     assert!(quota(alice.raw.ask(to_bob(2_001)).await.0).contains("per request"));
     assert!(alice.raw.ask(to_bob(1_500)).await.0.is_ok());
     assert!(alice.raw.ask(to_bob(1_400)).await.0.is_ok());
-    // Bob is away: his queue is full.
-    assert!(quota(alice.raw.ask(to_bob(1_200)).await.0).contains("waiting"));
+    // Bob is away: alice has her share of his queue. What is over it is
+    // left out, and said so; the rest of a request still goes.
+    let refused = |result: Result<Response, ErrorReply>| match result {
+        Ok(Response::ToDeviceSent { refused }) => refused,
+        other => panic!("expected some left out, got {other:?}"),
+    };
+    let left_out = refused(alice.raw.ask(to_bob(1_200)).await.0);
+    assert_eq!(left_out.len(), 1);
+    assert_eq!(left_out[0].device, bob_device);
+    let carol = device(&server, "carol", "tablet").await;
+    let (both, _) = alice
+        .raw
+        .ask(Request::SendToDevice {
+            messages: vec![
+                ToDeviceMessage {
+                    user: user("bob"),
+                    device: bob_device.clone(),
+                    payload: vec![7; 1_200],
+                },
+                ToDeviceMessage {
+                    user: user("carol"),
+                    device: carol.e2e.device().clone(),
+                    payload: vec![7; 100],
+                },
+            ],
+        })
+        .await;
+    assert_eq!(refused(both).len(), 1, "carol's copy still goes");
+    // Others still reach him, until the queue is full.
+    let mut full = None;
+    for n in 0..8 {
+        let mut other = device(&server, &format!("sender{n}"), "phone").await;
+        publish(&mut other).await;
+        for _ in 0..2 {
+            match other.raw.ask(to_bob(1_500)).await.0 {
+                Ok(Response::Done) => {}
+                other => {
+                    full = Some((n, other));
+                    break;
+                }
+            }
+        }
+        if full.is_some() {
+            break;
+        }
+    }
+    let (n, result) = full.expect("the queue fills up");
+    assert!(n >= 3, "refused at sender {n}: {result:?}");
+    assert_eq!(refused(result).len(), 1);
     // Once bob has read them (and acknowledged), there is room again.
     let mut bob = Raw::try_login_device(
         server.addr,
@@ -194,8 +242,8 @@ async fn to_device_messages_are_bounded_per_request_and_per_waiting_queue() {
     let deadline = tokio::time::Instant::now() + sotto_test_support::PATIENCE;
     loop {
         match alice.raw.ask(to_bob(1_200)).await.0 {
-            Ok(_) => break,
-            Err(e) if e.code == ErrorCode::QuotaExceeded => {
+            Ok(Response::Done) => break,
+            Ok(Response::ToDeviceSent { .. }) => {
                 // The acknowledged messages are pruned at the next cursor
                 // write (about once a second).
                 assert!(
@@ -205,7 +253,7 @@ async fn to_device_messages_are_bounded_per_request_and_per_waiting_queue() {
                 let _ = bob.ask(Request::Ping).await;
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
-            Err(e) => panic!("{e:?}"),
+            other => panic!("{other:?}"),
         }
     }
 }
@@ -567,4 +615,65 @@ async fn notices_are_deleted_once_every_device_has_them() {
         .await
         .unwrap();
     bob.accept_invitation("later").await;
+}
+
+/// A device whose queue is full (away for long, or flooded) does not stop
+/// a conversation: the room key to it is left out, the message goes to
+/// everyone else, and the device reads it once it is back and asks.
+#[tokio::test]
+async fn a_full_inbox_does_not_stop_a_conversation_and_its_device_catches_up() {
+    let server = TestServer::start_with(|c| c.quotas.inbox_bytes = 8_000).await;
+    let alice = server.client("alice").await;
+    let mut carol = server.client("carol").await;
+    let mut bob = server.client("bob").await;
+    let crew = GroupName::parse("crew").unwrap();
+    alice
+        .client
+        .group_create(crew.clone(), vec![user("bob"), user("carol")])
+        .await
+        .unwrap();
+    bob.accept_invitation("crew").await;
+    carol.accept_invitation("crew").await;
+    let bob_device = bob.client.session().device_id.clone();
+    let bob = bob.reconnect_later().await;
+    // Strangers fill bob's queue while he is away.
+    let mut full = false;
+    for n in 0..8 {
+        let mut flood = device(&server, &format!("flood{n}"), "phone").await;
+        publish(&mut flood).await;
+        for _ in 0..4 {
+            let (result, _) = flood
+                .raw
+                .ask(Request::SendToDevice {
+                    messages: vec![ToDeviceMessage {
+                        user: user("bob"),
+                        device: bob_device.clone(),
+                        payload: vec![1; 1_500],
+                    }],
+                })
+                .await;
+            if matches!(result, Ok(Response::ToDeviceSent { .. })) {
+                full = true;
+            }
+        }
+    }
+    assert!(full, "the queue filled up");
+    // Alice's message still goes; carol reads it; alice is told.
+    alice
+        .client
+        .send_group(crew.clone(), "while bob is away")
+        .await
+        .unwrap();
+    assert_eq!(carol.expect_group().await.2, "while bob is away");
+    // Bob comes back, reads his queue (the flood is unreadable), asks for
+    // the key and reads the message.
+    let mut bob = bob.connect(server.addr).await;
+    let got = bob
+        .expect("alice's message", |e| match e {
+            ClientEvent::Group { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got, "while bob is away");
+    drop(alice);
 }
