@@ -59,7 +59,7 @@ const MAX_BATCH: usize = 4096;
 pub(crate) const CURSOR_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Unwritten cursor updates that force a write before the interval is up.
-const MAX_DIRTY_CURSORS: usize = 65_536;
+pub(crate) const MAX_DIRTY_CURSORS: usize = 65_536;
 
 /// Identifies one connection for the lifetime of the server.
 pub(crate) type ConnId = u64;
@@ -471,89 +471,6 @@ impl Core {
         if let Some(conn) = self.conns.get(&conn_id) {
             conn.handle.send(out);
         }
-    }
-
-    fn flush_cursors(&mut self) -> rusqlite::Result<()> {
-        let due = self.closing
-            || self.cursors_flushed.elapsed() >= CURSOR_FLUSH_INTERVAL
-            || self.dirty_cursors.len() >= MAX_DIRTY_CURSORS;
-        if self.dirty_cursors.is_empty() || !due {
-            return Ok(());
-        }
-        self.cursors_flushed = std::time::Instant::now();
-        let mut stmt = self.db.prepare_cached(
-            "INSERT INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)
-             ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
-        )?;
-        let mut notices = Vec::new();
-        for ((device, room), seq) in self.dirty_cursors.drain() {
-            stmt.execute(params![device, room as i64, seq as i64])?;
-            match self.dir.rooms.get(&room) {
-                // A device's to-device messages are gone once it has them.
-                Some(r) if r.device == Some(device) => self.usage.prune(&self.db, room, seq)?,
-                Some(r) if r.kind == RoomKind::Notices => notices.push(room),
-                _ => {}
-            }
-        }
-        drop(stmt);
-        // A user's notices are gone once every device of theirs has them.
-        for room in notices {
-            let Some(user) = self
-                .dir
-                .rooms
-                .get(&room)
-                .and_then(|r| r.members.keys().next().copied())
-            else {
-                continue;
-            };
-            let read_by_all = self
-                .dir
-                .user_devices
-                .get(&user)
-                .into_iter()
-                .flatten()
-                .map(|device| self.dir.cursor(user, *device, room))
-                .min();
-            if let Some(seq) = read_by_all.filter(|seq| *seq > 0) {
-                self.usage.prune(&self.db, room, seq)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Deletes lobby and room events the retention policy lets go, at
-    /// most once per [`crate::Retention::interval`] (the server ticks
-    /// every second, so an idle server prunes too).
-    fn apply_retention(&mut self) -> rusqlite::Result<()> {
-        if self
-            .retention_applied
-            .is_some_and(|at| at.elapsed() < self.retention.interval)
-        {
-            return Ok(());
-        }
-        self.retention_applied = Some(std::time::Instant::now());
-        let now = now_ms();
-        for room_id in self.usage.rooms() {
-            let Some(room) = self.dir.rooms.get(&room_id) else {
-                continue;
-            };
-            let keep = match room.kind {
-                RoomKind::Lobby => self.retention.lobby,
-                RoomKind::Direct | RoomKind::Group => self.retention.rooms,
-                RoomKind::Notices | RoomKind::Inbox => continue,
-            };
-            if keep == crate::Keep::default() {
-                continue;
-            }
-            let last_seq = room.last_seq;
-            if let Some(up_to) =
-                usage::prunable(&self.db, &self.usage, room_id, last_seq, keep, now)?
-            {
-                tracing::debug!(room_id, up_to, "retention: pruning");
-                self.usage.prune(&self.db, room_id, up_to)?;
-            }
-        }
-        Ok(())
     }
 
     fn apply(&mut self, op: Op, fx: &mut Effects) -> anyhow::Result<()> {

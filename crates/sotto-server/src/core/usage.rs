@@ -9,7 +9,9 @@
 use rusqlite::{Connection, params};
 use rustc_hash::FxHashMap;
 
+use super::{CURSOR_FLUSH_INTERVAL, Core, MAX_DIRTY_CURSORS, now_ms};
 use crate::Keep;
+use crate::store::RoomKind;
 
 /// Stored bytes and the oldest kept event of one room.
 #[derive(Debug, Clone, Copy, Default)]
@@ -167,6 +169,91 @@ impl Usage {
     /// Rooms holding events, for the retention pass.
     pub fn rooms(&self) -> Vec<u64> {
         self.rooms.keys().copied().collect()
+    }
+}
+
+impl Core {
+    /// Writes the acknowledged positions (about once a second), and deletes
+    /// what every reader of a device inbox or a notices room has.
+    pub(super) fn flush_cursors(&mut self) -> rusqlite::Result<()> {
+        let due = self.closing
+            || self.cursors_flushed.elapsed() >= CURSOR_FLUSH_INTERVAL
+            || self.dirty_cursors.len() >= MAX_DIRTY_CURSORS;
+        if self.dirty_cursors.is_empty() || !due {
+            return Ok(());
+        }
+        self.cursors_flushed = std::time::Instant::now();
+        let mut stmt = self.db.prepare_cached(
+            "INSERT INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
+        )?;
+        let mut notices = Vec::new();
+        for ((device, room), seq) in self.dirty_cursors.drain() {
+            stmt.execute(params![device, room as i64, seq as i64])?;
+            match self.dir.rooms.get(&room) {
+                // A device's to-device messages are gone once it has them.
+                Some(r) if r.device == Some(device) => self.usage.prune(&self.db, room, seq)?,
+                Some(r) if r.kind == RoomKind::Notices => notices.push(room),
+                _ => {}
+            }
+        }
+        drop(stmt);
+        // A user's notices are gone once every device of theirs has them.
+        for room in notices {
+            let Some(user) = self
+                .dir
+                .rooms
+                .get(&room)
+                .and_then(|r| r.members.keys().next().copied())
+            else {
+                continue;
+            };
+            let read_by_all = self
+                .dir
+                .user_devices
+                .get(&user)
+                .into_iter()
+                .flatten()
+                .map(|device| self.dir.cursor(user, *device, room))
+                .min();
+            if let Some(seq) = read_by_all.filter(|seq| *seq > 0) {
+                self.usage.prune(&self.db, room, seq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes lobby and room events the retention policy lets go, at
+    /// most once per [`crate::Retention::interval`] (the server ticks
+    /// every second, so an idle server prunes too).
+    pub(super) fn apply_retention(&mut self) -> rusqlite::Result<()> {
+        if self
+            .retention_applied
+            .is_some_and(|at| at.elapsed() < self.retention.interval)
+        {
+            return Ok(());
+        }
+        self.retention_applied = Some(std::time::Instant::now());
+        let now = now_ms();
+        for room_id in self.usage.rooms() {
+            let Some(room) = self.dir.rooms.get(&room_id) else {
+                continue;
+            };
+            let keep = match room.kind {
+                RoomKind::Lobby => self.retention.lobby,
+                RoomKind::Direct | RoomKind::Group => self.retention.rooms,
+                RoomKind::Notices | RoomKind::Inbox => continue,
+            };
+            if keep == crate::Keep::default() {
+                continue;
+            }
+            let last_seq = room.last_seq;
+            if let Some(up_to) = prunable(&self.db, &self.usage, room_id, last_seq, keep, now)? {
+                tracing::debug!(room_id, up_to, "retention: pruning");
+                self.usage.prune(&self.db, room_id, up_to)?;
+            }
+        }
+        Ok(())
     }
 }
 
