@@ -31,6 +31,7 @@ mod client;
 pub mod command;
 mod crypto;
 pub mod device;
+pub mod dispatch;
 pub mod emoji;
 mod error;
 mod event;

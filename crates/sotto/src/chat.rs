@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use sotto_client::command::{self, AutoKind, Command};
-use sotto_client::{Client, ClientError, ClientEvent, ConnectOptions, Events, Target, TrustPolicy};
+use sotto_client::command::{self, Command};
+use sotto_client::dispatch;
+use sotto_client::{Client, ClientEvent, ConnectOptions, Events, TrustPolicy};
 use sotto_crypto::Fingerprint;
 use sotto_proto::{Password, Username};
 use tokio::sync::mpsc;
@@ -269,125 +270,9 @@ async fn execute(client: &Client, line: &str, out: &Renderer) -> bool {
     if matches!(command, Command::Quit) {
         return false;
     }
-    let result: Result<(), ClientError> = async {
-        match command {
-            Command::Quit => {}
-            // Handled where the input lines are read.
-            Command::Password => {}
-            Command::Help => out.help(command::HELP),
-            Command::Lobby(text) => {
-                client.send_lobby(&text).await?;
-                out.sent("lobby", None);
-            }
-            Command::Private { to, text } => {
-                let sent = client.send_private(to.clone(), &text).await?;
-                out.sent(to.as_str(), sent.note.map(|n| (to.clone(), n)));
-            }
-            Command::Secret { to, key, text } => {
-                client
-                    .send_secret(Target::User(to.clone()), key, &text)
-                    .await?;
-                out.sent(to.as_str(), None);
-            }
-            Command::Open { id, key } => {
-                let opened = client.open_sealed(id, key).await?;
-                out.opened(id, &opened.from, &opened.text);
-            }
-            Command::Names => {
-                let (users, total) = client.names().await?;
-                out.names(&users, total);
-            }
-            Command::ShowStatus => out.status(client.status().await?),
-            Command::SetStatus(status) => {
-                client.set_status(status).await?;
-                out.ok("status");
-            }
-            Command::GroupSet { group, members } => {
-                let info = client.group_create(group, members.clone()).await?;
-                out.group_invited("group set", &info, &members);
-            }
-            Command::GroupSend { group, text } => {
-                client.send_group(group.clone(), &text).await?;
-                out.sent(&format!("#{group}"), None);
-            }
-            Command::GroupAdd { group, members } => {
-                let info = client.group_add(group, members.clone()).await?;
-                out.group_invited("group add", &info, &members);
-            }
-            Command::GroupAccept { group } => out.group_joined(&client.group_accept(group).await?),
-            Command::GroupDecline { group } => {
-                client.group_decline(group).await?;
-                out.ok("group decline");
-            }
-            Command::Files => out.waiting_files(&client.waiting_files()),
-            Command::Accept(id) => {
-                let (name, path, size) = client.accept_file(id).await?;
-                out.file_saved(&name, &path, size);
-            }
-            Command::Reject(id) => out.file_rejected(&client.reject_file(id).await?),
-            Command::Auto(None) => out.auto_accept(client.auto_accept()),
-            Command::Auto(Some((kind, on))) => {
-                let mut auto = client.auto_accept();
-                match kind {
-                    AutoKind::Groups => auto.groups = on,
-                    AutoKind::Files => auto.files = on,
-                }
-                client.set_auto_accept(auto).await?;
-                out.auto_accept(auto);
-            }
-            Command::GroupKick { group, members } => {
-                client.group_kick(group, members).await?;
-                out.ok("group kick");
-            }
-            Command::GroupLeave { group } => {
-                client.group_leave(group).await?;
-                out.ok("group leave");
-            }
-            Command::GroupDelete { group } => {
-                client.group_delete(group).await?;
-                out.ok("group delete");
-            }
-            Command::GroupList => {
-                let (groups, invitations) = client.group_list().await?;
-                out.groups(&groups, &invitations);
-            }
-            Command::GroupFile { group, path } => {
-                client
-                    .send_file(Target::Group(group.clone()), &path)
-                    .await?;
-                out.sent(&format!("#{group}"), None);
-            }
-            Command::File { to, path } => {
-                client.send_file(Target::User(to.clone()), &path).await?;
-                out.sent(to.as_str(), None);
-            }
-            Command::History(n) => out.history(&client.history(n).await?),
-            Command::Devices(user) => out.devices(&client.devices(user).await?),
-            Command::RemoveDevice(device) => {
-                client.remove_device(&device).await?;
-                out.device_removed(&device);
-            }
-            Command::TrustDevice { user, device } => {
-                out.device_trusted(&client.trust_device(user, &device).await?);
-            }
-            Command::Verify { user, action } => match action {
-                command::Verify::Show => {
-                    out.verification(&client.safety_number(&user).await?, false)
-                }
-                command::Verify::Confirm(number) => {
-                    out.verification(&client.confirm_verified(&user, &number).await?, true);
-                }
-                command::Verify::Reset => {
-                    client.reset_verification(&user).await?;
-                    out.verification_reset(&user);
-                }
-            },
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        out.client_error(&e);
+    match dispatch::execute(client, command).await {
+        Ok(outcome) => out.outcome(&outcome),
+        Err(e) => out.client_error(&e),
     }
     true
 }

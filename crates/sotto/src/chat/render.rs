@@ -6,6 +6,7 @@ use std::io::Write;
 
 use chrono::{DateTime, Local};
 use serde_json::{Value, json};
+use sotto_client::dispatch::Outcome;
 use sotto_client::sanitize::line as sanitize_line;
 use sotto_client::{
     AutoAccept, ClientError, ClientEvent, DeviceInfo, Offer, Session, Verification,
@@ -117,6 +118,43 @@ impl Renderer {
             "Online: {}",
             online_list(&session.online, session.online_total)
         ));
+    }
+
+    /// What a command did.
+    pub fn outcome(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Help(text) => self.help(text),
+            Outcome::Sent { to, note } => self.sent(to, note.clone()),
+            Outcome::Opened { id, from, text } => self.opened(*id, from, text),
+            Outcome::Names { users, total } => self.names(users, *total),
+            Outcome::Status(status) => self.status(*status),
+            Outcome::Done(command) => self.ok(command),
+            Outcome::Invited {
+                command,
+                group,
+                asked,
+            } => self.group_invited(command, group, asked),
+            Outcome::Joined(group) => self.group_joined(group),
+            Outcome::Groups {
+                groups,
+                invitations,
+            } => self.groups(groups, invitations),
+            Outcome::WaitingFiles(files) => self.waiting_files(files),
+            Outcome::FileSaved { name, path, size } => self.file_saved(name, path, *size),
+            Outcome::FileRejected(offer) => self.file_rejected(offer),
+            Outcome::AutoAccept(auto) => self.auto_accept(*auto),
+            Outcome::History(items) => self.history(items),
+            Outcome::Devices(devices) => self.devices(devices),
+            Outcome::DeviceRemoved(device) => self.device_removed(device),
+            Outcome::DeviceTrusted(device) => self.device_trusted(device),
+            Outcome::Verification {
+                verification,
+                confirmed,
+            } => self.verification(verification, *confirmed),
+            Outcome::VerificationReset(user) => self.verification_reset(user),
+            // Handled where the input lines are read.
+            Outcome::PasswordWanted | Outcome::Quit => {}
+        }
     }
 
     pub fn help(&self, text: &str) {

@@ -505,3 +505,49 @@ async fn history_over_large_files_is_paged_by_bytes_and_complete() {
         vec!["big0.bin", "big1.bin", "big2.bin", "after the files"]
     );
 }
+
+/// Every front end runs a typed line the same way: parse it, hand the
+/// command to the library's dispatch, show the outcome.
+#[tokio::test]
+async fn typed_lines_run_through_the_librarys_dispatch() {
+    use sotto_client::command;
+    use sotto_client::dispatch::{Outcome, execute};
+    async fn run(client: &sotto_client::Client, line: &str) -> Result<Outcome, ClientError> {
+        execute(client, command::parse(line).unwrap()).await
+    }
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    let mut bob = server.client("bob").await;
+    let sent_to = |outcome: Result<Outcome, ClientError>| match outcome {
+        Ok(Outcome::Sent { to, .. }) => to,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(sent_to(run(&alice.client, "hello everyone").await), "lobby");
+    assert_eq!(sent_to(run(&alice.client, "  @bob hi").await), "bob");
+    assert_eq!(bob.expect_private().await.1, "hi");
+    match run(&alice.client, "@group set crew bob").await {
+        Ok(Outcome::Invited { group, asked, .. }) => assert_eq!(group.invited, asked),
+        other => panic!("{other:?}"),
+    }
+    bob.accept_invitation("crew").await;
+    assert_eq!(
+        sent_to(run(&alice.client, "@group send crew all").await),
+        "#crew"
+    );
+    assert!(matches!(
+        run(&alice.client, "@status away").await,
+        Ok(Outcome::Done("status"))
+    ));
+    assert!(matches!(
+        run(&alice.client, "@status").await,
+        Ok(Outcome::Status(Status::Away))
+    ));
+    assert!(matches!(
+        run(&alice.client, "@accept 9").await,
+        Err(ClientError::NoSuchFile(9))
+    ));
+    assert!(matches!(
+        run(&alice.client, "@quit").await,
+        Ok(Outcome::Quit)
+    ));
+}
