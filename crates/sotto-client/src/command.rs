@@ -293,7 +293,10 @@ fn devices(args: &str) -> Result<Command, CommandError> {
     let device = |id: &str| DeviceId::parse(id).map_err(|_| CommandError::BadDevice(id.to_owned()));
     match words.as_slice() {
         [] => Ok(Command::Devices(None)),
-        // (A user named "remove" or "trust" is still listed with one word.)
+        // `@devices remove` without an id is a mistake, not a user's name.
+        [word] if word.eq_ignore_ascii_case("remove") || word.eq_ignore_ascii_case("trust") => {
+            Err(CommandError::Usage(USAGE_DEVICES))
+        }
         ["remove", id] => device(id).map(Command::RemoveDevice),
         ["trust", id] => Ok(Command::TrustDevice {
             user: None,
@@ -363,12 +366,27 @@ fn group_name(word: &str, usage: &'static str) -> Result<GroupName, CommandError
     })
 }
 
+/// A path as a person types it: the rest of the line, in quotes if it
+/// has them (`"my report.txt"`), with `~` for the home directory.
 fn path_arg(path: &str, usage: &'static str) -> Result<PathBuf, CommandError> {
-    let path = path.trim();
+    let mut path = path.trim();
+    for quote in ['"', '\''] {
+        if path.len() >= 2 && path.starts_with(quote) && path.ends_with(quote) {
+            path = &path[1..path.len() - 1];
+            break;
+        }
+    }
     if path.is_empty() {
         return Err(CommandError::Usage(usage));
     }
-    Ok(PathBuf::from(path))
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty());
+    match (path.strip_prefix('~'), home) {
+        (Some(""), Some(home)) => Ok(PathBuf::from(home)),
+        (Some(rest), Some(home)) if rest.starts_with('/') => {
+            Ok(PathBuf::from(home).join(rest.trim_start_matches('/')))
+        }
+        _ => Ok(PathBuf::from(path)),
+    }
 }
 
 /// A member list: names separated by commas and/or spaces.

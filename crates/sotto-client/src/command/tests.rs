@@ -319,6 +319,13 @@ fn help_lists_every_command() {
         "@group leave",
         "@group delete",
         "@group list",
+        "@group accept",
+        "@group decline",
+        "@files",
+        "@accept",
+        "@reject",
+        "@auto",
+        "@password",
         "@history",
         "@devices",
         "@verify",
@@ -376,11 +383,6 @@ fn verify_and_devices() {
         parse("@devices bob trust Phone-1234"),
         Ok(Command::TrustDevice { user: Some(user), device }) if user.as_str() == "bob" && device.as_str() == "Phone-1234"
     ));
-    // A user called "remove" is still listed.
-    assert!(matches!(
-        parse("@devices remove"),
-        Ok(Command::Devices(Some(user))) if user.as_str() == "remove"
-    ));
     assert!(matches!(
         parse("@devices remove no"),
         Err(CommandError::BadDevice(id)) if id == "no"
@@ -406,4 +408,69 @@ fn a_line_starting_with_blanks_or_controls_before_at_is_still_a_command() {
     ));
     assert!(matches!(parse("\u{c}hello"), Ok(Command::Lobby(t)) if t == "hello"));
     assert!(matches!(parse("  @@at sign"), Ok(Command::Lobby(t)) if t == "@at sign"));
+}
+
+#[test]
+fn paths_are_taken_as_typed_with_quotes_and_home() {
+    assert_parses(
+        "@file bob \"my report.txt\"",
+        Command::File {
+            to: u("bob"),
+            path: "my report.txt".into(),
+        },
+    );
+    assert_parses(
+        "@group file crew 'two words.pdf'",
+        Command::GroupFile {
+            group: g("crew"),
+            path: "two words.pdf".into(),
+        },
+    );
+    assert_parses(
+        "@file bob plain name.txt",
+        Command::File {
+            to: u("bob"),
+            path: "plain name.txt".into(),
+        },
+    );
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        let home = std::path::PathBuf::from(home);
+        assert_parses(
+            "@file bob ~/notes/x.txt",
+            Command::File {
+                to: u("bob"),
+                path: home.join("notes/x.txt"),
+            },
+        );
+        assert_parses(
+            "@file bob \"~/a b.txt\"",
+            Command::File {
+                to: u("bob"),
+                path: home.join("a b.txt"),
+            },
+        );
+    }
+    // `~user` is not expanded.
+    assert_parses(
+        "@file bob ~alice/x",
+        Command::File {
+            to: u("bob"),
+            path: "~alice/x".into(),
+        },
+    );
+    assert_eq!(
+        parse("@file bob \"\"").unwrap_err(),
+        CommandError::Usage(USAGE_FILE)
+    );
+}
+
+#[test]
+fn devices_remove_or_trust_without_an_id_explains_the_usage() {
+    for line in ["@devices remove", "@devices trust", "@devices REMOVE"] {
+        assert_eq!(
+            parse(line).unwrap_err(),
+            CommandError::Usage(USAGE_DEVICES),
+            "{line}"
+        );
+    }
 }
