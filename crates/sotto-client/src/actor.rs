@@ -242,6 +242,9 @@ pub(crate) struct Actor<W> {
     sealed: BTreeMap<u64, StoredSealed>,
     /// The next local id for a sealed message.
     next_sealed: u64,
+    /// The local id of each kept sealed message, by room position: the same
+    /// message keeps its number, live and in every `@history`.
+    sealed_at: HashMap<(u64, u64), u64>,
     /// Files already saved, by (room, seq), so history does not save them twice.
     saved: HashMap<(u64, u64), (String, PathBuf, u64)>,
     /// The server's shutdown message, or the notice that this device was
@@ -288,6 +291,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             lobby_seq: 0,
             sealed: BTreeMap::new(),
             next_sealed: 1,
+            sealed_at: HashMap::new(),
             saved: HashMap::new(),
             shutdown_message: None,
             crypto,
@@ -621,12 +625,15 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                     group: group.clone(),
                     sealed: sealed.clone(),
                 };
-                let id = self.keep_sealed(StoredSealed {
-                    from: from.clone(),
-                    group: group.clone(),
-                    ts,
-                    sealed,
-                });
+                let id = self.keep_sealed(
+                    StoredSealed {
+                        from: from.clone(),
+                        group: group.clone(),
+                        ts,
+                        sealed,
+                    },
+                    position.map(|p| (p.room_id, p.seq)),
+                );
                 Some((
                     ClientEvent::Sealed {
                         id,
@@ -651,12 +658,24 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         }
     }
 
-    fn keep_sealed(&mut self, stored: StoredSealed) -> u64 {
+    /// Keeps a sealed message to open later: its local id (the one it had
+    /// already, for a message at a position seen before).
+    fn keep_sealed(&mut self, stored: StoredSealed, at: Option<(u64, u64)>) -> u64 {
+        if let Some(id) = at.and_then(|at| self.sealed_at.get(&at).copied())
+            && self.sealed.contains_key(&id)
+        {
+            return id;
+        }
         let id = self.next_sealed;
         self.next_sealed += 1;
         self.sealed.insert(id, stored);
+        if let Some(at) = at {
+            self.sealed_at.insert(at, id);
+        }
         while self.sealed.len() > MAX_SEALED_KEPT {
-            self.sealed.pop_first();
+            if let Some((gone, _)) = self.sealed.pop_first() {
+                self.sealed_at.retain(|_, id| *id != gone);
+            }
         }
         id
     }

@@ -147,16 +147,19 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         {
             out.push(ClientEvent::HistoryPruned { oldest_kept });
         }
-        for ((ts, _, _), item) in shown.into_iter().skip(skip) {
+        for ((ts, room_id, seq), item) in shown.into_iter().skip(skip) {
             out.push(match item {
                 Shown::Event(event) => event,
                 Shown::Kept(entry) => entry.into_event(ts, |from, group, sealed| {
-                    self.keep_sealed(StoredSealed {
-                        from: from.clone(),
-                        group: group.clone(),
-                        ts,
-                        sealed: sealed.clone(),
-                    })
+                    self.keep_sealed(
+                        StoredSealed {
+                            from: from.clone(),
+                            group: group.clone(),
+                            ts,
+                            sealed: sealed.clone(),
+                        },
+                        Some((room_id, seq)),
+                    )
                 }),
             });
         }

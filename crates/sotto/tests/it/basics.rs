@@ -204,6 +204,18 @@ async fn sealed_messages_need_the_right_key() {
         .unwrap();
     assert_eq!(opened.text, "the vault code is 1234");
     assert_eq!(opened.from.as_str(), "alice");
+    // It keeps its number in every @history.
+    for _ in 0..3 {
+        let history = bob.client.history(10).await.unwrap();
+        let numbers: Vec<u64> = history
+            .iter()
+            .filter_map(|e| match e {
+                ClientEvent::Sealed { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(numbers, [id]);
+    }
     // The server stored only the sealed form.
     let db = std::fs::read(server.db_path()).unwrap();
     let wal = std::fs::read(server.db_path().with_extension("db-wal")).unwrap_or_default();
