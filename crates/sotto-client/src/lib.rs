@@ -41,6 +41,7 @@ mod history;
 pub mod known_servers;
 pub mod local_store;
 mod login;
+pub mod model;
 mod offers;
 pub mod sanitize;
 pub mod tls;

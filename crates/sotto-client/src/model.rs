@@ -1,0 +1,446 @@
+//! The front-end model every UI draws: conversations (the lobby, each
+//! private conversation, each group) with unread counts, mention flags and
+//! last activity; a timeline per conversation whose entries have stable ids,
+//! a sender, a time, content and, for the user's own messages, a send
+//! state; who is online; security notices until they are seen.
+//!
+//! Pure state: [`Model::apply`] takes a [`ClientEvent`], the `sent_*`
+//! methods record the user's own messages; nothing here touches the network,
+//! so it is tested without one and a UI only draws it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use sotto_proto::{GroupName, PresenceChange, Status, Username};
+
+use crate::ClientEvent;
+
+/// Entries kept in memory per conversation; older ones are paged in from
+/// the local store (and the server, for the lobby) when the UI scrolls up.
+pub const MAX_TIMELINE_IN_MEMORY: usize = 5_000;
+
+/// Security notices kept until seen.
+pub const MAX_NOTICES: usize = 200;
+
+/// A conversation: what the user types in goes there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConversationId {
+    Lobby,
+    Direct(Username),
+    Group(GroupName),
+}
+
+impl ConversationId {
+    /// The conversation an event belongs to, as `me` sees it; `None` for
+    /// events of no conversation (presence, notices, the connection).
+    pub fn of(event: &ClientEvent, me: &Username) -> Option<Self> {
+        let direct_or_group = |from: &Username, group: &Option<GroupName>| match group {
+            Some(group) => Some(Self::Group(group.clone())),
+            // One's own message from another device names no peer here.
+            None if from == me => None,
+            None => Some(Self::Direct(from.clone())),
+        };
+        match event {
+            ClientEvent::Lobby { .. } => Some(Self::Lobby),
+            ClientEvent::Private { peer, .. } => Some(Self::Direct(peer.clone())),
+            ClientEvent::Group { group, .. }
+            | ClientEvent::GroupCreated { group, .. }
+            | ClientEvent::MembersAdded { group, .. }
+            | ClientEvent::MembersInvited { group, .. }
+            | ClientEvent::MemberJoined { group, .. }
+            | ClientEvent::InvitationDeclined { group, .. }
+            | ClientEvent::MembersKicked { group, .. }
+            | ClientEvent::MemberLeft { group, .. }
+            | ClientEvent::GroupDeleted { group, .. }
+            | ClientEvent::RemovedFromGroup { group, .. }
+            | ClientEvent::Invited { group, .. } => Some(Self::Group(group.clone())),
+            ClientEvent::Sealed { from, group, .. }
+            | ClientEvent::File { from, group, .. }
+            | ClientEvent::FileOffered { from, group, .. }
+            | ClientEvent::FileRefused { from, group, .. } => direct_or_group(from, group),
+            ClientEvent::Undecodable { from, .. } if from != me => Some(Self::Direct(from.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// An entry's id in its timeline: stable for the life of the model.
+pub type EntryId = u64;
+
+/// Where one of the user's own messages is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendState {
+    /// Handed to the client, not yet stored by the server.
+    Pending,
+    /// Stored by the server (durably).
+    Sent,
+    /// Refused or lost, and why.
+    Failed(String),
+}
+
+/// What an entry shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Text(String),
+    /// A sealed message, opened with its local id.
+    Sealed {
+        id: u64,
+    },
+    /// A file: saved at `path`, or (`offer`) waiting for `@accept`.
+    File {
+        name: String,
+        size: u64,
+        path: Option<std::path::PathBuf>,
+        offer: Option<u64>,
+    },
+    /// Something that happened (a member joined, a file was refused, ...).
+    Notice(String),
+}
+
+/// One line of a timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub id: EntryId,
+    /// `None` for notices of no one in particular.
+    pub sender: Option<Username>,
+    /// Server time (or, for a pending message, the time it was typed),
+    /// milliseconds since the Unix epoch.
+    pub ts: i64,
+    pub content: Content,
+    /// For the user's own messages.
+    pub state: Option<SendState>,
+}
+
+/// One conversation of the sidebar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub id: ConversationId,
+    /// Entries that arrived while it was not the selected one.
+    pub unread: u32,
+    /// Whether one of those names the user.
+    pub mentioned: bool,
+    /// The time of its newest entry.
+    pub last_activity: i64,
+    /// Newest last; at most [`MAX_TIMELINE_IN_MEMORY`].
+    pub timeline: VecDeque<Entry>,
+    /// The first entry that arrived unread, for the "new messages" line.
+    pub first_unread: Option<EntryId>,
+}
+
+impl Conversation {
+    fn new(id: ConversationId) -> Self {
+        Self {
+            id,
+            unread: 0,
+            mentioned: false,
+            last_activity: 0,
+            timeline: VecDeque::new(),
+            first_unread: None,
+        }
+    }
+}
+
+/// Everything a front end draws.
+#[derive(Debug, Clone)]
+pub struct Model {
+    me: Username,
+    conversations: BTreeMap<ConversationId, Conversation>,
+    selected: ConversationId,
+    /// Who is online, with their status.
+    pub online: BTreeMap<Username, Status>,
+    /// Security notices not yet seen, oldest first.
+    pub notices: VecDeque<String>,
+    /// Whether the connection is up.
+    pub connected: bool,
+    next_entry: EntryId,
+}
+
+impl Model {
+    /// A model for `me`, showing the lobby.
+    pub fn new(me: Username) -> Self {
+        let mut conversations = BTreeMap::new();
+        conversations.insert(
+            ConversationId::Lobby,
+            Conversation::new(ConversationId::Lobby),
+        );
+        Self {
+            me,
+            conversations,
+            selected: ConversationId::Lobby,
+            online: BTreeMap::new(),
+            notices: VecDeque::new(),
+            connected: true,
+            next_entry: 1,
+        }
+    }
+
+    /// The conversation typed text goes to.
+    pub fn selected(&self) -> &ConversationId {
+        &self.selected
+    }
+
+    /// Shows `id` (created if new): its unread count and mention flag are
+    /// cleared; its "new messages" line stays until the next selection.
+    pub fn select(&mut self, id: ConversationId) {
+        if let Some(old) = self.conversations.get_mut(&self.selected) {
+            old.first_unread = None;
+        }
+        let conversation = self.conversation_mut(&id);
+        conversation.unread = 0;
+        conversation.mentioned = false;
+        self.selected = id;
+    }
+
+    /// The conversations, most recently active first (the lobby first
+    /// among equals).
+    pub fn conversations(&self) -> Vec<&Conversation> {
+        let mut list: Vec<&Conversation> = self.conversations.values().collect();
+        list.sort_by(|a, b| b.last_activity.cmp(&a.last_activity).then(a.id.cmp(&b.id)));
+        list
+    }
+
+    pub fn conversation(&self, id: &ConversationId) -> Option<&Conversation> {
+        self.conversations.get(id)
+    }
+
+    fn conversation_mut(&mut self, id: &ConversationId) -> &mut Conversation {
+        self.conversations
+            .entry(id.clone())
+            .or_insert_with(|| Conversation::new(id.clone()))
+    }
+
+    /// Takes in one event from the client.
+    pub fn apply(&mut self, event: &ClientEvent) {
+        match event {
+            ClientEvent::Presence { user, change } => {
+                match change {
+                    PresenceChange::Online(status) | PresenceChange::Status(status) => {
+                        self.online.insert(user.clone(), *status);
+                    }
+                    PresenceChange::Offline => {
+                        self.online.remove(user);
+                    }
+                }
+                return;
+            }
+            ClientEvent::Security { message } => {
+                self.notices.push_back(message.clone());
+                while self.notices.len() > MAX_NOTICES {
+                    self.notices.pop_front();
+                }
+                return;
+            }
+            ClientEvent::Disconnected { .. } => {
+                self.connected = false;
+                return;
+            }
+            _ => {}
+        }
+        let Some(id) = ConversationId::of(event, &self.me) else {
+            return;
+        };
+        let Some((sender, ts, content)) = entry_of(event, &self.me) else {
+            return;
+        };
+        let mine = sender.as_ref() == Some(&self.me);
+        let mention = !mine && mentions(&content, &self.me);
+        let entry_id = self.next_entry;
+        self.next_entry += 1;
+        let selected = self.selected == id;
+        let conversation = self.conversation_mut(&id);
+        // Group notices carry no time of their own: they sort where they came.
+        let ts = if ts == 0 {
+            conversation.last_activity
+        } else {
+            ts
+        };
+        conversation.timeline.push_back(Entry {
+            id: entry_id,
+            sender,
+            ts,
+            content,
+            state: mine.then_some(SendState::Sent),
+        });
+        while conversation.timeline.len() > MAX_TIMELINE_IN_MEMORY {
+            conversation.timeline.pop_front();
+        }
+        conversation.last_activity = conversation.last_activity.max(ts);
+        if !selected && !mine {
+            conversation.unread += 1;
+            conversation.mentioned |= mention;
+            conversation.first_unread.get_or_insert(entry_id);
+        }
+    }
+
+    /// Records a message the user is sending to `to`: shown at once as
+    /// pending; its id for [`Model::sent`] or [`Model::failed`].
+    pub fn sending(&mut self, to: &ConversationId, text: &str, now: i64) -> EntryId {
+        let id = self.next_entry;
+        self.next_entry += 1;
+        let me = self.me.clone();
+        let conversation = self.conversation_mut(to);
+        conversation.timeline.push_back(Entry {
+            id,
+            sender: Some(me),
+            ts: now,
+            content: Content::Text(text.to_owned()),
+            state: Some(SendState::Pending),
+        });
+        conversation.last_activity = conversation.last_activity.max(now);
+        id
+    }
+
+    /// The server stored the message (at server time `ts`).
+    pub fn sent(&mut self, to: &ConversationId, entry: EntryId, ts: i64) {
+        if let Some(e) = self.entry_mut(to, entry) {
+            e.state = Some(SendState::Sent);
+            e.ts = ts;
+        }
+    }
+
+    /// The message was not stored, and why.
+    pub fn failed(&mut self, to: &ConversationId, entry: EntryId, reason: &str) {
+        if let Some(e) = self.entry_mut(to, entry) {
+            e.state = Some(SendState::Failed(reason.to_owned()));
+        }
+    }
+
+    fn entry_mut(&mut self, to: &ConversationId, entry: EntryId) -> Option<&mut Entry> {
+        self.conversations
+            .get_mut(to)?
+            .timeline
+            .iter_mut()
+            .rev()
+            .find(|e| e.id == entry)
+    }
+
+    /// The oldest security notice, marked seen.
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notices.pop_front()
+    }
+}
+
+/// Whether `content` names `me` (`@me` or `me` as a word).
+fn mentions(content: &Content, me: &Username) -> bool {
+    let Content::Text(text) = content else {
+        return false;
+    };
+    let me = me.as_str();
+    text.to_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || "_-.".contains(c)))
+        .any(|word| word == me)
+}
+
+/// What an event shows in its timeline: sender, time, content.
+fn entry_of(event: &ClientEvent, me: &Username) -> Option<(Option<Username>, i64, Content)> {
+    let text = |from: &Username, ts: i64, t: &str| {
+        Some((Some(from.clone()), ts, Content::Text(t.to_owned())))
+    };
+    let notice =
+        |from: &Username, what: String| Some((Some(from.clone()), 0, Content::Notice(what)));
+    let names = |users: &[Username]| {
+        users
+            .iter()
+            .map(Username::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match event {
+        ClientEvent::Lobby { from, text: t, ts }
+        | ClientEvent::Private {
+            from, text: t, ts, ..
+        }
+        | ClientEvent::Group {
+            from, text: t, ts, ..
+        } => text(from, *ts, t),
+        ClientEvent::Sealed { id, from, ts, .. } => {
+            Some((Some(from.clone()), *ts, Content::Sealed { id: *id }))
+        }
+        ClientEvent::File {
+            from,
+            name,
+            path,
+            size,
+            ts,
+            ..
+        } => Some((
+            Some(from.clone()),
+            *ts,
+            Content::File {
+                name: name.clone(),
+                size: *size,
+                path: Some(path.clone()),
+                offer: None,
+            },
+        )),
+        ClientEvent::FileOffered {
+            id,
+            from,
+            name,
+            size,
+            ts,
+            ..
+        } => Some((
+            Some(from.clone()),
+            *ts,
+            Content::File {
+                name: name.clone(),
+                size: *size,
+                path: None,
+                offer: Some(*id),
+            },
+        )),
+        ClientEvent::FileRefused {
+            from,
+            name,
+            reason,
+            ts,
+            ..
+        } => Some((
+            Some(from.clone()),
+            *ts,
+            Content::Notice(format!("file {name} not kept: {reason}")),
+        )),
+        ClientEvent::Undecodable { from, reason, ts } => Some((
+            Some(from.clone()),
+            *ts,
+            Content::Notice(format!("could not read a message: {reason}")),
+        )),
+        ClientEvent::GroupCreated { by, members, .. } => {
+            notice(by, format!("created the group with {}", names(members)))
+        }
+        ClientEvent::MembersAdded { by, members, .. } => {
+            notice(by, format!("added {}", names(members)))
+        }
+        ClientEvent::MembersInvited { by, members, .. } => {
+            notice(by, format!("invited {}", names(members)))
+        }
+        ClientEvent::MemberJoined { user, .. } => notice(user, "joined".to_owned()),
+        ClientEvent::InvitationDeclined { user, .. } => {
+            notice(user, "declined the invitation".to_owned())
+        }
+        ClientEvent::MembersKicked { by, members, .. } => {
+            notice(by, format!("removed {}", names(members)))
+        }
+        ClientEvent::MemberLeft {
+            user, new_owner, ..
+        } => notice(
+            user,
+            match new_owner {
+                Some(owner) => format!("left; {owner} owns the group now"),
+                None => "left".to_owned(),
+            },
+        ),
+        ClientEvent::GroupDeleted { by, .. } => notice(by, "deleted the group".to_owned()),
+        ClientEvent::RemovedFromGroup { by, .. } if by != me => {
+            notice(by, "removed you from the group".to_owned())
+        }
+        ClientEvent::Invited { by, group, .. } => notice(
+            by,
+            format!("invited you: @group accept {group} or @group decline {group}"),
+        ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+use super::*;
+
+fn u(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+fn g(name: &str) -> GroupName {
+    GroupName::parse(name).unwrap()
+}
+
+fn private(from: &str, peer: &str, text: &str, ts: i64) -> ClientEvent {
+    ClientEvent::Private {
+        from: u(from),
+        peer: u(peer),
+        text: text.into(),
+        ts,
+    }
+}
+
+fn lobby(from: &str, text: &str, ts: i64) -> ClientEvent {
+    ClientEvent::Lobby {
+        from: u(from),
+        text: text.into(),
+        ts,
+    }
+}
+
+#[test]
+fn events_go_to_their_conversation_and_count_as_unread_elsewhere() {
+    let mut model = Model::new(u("alice"));
+    model.apply(&lobby("bob", "hi all", 10));
+    model.apply(&private("bob", "bob", "hi alice", 20));
+    model.apply(&private("bob", "bob", "are you there?", 30));
+    model.apply(&ClientEvent::Group {
+        group: g("crew"),
+        from: u("carol"),
+        text: "standup".into(),
+        ts: 25,
+    });
+    // The lobby is shown: nothing unread there.
+    assert_eq!(
+        model.conversation(&ConversationId::Lobby).unwrap().unread,
+        0
+    );
+    let bob = model
+        .conversation(&ConversationId::Direct(u("bob")))
+        .unwrap();
+    assert_eq!(bob.unread, 2);
+    assert_eq!(bob.timeline.len(), 2);
+    let first = bob.timeline[0].id;
+    assert_eq!(bob.first_unread, Some(first));
+    // Most recent first.
+    let order: Vec<ConversationId> = model.conversations().iter().map(|c| c.id.clone()).collect();
+    assert_eq!(
+        order,
+        [
+            ConversationId::Direct(u("bob")),
+            ConversationId::Group(g("crew")),
+            ConversationId::Lobby
+        ]
+    );
+    // Selecting clears the count; the "new messages" line stays until the
+    // next selection.
+    model.select(ConversationId::Direct(u("bob")));
+    let bob = model
+        .conversation(&ConversationId::Direct(u("bob")))
+        .unwrap();
+    assert_eq!((bob.unread, bob.first_unread), (0, Some(first)));
+    model.select(ConversationId::Lobby);
+    let bob = model
+        .conversation(&ConversationId::Direct(u("bob")))
+        .unwrap();
+    assert_eq!(bob.first_unread, None);
+    // Entry ids are unique across conversations.
+    let mut ids: Vec<EntryId> = model
+        .conversations()
+        .iter()
+        .flat_map(|c| c.timeline.iter().map(|e| e.id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+}
+
+#[test]
+fn a_mention_is_flagged_but_not_ones_own_words() {
+    let mut model = Model::new(u("alice"));
+    model.select(ConversationId::Direct(u("bob")));
+    model.apply(&lobby("bob", "lunch, @alice?", 1));
+    model.apply(&lobby("carol", "alicent is not alice's name", 2));
+    let lobby_now = model.conversation(&ConversationId::Lobby).unwrap();
+    assert!(lobby_now.mentioned);
+    assert_eq!(lobby_now.unread, 2);
+    model.select(ConversationId::Lobby);
+    model.select(ConversationId::Direct(u("bob")));
+    model.apply(&lobby("carol", "malice aforethought", 3));
+    assert!(
+        !model
+            .conversation(&ConversationId::Lobby)
+            .unwrap()
+            .mentioned
+    );
+    model.apply(&private("alice", "bob", "alice here", 4));
+    let bob = model
+        .conversation(&ConversationId::Direct(u("bob")))
+        .unwrap();
+    assert_eq!(bob.unread, 0, "one's own message is not unread");
+    assert_eq!(bob.timeline[0].state, Some(SendState::Sent));
+}
+
+#[test]
+fn ones_own_messages_go_from_pending_to_sent_or_failed() {
+    let mut model = Model::new(u("alice"));
+    let bob = ConversationId::Direct(u("bob"));
+    let first = model.sending(&bob, "one", 100);
+    let second = model.sending(&bob, "two", 101);
+    model.sent(&bob, first, 150);
+    model.failed(&bob, second, "bob is not a user here");
+    let timeline = &model.conversation(&bob).unwrap().timeline;
+    assert_eq!(timeline[0].state, Some(SendState::Sent));
+    assert_eq!(timeline[0].ts, 150);
+    assert_eq!(
+        timeline[1].state,
+        Some(SendState::Failed("bob is not a user here".into()))
+    );
+    assert_eq!(model.conversation(&bob).unwrap().unread, 0);
+}
+
+#[test]
+fn presence_notices_and_files_are_kept_where_a_ui_finds_them() {
+    let mut model = Model::new(u("alice"));
+    model.apply(&ClientEvent::Presence {
+        user: u("bob"),
+        change: PresenceChange::Online(Status::Normal),
+    });
+    model.apply(&ClientEvent::Presence {
+        user: u("bob"),
+        change: PresenceChange::Status(Status::Dnd),
+    });
+    model.apply(&ClientEvent::Presence {
+        user: u("carol"),
+        change: PresenceChange::Online(Status::Away),
+    });
+    model.apply(&ClientEvent::Presence {
+        user: u("carol"),
+        change: PresenceChange::Offline,
+    });
+    assert_eq!(model.online.get(&u("bob")), Some(&Status::Dnd));
+    assert!(!model.online.contains_key(&u("carol")));
+
+    model.apply(&ClientEvent::Security {
+        message: "bob has a new device".into(),
+    });
+    assert_eq!(model.take_notice().as_deref(), Some("bob has a new device"));
+    assert_eq!(model.take_notice(), None);
+
+    model.apply(&ClientEvent::FileOffered {
+        id: 3,
+        from: u("bob"),
+        group: None,
+        name: "a.txt".into(),
+        size: 5,
+        ts: 9,
+    });
+    let bob = model
+        .conversation(&ConversationId::Direct(u("bob")))
+        .unwrap();
+    assert!(matches!(
+        &bob.timeline[0].content,
+        Content::File {
+            offer: Some(3),
+            path: None,
+            ..
+        }
+    ));
+    model.apply(&ClientEvent::Invited {
+        group: g("crew"),
+        by: u("bob"),
+        auto_join: false,
+        room_id: 4,
+    });
+    assert_eq!(
+        model
+            .conversation(&ConversationId::Group(g("crew")))
+            .unwrap()
+            .unread,
+        1
+    );
+    model.apply(&ClientEvent::Disconnected {
+        reason: "gone".into(),
+    });
+    assert!(!model.connected);
+}
+
+#[test]
+fn a_timeline_keeps_a_bounded_window_in_memory() {
+    let mut model = Model::new(u("alice"));
+    for n in 0..(MAX_TIMELINE_IN_MEMORY as i64 + 10) {
+        model.apply(&lobby("bob", "x", n));
+    }
+    let lobby_now = model.conversation(&ConversationId::Lobby).unwrap();
+    assert_eq!(lobby_now.timeline.len(), MAX_TIMELINE_IN_MEMORY);
+    assert_eq!(lobby_now.timeline[0].ts, 10);
+}
