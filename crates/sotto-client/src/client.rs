@@ -520,12 +520,9 @@ impl Client {
     }
 
     /// Sends text to the lobby.
-    pub async fn send_lobby(&self, text: &str) -> Result<(), ClientError> {
+    pub async fn send_lobby(&self, text: &str) -> Result<SentInfo, ClientError> {
         let text = prepare_text(text)?;
-        match self.request(Request::SendLobby { text }).await? {
-            Response::Sent { .. } | Response::Done => Ok(()),
-            other => Err(unexpected("send_lobby", &other)),
-        }
+        sent(self.request(Request::SendLobby { text }).await?)
     }
 
     /// Sends a private message.

@@ -19,10 +19,13 @@ pub enum Outcome {
     /// `@help`: the text to show.
     Help(&'static str),
     /// A message was stored by the server, for `to` (a user, `#group` or
-    /// `lobby`), with what the sender should know about its delivery.
+    /// `lobby`), with what the sender should know about its delivery, and
+    /// (for text) the message as the sender's own event, to show it as
+    /// they would see it from another device.
     Sent {
         to: String,
         note: Option<(Username, DeliveryNote)>,
+        echo: Option<ClientEvent>,
     },
     /// `@open`: a sealed message, opened.
     Opened {
@@ -94,14 +97,28 @@ pub async fn execute(client: &Client, command: Command) -> Result<Outcome, Clien
         Command::Password => Outcome::PasswordWanted,
         Command::Help => Outcome::Help(HELP),
         Command::Lobby(text) => {
-            client.send_lobby(&text).await?;
-            sent("lobby", None)
+            let info = client.send_lobby(&text).await?;
+            Outcome::Sent {
+                to: "lobby".to_owned(),
+                note: None,
+                echo: Some(ClientEvent::Lobby {
+                    from: client.user().clone(),
+                    text: shown(&text),
+                    ts: info.ts,
+                }),
+            }
         }
         Command::Private { to, text } => {
             let info = client.send_private(to.clone(), &text).await?;
             Outcome::Sent {
                 to: to.to_string(),
-                note: info.note.map(|n| (to, n)),
+                note: info.note.map(|n| (to.clone(), n)),
+                echo: Some(ClientEvent::Private {
+                    from: client.user().clone(),
+                    peer: to,
+                    text: shown(&text),
+                    ts: info.ts,
+                }),
             }
         }
         Command::Secret { to, key, text } => {
@@ -133,8 +150,17 @@ pub async fn execute(client: &Client, command: Command) -> Result<Outcome, Clien
             asked: members,
         },
         Command::GroupSend { group, text } => {
-            client.send_group(group.clone(), &text).await?;
-            sent(&format!("#{group}"), None)
+            let info = client.send_group(group.clone(), &text).await?;
+            Outcome::Sent {
+                to: format!("#{group}"),
+                note: None,
+                echo: Some(ClientEvent::Group {
+                    group,
+                    from: client.user().clone(),
+                    text: shown(&text),
+                    ts: info.ts,
+                }),
+            }
         }
         Command::GroupFile { group, path } => {
             client
@@ -221,5 +247,11 @@ fn sent(to: &str, note: Option<(Username, DeliveryNote)>) -> Outcome {
     Outcome::Sent {
         to: to.to_owned(),
         note,
+        echo: None,
     }
+}
+
+/// The text as it was sent (emoji shortcodes replaced), made safe to show.
+fn shown(text: &str) -> String {
+    crate::sanitize::text(&crate::client::prepare_text(text).unwrap_or_else(|_| text.to_owned()))
 }

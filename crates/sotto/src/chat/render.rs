@@ -124,7 +124,18 @@ impl Renderer {
     pub fn outcome(&self, outcome: &Outcome) {
         match outcome {
             Outcome::Help(text) => self.help(text),
-            Outcome::Sent { to, note } => self.sent(to, note.clone()),
+            Outcome::Sent { to, note, echo } => {
+                // What one sent, shown as one would see it from another
+                // device (line mode; JSON lines keep the event stream to
+                // what others sent).
+                if !self.json
+                    && let Some(echo) = echo
+                    && let Some(text) = self.event_text(echo, false)
+                {
+                    self.message(&text);
+                }
+                self.sent(to, note.clone());
+            }
             Outcome::Opened { id, from, text } => self.opened(*id, from, text),
             Outcome::Names { users, total } => self.names(users, *total),
             Outcome::Status(status) => self.status(*status),

@@ -196,6 +196,11 @@ async fn invitations_and_files_wait_for_an_answer_in_the_line_mode() {
     let mut alice = Screen::open(&server, "alice", &dir.path().join("alice"));
     bob.until(|l| l.contains("alice joined"));
 
+    // What one sends is shown, as one would see it from another device.
+    alice.type_line("hello :smile:");
+    alice.until(|l| l.starts_with('[') && l.ends_with("] alice: hello \u{1f604}"));
+    alice.type_line("@bob psst");
+    alice.until(|l| l.ends_with("(private) you -> bob: psst"));
     alice.type_line("@group set crew bob");
     alice.until(|l| l.contains("Invited bob to group crew: they join when they accept."));
     bob.until(|l| {
