@@ -241,7 +241,17 @@ impl Renderer {
     pub fn ok(&self, command: &str) {
         if self.json {
             self.value(json!({"type": "ok", "command": command}));
+            return;
         }
+        let done = match command {
+            "status" => "Status changed.",
+            "group kick" => "Removed from the group.",
+            "group leave" => "You left the group.",
+            "group delete" => "Group deleted; its members are told.",
+            "group decline" => "Invitation declined.",
+            _ => "Done.",
+        };
+        self.line(&format!("* {done}"));
     }
 
     pub fn names(&self, users: &[UserPresence], total: u32) {
