@@ -545,8 +545,10 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             }
         };
         if let Some(mut event) = self.show(body, true).await {
-            if let ClientEvent::Shutdown { message } = &event {
-                self.shutdown_message = Some(format!("the server shut down: {message}"));
+            if let ClientEvent::Shutdown { .. } = &event {
+                // The event shows the server's words; the disconnection
+                // that follows need not repeat them.
+                self.shutdown_message = Some("the server shut down".to_owned());
             }
             if let ClientEvent::Invited {
                 group,

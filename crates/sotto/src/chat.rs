@@ -170,15 +170,28 @@ async fn run(client: Client, mut events: Events, out: Arc<Renderer>) -> anyhow::
     drop(client);
     while let Some(event) = events.next().await {
         out.event(&event);
-        if let ClientEvent::Disconnected { reason } = event {
+        if let ClientEvent::Disconnected { .. } = event {
             if !commands.is_finished() {
-                bail!("disconnected: {reason}");
+                // Shown just above; the exit status says it too.
+                return Err(Reported.into());
             }
             break;
         }
     }
     Ok(())
 }
+
+/// An error already shown to the user: the process only exits non-zero.
+#[derive(Debug)]
+pub struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("disconnected")
+    }
+}
+
+impl std::error::Error for Reported {}
 
 /// `@password`: the current password and the new one (twice) are the
 /// next input lines, not echoed on a terminal.

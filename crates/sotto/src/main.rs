@@ -62,6 +62,7 @@ fn main() -> std::process::ExitCode {
     runtime.shutdown_background();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<chat::Reported>().is_some() => std::process::ExitCode::FAILURE,
         Err(e) => {
             eprintln!("sotto: {e:#}");
             std::process::ExitCode::FAILURE
