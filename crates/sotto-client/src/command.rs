@@ -191,14 +191,15 @@ pub enum Verify {
 /// Why a line is not a valid command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
-    #[error("unknown command @{0}; type @help")]
+    #[error("unknown command @{0}{hint}; type @help", hint = did_you_mean(.0))]
     UnknownCommand(String),
     #[error("empty message")]
     EmptyMessage,
     /// `@word` alone, where `word` could be a user: a command typo or a
     /// private message without text.
     #[error(
-        "nothing to send: '@{0}' is not a command; to message {0} write @{0} message, or type @help"
+        "nothing to send: '@{0}' is not a command{hint}; to message {0} write @{0} message, or type @help",
+        hint = did_you_mean(.0)
     )]
     NoMessageFor(String),
     #[error("invalid {what} '{input}': {error}")]
@@ -309,6 +310,61 @@ fn devices(args: &str) -> Result<Command, CommandError> {
         }),
         _ => Err(CommandError::Usage(USAGE_DEVICES)),
     }
+}
+
+/// Every command word, for suggestions.
+const COMMANDS: [&str; 17] = [
+    "names", "status", "secret", "open", "file", "files", "group", "history", "devices", "verify",
+    "password", "auto", "accept", "reject", "help", "quit", "all",
+];
+
+/// The command `word` was probably meant to be (a typo of one or two
+/// letters), if any.
+pub fn suggest(word: &str) -> Option<&'static str> {
+    let word = word.to_ascii_lowercase();
+    if word.len() < 3 {
+        return None;
+    }
+    COMMANDS
+        .iter()
+        .filter(|c| **c != "all")
+        .map(|c| (edit_distance(&word, c), *c))
+        .filter(|(d, c)| *d > 0 && *d <= if c.len() > 4 { 2 } else { 1 })
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn did_you_mean(word: &str) -> String {
+    suggest(word).map_or_else(String::new, |c| format!(" (did you mean @{c}?)"))
+}
+
+/// Levenshtein distance, with a swap of two neighbours counting as one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        if let Some(first) = row.first_mut() {
+            *first = i;
+        }
+    }
+    if let Some(first) = rows.first_mut() {
+        for (j, cell) in first.iter_mut().enumerate() {
+            *cell = j;
+        }
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a.get(i - 1) != b.get(j - 1));
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a.get(i - 1) == b.get(j - 2) && a.get(i - 2) == b.get(j - 1) {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
 }
 
 /// Splits off the first whitespace-separated word; the rest has its leading

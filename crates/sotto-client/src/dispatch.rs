@@ -109,7 +109,10 @@ pub async fn execute(client: &Client, command: Command) -> Result<Outcome, Clien
             }
         }
         Command::Private { to, text } => {
-            let info = client.send_private(to.clone(), &text).await?;
+            let info = client
+                .send_private(to.clone(), &text)
+                .await
+                .map_err(|e| hint_command(e, &to))?;
             Outcome::Sent {
                 to: to.to_string(),
                 note: info.note.map(|n| (to.clone(), n)),
@@ -248,6 +251,20 @@ fn sent(to: &str, note: Option<(Username, DeliveryNote)>) -> Outcome {
         to: to.to_owned(),
         note,
         echo: None,
+    }
+}
+
+/// `@histroy 10` is a private message to a user named histroy: when there
+/// is none, say which command it looks like.
+fn hint_command(error: ClientError, to: &Username) -> ClientError {
+    match (error, crate::command::suggest(to.as_str())) {
+        (ClientError::Server(mut reply), Some(command))
+            if reply.code == sotto_proto::ErrorCode::UnknownUser =>
+        {
+            reply.message = format!("{} (did you mean @{command}?)", reply.message);
+            ClientError::Server(reply)
+        }
+        (error, _) => error,
     }
 }
 

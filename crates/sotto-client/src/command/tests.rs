@@ -474,3 +474,20 @@ fn devices_remove_or_trust_without_an_id_explains_the_usage() {
         );
     }
 }
+
+#[test]
+fn a_mistyped_command_gets_a_suggestion() {
+    assert_eq!(suggest("histroy"), Some("history"));
+    assert_eq!(suggest("HISTORY"), None, "not a typo");
+    assert_eq!(suggest("nmaes"), Some("names"));
+    assert_eq!(suggest("grup"), Some("group"));
+    assert_eq!(suggest("stauts"), Some("status"));
+    assert_eq!(suggest("bob"), None);
+    assert_eq!(suggest("al"), None);
+    let e = parse("@histroy").unwrap_err().to_string();
+    assert!(e.contains("did you mean @history?"), "{e}");
+    let e = parse("@-hlep").unwrap_err().to_string();
+    assert!(!e.contains("did you mean"), "{e}");
+    let e = parse("@qiut").unwrap_err().to_string();
+    assert!(e.contains("did you mean @quit?"), "{e}");
+}

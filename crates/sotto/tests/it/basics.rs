@@ -562,4 +562,13 @@ async fn typed_lines_run_through_the_librarys_dispatch() {
         run(&alice.client, "@quit").await,
         Ok(Outcome::Quit)
     ));
+    // A mistyped command with words after it reads as a private message to
+    // a user who does not exist: the answer says which command it looks like.
+    match run(&alice.client, "@histroy 10").await {
+        Err(ClientError::Server(e)) => {
+            assert_eq!(e.code, sotto_proto::ErrorCode::UnknownUser);
+            assert!(e.message.contains("did you mean @history?"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
