@@ -11,6 +11,7 @@
 //! password, learns from the server (an OPAQUE login) which one is now
 //! right, and finishes or forgets the change.
 
+use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use sotto_crypto::at_rest::StoreKey;
@@ -133,90 +134,38 @@ impl LocalStore {
         };
         let tx = self.conn.transaction().map_err(db)?;
         {
-            let mut rows = Vec::new();
-            {
-                let mut select = tx
-                    .prepare("SELECT kind, id, value FROM records")
-                    .map_err(db)?;
-                let found = select
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, Vec<u8>>(1)?,
-                            r.get::<_, Vec<u8>>(2)?,
-                        ))
-                    })
-                    .map_err(db)?;
-                for row in found {
-                    rows.push(row.map_err(db)?);
-                }
-            }
-            for (kind, id, value) in rows {
-                let mut context = format!("records/{kind}/").into_bytes();
-                context.extend_from_slice(&id);
-                let plain = self.key.open_record(&context, &value)?;
-                tx.execute(
-                    "UPDATE records SET value = ?1 WHERE kind = ?2 AND id = ?3",
-                    params![next.seal_record(&context, &plain), kind, id],
-                )
-                .map_err(db)?;
-            }
-            let mut rows = Vec::new();
-            {
-                let mut select = tx
-                    .prepare("SELECT room_id, seq, value FROM history")
-                    .map_err(db)?;
-                let found = select
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, Vec<u8>>(2)?,
-                        ))
-                    })
-                    .map_err(db)?;
-                for row in found {
-                    rows.push(row.map_err(db)?);
-                }
-            }
-            for (room, seq, value) in rows {
-                let context = format!("history/{room}/{seq}").into_bytes();
-                let plain = self.key.open_record(&context, &value)?;
-                tx.execute(
-                    "UPDATE history SET value = ?1 WHERE room_id = ?2 AND seq = ?3",
-                    params![next.seal_record(&context, &plain), room, seq],
-                )
-                .map_err(db)?;
-            }
-            let mut rows = Vec::new();
-            {
-                let mut select = tx
-                    .prepare("SELECT room_id, seq, session_id, value FROM held")
-                    .map_err(db)?;
-                let found = select
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, Vec<u8>>(3)?,
-                        ))
-                    })
-                    .map_err(db)?;
-                for row in found {
-                    rows.push(row.map_err(db)?);
-                }
-            }
-            for (room, seq, session, value) in rows {
-                let context = format!("held/{room}/{seq}/{session}").into_bytes();
-                let plain = self.key.open_record(&context, &value)?;
-                tx.execute(
-                    "UPDATE held SET value = ?1 WHERE room_id = ?2 AND seq = ?3",
-                    params![next.seal_record(&context, &plain), room, seq],
-                )
-                .map_err(db)?;
-            }
-            super::offers::reseal(&tx, &self.key, &next)?;
+            let (old, next) = (&self.key, &next);
+            reseal_rows(
+                &tx,
+                old,
+                next,
+                "SELECT kind, id, value FROM records",
+                "UPDATE records SET value = ?1 WHERE kind = ?2 AND id = ?3",
+                |key| {
+                    let mut context = format!("records/{}/", text(&key[0])).into_bytes();
+                    context.extend_from_slice(&blob(&key[1]));
+                    context
+                },
+            )?;
+            reseal_rows(
+                &tx,
+                old,
+                next,
+                "SELECT room_id, seq, value FROM history",
+                "UPDATE history SET value = ?1 WHERE room_id = ?2 AND seq = ?3",
+                |key| format!("history/{}/{}", int(&key[0]), int(&key[1])).into_bytes(),
+            )?;
+            reseal_rows(
+                &tx,
+                old,
+                next,
+                "SELECT room_id, seq, session_id, value FROM held",
+                "UPDATE held SET value = ?1 WHERE room_id = ?2 AND seq = ?3 AND session_id = ?4",
+                |key| {
+                    format!("held/{}/{}/{}", int(&key[0]), int(&key[1]), text(&key[2])).into_bytes()
+                },
+            )?;
+            super::offers::reseal(&tx, old, next)?;
             let session: Option<Vec<u8>> = tx
                 .query_row("SELECT value FROM meta WHERE name = 'session'", [], |r| {
                     r.get(0)
@@ -295,6 +244,93 @@ pub(super) fn has_next(conn: &rusqlite::Connection) -> Result<bool, rusqlite::Er
     .map(|found| found.is_some())
 }
 
+/// Re-seals one column of a table under `next`, in the open transaction:
+/// `select` yields the key columns and then the sealed value; `update`
+/// sets `?1` to the value sealed anew where the key columns are `?2`,
+/// `?3`, ...; `context` names a row from its key columns (what it was
+/// sealed with).
+pub(super) fn reseal_rows(
+    tx: &rusqlite::Transaction<'_>,
+    old: &StoreKey,
+    next: &StoreKey,
+    select: &str,
+    update: &str,
+    context: impl Fn(&[Value]) -> Vec<u8>,
+) -> Result<(), ResealError> {
+    let mut rows: Vec<(Vec<Value>, Vec<u8>)> = Vec::new();
+    {
+        let mut stmt = tx.prepare(select)?;
+        let columns = stmt.column_count();
+        let found = stmt.query_map([], |r| {
+            let key = (0..columns - 1)
+                .map(|i| r.get::<_, Value>(i))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok((key, r.get::<_, Vec<u8>>(columns - 1)?))
+        })?;
+        for row in found {
+            rows.push(row?);
+        }
+    }
+    let mut stmt = tx.prepare(update)?;
+    for (key, sealed) in rows {
+        let context = context(&key);
+        let plain = old.open_record(&context, &sealed)?;
+        let mut values = vec![Value::Blob(next.seal_record(&context, &plain))];
+        values.extend(key);
+        stmt.execute(rusqlite::params_from_iter(values))?;
+    }
+    Ok(())
+}
+
+/// Why re-sealing failed: the database, or a row that does not open.
+#[derive(Debug)]
+pub(super) enum ResealError {
+    Db(rusqlite::Error),
+    Locked(sotto_crypto::at_rest::AtRestError),
+}
+
+impl From<rusqlite::Error> for ResealError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<ResealError> for StoreError {
+    fn from(e: ResealError) -> Self {
+        match e {
+            ResealError::Db(e) => StoreError::Corrupt(format!("re-sealing: {e}")),
+            ResealError::Locked(e) => StoreError::Locked(e),
+        }
+    }
+}
+
+impl From<sotto_crypto::at_rest::AtRestError> for ResealError {
+    fn from(e: sotto_crypto::at_rest::AtRestError) -> Self {
+        Self::Locked(e)
+    }
+}
+
+fn int(value: &Value) -> i64 {
+    match value {
+        Value::Integer(n) => *n,
+        _ => 0,
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Text(t) => t.clone(),
+        _ => String::new(),
+    }
+}
+
+fn blob(value: &Value) -> Vec<u8> {
+    match value {
+        Value::Blob(b) => b.clone(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Changes, RecordKey, kind};
@@ -358,6 +394,59 @@ mod tests {
         assert_eq!(store.pending_change(), None);
         assert_eq!(loaded.records[0].1.as_slice(), b"the account");
         assert_eq!(store.session().unwrap().token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn a_finished_change_reseals_every_table() {
+        use super::super::{HeldRow, HistoryRow, Offer, OfferRow};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        store_with_a_record(&path);
+        let (mut store, _) = LocalStore::open(&path, "old").unwrap();
+        let mut changes = Changes::default();
+        changes.history.push(HistoryRow {
+            room_id: 3,
+            seq: 4,
+            ts: 5,
+            entry: Zeroizing::new(b"a message".to_vec()),
+        });
+        changes.held.push(HeldRow {
+            room_id: 3,
+            seq: 6,
+            session_id: "s1".into(),
+            sender_user: "bob".into(),
+            sender_device: "BOBDEVICE1".into(),
+            event: Zeroizing::new(b"held".to_vec()),
+        });
+        changes.offers.push(OfferRow {
+            offer: Offer {
+                id: 1,
+                room_id: 3,
+                seq: 7,
+                ts: 8,
+                from: sotto_proto::Username::parse("bob").unwrap(),
+                group: None,
+                name: "a.txt".into(),
+                size: 4,
+            },
+            data: Zeroizing::new(b"file".to_vec()),
+        });
+        store.write(&changes).unwrap();
+        store.begin_change("new").unwrap();
+        store.finish_change().unwrap();
+        drop(store);
+        let (store, loaded) = LocalStore::open(&path, "new").unwrap();
+        assert_eq!(loaded.records[0].1.as_slice(), b"the account");
+        assert_eq!(
+            store.history_at(&[(3, 4)]).unwrap()[0].entry.as_slice(),
+            b"a message"
+        );
+        assert_eq!(
+            store.held_for(3, "s1").unwrap()[0].event.as_slice(),
+            b"held"
+        );
+        assert_eq!(loaded.offers[0].name, "a.txt");
+        assert_eq!(store.offer_data(1).unwrap().unwrap().as_slice(), b"file");
     }
 
     #[test]

@@ -166,39 +166,25 @@ pub(super) fn reseal(
     tx: &Transaction<'_>,
     old: &StoreKey,
     next: &StoreKey,
-) -> Result<(), StoreError> {
-    let corrupt = |e: rusqlite::Error| StoreError::Corrupt(format!("waiting files: {e}"));
-    let mut rows = Vec::new();
-    {
-        let mut select = tx
-            .prepare("SELECT id, meta, data FROM offers")
-            .map_err(corrupt)?;
-        let found = select
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            })
-            .map_err(corrupt)?;
-        for row in found {
-            rows.push(row.map_err(corrupt)?);
-        }
-    }
-    for (id, meta, data) in rows {
-        let (meta_ctx, data_ctx) = (meta_context(uint(id)), data_context(uint(id)));
-        let meta = old.open_record(&meta_ctx, &meta)?;
-        let data = old.open_record(&data_ctx, &data)?;
-        tx.execute(
-            "UPDATE offers SET meta = ?1, data = ?2 WHERE id = ?3",
-            params![
-                next.seal_record(&meta_ctx, &meta),
-                next.seal_record(&data_ctx, &data),
-                id
-            ],
-        )
-        .map_err(corrupt)?;
-    }
-    Ok(())
+) -> Result<(), super::account::ResealError> {
+    let id = |key: &[rusqlite::types::Value]| match key.first() {
+        Some(rusqlite::types::Value::Integer(id)) => uint(*id),
+        _ => 0,
+    };
+    super::account::reseal_rows(
+        tx,
+        old,
+        next,
+        "SELECT id, meta FROM offers",
+        "UPDATE offers SET meta = ?1 WHERE id = ?2",
+        |key| meta_context(id(key)),
+    )?;
+    super::account::reseal_rows(
+        tx,
+        old,
+        next,
+        "SELECT id, data FROM offers",
+        "UPDATE offers SET data = ?1 WHERE id = ?2",
+        |key| data_context(id(key)),
+    )
 }

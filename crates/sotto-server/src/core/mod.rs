@@ -250,6 +250,22 @@ struct Effects {
 }
 
 impl Effects {
+    /// Sends `result` to `reply` once the batch is committed, or a storage
+    /// error if the commit fails.
+    fn reply_once_committed<T: Send + 'static>(
+        &mut self,
+        reply: oneshot::Sender<Result<T, ErrorReply>>,
+        result: Result<T, ErrorReply>,
+    ) {
+        self.completions.push(Box::new(move |ok| {
+            let _ = reply.send(if ok {
+                result
+            } else {
+                Err(err(ErrorCode::Internal, "storage failed; try again"))
+            });
+        }));
+    }
+
     fn send(&mut self, conn: ConnId, item: Outbound) {
         self.count += 1;
         self.items
@@ -481,16 +497,7 @@ impl Core {
                 reply,
             } => {
                 let result = self.register(name, &record)?;
-                let mut reply = Some(reply);
-                fx.completions.push(Box::new(move |ok| {
-                    if let Some(reply) = reply.take() {
-                        let _ = reply.send(if ok {
-                            result
-                        } else {
-                            Err(err(ErrorCode::Internal, "storage failed; try again"))
-                        });
-                    }
-                }));
+                fx.reply_once_committed(reply, result);
             }
             Op::SetPassword {
                 user_id,
@@ -498,16 +505,7 @@ impl Core {
                 reply,
             } => {
                 let result = self.set_password(user_id, &record)?;
-                let mut reply = Some(reply);
-                fx.completions.push(Box::new(move |ok| {
-                    if let Some(reply) = reply.take() {
-                        let _ = reply.send(if ok {
-                            result
-                        } else {
-                            Err(err(ErrorCode::Internal, "storage failed; try again"))
-                        });
-                    }
-                }));
+                fx.reply_once_committed(reply, result);
             }
             Op::Attach {
                 conn,
