@@ -36,48 +36,39 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 pub(crate) const MAX_PRUNED_PER_PASS: u64 = 20_000;
 
 impl Usage {
-    /// Sums what the database holds.
+    /// Sums what the database holds: one pass over the events, and one
+    /// look-up of each room's oldest event.
     pub fn load(db: &Connection) -> rusqlite::Result<Self> {
         let mut usage = Usage::default();
-        let mut stmt =
-            db.prepare("SELECT room_id, SUM(length(body)), MIN(seq) FROM events GROUP BY room_id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, i64>(1)? as u64,
-                r.get::<_, i64>(2)? as u64,
-            ))
-        })?;
-        for row in rows {
-            let (room, bytes, oldest) = row?;
-            let ts: i64 = db.query_row(
-                "SELECT ts FROM events WHERE room_id = ?1 AND seq = ?2",
-                params![room as i64, oldest as i64],
-                |r| r.get(0),
-            )?;
-            usage.rooms.insert(
-                room,
-                RoomUsage {
-                    bytes,
-                    oldest: Some((oldest, ts)),
-                },
-            );
-        }
         let mut stmt = db.prepare(
-            "SELECT room_id, sender_id, SUM(length(body)) FROM events \
-             WHERE sender_id IS NOT NULL GROUP BY room_id, sender_id",
+            "SELECT room_id, sender_id, SUM(length(body)), MIN(seq) FROM events \
+             GROUP BY room_id, sender_id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
-                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(1)?,
                 r.get::<_, i64>(2)? as u64,
+                r.get::<_, i64>(3)? as u64,
             ))
         })?;
+        let mut oldest: FxHashMap<u64, u64> = FxHashMap::default();
         for row in rows {
-            let (room, sender, bytes) = row?;
-            *usage.senders.entry(sender).or_insert(0) += bytes;
-            usage.shares.insert((room, sender), bytes);
+            let (room, sender, bytes, first) = row?;
+            usage.rooms.entry(room).or_default().bytes += bytes;
+            let seq = oldest.entry(room).or_insert(first);
+            *seq = (*seq).min(first);
+            if let Some(sender) = sender {
+                *usage.senders.entry(sender).or_insert(0) += bytes;
+                usage.shares.insert((room, sender), bytes);
+            }
+        }
+        let mut ts_of = db.prepare("SELECT ts FROM events WHERE room_id = ?1 AND seq = ?2")?;
+        for (room, seq) in oldest {
+            let ts: i64 = ts_of.query_row(params![room as i64, seq as i64], |r| r.get(0))?;
+            if let Some(usage) = usage.rooms.get_mut(&room) {
+                usage.oldest = Some((seq, ts));
+            }
         }
         Ok(usage)
     }
@@ -234,6 +225,9 @@ impl Core {
             return Ok(());
         }
         self.retention_applied = Some(std::time::Instant::now());
+        if self.retention.lobby == Keep::default() && self.retention.rooms == Keep::default() {
+            return Ok(());
+        }
         let now = now_ms();
         for room_id in self.usage.rooms() {
             let Some(room) = self.dir.rooms.get(&room_id) else {
