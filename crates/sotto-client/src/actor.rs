@@ -108,6 +108,8 @@ enum Pending {
     Crypto(Tag),
     /// Joining a group a verified contact invited this user to.
     AutoJoin(GroupName),
+    /// Setting the user's status again on a new connection.
+    Restore,
 }
 
 impl Pending {
@@ -120,7 +122,7 @@ impl Pending {
             Pending::History(read) => {
                 let _ = read.reply.send(Err(error));
             }
-            Pending::Crypto(_) | Pending::AutoJoin(_) => {}
+            Pending::Crypto(_) | Pending::AutoJoin(_) | Pending::Restore => {}
         }
     }
 
@@ -128,7 +130,7 @@ impl Pending {
         match self {
             Pending::Response(tx) | Pending::Sent(tx, _) => tx.is_closed(),
             Pending::History(read) => read.reply.is_closed(),
-            Pending::Crypto(_) | Pending::AutoJoin(_) => false,
+            Pending::Crypto(_) | Pending::AutoJoin(_) | Pending::Restore => false,
         }
     }
 }
@@ -173,6 +175,10 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
             Ok(0) if buf.is_empty() => "the server closed the connection".to_owned(),
             Ok(0) => "the server closed the connection in the middle of a frame".to_owned(),
             Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                "the connection ended abruptly (the server stopped or the network dropped)"
+                    .to_owned()
+            }
             Err(e) => format!("connection lost: {e}"),
         };
         let _ = tx.send(Err(reason)).await;
@@ -259,6 +265,26 @@ pub(crate) struct Actor<W> {
     /// When to send the acknowledgements held back (at most one save and
     /// ack per [`ACK_INTERVAL`]).
     ack_due: Option<tokio::time::Instant>,
+    /// How to connect again when the connection drops (`None`: the
+    /// session ends with it).
+    redial: Option<std::sync::Arc<dyn crate::reconnect::Redial<W>>>,
+    /// Messages in flight sent with [`Request::Once`], by request id: sent
+    /// again on the next connection if the reply never came (the server
+    /// stores each once).
+    resend: HashMap<u64, Request>,
+    /// This device was removed from the account: no reconnecting.
+    removed: bool,
+    /// The status the user last set, set again on a new connection (the
+    /// server starts every connection at normal).
+    status: sotto_proto::Status,
+}
+
+/// How a connection's loop ended.
+enum Ended {
+    /// The user quit, or every handle is gone.
+    Quit,
+    /// The connection dropped, for this reason.
+    Lost(String),
 }
 
 impl<W: AsyncWrite + Unpin + Send> Actor<W> {
@@ -300,26 +326,60 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 .checked_sub(ACK_INTERVAL)
                 .unwrap_or_else(tokio::time::Instant::now),
             ack_due: None,
+            redial: None,
+            resend: HashMap::new(),
+            removed: false,
+            status: sotto_proto::Status::Normal,
         }
     }
 
-    /// Runs until the connection ends, the user quits, or every handle is dropped.
+    /// Connects again through `redial` whenever the connection drops.
+    pub fn reconnecting_with(
+        mut self,
+        redial: std::sync::Arc<dyn crate::reconnect::Redial<W>>,
+    ) -> Self {
+        self.redial = Some(redial);
+        self
+    }
+
+    /// Runs until the user quits or every handle is dropped, connecting
+    /// again whenever the connection drops (with a [`Self::reconnecting_with`]),
+    /// or until the connection ends.
     pub async fn run(mut self) {
-        // A new connection: ask again for every room key messages wait for.
-        let effects = lock(&self.crypto).connected();
-        self.run_effects(effects).await;
+        loop {
+            // A new connection: ask again for every room key messages wait for.
+            let effects = lock(&self.crypto).connected();
+            self.run_effects(effects).await;
+            let reason = match self.serve().await {
+                Ended::Quit => return,
+                Ended::Lost(reason) => reason,
+            };
+            let redial = match &self.redial {
+                Some(redial) if !self.removed => redial.clone(),
+                _ => return self.disconnected(reason).await,
+            };
+            match self.reconnect(redial.as_ref(), reason).await {
+                redial::Outcome::Connected => {}
+                redial::Outcome::Quit => return,
+                redial::Outcome::Fatal(reason) => return self.disconnected(reason).await,
+            }
+        }
+    }
+
+    /// Serves one connection until it drops or the user quits.
+    async fn serve(&mut self) -> Ended {
         let reason = loop {
             tokio::select! {
                 op = self.ops.recv() => match op {
                     Some(Op::Quit { reply }) => {
                         self.close().await;
                         let _ = reply.send(());
-                        return;
+                        return Ended::Quit;
                     }
                     // Every handle is gone: nobody can use the connection.
                     None => {
                         self.close().await;
-                        return;
+                        return Ended::Quit;
                     }
                     Some(op) => {
                         if let Err(e) = self.handle_op(op).await {
@@ -343,7 +403,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }
             }
         };
-        self.disconnected(reason).await;
+        Ended::Lost(reason)
     }
 
     /// Sends close_notify and stops the reader, acknowledging what was
@@ -438,10 +498,17 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         }
         let id = self.next_request;
         self.next_request += 1;
+        let once = matches!(request, Request::Once { .. }).then(|| request.clone());
+        if let Request::SetStatus { status } = &request {
+            self.status = *status;
+        }
         let frame = ClientFrame::Request { id, request };
         match write_frame(&mut self.writer, &mut self.wbuf, &frame).await {
             Ok(()) => {
                 self.pending.insert(id, pending);
+                if let Some(request) = once {
+                    self.resend.insert(id, request);
+                }
                 Ok(())
             }
             // A value that cannot be encoded fails only its own request.
@@ -449,8 +516,15 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 pending.fail(ClientError::Internal(e));
                 Ok(())
             }
+            // The connection broke: a message goes again on the next one.
             Err(e) => {
-                pending.fail(ClientError::Disconnected);
+                match once {
+                    Some(request) if self.redial.is_some() => {
+                        self.pending.insert(id, pending);
+                        self.resend.insert(id, request);
+                    }
+                    _ => pending.fail(ClientError::Disconnected),
+                }
                 Err(e)
             }
         }
@@ -683,6 +757,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     }
 
     async fn handle_reply(&mut self, id: u64, result: Result<Response, sotto_proto::ErrorReply>) {
+        self.resend.remove(&id);
         let Some(pending) = self.pending.remove(&id) else {
             tracing::warn!(id, "reply to an unknown request; ignored");
             return;
@@ -754,6 +829,11 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 };
                 self.emit(event).await;
             }
+            Pending::Restore => {
+                if let Err(e) = result {
+                    tracing::warn!("could not set the status again: {}", e.message);
+                }
+            }
         }
     }
 
@@ -780,5 +860,6 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 mod history;
 mod keys;
 mod offers;
+mod redial;
 #[cfg(test)]
 mod tests;

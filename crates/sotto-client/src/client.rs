@@ -504,10 +504,10 @@ impl Client {
         payload: Vec<u8>,
         entry: Entry,
     ) -> Result<SentInfo, ClientError> {
-        let request = match to {
+        let request = once(match to {
             Target::User(to) => Request::SendDirect { to, payload },
             Target::Group(group) => Request::SendGroup { group, payload },
-        };
+        });
         let entry = Box::new(entry);
         sent(
             self.call(|reply| Op::Send {
@@ -522,7 +522,7 @@ impl Client {
     /// Sends text to the lobby.
     pub async fn send_lobby(&self, text: &str) -> Result<SentInfo, ClientError> {
         let text = prepare_text(text)?;
-        sent(self.request(Request::SendLobby { text }).await?)
+        sent(self.request(once(Request::SendLobby { text })).await?)
     }
 
     /// Sends a private message.
@@ -700,6 +700,15 @@ impl Events {
     /// An event if one is waiting, without waiting (for UI ticks).
     pub fn try_next(&mut self) -> Option<ClientEvent> {
         self.rx.try_recv().ok()
+    }
+}
+
+/// A message request the server stores at most once: if the connection
+/// drops before the reply, the actor sends it again under the same id.
+fn once(request: Request) -> Request {
+    Request::Once {
+        client_id: rand::random(),
+        request: Box::new(request),
     }
 }
 

@@ -141,6 +141,10 @@ pub enum ClientError {
     /// The connection is closed.
     #[error("not connected to the server")]
     Disconnected,
+    /// The connection dropped and too much is already waiting for the
+    /// next one.
+    #[error("not connected to the server right now (reconnecting); try again in a moment")]
+    Reconnecting,
     /// A bug or an environment failure inside the client (a task panicked,
     /// a value could not be encoded).
     #[error("internal error: {0}")]
@@ -193,6 +197,7 @@ impl ClientError {
             ClientError::Busy => "busy",
             ClientError::ConnectionLost(_) => "connection_lost",
             ClientError::Disconnected => "disconnected",
+            ClientError::Reconnecting => "reconnecting",
             ClientError::Internal(_) => "internal",
             ClientError::LocalStore(_) => "local_store",
             ClientError::Encryption(_) => "encryption",

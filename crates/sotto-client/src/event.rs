@@ -144,7 +144,18 @@ pub enum ClientEvent {
     /// Something about a contact's keys the user should know (a new
     /// device, changed keys, a lost verification).
     Security { message: String },
-    /// The connection is gone; this is the last event.
+    /// The connection dropped; the client dials again in `retry_in_ms`
+    /// (try number `attempt`). Messages sent meanwhile wait and go once
+    /// it is back.
+    Reconnecting {
+        reason: String,
+        attempt: u32,
+        retry_in_ms: u64,
+    },
+    /// Connected and logged in again; what was missed follows, then
+    /// [`ClientEvent::CaughtUp`].
+    Reconnected { online: usize },
+    /// The connection is gone for good; this is the last event.
     Disconnected { reason: String },
 }
 
@@ -482,6 +493,15 @@ impl ClientEvent {
             },
             ClientEvent::Disconnected { reason } => ClientEvent::Disconnected {
                 reason: line(&reason),
+            },
+            ClientEvent::Reconnecting {
+                reason,
+                attempt,
+                retry_in_ms,
+            } => ClientEvent::Reconnecting {
+                reason: line(&reason),
+                attempt,
+                retry_in_ms,
             },
             other => other,
         }

@@ -36,7 +36,7 @@ use crate::{
 };
 
 /// Frame batches waiting for the actor; the reader waits when it is full.
-const FRAME_BATCH_CAPACITY: usize = 16;
+pub(crate) const FRAME_BATCH_CAPACITY: usize = 16;
 
 /// Connects, checks the server's certificate against `known_servers`, logs
 /// in, and starts the background task.
@@ -112,15 +112,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         }
     }
 
-    let mut conn = Handshake {
-        stream,
-        rbuf: BytesMut::new(),
-        wbuf: BytesMut::new(),
-        decoder: FrameDecoder::default(),
-        // Apart from the actor's own numbers (from 2).
-        next_id: 1 << 62,
-        early: Vec::new(),
-    };
+    let mut conn = Handshake::new(stream);
     let hello = conn.hello().await?;
     let ok = hello.result.map_err(ClientError::Server)?;
     if ok.server_password_required && server_password.is_none() {
@@ -158,13 +150,17 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     tracing::info!(%server, user = %logged_in.user, server_software = %hello.server, "logged in");
     let crypto: SharedCrypto = crate::crypto::shared(crypto, store);
 
-    let Handshake {
-        stream,
-        rbuf,
-        decoder,
-        early,
-        ..
-    } = conn;
+    let redial = crate::reconnect::TlsRedial {
+        addr: addr.clone(),
+        fingerprint,
+        user: logged_in.user.clone(),
+        device_id: logged_in.device_id.clone(),
+        server_password: creds.server_password.clone(),
+        server_id: ok.server_id,
+        token: logged_in.session_token.clone(),
+        known_servers: known.path().to_owned(),
+    };
+    let (stream, rbuf, decoder, early) = conn.into_parts();
     let (read_half, write_half) = tokio::io::split(stream);
     let (frames_tx, frames_rx) = mpsc::channel(FRAME_BATCH_CAPACITY);
     let (ops_tx, ops_rx) = mpsc::channel(COMMAND_CAPACITY);
@@ -188,7 +184,8 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         events_tx,
         Some(reader),
         crypto.clone(),
-    );
+    )
+    .reconnecting_with(std::sync::Arc::new(redial));
     tokio::spawn(actor.run());
     let session = Connection {
         logged_in,
@@ -393,7 +390,9 @@ async fn decide_trust(
 }
 
 /// Opens TCP and TLS; returns the stream and the certificate's fingerprint.
-async fn open_tls(addr: &ServerAddr) -> Result<(TlsStream<TcpStream>, Fingerprint), ClientError> {
+pub(crate) async fn open_tls(
+    addr: &ServerAddr,
+) -> Result<(TlsStream<TcpStream>, Fingerprint), ClientError> {
     let server = addr.to_string();
     let tcp = tokio::time::timeout(
         CONNECT_TIMEOUT,
@@ -446,6 +445,24 @@ pub(crate) struct Handshake<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
+    pub(crate) fn new(stream: S) -> Self {
+        Self {
+            stream,
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            decoder: FrameDecoder::default(),
+            // Apart from the actor's own numbers (from 2).
+            next_id: 1 << 62,
+            early: Vec::new(),
+        }
+    }
+
+    /// The stream, what was read past the login reply, and the events
+    /// that came before it.
+    pub(crate) fn into_parts(self) -> (S, BytesMut, FrameDecoder, Vec<ServerFrame>) {
+        (self.stream, self.rbuf, self.decoder, self.early)
+    }
+
     async fn send(&mut self, frame: &ClientFrame) -> Result<(), ClientError> {
         write_frame(&mut self.stream, &mut self.wbuf, frame).await
     }
@@ -479,7 +496,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Handshake<S> {
             .map_err(|_| ClientError::Timeout(waiting_for))?
     }
 
-    async fn hello(&mut self) -> Result<HelloReply, ClientError> {
+    pub(crate) async fn hello(&mut self) -> Result<HelloReply, ClientError> {
         let hello = Hello {
             version: PROTOCOL_VERSION,
             client: format!("sotto-client/{}", env!("CARGO_PKG_VERSION")),

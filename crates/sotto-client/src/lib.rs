@@ -43,6 +43,7 @@ pub mod local_store;
 mod login;
 pub mod model;
 mod offers;
+pub mod reconnect;
 pub mod sanitize;
 pub mod tls;
 pub mod trust;

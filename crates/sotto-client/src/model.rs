@@ -149,9 +149,24 @@ pub struct Model {
     pub online: BTreeMap<Username, Status>,
     /// Security notices not yet seen, oldest first.
     pub notices: VecDeque<String>,
-    /// Whether the connection is up.
-    pub connected: bool,
+    /// The connection's state.
+    pub connection: ConnectionState,
     next_entry: EntryId,
+}
+
+/// Whether the client is connected, for the status bar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connected,
+    /// Dialing again: try `attempt` in `retry_in_ms` (from when the
+    /// event came), because of `reason`.
+    Reconnecting {
+        reason: String,
+        attempt: u32,
+        retry_in_ms: u64,
+    },
+    /// Gone for good.
+    Disconnected(String),
 }
 
 impl Model {
@@ -168,7 +183,7 @@ impl Model {
             selected: ConversationId::Lobby,
             online: BTreeMap::new(),
             notices: VecDeque::new(),
-            connected: true,
+            connection: ConnectionState::Connected,
             next_entry: 1,
         }
     }
@@ -229,8 +244,26 @@ impl Model {
                 }
                 return;
             }
-            ClientEvent::Disconnected { .. } => {
-                self.connected = false;
+            ClientEvent::Disconnected { reason } => {
+                self.connection = ConnectionState::Disconnected(reason.clone());
+                return;
+            }
+            ClientEvent::Reconnecting {
+                reason,
+                attempt,
+                retry_in_ms,
+            } => {
+                self.connection = ConnectionState::Reconnecting {
+                    reason: reason.clone(),
+                    attempt: *attempt,
+                    retry_in_ms: *retry_in_ms,
+                };
+                return;
+            }
+            ClientEvent::Reconnected { .. } => {
+                self.connection = ConnectionState::Connected;
+                // Whoever is online is announced again.
+                self.online.clear();
                 return;
             }
             _ => {}

@@ -45,6 +45,9 @@ pub const MAX_USERS_PER_GROUP_REQUEST: usize = 100;
 /// Most events one history request returns.
 pub const MAX_HISTORY: u32 = 1000;
 
+/// Message ids ([`crate::Request::Once`]) the server remembers per account.
+pub const REMEMBERED_SEND_IDS: usize = 64;
+
 /// Most bytes of events one history reply carries (the newest event of a
 /// page always goes, whatever its size: one event always fits a frame).
 /// Older events of the range come in further pages.

@@ -197,6 +197,17 @@ pub enum Request {
     /// with the user is sent [`EventKind::DevicesChanged`], so their next
     /// message starts new room sessions without that device. Replies `Done`.
     RemoveDevice { device: DeviceId },
+    /// A message request ([`Request::SendLobby`], [`Request::SendDirect`]
+    /// or [`Request::SendGroup`]) stored at most once. A client that lost
+    /// the connection before the reply sends it again with the same
+    /// `client_id` (its own random number), and the server answers with
+    /// where it stored the first one instead of storing it twice. The
+    /// server remembers the last [`crate::limits::REMEMBERED_SEND_IDS`]
+    /// ids of each account, across restarts.
+    Once {
+        client_id: u64,
+        request: Box<Request>,
+    },
 }
 
 /// One payload for one device.
@@ -254,6 +265,7 @@ impl Request {
             Request::DirectRoom { .. } => "direct_room",
             Request::GroupInfo { .. } => "group_info",
             Request::RemoveDevice { .. } => "remove_device",
+            Request::Once { .. } => "once",
         }
     }
 }

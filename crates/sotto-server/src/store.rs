@@ -126,6 +126,16 @@ CREATE TABLE IF NOT EXISTS invitations (
     ts INTEGER NOT NULL,
     PRIMARY KEY (room_id, user_id)
 ) WITHOUT ROWID;
+-- Schema version 6: the last ids of messages sent with `Request::Once`
+-- per account, so a message sent again after a lost reply is stored once.
+CREATE TABLE IF NOT EXISTS sent_once (
+    user_id INTEGER NOT NULL,
+    client_id INTEGER NOT NULL,
+    room_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+) WITHOUT ROWID;
 -- Schema version 3: facts about this server ('server_id': 16 random bytes).
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
@@ -136,9 +146,9 @@ CREATE TABLE IF NOT EXISTS meta (
 /// Version of the schema above, kept in `PRAGMA user_version`. Version 2
 /// added the key directory tables, version 3 the `meta` table, version 4
 /// the OPAQUE record of each account, version 5 the sender of each event
-/// and group invitations
+/// and group invitations, version 6 the ids of messages sent once
 /// (tables are created on start; columns are added to an older database).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// Path of the database inside the data dir.
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -519,4 +529,57 @@ pub struct HistoryPage {
     /// Set when the page reaches the oldest event a room still keeps and
     /// older ones were deleted by the retention policy: that event's time.
     pub pruned_before: Option<i64>,
+}
+
+/// Where a message sent with `Request::Once` was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentOnce {
+    pub room_id: u64,
+    pub seq: u64,
+    pub ts: i64,
+}
+
+/// Every remembered message id: (user, client id, where), oldest first per user.
+pub fn load_sent_once(conn: &Connection) -> rusqlite::Result<Vec<(i64, u64, SentOnce)>> {
+    let mut stmt = conn.prepare(
+        "SELECT user_id, client_id, room_id, seq, ts FROM sent_once ORDER BY user_id, ts, seq",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)? as u64,
+            SentOnce {
+                room_id: r.get::<_, i64>(2)? as u64,
+                seq: r.get::<_, i64>(3)? as u64,
+                ts: r.get(4)?,
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
+/// Remembers a message id, forgetting `evicted` (the user's oldest).
+pub fn record_sent_once(
+    conn: &Connection,
+    user: i64,
+    client_id: u64,
+    sent: SentOnce,
+    evicted: Option<u64>,
+) -> rusqlite::Result<()> {
+    if let Some(old) = evicted {
+        conn.prepare_cached("DELETE FROM sent_once WHERE user_id = ?1 AND client_id = ?2")?
+            .execute(rusqlite::params![user, old as i64])?;
+    }
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO sent_once (user_id, client_id, room_id, seq, ts) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(rusqlite::params![
+        user,
+        client_id as i64,
+        sent.room_id as i64,
+        sent.seq as i64,
+        sent.ts
+    ])?;
+    Ok(())
 }

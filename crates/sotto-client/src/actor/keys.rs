@@ -125,6 +125,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     /// connection next.
     async fn removed(&mut self) {
         self.shutdown_message = Some("this device was removed from your account".to_owned());
+        self.removed = true;
         let _ = crate::crypto::save(&self.crypto).await;
         let file = self.paths.device_file.clone();
         let _ = tokio::task::spawn_blocking(move || match std::fs::remove_file(&file) {

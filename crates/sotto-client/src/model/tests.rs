@@ -186,10 +186,28 @@ fn presence_notices_and_files_are_kept_where_a_ui_finds_them() {
             .unread,
         1
     );
+    model.apply(&ClientEvent::Reconnecting {
+        reason: "reset".into(),
+        attempt: 2,
+        retry_in_ms: 500,
+    });
+    assert_eq!(
+        model.connection,
+        ConnectionState::Reconnecting {
+            reason: "reset".into(),
+            attempt: 2,
+            retry_in_ms: 500
+        }
+    );
+    model.apply(&ClientEvent::Reconnected { online: 1 });
+    assert_eq!(model.connection, ConnectionState::Connected);
     model.apply(&ClientEvent::Disconnected {
         reason: "gone".into(),
     });
-    assert!(!model.connected);
+    assert_eq!(
+        model.connection,
+        ConnectionState::Disconnected("gone".into())
+    );
 }
 
 #[test]

@@ -115,6 +115,9 @@ impl Core {
             Request::ClaimKeys { devices } => self.claim_keys(devices, fx),
             Request::SendToDevice { messages } => self.send_to_device(conn_id, messages, fx),
             Request::RemoveDevice { device } => self.remove_device(conn_id, device, fx),
+            Request::Once { client_id, request } => {
+                self.send_once(conn_id, user, device, client_id, *request, fx)
+            }
             Request::GroupInfo { group } => {
                 let room_id = check!(self.member_group(&group, user));
                 Ok(self.dir.group_info(room_id, usize::MAX).map_or_else(

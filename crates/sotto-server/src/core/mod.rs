@@ -29,6 +29,7 @@ mod devices;
 mod groups;
 mod handlers;
 mod keys;
+mod once;
 mod sessions;
 mod state;
 mod usage;

@@ -108,12 +108,17 @@ pub(crate) struct Directory {
     pub published_keys: FxHashMap<i64, sotto_proto::e2e::DeviceKeys>,
     /// One-time and fallback key counts by device row id.
     pub key_state: FxHashMap<i64, super::keys::KeyState>,
+    /// The last ids of messages each account sent once.
+    pub sent_once: super::once::SentIds,
 }
 
 impl Directory {
     /// Loads the directory from the database.
     pub fn load(db: &Connection) -> rusqlite::Result<Self> {
-        let mut dir = Directory::default();
+        let mut dir = Directory {
+            sent_once: super::once::SentIds::load(db)?,
+            ..Directory::default()
+        };
         {
             let mut stmt = db.prepare("SELECT id, name FROM users")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;

@@ -21,6 +21,7 @@ mod passwords;
 mod persistence;
 mod quotas;
 mod raw;
+mod reconnect;
 mod retention;
 mod screen;
 mod status;

@@ -176,14 +176,19 @@ async fn a_server_whose_core_thread_dies_stops_at_once_and_loses_nothing() {
     server.crash_core();
     let err = server.ended().await.unwrap_err();
     assert!(err.to_string().contains("core thread stopped"), "{err:#}");
-    // Alice's connection is closed, not left waiting.
+    // Alice's connection is closed, not left waiting: her client dials again.
     alice
         .expect("the disconnect", |e| {
-            matches!(e, ClientEvent::Disconnected { .. }).then_some(())
+            matches!(e, ClientEvent::Reconnecting { .. }).then_some(())
         })
         .await;
 
     server.restart().await;
     let mut bob = bob.connect(server.addr).await;
     assert_eq!(backlog(&mut bob).await, ["acknowledged before the crash"]);
+    alice
+        .expect("reconnected", |e| {
+            matches!(e, ClientEvent::Reconnected { .. }).then_some(())
+        })
+        .await;
 }

@@ -165,6 +165,22 @@ impl Renderer {
             ),
             ClientEvent::Security { message } => format!("! security: {message}"),
             ClientEvent::Disconnected { reason } => format!("! disconnected: {reason}"),
+            ClientEvent::Reconnecting {
+                reason,
+                attempt,
+                retry_in_ms,
+            } => {
+                // Said once per outage; the tries after it are quiet.
+                if *attempt > 1 {
+                    return None;
+                }
+                format!(
+                    "! connection lost ({reason}); reconnecting in {:.1} s, and messages you \
+                     send meanwhile go once it is back",
+                    *retry_in_ms as f64 / 1000.0
+                )
+            }
+            ClientEvent::Reconnected { .. } => "* reconnected".to_owned(),
         })
     }
 
@@ -285,6 +301,14 @@ impl Renderer {
             }
             ClientEvent::Security { message } => json!({"type": "security", "text": message}),
             ClientEvent::Disconnected { reason } => json!({"type": "disconnected", "text": reason}),
+            ClientEvent::Reconnecting {
+                reason,
+                attempt,
+                retry_in_ms,
+            } => {
+                json!({"type": "reconnecting", "text": reason, "attempt": attempt, "retry_in_ms": retry_in_ms})
+            }
+            ClientEvent::Reconnected { online } => json!({"type": "reconnected", "online": online}),
         })
     }
 }

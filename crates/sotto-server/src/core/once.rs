@@ -1,0 +1,95 @@
+//! Messages stored at most once ([`Request::Once`]): a client that lost the
+//! connection before the reply sends the message again with the same id,
+//! and gets the first one's position back instead of a second copy.
+
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+use sotto_proto::limits::REMEMBERED_SEND_IDS;
+use sotto_proto::{DeviceId, ErrorCode, Request, Response};
+
+use super::{ConnId, Core, Effects, err};
+use crate::store::{self, SentOnce};
+
+/// The last [`REMEMBERED_SEND_IDS`] message ids of each account, oldest
+/// first (the database holds the same; this is its index).
+#[derive(Debug, Default)]
+pub(crate) struct SentIds {
+    by_user: FxHashMap<i64, VecDeque<(u64, SentOnce)>>,
+}
+
+impl SentIds {
+    pub fn load(db: &rusqlite::Connection) -> rusqlite::Result<Self> {
+        let mut ids = SentIds::default();
+        for (user, client_id, sent) in store::load_sent_once(db)? {
+            ids.remember(user, client_id, sent);
+        }
+        Ok(ids)
+    }
+
+    fn get(&self, user: i64, client_id: u64) -> Option<SentOnce> {
+        self.by_user
+            .get(&user)?
+            .iter()
+            .find(|(id, _)| *id == client_id)
+            .map(|(_, sent)| *sent)
+    }
+
+    /// Remembers an id; returns the one forgotten to make room.
+    fn remember(&mut self, user: i64, client_id: u64, sent: SentOnce) -> Option<u64> {
+        let ids = self.by_user.entry(user).or_default();
+        ids.push_back((client_id, sent));
+        if ids.len() > REMEMBERED_SEND_IDS {
+            ids.pop_front().map(|(id, _)| id)
+        } else {
+            None
+        }
+    }
+}
+
+impl Core {
+    /// Stores the message in `request` unless this account sent one with
+    /// `client_id` before; either way, replies where it is stored.
+    pub(super) fn send_once(
+        &mut self,
+        conn_id: ConnId,
+        user: i64,
+        device: &DeviceId,
+        client_id: u64,
+        request: Request,
+        fx: &mut Effects,
+    ) -> anyhow::Result<Result<Response, sotto_proto::ErrorReply>> {
+        if !matches!(
+            request,
+            Request::SendLobby { .. } | Request::SendDirect { .. } | Request::SendGroup { .. }
+        ) {
+            return Ok(Err(err(
+                ErrorCode::Invalid,
+                "only messages (send_lobby, send_direct, send_group) can be sent once",
+            )));
+        }
+        if let Some(sent) = self.dir.sent_once.get(user, client_id) {
+            tracing::debug!(user, client_id, "message sent again; stored once");
+            return Ok(Ok(Response::Sent {
+                room_id: sent.room_id,
+                seq: sent.seq,
+                ts: sent.ts,
+                note: None,
+            }));
+        }
+        let reply = self.request(conn_id, user, device, request, fx)?;
+        if let Ok(Response::Sent {
+            room_id, seq, ts, ..
+        }) = &reply
+        {
+            let sent = SentOnce {
+                room_id: *room_id,
+                seq: *seq,
+                ts: *ts,
+            };
+            let evicted = self.dir.sent_once.remember(user, client_id, sent);
+            store::record_sent_once(&self.db, user, client_id, sent, evicted)?;
+        }
+        Ok(reply)
+    }
+}
