@@ -312,8 +312,8 @@ fn devices(args: &str) -> Result<Command, CommandError> {
     }
 }
 
-/// Every command word, for suggestions.
-const COMMANDS: [&str; 17] = [
+/// Every command word, for suggestions and completion.
+pub const COMMANDS: [&str; 17] = [
     "names", "status", "secret", "open", "file", "files", "group", "history", "devices", "verify",
     "password", "auto", "accept", "reject", "help", "quit", "all",
 ];

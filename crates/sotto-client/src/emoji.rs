@@ -33,6 +33,19 @@ pub fn expand_shortcodes(text: &str) -> String {
     out
 }
 
+/// Shortcodes starting with `prefix` (without colons), shortest first, at
+/// most `limit`: for Tab completion.
+pub fn shortcodes_starting_with(prefix: &str, limit: usize) -> Vec<&'static str> {
+    let mut codes: Vec<&'static str> = emojis::iter()
+        .flat_map(|emoji| emoji.shortcodes())
+        .filter(|code| code.starts_with(prefix))
+        .collect();
+    codes.sort_by_key(|code| (code.len(), *code));
+    codes.dedup();
+    codes.truncate(limit);
+    codes
+}
+
 /// Whether `code` could be a shortcode: gemoji codes are short, lower-case
 /// ASCII with digits, `_`, `+` and `-` (`+1`, `t-rex`).
 fn is_shortcode_syntax(code: &str) -> bool {

@@ -225,6 +225,40 @@ impl Model {
 
     /// Takes in one event from the client.
     pub fn apply(&mut self, event: &ClientEvent) {
+        self.take_in(event, true);
+    }
+
+    /// Takes in an event from history: shown in its conversation, never
+    /// counted as unread.
+    pub fn apply_history(&mut self, event: &ClientEvent) {
+        self.take_in(event, false);
+    }
+
+    /// Who was online at login.
+    pub fn set_online(&mut self, users: impl IntoIterator<Item = (Username, Status)>) {
+        self.online = users.into_iter().collect();
+    }
+
+    /// A line of the front end's own (a command's result, an error) in
+    /// conversation `to`, at `now`.
+    pub fn note(&mut self, to: &ConversationId, text: String, now: i64) {
+        let id = self.next_entry;
+        self.next_entry += 1;
+        let conversation = self.conversation_mut(to);
+        let ts = now.max(conversation.last_activity);
+        conversation.timeline.push_back(Entry {
+            id,
+            sender: None,
+            ts,
+            content: Content::Notice(text),
+            state: None,
+        });
+        while conversation.timeline.len() > MAX_TIMELINE_IN_MEMORY {
+            conversation.timeline.pop_front();
+        }
+    }
+
+    fn take_in(&mut self, event: &ClientEvent, live: bool) {
         match event {
             ClientEvent::Presence { user, change } => {
                 match change {
@@ -286,18 +320,35 @@ impl Model {
         } else {
             ts
         };
-        conversation.timeline.push_back(Entry {
+        let entry = Entry {
             id: entry_id,
             sender,
             ts,
             content,
             state: mine.then_some(SendState::Sent),
-        });
+        };
+        if live {
+            conversation.timeline.push_back(entry);
+        } else {
+            // History goes in time order, once: what also came live (the
+            // backlog at login) is not shown twice.
+            let timeline = &mut conversation.timeline;
+            let at = timeline.partition_point(|e| e.ts <= entry.ts);
+            let duplicate = timeline
+                .range(..at)
+                .rev()
+                .take_while(|e| e.ts == entry.ts)
+                .any(|e| e.sender == entry.sender && e.content == entry.content);
+            if duplicate {
+                return;
+            }
+            timeline.insert(at, entry);
+        }
         while conversation.timeline.len() > MAX_TIMELINE_IN_MEMORY {
             conversation.timeline.pop_front();
         }
         conversation.last_activity = conversation.last_activity.max(ts);
-        if !selected && !mine {
+        if live && !selected && !mine {
             conversation.unread += 1;
             conversation.mentioned |= mention;
             conversation.first_unread.get_or_insert(entry_id);

@@ -1,7 +1,8 @@
-//! `sotto chat`: the line-mode client. Reads one command per line from
-//! standard input (the seeds' `@command` syntax, parsed by
-//! `sotto_client::command`), prints one line per event, or one JSON object
-//! per line with `--json`.
+//! `sotto chat`: the full-screen terminal UI (`sotto-tui`) when standard
+//! input and output are a terminal, else (or with `--plain`) the line-mode
+//! client: reads one command per line from standard input (the seeds'
+//! `@command` syntax, parsed by `sotto_client::command`), prints one line
+//! per event, or one JSON object per line with `--json`.
 
 mod render;
 
@@ -40,7 +41,7 @@ pub struct ChatArgs {
     /// the platform data dir, e.g. ~/.local/share/sotto-client].
     #[arg(long, env = "SOTTO_CLIENT_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Line mode (the default until the full-screen UI lands).
+    /// Line mode even on a terminal (the full-screen UI is the default there).
     #[arg(long)]
     plain: bool,
     /// Print one JSON object per line per event (implies line mode).
@@ -56,7 +57,8 @@ pub struct ChatArgs {
     /// Only create a new account; fail if the name is taken.
     #[arg(long)]
     register: bool,
-    /// Verbose logs on standard error.
+    /// Verbose logs (on standard error in line mode; in the full-screen
+    /// UI, in `sotto-tui.log` in the data dir).
     #[arg(long, env = "SOTTO_DEBUG")]
     debug: bool,
 }
@@ -104,13 +106,24 @@ fn trust_policy(args: &ChatArgs) -> anyhow::Result<TrustPolicy> {
 }
 
 pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
-    crate::init_logging(args.debug, "warn");
+    let full_screen = !args.plain
+        && !args.json
+        && std::io::stdin().is_terminal()
+        && std::io::stdout().is_terminal();
     let user =
         Username::parse(&args.user).with_context(|| format!("invalid username '{}'", args.user))?;
     let data_dir = match &args.data_dir {
         Some(dir) => dir.clone(),
         None => default_data_dir("sotto-client")?,
     };
+    if full_screen {
+        // Logs would garble the screen: they go to a file.
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        crate::init_logging_to(args.debug, "warn", &data_dir.join("sotto-tui.log"))?;
+    } else {
+        crate::init_logging(args.debug, "warn");
+    }
     let server_password = args
         .server_password_file
         .as_deref()
@@ -126,6 +139,14 @@ pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
         register_only: args.register,
     };
     let (client, events) = sotto_client::connect(options).await?;
+    if full_screen {
+        let options = sotto_tui::Options {
+            server: args.server.clone(),
+            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        };
+        sotto_tui::run(client, events, options).await?;
+        return Ok(());
+    }
     let out = Arc::new(Renderer::new(args.json, client.session().user.clone()));
     out.connected(&args.server, client.session());
     run(client, events, out).await

@@ -40,6 +40,33 @@ pub(crate) fn init_logging(debug: bool, quiet_level: &str) {
         .try_init();
 }
 
+/// Logs to a file (the full-screen UI owns the terminal).
+pub(crate) fn init_logging_to(
+    debug: bool,
+    quiet_level: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tracing_subscriber::EnvFilter;
+    let default = if debug {
+        "debug,rustls=info"
+    } else {
+        quiet_level
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log file {}", path.display()))?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -220,3 +220,35 @@ fn a_timeline_keeps_a_bounded_window_in_memory() {
     assert_eq!(lobby_now.timeline.len(), MAX_TIMELINE_IN_MEMORY);
     assert_eq!(lobby_now.timeline[0].ts, 10);
 }
+
+#[test]
+fn history_goes_in_time_order_once_and_is_not_unread() {
+    let mut model = Model::new(u("alice"));
+    model.apply(&lobby("bob", "live and in history", 20));
+    model.apply_history(&lobby("bob", "older", 10));
+    model.apply_history(&lobby("bob", "live and in history", 20));
+    let texts: Vec<_> = model
+        .conversation(&ConversationId::Lobby)
+        .unwrap()
+        .timeline
+        .iter()
+        .map(|e| e.content.clone())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            Content::Text("older".into()),
+            Content::Text("live and in history".into())
+        ]
+    );
+    model.apply_history(&ClientEvent::Private {
+        from: u("carol"),
+        peer: u("carol"),
+        text: "old news".into(),
+        ts: 5,
+    });
+    let carol = model
+        .conversation(&ConversationId::Direct(u("carol")))
+        .unwrap();
+    assert_eq!((carol.unread, carol.timeline.len()), (0, 1));
+}

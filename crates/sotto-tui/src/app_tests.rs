@@ -1,0 +1,196 @@
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use sotto_client::ClientEvent;
+use sotto_client::command::Command;
+use sotto_client::model::{ConversationId, SendState};
+
+use super::*;
+
+fn u(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+pub(crate) fn app() -> App {
+    App::new(
+        Session {
+            me: u("alice"),
+            server: "chat.example:7443".into(),
+            fingerprint: "SHA256:ab12cd34ef56…".into(),
+        },
+        true,
+    )
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn with(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+    KeyEvent::new(code, modifiers)
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        app.key(key(KeyCode::Char(c)));
+    }
+}
+
+fn private(from: &str, text: &str) -> ClientEvent {
+    ClientEvent::Private {
+        from: u(from),
+        peer: u(from),
+        text: text.into(),
+        ts: 1_000,
+    }
+}
+
+#[test]
+fn typing_in_a_private_conversation_sends_there_without_a_prefix() {
+    let mut app = app();
+    app.event(&private("bob", "hi"));
+    app.select(ConversationId::Direct(u("bob")));
+    typed(&mut app, "hello bob");
+    let Some(Action::Run { command, pending }) = app.key(key(KeyCode::Enter)) else {
+        panic!("nothing to run");
+    };
+    let Command::Private { to, text } = command else {
+        panic!("{command:?}");
+    };
+    assert_eq!((to.as_str(), text.as_str()), ("bob", "hello bob"));
+    // Shown at once, pending, then sent.
+    let (id, entry) = pending.unwrap();
+    let last = |app: &App| {
+        app.model
+            .conversation(&id)
+            .unwrap()
+            .timeline
+            .back()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(last(&app).state, Some(SendState::Pending));
+    app.finished(
+        Ok(sotto_client::dispatch::Outcome::Sent {
+            to: "bob".into(),
+            note: None,
+            echo: None,
+        }),
+        Some((id.clone(), entry)),
+    );
+    assert_eq!(last(&app).state, Some(SendState::Sent));
+}
+
+#[test]
+fn commands_work_from_any_conversation_and_a_name_alone_opens_it() {
+    let mut app = app();
+    app.select(ConversationId::Direct(u("bob")));
+    typed(&mut app, "@status away");
+    assert!(matches!(
+        app.key(key(KeyCode::Enter)),
+        Some(Action::Run {
+            command: Command::SetStatus(Status::Away),
+            pending: None
+        })
+    ));
+    typed(&mut app, "@carol");
+    assert!(app.key(key(KeyCode::Enter)).is_none());
+    assert_eq!(app.model.selected(), &ConversationId::Direct(u("carol")));
+    typed(&mut app, "@stauts");
+    assert!(app.key(key(KeyCode::Enter)).is_none());
+    assert!(
+        app.flash.as_deref().unwrap().contains("@status"),
+        "{:?}",
+        app.flash
+    );
+}
+
+#[test]
+fn alt_numbers_and_ctrl_n_p_switch_conversations() {
+    let mut app = app();
+    app.event(&private("bob", "one"));
+    app.event(&ClientEvent::Private {
+        from: u("carol"),
+        peer: u("carol"),
+        text: "two".into(),
+        ts: 2_000,
+    });
+    // Most recent first: carol, bob, then the lobby.
+    app.key(with(KeyCode::Char('1'), KeyModifiers::ALT));
+    assert_eq!(app.model.selected(), &ConversationId::Direct(u("carol")));
+    app.key(with(KeyCode::Char('n'), KeyModifiers::CONTROL));
+    assert_eq!(app.model.selected(), &ConversationId::Direct(u("bob")));
+    app.key(with(KeyCode::Char('p'), KeyModifiers::CONTROL));
+    assert_eq!(app.model.selected(), &ConversationId::Direct(u("carol")));
+    assert_eq!(
+        app.model
+            .conversation(&ConversationId::Direct(u("bob")))
+            .unwrap()
+            .unread,
+        0
+    );
+}
+
+#[test]
+fn alt_enter_makes_a_new_line_and_pastes_over_the_limit_are_refused() {
+    let mut app = app();
+    typed(&mut app, "one");
+    app.key(with(KeyCode::Enter, KeyModifiers::ALT));
+    typed(&mut app, "two");
+    assert_eq!(app.input.text(), "one\ntwo");
+    app.input.clear();
+    app.paste(&"x".repeat(5_000));
+    assert!(app.input.is_empty());
+    assert!(app.flash.as_deref().unwrap().contains("5000 bytes"));
+    app.paste("a\r\nb");
+    assert_eq!(app.input.text(), "a\nb");
+}
+
+#[test]
+fn tab_completes_commands_and_names() {
+    let mut app = app();
+    app.event(&ClientEvent::Presence {
+        user: u("bob"),
+        change: sotto_proto::PresenceChange::Online(Status::Normal),
+    });
+    typed(&mut app, "@gro");
+    app.key(key(KeyCode::Tab));
+    assert_eq!(app.input.text(), "@group ");
+    app.input.clear();
+    typed(&mut app, "hi @b");
+    app.key(key(KeyCode::Tab));
+    assert_eq!(app.input.text(), "hi @bob ");
+    app.input.clear();
+    typed(&mut app, ":thumbsu");
+    app.key(key(KeyCode::Tab));
+    assert_eq!(app.input.text(), ":thumbsup: ");
+}
+
+#[test]
+fn password_is_asked_masked_three_times_and_never_kept_in_history() {
+    let mut app = app();
+    typed(&mut app, "@password");
+    assert!(app.key(key(KeyCode::Enter)).is_none());
+    for secret in ["old-one", "new-one"] {
+        typed(&mut app, secret);
+        assert!(app.key(key(KeyCode::Enter)).is_none());
+    }
+    typed(&mut app, "new-one");
+    assert!(matches!(
+        app.key(key(KeyCode::Enter)),
+        Some(Action::ChangePassword { .. })
+    ));
+    app.key(key(KeyCode::Up));
+    assert_eq!(app.input.text(), "@password");
+}
+
+#[test]
+fn ctrl_c_quits_and_help_opens_and_closes() {
+    let mut app = app();
+    app.key(key(KeyCode::F(1)));
+    assert!(app.help);
+    app.key(key(KeyCode::Char('x')));
+    assert!(!app.help && app.input.is_empty());
+    assert!(matches!(
+        app.key(with(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+        Some(Action::Quit)
+    ));
+}
