@@ -110,6 +110,11 @@ enum Pending {
     AutoJoin(GroupName),
     /// Setting the user's status again on a new connection.
     Restore,
+    /// The lobby messages missed since the last connection; `baseline`:
+    /// this device never saw the lobby, only its newest position is wanted.
+    LobbyCatchUp {
+        baseline: bool,
+    },
 }
 
 impl Pending {
@@ -122,7 +127,10 @@ impl Pending {
             Pending::History(read) => {
                 let _ = read.reply.send(Err(error));
             }
-            Pending::Crypto(_) | Pending::AutoJoin(_) | Pending::Restore => {}
+            Pending::Crypto(_)
+            | Pending::AutoJoin(_)
+            | Pending::Restore
+            | Pending::LobbyCatchUp { .. } => {}
         }
     }
 
@@ -130,7 +138,10 @@ impl Pending {
         match self {
             Pending::Response(tx) | Pending::Sent(tx, _) => tx.is_closed(),
             Pending::History(read) => read.reply.is_closed(),
-            Pending::Crypto(_) | Pending::AutoJoin(_) | Pending::Restore => false,
+            Pending::Crypto(_)
+            | Pending::AutoJoin(_)
+            | Pending::Restore
+            | Pending::LobbyCatchUp { .. } => false,
         }
     }
 }
@@ -241,9 +252,9 @@ pub(crate) struct Actor<W> {
     next_request: u64,
     /// The last per-connection event sequence number, to notice gaps.
     conn_seq: u64,
-    /// The highest lobby event seen, to drop redeliveries (other rooms'
-    /// positions are kept with the end-to-end state, across restarts).
-    lobby_seq: u64,
+    /// While the lobby messages missed since the last connection are
+    /// asked for: the live lobby events that came meanwhile, shown after them.
+    lobby_catch_up: Option<Vec<EventBody>>,
     /// Sealed messages by local id, oldest first.
     sealed: BTreeMap<u64, StoredSealed>,
     /// The next local id for a sealed message.
@@ -314,7 +325,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             pending: HashMap::new(),
             next_request: 2,
             conn_seq: 0,
-            lobby_seq: 0,
+            lobby_catch_up: None,
             sealed: BTreeMap::new(),
             next_sealed: 1,
             sealed_at: HashMap::new(),
@@ -350,6 +361,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             // A new connection: ask again for every room key messages wait for.
             let effects = lock(&self.crypto).connected();
             self.run_effects(effects).await;
+            self.catch_up_lobby().await;
             let reason = match self.serve().await {
                 Ended::Quit => return,
                 Ended::Lost(reason) => reason,
@@ -598,13 +610,19 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     async fn handle_event(&mut self, body: EventBody) -> Option<Position> {
         let position = Position::of(&body);
         if let Some(pos) = position {
-            let first = if pos.ackable {
-                lock(&self.crypto).first_time(pos.room_id, pos.seq)
-            } else {
-                let first = pos.seq > self.lobby_seq;
-                self.lobby_seq = self.lobby_seq.max(pos.seq);
-                first
-            };
+            if !pos.ackable
+                && let Some(waiting) = &mut self.lobby_catch_up
+            {
+                // After the older ones being fetched (bounded: a flood
+                // would be fetched again, never lost).
+                if waiting.len() < crate::EVENT_CAPACITY {
+                    waiting.push(body);
+                }
+                return None;
+            }
+            // Every room's position, the lobby's included, is kept with the
+            // end-to-end state, across restarts.
+            let first = lock(&self.crypto).first_time(pos.room_id, pos.seq);
             if !first {
                 tracing::debug!(room = pos.room_id, seq = pos.seq, "duplicate event dropped");
                 // Already shown; acking again is harmless and cumulative.
@@ -834,6 +852,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                     tracing::warn!("could not set the status again: {}", e.message);
                 }
             }
+            Pending::LobbyCatchUp { baseline } => self.lobby_caught_up(baseline, result).await,
         }
     }
 
@@ -859,6 +878,7 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 
 mod history;
 mod keys;
+mod lobby;
 mod offers;
 mod redial;
 #[cfg(test)]

@@ -758,6 +758,7 @@ fn unexpected(request: &str, response: &Response) -> ClientError {
         Response::Group(_) => "Group",
         Response::Groups { .. } => "Groups",
         Response::History { .. } => "History",
+        Response::LobbySince { .. } => "LobbySince",
         Response::Pong => "Pong",
         Response::KeyCount { .. } => "KeyCount",
         Response::Devices { .. } => "Devices",

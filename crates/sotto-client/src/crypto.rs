@@ -280,6 +280,20 @@ impl Crypto {
         self.pending = changes.then(newer);
     }
 
+    /// The highest event handled in `room_id`, if any was.
+    pub fn position(&self, room_id: u64) -> Option<u64> {
+        self.positions.get(&room_id).copied()
+    }
+
+    /// Counts everything in `room_id` up to `seq` as handled (saved with
+    /// the next save), `seq` 0 included: "seen, and it was empty".
+    pub fn set_position(&mut self, room_id: u64, seq: u64) {
+        let at = self.positions.entry(room_id).or_default();
+        *at = (*at).max(seq);
+        let at = *at;
+        self.pending.positions.push((room_id, at));
+    }
+
     /// Whether the event at (`room_id`, `seq`) is new to this device; if
     /// so it counts as handled from now on (saved with what it changes).
     /// Each room's events arrive in order, so one position per room is

@@ -129,6 +129,10 @@ pub enum ClientEvent {
     },
     /// Every message stored while you were offline has been delivered.
     CaughtUp,
+    /// More lobby messages were sent while this device was away than it
+    /// is shown when it comes back: `count` older ones are not shown
+    /// (`@history` has them).
+    LobbyMissed { count: u64 },
     /// A message that could not be decoded (shown, never dropped silently).
     Undecodable {
         from: Username,
@@ -154,7 +158,9 @@ pub enum ClientEvent {
     },
     /// Connected and logged in again; what was missed follows, then
     /// [`ClientEvent::CaughtUp`].
-    Reconnected { online: usize },
+    Reconnected {
+        online: Vec<sotto_proto::UserPresence>,
+    },
     /// The connection is gone for good; this is the last event.
     Disconnected { reason: String },
 }

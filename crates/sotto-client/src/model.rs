@@ -282,6 +282,14 @@ impl Model {
                 self.connection = ConnectionState::Disconnected(reason.clone());
                 return;
             }
+            ClientEvent::LobbyMissed { count } => {
+                let text = format!(
+                    "{count} older lobby messages were sent while you were away (@history shows them)"
+                );
+                let ts = self.conversation_mut(&ConversationId::Lobby).last_activity;
+                self.note(&ConversationId::Lobby, text, ts);
+                return;
+            }
             ClientEvent::Reconnecting {
                 reason,
                 attempt,
@@ -294,10 +302,9 @@ impl Model {
                 };
                 return;
             }
-            ClientEvent::Reconnected { .. } => {
+            ClientEvent::Reconnected { online } => {
                 self.connection = ConnectionState::Connected;
-                // Whoever is online is announced again.
-                self.online.clear();
+                self.set_online(online.iter().map(|p| (p.user.clone(), p.status)));
                 return;
             }
             _ => {}

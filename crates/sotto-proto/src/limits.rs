@@ -45,6 +45,10 @@ pub const MAX_USERS_PER_GROUP_REQUEST: usize = 100;
 /// Most events one history request returns.
 pub const MAX_HISTORY: u32 = 1000;
 
+/// Lobby events a device is sent at most when it comes back
+/// ([`crate::Request::LobbySince`]); it is told how many more it missed.
+pub const MAX_LOBBY_CATCH_UP: u32 = 200;
+
 /// Message ids ([`crate::Request::Once`]) the server remembers per account.
 pub const REMEMBERED_SEND_IDS: usize = 64;
 

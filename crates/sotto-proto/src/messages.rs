@@ -208,6 +208,11 @@ pub enum Request {
         client_id: u64,
         request: Box<Request>,
     },
+    /// The lobby events after position `after` (the last one this device
+    /// saw): the newest `limit` of them (at most
+    /// [`crate::limits::MAX_LOBBY_CATCH_UP`]), oldest first. Answered with
+    /// [`Response::LobbySince`].
+    LobbySince { after: u64, limit: u32 },
 }
 
 /// One payload for one device.
@@ -266,6 +271,7 @@ impl Request {
             Request::GroupInfo { .. } => "group_info",
             Request::RemoveDevice { .. } => "remove_device",
             Request::Once { .. } => "once",
+            Request::LobbySince { .. } => "lobby_since",
         }
     }
 }
@@ -463,6 +469,9 @@ pub enum Response {
         #[serde(default)]
         pruned_before: Option<i64>,
     },
+    /// Answer to [`Request::LobbySince`]: the events, and how many older
+    /// ones after the position asked for did not fit in the limit.
+    LobbySince { events: Vec<EventBody>, missed: u64 },
     /// Answer to [`Request::Ping`].
     Pong,
     /// This device's unclaimed one-time keys in the directory, and whether

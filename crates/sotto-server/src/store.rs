@@ -18,7 +18,7 @@ use sotto_crypto::opaque::ServerKeys;
 use sotto_proto::{HistoryCursor, ServerId, SharedEvent};
 
 /// Room id of the lobby, created with the schema.
-pub const LOBBY_ROOM: u64 = 1;
+pub const LOBBY_ROOM: u64 = sotto_proto::LOBBY_ROOM_ID;
 
 /// Kinds of room, as stored in `rooms.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,6 +399,32 @@ pub fn device_token_hash(
     .query_row([name, device], |row| row.get::<_, Option<Vec<u8>>>(0))
     .optional()
     .map(Option::flatten)
+}
+
+/// The newest `limit` lobby events after position `after`, oldest first,
+/// and how many more there are after `after`.
+pub fn lobby_since(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+) -> rusqlite::Result<(Vec<SharedEvent>, u64)> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT body FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![LOBBY_ROOM as i64, after as i64, limit as i64],
+        |row| {
+            let body: Vec<u8> = row.get(0)?;
+            Ok(SharedEvent::from_encoded(Bytes::from(body)))
+        },
+    )?;
+    let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    events.reverse();
+    let total: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM events WHERE room_id = ?1 AND seq > ?2")?
+        .query_row(params![LOBBY_ROOM as i64, after as i64], |r| r.get(0))?;
+    let missed = (total as u64).saturating_sub(events.len() as u64);
+    Ok((events, missed))
 }
 
 /// Events of `room` with `after < seq <= up_to`, oldest first, at most `limit`.

@@ -46,7 +46,12 @@ type Done = (
 pub async fn run(client: Client, mut events: Events, options: Options) -> io::Result<()> {
     let session = client.session();
     let fingerprint = client.server_fingerprint().to_string();
-    let short = fingerprint.chars().take(19).collect::<String>() + "…";
+    // Enough to recognize it; `@verify` and the server's banner show it all.
+    let short = fingerprint
+        .trim_start_matches("SHA256:")
+        .chars()
+        .take(8)
+        .collect::<String>();
     let mut app = App::new(
         Session {
             me: session.user.clone(),

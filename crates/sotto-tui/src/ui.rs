@@ -599,7 +599,7 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
     let middle = match &app.flash {
         Some(flash) => Span::styled(format!(" {flash}"), theme.fg(Color::Yellow)),
         None => Span::raw(format!(
-            " {}@{} · cert {} pinned · {} · F1 help",
+            " │ {}@{} │ cert {} │ {} │ F1 help",
             app.session.me,
             app.session.server,
             app.session.fingerprint,

@@ -48,6 +48,8 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         if let Some(reader) = self.reader.take() {
             reader.abort();
         }
+        // Lobby events held for a catch-up are asked for again.
+        self.lobby_catch_up = None;
         let retry = self.take_in_flight();
         let mut held: VecDeque<Op> = VecDeque::new();
         let mut attempt = 0u32;
@@ -98,7 +100,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         self.conn_seq = 0;
         tracing::info!(attempt, "reconnected");
         self.emit(ClientEvent::Reconnected {
-            online: redialed.logged_in.online.len(),
+            online: redialed.logged_in.online,
         })
         .await;
         // Acknowledge at once what the last connection could not.

@@ -37,12 +37,22 @@ struct Harness {
     senders: std::sync::Mutex<HashMap<(String, String), sotto_crypto::e2e::E2e>>,
 }
 
-fn start() -> Harness {
-    start_in(tempfile::tempdir().unwrap(), HashMap::new())
+async fn start() -> Harness {
+    start_in(tempfile::tempdir().unwrap(), HashMap::new()).await
 }
 
 /// An actor on the local store in `dir`, with these senders' state.
-fn start_in(
+async fn start_in(
+    dir: tempfile::TempDir,
+    senders: HashMap<(String, String), sotto_crypto::e2e::E2e>,
+) -> Harness {
+    let mut h = start_unanswered(dir, senders);
+    h.answer_lobby_catch_up(Vec::new(), 0).await;
+    h
+}
+
+/// An actor whose first request (the lobby catch-up) is not answered yet.
+fn start_unanswered(
     dir: tempfile::TempDir,
     senders: HashMap<(String, String), sotto_crypto::e2e::E2e>,
 ) -> Harness {
@@ -95,7 +105,16 @@ impl Harness {
         self.ops.send(Op::Quit { reply }).await.unwrap();
         rx.await.unwrap();
         crate::crypto::close(&self.crypto).await.unwrap();
-        start_in(self._dir, self.senders.into_inner().unwrap())
+        start_in(self._dir, self.senders.into_inner().unwrap()).await
+    }
+
+    /// Like [`Self::restart`], leaving the lobby catch-up unanswered.
+    async fn restart_unanswered(self) -> Harness {
+        let (reply, rx) = oneshot::channel();
+        self.ops.send(Op::Quit { reply }).await.unwrap();
+        rx.await.unwrap();
+        crate::crypto::close(&self.crypto).await.unwrap();
+        start_unanswered(self._dir, self.senders.into_inner().unwrap())
     }
 
     /// The next frame the actor wrote.
@@ -108,6 +127,24 @@ impl Harness {
             let n = self.wire.read_buf(&mut self.wire_buf).await.unwrap();
             assert_ne!(n, 0, "the actor closed its write half");
         }
+    }
+
+    /// Answers the lobby catch-up every connection starts with; returns
+    /// what it asked for.
+    async fn answer_lobby_catch_up(&mut self, events: Vec<EventBody>, missed: u64) -> (u64, u32) {
+        let ClientFrame::Request {
+            id,
+            request: Request::LobbySince { after, limit },
+        } = self.written().await
+        else {
+            panic!("the lobby catch-up comes first");
+        };
+        self.feed(vec![ServerFrame::Reply {
+            id,
+            result: Ok(Response::LobbySince { events, missed }),
+        }])
+        .await;
+        (after, limit)
     }
 
     async fn event(&mut self) -> ClientEvent {
@@ -217,7 +254,7 @@ fn lobby(t: &str) -> RoomContent {
 
 #[tokio::test]
 async fn one_ack_per_room_per_batch_and_none_for_the_lobby() {
-    let mut h = start();
+    let mut h = start().await;
     h.feed(vec![
         room_event(
             1,
@@ -262,7 +299,7 @@ async fn one_ack_per_room_per_batch_and_none_for_the_lobby() {
 
 #[tokio::test]
 async fn redelivered_events_are_shown_once() {
-    let mut h = start();
+    let mut h = start().await;
     h.feed(vec![room_event(
         1,
         5,
@@ -309,7 +346,7 @@ async fn redelivered_events_are_shown_once() {
 
 #[tokio::test]
 async fn events_handled_before_a_restart_are_not_shown_again() {
-    let mut h = start();
+    let mut h = start().await;
     let once = room_event(
         1,
         5,
@@ -334,7 +371,7 @@ async fn events_handled_before_a_restart_are_not_shown_again() {
 
 #[tokio::test]
 async fn an_acknowledgement_goes_out_only_once_what_it_covers_is_on_disk() {
-    let mut h = start();
+    let mut h = start().await;
     let first = h.envelope("bob", OTHER_DEVICE, 5, &text("with a new room key"));
     h.feed(vec![room_event(1, 5, direct(), "bob", first)]).await;
     assert!(matches!(h.event().await, ClientEvent::Private { .. }));
@@ -358,7 +395,7 @@ async fn an_acknowledgement_goes_out_only_once_what_it_covers_is_on_disk() {
 
 #[tokio::test]
 async fn a_message_the_server_credits_to_another_device_is_refused() {
-    let mut h = start();
+    let mut h = start().await;
     let mut content = h.envelope("bob", OTHER_DEVICE, 5, &text("from bob's phone"));
     if let RoomContent::Envelope { device, .. } = &mut content {
         *device = DeviceId::parse("bobslaptop000003").unwrap();
@@ -376,7 +413,7 @@ async fn a_message_the_server_credits_to_another_device_is_refused() {
 
 #[tokio::test]
 async fn own_echo_is_hidden_but_acked_and_other_devices_are_shown() {
-    let mut h = start();
+    let mut h = start().await;
     h.feed(vec![
         room_event(
             1,
@@ -413,7 +450,7 @@ async fn own_echo_is_hidden_but_acked_and_other_devices_are_shown() {
 
 #[tokio::test]
 async fn requests_get_their_replies() {
-    let mut h = start();
+    let mut h = start().await;
     let ping = h.request(Request::Ping).await;
     let names = h.request(Request::Names).await;
     let ClientFrame::Request {
@@ -426,7 +463,8 @@ async fn requests_get_their_replies() {
     let ClientFrame::Request { id: names_id, .. } = h.written().await else {
         panic!("expected names");
     };
-    assert_eq!(ping_id, 2, "the login used request id 1");
+    // The login used request id 1, the lobby catch-up 2.
+    assert_eq!(ping_id, 3);
     assert_ne!(ping_id, names_id);
     // Replies may come in any order.
     h.feed(vec![
@@ -447,7 +485,7 @@ async fn requests_get_their_replies() {
 
 #[tokio::test]
 async fn connection_loss_fails_pending_and_reports_the_reason() {
-    let mut h = start();
+    let mut h = start().await;
     let ping = h.request(Request::Ping).await;
     let _ = h.written().await;
     h.frames
@@ -469,7 +507,7 @@ async fn connection_loss_fails_pending_and_reports_the_reason() {
 
 #[tokio::test]
 async fn shutdown_message_becomes_the_disconnect_reason() {
-    let mut h = start();
+    let mut h = start().await;
     h.feed(vec![ServerFrame::Event {
         seq: 1,
         body: EventBody {
@@ -491,7 +529,7 @@ async fn shutdown_message_becomes_the_disconnect_reason() {
 
 #[tokio::test]
 async fn sealed_messages_are_numbered_and_kept() {
-    let mut h = start();
+    let mut h = start().await;
     let sealed = SealedBox {
         m_cost: 8,
         t_cost: 1,
@@ -540,7 +578,7 @@ async fn sealed_messages_are_numbered_and_kept() {
 
 #[tokio::test]
 async fn files_are_saved_once_and_history_reuses_them() {
-    let mut h = start();
+    let mut h = start().await;
     let file = MessageBody::File(FileBody {
         name: "../../evil.txt".into(),
         data: b"contents".to_vec(),
@@ -632,7 +670,7 @@ async fn files_are_saved_once_and_history_reuses_them() {
 
 #[tokio::test]
 async fn quit_closes_the_write_half() {
-    let mut h = start();
+    let mut h = start().await;
     let (reply, rx) = oneshot::channel();
     h.ops.send(Op::Quit { reply }).await.unwrap();
     rx.await.unwrap();
@@ -644,7 +682,7 @@ async fn quit_closes_the_write_half() {
 
 #[tokio::test]
 async fn history_reads_every_page_the_server_says_there_is() {
-    let mut h = start();
+    let mut h = start().await;
     let body = |seq: u64, t: &str| {
         let ServerFrame::Event { body, .. } = room_event(seq, 1, RoomRef::Lobby, "bob", lobby(t))
         else {
@@ -713,4 +751,52 @@ async fn history_reads_every_page_the_server_says_there_is() {
         })
         .collect();
     assert_eq!(texts, ["one", "two", "three"]);
+}
+
+#[tokio::test]
+async fn lobby_messages_missed_come_before_live_ones_that_arrive_meanwhile() {
+    let mut h = start().await;
+    h.feed(vec![room_event(1, 1, RoomRef::Lobby, "bob", lobby("seen"))])
+        .await;
+    assert!(matches!(h.event().await, ClientEvent::Lobby { text, .. } if text == "seen"));
+    let mut h = h.restart_unanswered().await;
+    let ClientFrame::Request {
+        id,
+        request: Request::LobbySince { after, limit },
+    } = h.written().await
+    else {
+        panic!("the lobby catch-up comes first");
+    };
+    assert_eq!((after, limit), (1, sotto_proto::limits::MAX_LOBBY_CATCH_UP));
+    // A live lobby message arrives before the answer.
+    h.feed(vec![room_event(
+        4,
+        1,
+        RoomRef::Lobby,
+        "carol",
+        lobby("live"),
+    )])
+    .await;
+    let body = |seq: u64, text: &str| match room_event(seq, 1, RoomRef::Lobby, "bob", lobby(text)) {
+        ServerFrame::Event { body, .. } => body,
+        _ => unreachable!(),
+    };
+    h.feed(vec![ServerFrame::Reply {
+        id,
+        result: Ok(Response::LobbySince {
+            events: vec![body(2, "missed a"), body(3, "missed b")],
+            missed: 7,
+        }),
+    }])
+    .await;
+    assert!(matches!(
+        h.event().await,
+        ClientEvent::LobbyMissed { count: 7 }
+    ));
+    for want in ["missed a", "missed b", "live"] {
+        assert!(
+            matches!(h.event().await, ClientEvent::Lobby { ref text, .. } if text == want),
+            "{want}"
+        );
+    }
 }

@@ -199,8 +199,14 @@ fn presence_notices_and_files_are_kept_where_a_ui_finds_them() {
             retry_in_ms: 500
         }
     );
-    model.apply(&ClientEvent::Reconnected { online: 1 });
+    model.apply(&ClientEvent::Reconnected {
+        online: vec![sotto_proto::UserPresence {
+            user: u("carol"),
+            status: Status::Away,
+        }],
+    });
     assert_eq!(model.connection, ConnectionState::Connected);
+    assert_eq!(model.online.get(&u("carol")), Some(&Status::Away));
     model.apply(&ClientEvent::Disconnected {
         reason: "gone".into(),
     });

@@ -464,6 +464,10 @@ impl Connection {
                 let result = self.history(user, limit, before).await;
                 self.send_reply(id, result).await;
             }
+            Request::LobbySince { after, limit } => {
+                let result = self.lobby_since(after, limit).await;
+                self.send_reply(id, result).await;
+            }
             request => {
                 let op = Op::Request {
                     conn_id: self.handle.id,
@@ -482,6 +486,29 @@ impl Connection {
                 }
             }
         }
+    }
+
+    async fn lobby_since(&self, after: u64, limit: u32) -> Result<Response, ErrorReply> {
+        use sotto_proto::limits::MAX_LOBBY_CATCH_UP;
+        if limit == 0 || limit > MAX_LOBBY_CATCH_UP {
+            return Err(error(
+                ErrorCode::Invalid,
+                format!("lobby catch-up size must be between 1 and {MAX_LOBBY_CATCH_UP}"),
+            ));
+        }
+        let (events, missed) = self
+            .shared
+            .store
+            .run(move |db| store::lobby_since(db, after, limit as usize))
+            .await
+            .map_err(|e| {
+                tracing::error!("lobby read failed: {e:#}");
+                error(ErrorCode::Internal, "could not read the lobby")
+            })?;
+        Ok(Response::LobbySince {
+            events: events.iter().filter_map(|e| e.decode().ok()).collect(),
+            missed,
+        })
     }
 
     async fn history(

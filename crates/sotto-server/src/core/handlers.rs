@@ -60,7 +60,7 @@ impl Core {
                 invitations: self.dir.invitations_of(user),
             })),
             // History is read by the connection task from the store.
-            Request::History { .. } => {
+            Request::History { .. } | Request::LobbySince { .. } => {
                 Ok(Err(err(ErrorCode::Internal, "history is not served here")))
             }
             Request::SendLobby { text } => {

@@ -323,3 +323,74 @@ fn json_clients_reconnect_after_the_server_is_killed() {
     }
     let _ = server.child.kill();
 }
+
+/// Lobby texts of `events`, in order.
+fn lobby_texts(events: &[ClientEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Lobby { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Reads events until the lobby line `marker`; returns those before it.
+async fn until_lobby(client: &mut TestClient, marker: &str) -> Vec<ClientEvent> {
+    let mut before = Vec::new();
+    client
+        .expect(marker, |e| match e {
+            ClientEvent::Lobby { text, .. } if text == marker => Some(()),
+            other => {
+                before.push(other.clone());
+                None
+            }
+        })
+        .await;
+    before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lobby_messages_sent_while_away_are_shown_on_return_once_and_bounded() {
+    use sotto_proto::limits::MAX_LOBBY_CATCH_UP;
+    let server = TestServer::start().await;
+    let alice = server.client("alice").await;
+    // Bob's first visit: the lobby is empty, nothing to show.
+    let bob = server.client("bob").await.reconnect_later().await;
+    for n in 0..3 {
+        alice.client.send_lobby(&format!("away {n}")).await.unwrap();
+    }
+    let mut bob = bob.connect(server.addr).await;
+    alice.client.send_lobby("marker 1").await.unwrap();
+    let before = until_lobby(&mut bob, "marker 1").await;
+    assert_eq!(lobby_texts(&before), ["away 0", "away 1", "away 2"]);
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e, ClientEvent::LobbyMissed { .. }))
+    );
+
+    // Away for longer than the catch-up holds: the newest are shown, and
+    // how many older ones are not.
+    let bob = bob.reconnect_later().await;
+    let sent = MAX_LOBBY_CATCH_UP as usize + 5;
+    for n in 0..sent {
+        alice
+            .client
+            .send_lobby(&format!("flood {n}"))
+            .await
+            .unwrap();
+    }
+    let mut bob = bob.connect(server.addr).await;
+    alice.client.send_lobby("marker 2").await.unwrap();
+    let before = until_lobby(&mut bob, "marker 2").await;
+    let texts = lobby_texts(&before);
+    let expected: Vec<String> = (5..sent).map(|n| format!("flood {n}")).collect();
+    assert_eq!(texts, expected);
+    assert!(
+        before
+            .iter()
+            .any(|e| matches!(e, ClientEvent::LobbyMissed { count: 5 })),
+        "{before:?}"
+    );
+}

@@ -151,6 +151,9 @@ impl Renderer {
                 PresenceChange::Status(status) => format!("* {user} is now {}", status.as_str()),
             },
             ClientEvent::CaughtUp => return None,
+            ClientEvent::LobbyMissed { count } => format!(
+                "* {count} older lobby messages were sent while you were away; @history shows them"
+            ),
             ClientEvent::Undecodable { from, reason, ts } => {
                 format!(
                     "[{}] ! could not read a message from {from}: {reason}",
@@ -180,7 +183,9 @@ impl Renderer {
                     *retry_in_ms as f64 / 1000.0
                 )
             }
-            ClientEvent::Reconnected { .. } => "* reconnected".to_owned(),
+            ClientEvent::Reconnected { online } => {
+                format!("* reconnected; {} online", online.len())
+            }
         })
     }
 
@@ -292,6 +297,7 @@ impl Renderer {
                 json!({"type": "presence", "user": user.as_str(), "change": change, "status": status})
             }
             ClientEvent::CaughtUp => json!({"type": "caught_up"}),
+            ClientEvent::LobbyMissed { count } => json!({"type": "lobby_missed", "count": count}),
             ClientEvent::Undecodable { from, reason, ts } => {
                 json!({"type": "undecodable", "from": from.as_str(), "reason": reason, "ts": ts})
             }
@@ -308,7 +314,10 @@ impl Renderer {
             } => {
                 json!({"type": "reconnecting", "text": reason, "attempt": attempt, "retry_in_ms": retry_in_ms})
             }
-            ClientEvent::Reconnected { online } => json!({"type": "reconnected", "online": online}),
+            ClientEvent::Reconnected { online } => json!({
+                "type": "reconnected",
+                "online": online.iter().map(|p| p.user.as_str()).collect::<Vec<_>>(),
+            }),
         })
     }
 }
