@@ -27,3 +27,4 @@ mod screen;
 mod status;
 mod tokens;
 mod trust;
+mod tui;
