@@ -147,9 +147,33 @@ pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
         sotto_tui::run(client, events, options).await?;
         return Ok(());
     }
-    let out = Arc::new(Renderer::new(args.json, client.session().user.clone()));
+    let mut out = Renderer::new(args.json, client.session().user.clone());
+    // On a terminal: line editing and history, output above the line typed.
+    let mut _raw = None;
+    let lines = if !args.json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        let (lines, printer, raw) = sotto_tui::line::start()?;
+        _raw = Some(raw);
+        out = out.with_printer(printer);
+        Input {
+            lines,
+            prompted: true,
+        }
+    } else {
+        Input {
+            lines: stdin_lines(),
+            prompted: false,
+        }
+    };
+    let out = Arc::new(out);
     out.connected(&args.server, client.session());
-    run(client, events, out).await
+    run(client, events, out, lines).await
+}
+
+/// Input lines, and whether passwords were already asked for with a
+/// prompt of their own.
+struct Input {
+    lines: mpsc::Receiver<String>,
+    prompted: bool,
 }
 
 /// Reads standard input on a thread of its own (blocking reads cannot be
@@ -170,14 +194,22 @@ fn stdin_lines() -> mpsc::Receiver<String> {
 /// Prints events while a separate task runs the commands read from
 /// standard input, in order. Commands must not block event reading: replies
 /// arrive behind events on the same connection.
-async fn run(client: Client, mut events: Events, out: Arc<Renderer>) -> anyhow::Result<()> {
+async fn run(
+    client: Client,
+    mut events: Events,
+    out: Arc<Renderer>,
+    input: Input,
+) -> anyhow::Result<()> {
     let commands = tokio::spawn({
         let (client, out) = (client.clone(), out.clone());
         async move {
-            let mut lines = stdin_lines();
+            let Input {
+                mut lines,
+                prompted,
+            } = input;
             while let Some(line) = lines.recv().await {
                 if matches!(command::parse(&line), Ok(Command::Password)) {
-                    change_password(&client, &mut lines, &out).await;
+                    change_password(&client, &mut lines, &out, prompted).await;
                     continue;
                 }
                 if !line.trim().is_empty() && !execute(&client, &line, &out).await {
@@ -215,11 +247,19 @@ impl std::fmt::Display for Reported {
 impl std::error::Error for Reported {}
 
 /// `@password`: the current password and the new one (twice) are the
-/// next input lines, not echoed on a terminal.
-async fn change_password(client: &Client, lines: &mut mpsc::Receiver<String>, out: &Renderer) {
-    let _quiet = echo::Off::new();
+/// next input lines, not echoed on a terminal (`prompted`: the line
+/// editor asked for them already).
+async fn change_password(
+    client: &Client,
+    lines: &mut mpsc::Receiver<String>,
+    out: &Renderer,
+    prompted: bool,
+) {
+    let _quiet = (!prompted).then(echo::Off::new);
     let mut ask = async |prompt: &str| -> Option<String> {
-        out.prompt(prompt);
+        if !prompted {
+            out.prompt(prompt);
+        }
         lines.recv().await
     };
     let (Some(old), Some(new), Some(again)) = (

@@ -22,6 +22,8 @@ const CONTINUATION: &str = "\n        | ";
 pub struct Renderer {
     json: bool,
     me: Username,
+    /// On a terminal with line editing: prints above the line being typed.
+    printer: Option<sotto_tui::line::Printer>,
 }
 
 fn time(ts: i64) -> String {
@@ -75,10 +77,25 @@ fn online_list(users: &[UserPresence], total: u32) -> String {
 
 impl Renderer {
     pub fn new(json: bool, me: Username) -> Self {
-        Self { json, me }
+        Self {
+            json,
+            me,
+            printer: None,
+        }
+    }
+
+    /// Prints through `printer` (the line editor's), keeping what is being
+    /// typed intact below the output.
+    pub fn with_printer(mut self, printer: sotto_tui::line::Printer) -> Self {
+        self.printer = Some(printer);
+        self
     }
 
     fn line(&self, text: &str) {
+        if let Some(printer) = &self.printer {
+            printer.print(text);
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = writeln!(stdout, "{text}");
         let _ = stdout.flush();

@@ -172,3 +172,48 @@ fn the_full_screen_ui_in_a_real_terminal() {
     bob.say("@quit");
     let _ = server.child.kill();
 }
+
+/// `sotto chat --plain` on a terminal: arrow keys edit the line, Up brings
+/// back the last one, output goes above what is being typed, and a paste
+/// over the message limit is refused with a message instead of cut.
+#[test]
+fn line_mode_on_a_terminal_edits_and_remembers_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"), "127.0.0.1:0");
+    let mut bob = chat(&server, "bob", &dir.path().join("bob"));
+    let alice_dir = dir.path().join("alice");
+    std::fs::create_dir_all(&alice_dir).unwrap();
+    let alice = Terminal::start(&format!(
+        "SOTTO_PASSWORD=pw-alice {bin} chat --plain --server {addr} --user alice \
+         --server-fingerprint {fp} --data-dir {dir}; sleep 60",
+        bin = env!("CARGO_BIN_EXE_sotto"),
+        addr = server.addr,
+        fp = server.fingerprint,
+        dir = alice_dir.display(),
+    ));
+    alice.wait_for("Type @help");
+    alice.type_text("typo hellp", false);
+    // "typo hel|lp": two back, then "l" again makes "typo help".
+    alice.key("Left");
+    alice.key("BSpace");
+    alice.key("BSpace");
+    alice.type_text("l", true);
+    bob.expect(|v| v["type"] == "lobby" && v["text"] == "typo help");
+    // Half a line typed while a message comes in: both stay readable.
+    alice.type_text("half typed", false);
+    bob.say("@alice incoming");
+    let screen = alice.wait_for("bob: incoming");
+    let last = screen.lines().rfind(|l| !l.trim().is_empty()).unwrap();
+    assert_eq!(last.trim_end(), "> half typed", "{screen}");
+    alice.key("C-u");
+    alice.key("Up");
+    alice.key("Enter");
+    bob.expect(|v| v["type"] == "lobby" && v["text"] == "typo help");
+    let long = format!("@bob {}", "x".repeat(5_000));
+    let buffer = alice_dir.join("paste.txt");
+    std::fs::write(&buffer, &long).unwrap();
+    alice.tmux(&["load-buffer", buffer.to_str().unwrap()]);
+    alice.tmux(&["paste-buffer", "-p", "-t", "t"]);
+    alice.wait_for("not pasted: 5005 bytes");
+    bob.say("@quit");
+}
