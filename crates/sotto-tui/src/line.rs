@@ -120,8 +120,7 @@ const PASSWORD_PROMPTS: [&str; 3] = [
 
 fn read_lines(shared: &Mutex<Shared>, printer: &Printer, tx: &mpsc::Sender<String>) {
     let mut passwords: Option<usize> = None;
-    loop {
-        let Ok(event) = event::read() else { break };
+    while let Ok(event) = event::read() {
         let mut state = lock(shared);
         match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => {
@@ -168,10 +167,12 @@ fn read_lines(shared: &Mutex<Shared>, printer: &Printer, tx: &mpsc::Sender<Strin
                     KeyCode::Char('u') if ctrl => state.input.kill_to_start(),
                     KeyCode::Char('k') if ctrl => state.input.kill_to_end(),
                     KeyCode::Char('w') if ctrl => state.input.delete_word(),
-                    KeyCode::Char(c) if !ctrl && !alt => {
-                        if state.input.text().len() + c.len_utf8() <= MAX_TEXT_LEN {
-                            state.input.insert(c);
-                        }
+                    KeyCode::Char(c)
+                        if !ctrl
+                            && !alt
+                            && state.input.text().len() + c.len_utf8() <= MAX_TEXT_LEN =>
+                    {
+                        state.input.insert(c);
                     }
                     KeyCode::Backspace => state.input.backspace(),
                     KeyCode::Delete => state.input.delete(),

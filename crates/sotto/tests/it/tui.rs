@@ -193,7 +193,7 @@ fn line_mode_on_a_terminal_edits_and_remembers_lines() {
     ));
     alice.wait_for("Type @help");
     alice.type_text("typo hellp", false);
-    // "typo hel|lp": two back, then "l" again makes "typo help".
+    // "typo hell|p": two characters back, then "l": "typo help".
     alice.key("Left");
     alice.key("BSpace");
     alice.key("BSpace");
