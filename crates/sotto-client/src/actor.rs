@@ -62,9 +62,11 @@ pub(crate) enum Op {
         entry: Box<Entry>,
         reply: Reply<Response>,
     },
-    /// Fetch history and decode it like live events.
+    /// Fetch history (older than `before`, if given) and decode it like
+    /// live events.
     History {
         limit: u32,
+        before: Option<sotto_proto::HistoryCursor>,
         reply: Reply<Vec<ClientEvent>>,
     },
     /// A copy of a kept sealed message, to open outside the actor.
@@ -462,12 +464,13 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 entry,
                 reply,
             } => (request, Pending::Sent(reply, entry)),
-            Op::History { limit, reply } => (
-                Request::History {
-                    limit,
-                    before: None,
-                },
-                Pending::History(Box::new(history::HistoryRead::new(reply, limit))),
+            Op::History {
+                limit,
+                before,
+                reply,
+            } => (
+                Request::History { limit, before },
+                Pending::History(Box::new(history::HistoryRead::new(reply, limit, before))),
             ),
             Op::GetSealed { id, reply } => {
                 let found = self

@@ -621,7 +621,22 @@ impl Client {
     /// events (this device's own messages included). Sealed messages get new
     /// local ids so they can be opened; files are saved once per session.
     pub async fn history(&self, n: u32) -> Result<Vec<ClientEvent>, ClientError> {
-        self.call(|reply| Op::History { limit: n, reply }).await
+        self.history_before(None, n).await
+    }
+
+    /// Like [`Client::history`], the `n` events before `before` (a page
+    /// further back, for a front end scrolling up).
+    pub async fn history_before(
+        &self,
+        before: Option<sotto_proto::HistoryCursor>,
+        n: u32,
+    ) -> Result<Vec<ClientEvent>, ClientError> {
+        self.call(|reply| Op::History {
+            limit: n,
+            before,
+            reply,
+        })
+        .await
     }
 
     /// Opens sealed message `id`. A wrong passphrase is

@@ -610,18 +610,27 @@ impl LocalStore {
         Ok(())
     }
 
-    /// The newest `limit` decrypted messages, oldest first.
-    pub fn recent_history(&self, limit: u32) -> Result<Vec<HistoryRow>, StoreError> {
+    /// The newest `limit` decrypted messages (older than `before`, a
+    /// (time, room, position), if given), oldest first.
+    pub fn recent_history(
+        &self,
+        limit: u32,
+        before: Option<(i64, u64, u64)>,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
         let db = self.db();
         let mut query = self
             .conn
             .prepare_cached(
                 "SELECT room_id, seq, ts, value FROM history \
+                 WHERE (ts, room_id, seq) < (?2, ?3, ?4) \
                  ORDER BY ts DESC, room_id DESC, seq DESC LIMIT ?1",
             )
             .map_err(&db)?;
+        let (ts, room, seq) = before.map_or((i64::MAX, i64::MAX, i64::MAX), |(ts, room, seq)| {
+            (ts, room as i64, seq as i64)
+        });
         let rows = query
-            .query_map(params![limit], |r| {
+            .query_map(params![limit, ts, room, seq], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, i64>(1)?,
@@ -819,7 +828,7 @@ mod tests {
         assert_eq!(loaded.records[0].1.as_slice(), b"olm-account-secret");
         // A position only moves forward.
         assert_eq!(loaded.positions.get(&7), Some(&3));
-        let history = store.recent_history(10).unwrap();
+        let history = store.recent_history(10, None).unwrap();
         assert_eq!(history.len(), 1);
         assert_eq!(history[0].entry.as_slice(), b"meet at noon");
         drop(store);
@@ -852,7 +861,7 @@ mod tests {
             })
             .unwrap();
         let last: Vec<u64> = store
-            .recent_history(2)
+            .recent_history(2, None)
             .unwrap()
             .iter()
             .map(|r| r.seq)

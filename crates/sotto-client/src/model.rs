@@ -14,9 +14,14 @@ use sotto_proto::{GroupName, PresenceChange, Status, Username};
 
 use crate::ClientEvent;
 
-/// Entries kept in memory per conversation; older ones are paged in from
-/// the local store (and the server, for the lobby) when the UI scrolls up.
+/// Entries kept in memory per conversation as new ones arrive; older ones
+/// are paged in from the local store (and the server, for the lobby) when
+/// the UI scrolls up, up to [`MAX_SCROLLBACK`].
 pub const MAX_TIMELINE_IN_MEMORY: usize = 5_000;
+
+/// Entries a conversation holds at most with older pages scrolled in;
+/// `@history` reaches further.
+pub const MAX_SCROLLBACK: usize = 20_000;
 
 /// Security notices kept until seen.
 pub const MAX_NOTICES: usize = 200;
@@ -346,12 +351,12 @@ impl Model {
                 .rev()
                 .take_while(|e| e.ts == entry.ts)
                 .any(|e| e.sender == entry.sender && e.content == entry.content);
-            if duplicate {
+            if duplicate || timeline.len() >= MAX_SCROLLBACK {
                 return;
             }
             timeline.insert(at, entry);
         }
-        while conversation.timeline.len() > MAX_TIMELINE_IN_MEMORY {
+        while live && conversation.timeline.len() > MAX_TIMELINE_IN_MEMORY {
             conversation.timeline.pop_front();
         }
         conversation.last_activity = conversation.last_activity.max(ts);

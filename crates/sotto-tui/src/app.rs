@@ -72,7 +72,27 @@ pub struct App {
     pub quit: bool,
     /// Times in UTC instead of the local zone (for tests).
     pub utc: bool,
+    /// Paging in older history as the timeline is scrolled to its top.
+    pub older: Older,
 }
+
+/// Older pages of history, asked for when the timeline is scrolled to the
+/// oldest entry in memory.
+#[derive(Debug, Default)]
+pub struct Older {
+    /// The drawn timeline shows its oldest entry while scrolled up.
+    pub at_top: bool,
+    /// A page is being read.
+    pub loading: bool,
+    /// Conversations with nothing older, or as much as memory holds.
+    pub exhausted: std::collections::BTreeSet<ConversationId>,
+    /// Where the next page starts, per conversation, when the last page
+    /// held none of its entries (older ones of other conversations).
+    pub cursor: std::collections::BTreeMap<ConversationId, i64>,
+}
+
+/// Entries read per page of older history.
+pub const OLDER_PAGE: u32 = 200;
 
 impl App {
     pub fn new(session: Session, color: bool) -> Self {
@@ -90,6 +110,67 @@ impl App {
             groups: Vec::new(),
             quit: false,
             utc: false,
+            older: Older::default(),
+        }
+    }
+
+    /// The page of older history to read now, if the timeline is scrolled
+    /// to its top: events before this time (milliseconds).
+    pub fn older_wanted(&mut self) -> Option<(ConversationId, i64)> {
+        let id = self.model.selected().clone();
+        if !self.older.at_top || self.older.loading || self.older.exhausted.contains(&id) {
+            return None;
+        }
+        let oldest = self
+            .model
+            .conversation(&id)
+            .and_then(|c| c.timeline.front())
+            .map_or_else(now_ms, |e| e.ts);
+        let before = self
+            .older
+            .cursor
+            .get(&id)
+            .map_or(oldest, |c| (*c).min(oldest));
+        self.older.loading = true;
+        Some((id, before))
+    }
+
+    /// A page of older history arrived for `id` (asked for before `before`).
+    pub fn older_loaded(
+        &mut self,
+        id: ConversationId,
+        result: Result<Vec<ClientEvent>, sotto_client::ClientError>,
+    ) {
+        self.older.loading = false;
+        let events = match result {
+            Ok(events) => events,
+            Err(e) => {
+                self.flash = Some(format!("older messages: {e}"));
+                self.older.exhausted.insert(id);
+                return;
+            }
+        };
+        let before = self.model.conversation(&id).map_or(0, |c| c.timeline.len());
+        for event in &events {
+            self.model.apply_history(event);
+        }
+        let after = self.model.conversation(&id).map_or(0, |c| c.timeline.len());
+        let oldest = events.iter().filter_map(event_ts).min();
+        match oldest {
+            None => {
+                self.older.exhausted.insert(id);
+            }
+            Some(_) if after >= sotto_client::model::MAX_SCROLLBACK => {
+                self.flash = Some("as far back as the screen keeps; @history shows more".into());
+                self.older.exhausted.insert(id);
+            }
+            // Older entries of other conversations only: go on from there.
+            Some(oldest) if after == before => {
+                self.older.cursor.insert(id, oldest);
+            }
+            Some(_) => {
+                self.older.cursor.remove(&id);
+            }
         }
     }
 
@@ -449,6 +530,22 @@ impl App {
                 }
             }
         }
+    }
+}
+
+/// When an event happened, if it says.
+fn event_ts(event: &ClientEvent) -> Option<i64> {
+    use ClientEvent as E;
+    match event {
+        E::Lobby { ts, .. }
+        | E::Private { ts, .. }
+        | E::Group { ts, .. }
+        | E::Sealed { ts, .. }
+        | E::File { ts, .. }
+        | E::FileOffered { ts, .. }
+        | E::FileRefused { ts, .. }
+        | E::Undecodable { ts, .. } => Some(*ts),
+        _ => None,
     }
 }
 

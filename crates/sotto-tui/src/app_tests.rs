@@ -194,3 +194,39 @@ fn ctrl_c_quits_and_help_opens_and_closes() {
         Some(Action::Quit)
     ));
 }
+
+#[test]
+fn scrolling_to_the_top_asks_for_older_pages_until_there_are_none() {
+    let mut app = app();
+    app.event(&ClientEvent::Lobby {
+        from: u("bob"),
+        text: "newest".into(),
+        ts: 100,
+    });
+    assert!(app.older_wanted().is_none(), "not scrolled to the top");
+    app.older.at_top = true;
+    assert_eq!(app.older_wanted(), Some((ConversationId::Lobby, 100)));
+    assert!(app.older_wanted().is_none(), "one page at a time");
+    // A page of another conversation's older messages: go on from there.
+    let carol = ClientEvent::Private {
+        from: u("carol"),
+        peer: u("carol"),
+        text: "old".into(),
+        ts: 60,
+    };
+    app.older_loaded(ConversationId::Lobby, Ok(vec![carol]));
+    assert_eq!(app.older_wanted(), Some((ConversationId::Lobby, 60)));
+    app.older_loaded(
+        ConversationId::Lobby,
+        Ok(vec![ClientEvent::Lobby {
+            from: u("bob"),
+            text: "older".into(),
+            ts: 50,
+        }]),
+    );
+    let lobby = app.model.conversation(&ConversationId::Lobby).unwrap();
+    assert_eq!(lobby.timeline.front().unwrap().ts, 50);
+    assert_eq!(app.older_wanted(), Some((ConversationId::Lobby, 50)));
+    app.older_loaded(ConversationId::Lobby, Ok(Vec::new()));
+    assert!(app.older_wanted().is_none(), "nothing older");
+}

@@ -20,7 +20,7 @@ use sotto_client::model::{ConversationId, EntryId};
 use sotto_client::{Client, ClientError, ClientEvent, Events};
 use tokio::sync::mpsc;
 
-use crate::app::{Action, App, Session};
+use crate::app::{Action, App, OLDER_PAGE, Session};
 
 /// History loaded into the timelines at start.
 const START_HISTORY: u32 = 200;
@@ -37,10 +37,14 @@ pub struct Options {
     pub color: bool,
 }
 
-type Done = (
-    Result<Outcome, ClientError>,
-    Option<(ConversationId, EntryId)>,
-);
+/// What a task the UI started came back with.
+enum Done {
+    Command(
+        Result<Outcome, ClientError>,
+        Option<(ConversationId, EntryId)>,
+    ),
+    Older(ConversationId, Result<Vec<ClientEvent>, ClientError>),
+}
 
 /// Runs the UI until the user quits or the session ends for good.
 pub async fn run(client: Client, mut events: Events, options: Options) -> io::Result<()> {
@@ -78,13 +82,25 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
         let (client, done_tx) = (client.clone(), done_tx.clone());
         tokio::spawn(async move {
             let history = client.history(START_HISTORY).await.map(Outcome::History);
-            let _ = done_tx.send((history, None));
+            let _ = done_tx.send(Done::Command(history, None));
         });
     }
     let mut tick = tokio::time::interval(TICK);
     let result = loop {
         if let Err(e) = terminal.draw(|frame| crate::ui::draw(frame, &mut app)) {
             break Err(e);
+        }
+        if let Some((id, before)) = app.older_wanted() {
+            let (client, done_tx) = (client.clone(), done_tx.clone());
+            tokio::spawn(async move {
+                let cursor = sotto_proto::HistoryCursor {
+                    ts: before,
+                    room_id: 0,
+                    seq: 0,
+                };
+                let page = client.history_before(Some(cursor), OLDER_PAGE).await;
+                let _ = done_tx.send(Done::Older(id, page));
+            });
         }
         tokio::select! {
             event = events.next() => match event {
@@ -116,7 +132,10 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
                 Some(_) => {}
                 None => break Ok(()),
             },
-            Some((result, pending)) = done.recv() => app.finished(result, pending),
+            Some(finished) = done.recv() => match finished {
+                Done::Command(result, pending) => app.finished(result, pending),
+                Done::Older(id, page) => app.older_loaded(id, page),
+            },
             _ = tick.tick() => {}
         }
         if app.quit {
@@ -136,7 +155,7 @@ fn perform(client: &Client, action: Action, done: &mpsc::UnboundedSender<Done>) 
         Action::Run { command, pending } => {
             tokio::spawn(async move {
                 let result = dispatch::execute(&client, command).await;
-                let _ = done.send((result, pending));
+                let _ = done.send(Done::Command(result, pending));
             });
         }
         Action::ChangePassword { old, new } => {
@@ -145,7 +164,7 @@ fn perform(client: &Client, action: Action, done: &mpsc::UnboundedSender<Done>) 
                     .change_password(old, new)
                     .await
                     .map(|()| Outcome::Done("password change"));
-                let _ = done.send((result, None));
+                let _ = done.send(Done::Command(result, None));
             });
         }
     }

@@ -260,7 +260,8 @@ fn draw_timeline(frame: &mut Frame<'_>, app: &mut App, theme: &Theme, area: Rect
         Some(c) => timeline_lines(c, theme, app, width, height),
         None => (Vec::new(), true),
     };
-    // Scrolling stops at the oldest line.
+    // Scrolling stops at the oldest line; older pages are asked for there.
+    app.older.at_top = at_top && app.scroll > 0;
     if at_top && app.scroll > 0 {
         let blank = lines.iter().take_while(|l| l.width() == 0).count();
         app.scroll = app.scroll.saturating_sub(blank);

@@ -24,6 +24,8 @@ pub(super) struct HistoryRead {
     /// The time of the oldest event the server still keeps of a
     /// conversation whose older events it deleted, if a page reached it.
     pub pruned_before: Option<i64>,
+    /// Only what is older than this (a page further back).
+    before: Option<sotto_proto::HistoryCursor>,
 }
 
 #[derive(Debug)]
@@ -33,13 +35,18 @@ enum Shown {
 }
 
 impl HistoryRead {
-    pub fn new(reply: Reply<Vec<ClientEvent>>, limit: u32) -> Self {
+    pub fn new(
+        reply: Reply<Vec<ClientEvent>>,
+        limit: u32,
+        before: Option<sotto_proto::HistoryCursor>,
+    ) -> Self {
         Self {
             reply,
             limit,
             received: 0,
             shown: BTreeMap::new(),
             pruned_before: None,
+            before,
         }
     }
 
@@ -114,9 +121,12 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             limit,
             shown,
             pruned_before,
+            before,
             ..
         } = read;
-        let result = self.merge_history(limit, shown, pruned_before).await;
+        let result = self
+            .merge_history(limit, shown, pruned_before, before)
+            .await;
         let _ = reply
             .send(result.map(|events| events.into_iter().map(ClientEvent::sanitized).collect()));
     }
@@ -126,9 +136,13 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         limit: u32,
         mut shown: BTreeMap<(i64, u64, u64), Shown>,
         pruned_before: Option<i64>,
+        before: Option<sotto_proto::HistoryCursor>,
     ) -> Result<Vec<ClientEvent>, ClientError> {
-        let recent =
-            crate::crypto::read(&self.crypto, move |store| store.recent_history(limit)).await?;
+        let before = before.map(|c| (c.ts, c.room_id, c.seq));
+        let recent = crate::crypto::read(&self.crypto, move |store| {
+            store.recent_history(limit, before)
+        })
+        .await?;
         for row in recent {
             shown.insert(
                 (row.ts, row.room_id, row.seq),

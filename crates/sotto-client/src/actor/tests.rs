@@ -627,7 +627,14 @@ async fn files_are_saved_once_and_history_reuses_them() {
 
     // History holds the same event plus this device's own message.
     let (reply, rx) = oneshot::channel();
-    h.ops.send(Op::History { limit: 10, reply }).await.unwrap();
+    h.ops
+        .send(Op::History {
+            limit: 10,
+            before: None,
+            reply,
+        })
+        .await
+        .unwrap();
     let _ack = h.written().await;
     let ClientFrame::Request {
         id,
@@ -691,7 +698,14 @@ async fn history_reads_every_page_the_server_says_there_is() {
         body
     };
     let (reply, rx) = oneshot::channel();
-    h.ops.send(Op::History { limit: 3, reply }).await.unwrap();
+    h.ops
+        .send(Op::History {
+            limit: 3,
+            before: None,
+            reply,
+        })
+        .await
+        .unwrap();
     let ClientFrame::Request {
         id,
         request: Request::History {

@@ -24,6 +24,7 @@ mod raw;
 mod reconnect;
 mod retention;
 mod screen;
+mod scrollback;
 mod status;
 mod tokens;
 mod trust;
