@@ -157,6 +157,8 @@ pub struct Model {
     /// The connection's state.
     pub connection: ConnectionState,
     next_entry: EntryId,
+    /// The newest time seen anywhere: for notices that carry none.
+    latest: i64,
 }
 
 /// Whether the client is connected, for the status bar.
@@ -190,6 +192,7 @@ impl Model {
             notices: VecDeque::new(),
             connection: ConnectionState::Connected,
             next_entry: 1,
+            latest: 0,
         }
     }
 
@@ -249,8 +252,10 @@ impl Model {
     pub fn note(&mut self, to: &ConversationId, text: String, now: i64) {
         let id = self.next_entry;
         self.next_entry += 1;
+        self.latest = self.latest.max(now);
         let conversation = self.conversation_mut(to);
         let ts = now.max(conversation.last_activity);
+        conversation.last_activity = ts;
         conversation.timeline.push_back(Entry {
             id,
             sender: None,
@@ -325,12 +330,14 @@ impl Model {
         let entry_id = self.next_entry;
         self.next_entry += 1;
         let selected = self.selected == id;
+        let latest = self.latest;
         let conversation = self.conversation_mut(&id);
-        // Group notices carry no time of their own: they sort where they came.
-        let ts = if ts == 0 {
-            conversation.last_activity
-        } else {
-            ts
+        // Group notices carry no time of their own: they sort where they
+        // came, at the newest time this conversation (or any) has seen.
+        let ts = match ts {
+            0 if conversation.last_activity > 0 => conversation.last_activity,
+            0 => latest,
+            ts => ts,
         };
         let entry = Entry {
             id: entry_id,
@@ -365,6 +372,7 @@ impl Model {
             conversation.mentioned |= mention;
             conversation.first_unread.get_or_insert(entry_id);
         }
+        self.latest = self.latest.max(ts);
     }
 
     /// Records a message the user is sending to `to`: shown at once as
@@ -382,6 +390,7 @@ impl Model {
             state: Some(SendState::Pending),
         });
         conversation.last_activity = conversation.last_activity.max(now);
+        self.latest = self.latest.max(now);
         id
     }
 

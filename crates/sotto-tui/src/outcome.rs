@@ -61,14 +61,18 @@ impl App {
                     .note(&id, format!("you joined {}", group.name), now_ms());
                 self.select(id);
             }
-            Ok(Outcome::Invited { group, .. }) => {
+            Ok(Outcome::Invited {
+                command,
+                group,
+                asked,
+            }) => {
                 if !self.groups.contains(&group.name) {
                     self.groups.push(group.name.clone());
                 }
                 let lines = describe(&Ok(Outcome::Invited {
-                    command: "group",
+                    command,
                     group: group.clone(),
-                    asked: Vec::new(),
+                    asked,
                 }));
                 let id = ConversationId::Group(group.name);
                 for line in lines {

@@ -258,3 +258,15 @@ fn history_goes_in_time_order_once_and_is_not_unread() {
         .unwrap();
     assert_eq!((carol.unread, carol.timeline.len()), (0, 1));
 }
+
+#[test]
+fn a_notice_without_a_time_takes_the_newest_time_seen() {
+    let mut model = Model::new(u("alice"));
+    model.apply(&lobby("bob", "hi", 5_000));
+    model.apply(&ClientEvent::MemberJoined {
+        group: g("crew"),
+        user: u("bob"),
+    });
+    let crew = model.conversation(&ConversationId::Group(g("crew"))).unwrap();
+    assert_eq!(crew.timeline[0].ts, 5_000);
+}
