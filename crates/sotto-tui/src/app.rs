@@ -74,6 +74,9 @@ pub struct App {
     pub utc: bool,
     /// Paging in older history as the timeline is scrolled to its top.
     pub older: Older,
+    /// Ring the terminal's bell (a private message or a mention arrived
+    /// in a conversation not shown): taken by the loop.
+    pub bell: bool,
 }
 
 /// Older pages of history, asked for when the timeline is scrolled to the
@@ -111,6 +114,7 @@ impl App {
             quit: false,
             utc: false,
             older: Older::default(),
+            bell: false,
         }
     }
 
@@ -188,7 +192,18 @@ impl App {
             }
             _ => {}
         }
+        let id = ConversationId::of(event, &self.session.me);
         self.model.apply(event);
+        // A private message or a mention elsewhere rings the bell (a
+        // terminal shows it as a notification or an urgency hint).
+        if let Some(id) = id
+            && id != *self.model.selected()
+            && let Some(c) = self.model.conversation(&id)
+            && c.unread > 0
+            && (c.mentioned || matches!(id, ConversationId::Direct(_)))
+        {
+            self.bell = true;
+        }
     }
 
     pub fn mouse(&mut self, mouse: MouseEvent) {

@@ -230,3 +230,24 @@ fn scrolling_to_the_top_asks_for_older_pages_until_there_are_none() {
     app.older_loaded(ConversationId::Lobby, Ok(Vec::new()));
     assert!(app.older_wanted().is_none(), "nothing older");
 }
+
+#[test]
+fn a_private_message_or_a_mention_elsewhere_rings_the_bell_and_own_status_shows() {
+    let mut app = app();
+    app.event(&ClientEvent::Lobby {
+        from: u("bob"),
+        text: "just chatting".into(),
+        ts: 10,
+    });
+    assert!(!app.bell, "the lobby is shown");
+    app.event(&private("bob", "psst"));
+    assert!(std::mem::take(&mut app.bell));
+    app.select(ConversationId::Direct(u("bob")));
+    app.event(&private("bob", "again"));
+    assert!(!app.bell, "the conversation is shown");
+    app.event(&ClientEvent::Presence {
+        user: u("alice"),
+        change: sotto_proto::PresenceChange::Status(Status::Dnd),
+    });
+    assert_eq!(app.model.online.get(&u("alice")), Some(&Status::Dnd));
+}

@@ -108,3 +108,14 @@ fn reconnecting_is_shown_in_the_status_bar() {
         "{text}"
     );
 }
+
+#[test]
+fn your_own_status_is_in_the_status_bar() {
+    let mut app = app(true);
+    app.event(&ClientEvent::Presence {
+        user: u("alice"),
+        change: PresenceChange::Status(Status::Dnd),
+    });
+    let text = screen(&mut app, 80, 24);
+    assert!(text.lines().last().unwrap().contains("│ dnd │"), "{text}");
+}

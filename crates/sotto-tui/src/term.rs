@@ -90,6 +90,11 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
         if let Err(e) = terminal.draw(|frame| crate::ui::draw(frame, &mut app)) {
             break Err(e);
         }
+        if std::mem::take(&mut app.bell) {
+            use std::io::Write;
+            let _ = io::stdout().write_all(b"\x07");
+            let _ = io::stdout().flush();
+        }
         if let Some((id, before)) = app.older_wanted() {
             let (client, done_tx) = (client.clone(), done_tx.clone());
             tokio::spawn(async move {

@@ -597,6 +597,13 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
         ),
         ConnectionState::Disconnected(_) => ("✗ disconnected".to_owned(), theme.fg(Color::Red)),
     };
+    // The server announces one's own status changes like everyone's.
+    let status = app
+        .model
+        .online
+        .get(&app.session.me)
+        .copied()
+        .unwrap_or(app.status);
     let middle = match &app.flash {
         Some(flash) => Span::styled(format!(" {flash}"), theme.fg(Color::Yellow)),
         None => Span::raw(format!(
@@ -604,7 +611,7 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
             app.session.me,
             app.session.server,
             app.session.fingerprint,
-            app.status.as_str()
+            status.as_str()
         )),
     };
     frame.render_widget(

@@ -267,6 +267,8 @@ fn a_notice_without_a_time_takes_the_newest_time_seen() {
         group: g("crew"),
         user: u("bob"),
     });
-    let crew = model.conversation(&ConversationId::Group(g("crew"))).unwrap();
+    let crew = model
+        .conversation(&ConversationId::Group(g("crew")))
+        .unwrap();
     assert_eq!(crew.timeline[0].ts, 5_000);
 }
