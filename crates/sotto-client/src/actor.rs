@@ -33,6 +33,11 @@ use sotto_proto::limits::ACK_INTERVAL;
 const READ_CHUNK: usize = 16 * 1024;
 /// A write buffer that grew past this (a file upload) is released after use.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+/// Quiet for this long, the actor pings the server.
+pub(crate) const PING_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+/// A ping unanswered (nothing at all heard) for this long: the connection
+/// is dead, and the actor reconnects.
+pub(crate) const PING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where the actor keeps what it saves outside the local store.
 #[derive(Debug)]
@@ -112,6 +117,8 @@ enum Pending {
     AutoJoin(GroupName),
     /// Setting the user's status again on a new connection.
     Restore,
+    /// A keepalive ping.
+    Ping,
     /// The lobby messages missed since the last connection; `baseline`:
     /// this device never saw the lobby, only its newest position is wanted.
     LobbyCatchUp {
@@ -132,6 +139,7 @@ impl Pending {
             Pending::Crypto(_)
             | Pending::AutoJoin(_)
             | Pending::Restore
+            | Pending::Ping
             | Pending::LobbyCatchUp { .. } => {}
         }
     }
@@ -143,6 +151,7 @@ impl Pending {
             Pending::Crypto(_)
             | Pending::AutoJoin(_)
             | Pending::Restore
+            | Pending::Ping
             | Pending::LobbyCatchUp { .. } => false,
         }
     }
@@ -287,6 +296,18 @@ pub(crate) struct Actor<W> {
     resend: HashMap<u64, Request>,
     /// This device was removed from the account: no reconnecting.
     removed: bool,
+    /// Commands held while reconnecting that a connection which broke
+    /// again did not get to send: the next one does.
+    carried: std::collections::VecDeque<Op>,
+    /// When a frame last came in, and whether the server was pinged since:
+    /// a connection that died silently (a laptop asleep, a NAT that
+    /// forgot it) is noticed within [`PING_AFTER`] + [`PING_PATIENCE`].
+    heard_at: tokio::time::Instant,
+    pinged: bool,
+    /// Bytes of the live lobby events held during a lobby catch-up, and
+    /// when the catch-up was asked for.
+    lobby_held_bytes: usize,
+    lobby_asked_at: tokio::time::Instant,
     /// The status the user last set, set again on a new connection (the
     /// server starts every connection at normal).
     status: sotto_proto::Status,
@@ -343,6 +364,11 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             resend: HashMap::new(),
             removed: false,
             status: sotto_proto::Status::Normal,
+            carried: std::collections::VecDeque::new(),
+            heard_at: tokio::time::Instant::now(),
+            pinged: false,
+            lobby_held_bytes: 0,
+            lobby_asked_at: tokio::time::Instant::now(),
         }
     }
 
@@ -382,7 +408,15 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
 
     /// Serves one connection until it drops or the user quits.
     async fn serve(&mut self) -> Ended {
+        self.heard_at = tokio::time::Instant::now();
+        self.pinged = false;
         let reason = loop {
+            let quiet_until = self.heard_at
+                + if self.pinged {
+                    PING_AFTER + PING_PATIENCE
+                } else {
+                    PING_AFTER
+                };
             tokio::select! {
                 op = self.ops.recv() => match op {
                     Some(Op::Quit { reply }) => {
@@ -401,8 +435,25 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                         }
                     }
                 },
+                () = tokio::time::sleep_until(quiet_until) => {
+                    if self.pinged {
+                        break format!(
+                            "the server stopped answering (nothing heard for {} s)",
+                            (PING_AFTER + PING_PATIENCE).as_secs()
+                        );
+                    }
+                    match self.write_request(Request::Ping).await {
+                        Some(id) => {
+                            self.pending.insert(id, Pending::Ping);
+                            self.pinged = true;
+                        }
+                        None => break "the connection broke".to_owned(),
+                    }
+                }
                 batch = self.frames.recv() => match batch {
                     Some(Ok(frames)) => {
+                        self.heard_at = tokio::time::Instant::now();
+                        self.pinged = false;
                         if let Err(e) = self.handle_batch(frames).await {
                             break e.to_string();
                         }
@@ -613,15 +664,16 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     async fn handle_event(&mut self, body: EventBody) -> Option<Position> {
         let position = Position::of(&body);
         if let Some(pos) = position {
-            if !pos.ackable
-                && let Some(waiting) = &mut self.lobby_catch_up
-            {
-                // After the older ones being fetched (bounded: a flood
-                // would be fetched again, never lost).
-                if waiting.len() < crate::EVENT_CAPACITY {
-                    waiting.push(body);
+            if !pos.ackable && self.lobby_catch_up.is_some() {
+                // Shown after the older ones being fetched.
+                match self.hold_lobby_event(body) {
+                    None => return None,
+                    // Too many, or no answer: they are shown now.
+                    Some(body) => {
+                        self.give_up_lobby_catch_up().await;
+                        return Box::pin(self.handle_event(body)).await;
+                    }
                 }
-                return None;
             }
             // Every room's position, the lobby's included, is kept with the
             // end-to-end state, across restarts.
@@ -856,6 +908,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 }
             }
             Pending::LobbyCatchUp { baseline } => self.lobby_caught_up(baseline, result).await,
+            Pending::Ping => {}
         }
     }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use sotto_crypto::{Fingerprint, Passphrase, SealError};
 use sotto_proto::limits::{MAX_FILE_LEN, MAX_FILE_NAME_LEN, MAX_TEXT_LEN};
 use sotto_proto::{
-    DeliveryNote, FileBody, GroupInfo, GroupName, LoggedIn, MessageBody, Request, Response, Status,
-    UserPresence, Username,
+    DeliveryNote, FileBody, GroupInfo, GroupName, LoggedIn, Message, MessageBody, Request,
+    Response, Status, UserPresence, Username,
 };
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
@@ -505,8 +505,8 @@ impl Client {
         entry: Entry,
     ) -> Result<SentInfo, ClientError> {
         let request = once(match to {
-            Target::User(to) => Request::SendDirect { to, payload },
-            Target::Group(group) => Request::SendGroup { group, payload },
+            Target::User(to) => Message::Direct { to, payload },
+            Target::Group(group) => Message::Group { group, payload },
         });
         let entry = Box::new(entry);
         sent(
@@ -522,7 +522,7 @@ impl Client {
     /// Sends text to the lobby.
     pub async fn send_lobby(&self, text: &str) -> Result<SentInfo, ClientError> {
         let text = prepare_text(text)?;
-        sent(self.request(once(Request::SendLobby { text })).await?)
+        sent(self.request(once(Message::Lobby { text })).await?)
     }
 
     /// Sends a private message.
@@ -720,10 +720,10 @@ impl Events {
 
 /// A message request the server stores at most once: if the connection
 /// drops before the reply, the actor sends it again under the same id.
-fn once(request: Request) -> Request {
+fn once(message: Message) -> Request {
     Request::Once {
         client_id: rand::random(),
-        request: Box::new(request),
+        message,
     }
 }
 

@@ -112,6 +112,11 @@ impl TlsRedial {
         let mut conn = Handshake::new(stream);
         let hello = conn.hello().await.map_err(retry)?;
         let ok = hello.result.map_err(|e| retry(ClientError::Server(e)))?;
+        if ok.server_password_required && self.server_password.is_none() {
+            return Err(RedialError::Fatal(
+                ClientError::ServerPasswordRequired.to_string(),
+            ));
+        }
         if ok.server_id != self.server_id {
             return Err(RedialError::Fatal(format!(
                 "{server} is now another server (its id changed): start again to log in there"
@@ -158,7 +163,12 @@ fn retry(e: ClientError) -> RedialError {
         ClientError::Server(reply)
             if matches!(
                 reply.code,
-                ErrorCode::UnsupportedVersion | ErrorCode::WrongPassword | ErrorCode::UnknownUser
+                ErrorCode::UnsupportedVersion
+                    | ErrorCode::WrongPassword
+                    | ErrorCode::UnknownUser
+                    | ErrorCode::ServerPasswordRequired
+                    | ErrorCode::WrongServerPassword
+                    | ErrorCode::RegistrationClosed
             ) =>
         {
             RedialError::Fatal(e.to_string())

@@ -197,22 +197,49 @@ pub enum Request {
     /// with the user is sent [`EventKind::DevicesChanged`], so their next
     /// message starts new room sessions without that device. Replies `Done`.
     RemoveDevice { device: DeviceId },
-    /// A message request ([`Request::SendLobby`], [`Request::SendDirect`]
-    /// or [`Request::SendGroup`]) stored at most once. A client that lost
-    /// the connection before the reply sends it again with the same
-    /// `client_id` (its own random number), and the server answers with
-    /// where it stored the first one instead of storing it twice. The
-    /// server remembers the last [`crate::limits::REMEMBERED_SEND_IDS`]
-    /// ids of each account, across restarts.
-    Once {
-        client_id: u64,
-        request: Box<Request>,
-    },
+    /// A message stored at most once. A client that lost the connection
+    /// before the reply sends it again with the same `client_id` (its own
+    /// random number), and the server answers with where it stored the
+    /// first one instead of storing it twice. The server remembers the
+    /// last [`crate::limits::REMEMBERED_SEND_IDS`] ids of each account,
+    /// across restarts. (`message` is not a `Request`, so nothing nests.)
+    Once { client_id: u64, message: Message },
     /// The lobby events after position `after` (the last one this device
     /// saw): the newest `limit` of them (at most
     /// [`crate::limits::MAX_LOBBY_CATCH_UP`]), oldest first. Answered with
     /// [`Response::LobbySince`].
     LobbySince { after: u64, limit: u32 },
+}
+
+/// A message, as [`Request::Once`] carries it: what
+/// [`Request::SendLobby`], [`Request::SendDirect`] and
+/// [`Request::SendGroup`] send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Message {
+    Lobby {
+        text: String,
+    },
+    Direct {
+        to: Username,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+    Group {
+        group: GroupName,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    },
+}
+
+impl Message {
+    /// The request that sends it.
+    pub fn into_request(self) -> Request {
+        match self {
+            Message::Lobby { text } => Request::SendLobby { text },
+            Message::Direct { to, payload } => Request::SendDirect { to, payload },
+            Message::Group { group, payload } => Request::SendGroup { group, payload },
+        }
+    }
 }
 
 /// One payload for one device.

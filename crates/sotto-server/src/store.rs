@@ -128,6 +128,7 @@ CREATE TABLE IF NOT EXISTS invitations (
 ) WITHOUT ROWID;
 -- Schema version 6: the last ids of messages sent with `Request::Once`
 -- per account, so a message sent again after a lost reply is stored once.
+-- Its rowid is the order they were sent in (the oldest is forgotten first).
 CREATE TABLE IF NOT EXISTS sent_once (
     user_id INTEGER NOT NULL,
     client_id INTEGER NOT NULL,
@@ -135,7 +136,7 @@ CREATE TABLE IF NOT EXISTS sent_once (
     seq INTEGER NOT NULL,
     ts INTEGER NOT NULL,
     PRIMARY KEY (user_id, client_id)
-) WITHOUT ROWID;
+);
 -- Schema version 3: facts about this server ('server_id': 16 random bytes).
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
@@ -401,30 +402,54 @@ pub fn device_token_hash(
     .map(Option::flatten)
 }
 
+/// Missed lobby events counted at most (counting a huge lobby costs more
+/// than the number says).
+const MAX_MISSED_COUNTED: i64 = 100_000;
+
 /// The newest `limit` lobby events after position `after`, oldest first,
-/// and how many more there are after `after`.
+/// and how many older ones after `after` there are besides (at most
+/// [`MAX_MISSED_COUNTED`]), in one read transaction.
 pub fn lobby_since(
     conn: &Connection,
     after: u64,
     limit: usize,
 ) -> rusqlite::Result<(Vec<SharedEvent>, u64)> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT body FROM events WHERE room_id = ?1 AND seq > ?2 ORDER BY seq DESC LIMIT ?3",
-    )?;
-    let rows = stmt.query_map(
-        params![LOBBY_ROOM as i64, after as i64, limit as i64],
-        |row| {
-            let body: Vec<u8> = row.get(0)?;
-            Ok(SharedEvent::from_encoded(Bytes::from(body)))
-        },
-    )?;
-    let mut events = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let tx = conn.unchecked_transaction()?;
+    let mut events = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT seq, body FROM events WHERE room_id = ?1 AND seq > ?2 \
+             ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![LOBBY_ROOM as i64, after as i64, limit as i64],
+            |row| {
+                let seq: i64 = row.get(0)?;
+                let body: Vec<u8> = row.get(1)?;
+                Ok((seq as u64, SharedEvent::from_encoded(Bytes::from(body))))
+            },
+        )?;
+        rows.collect::<rusqlite::Result<Vec<(u64, SharedEvent)>>>()?
+    };
     events.reverse();
-    let total: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM events WHERE room_id = ?1 AND seq > ?2")?
-        .query_row(params![LOBBY_ROOM as i64, after as i64], |r| r.get(0))?;
-    let missed = (total as u64).saturating_sub(events.len() as u64);
-    Ok((events, missed))
+    let missed = match events.first() {
+        Some((oldest, _)) => tx
+            .prepare_cached(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM events \
+                 WHERE room_id = ?1 AND seq > ?2 AND seq < ?3 LIMIT ?4)",
+            )?
+            .query_row(
+                params![
+                    LOBBY_ROOM as i64,
+                    after as i64,
+                    *oldest as i64,
+                    MAX_MISSED_COUNTED
+                ],
+                |r| r.get::<_, i64>(0),
+            )? as u64,
+        None => 0,
+    };
+    tx.finish()?;
+    Ok((events.into_iter().map(|(_, e)| e).collect(), missed))
 }
 
 /// Events of `room` with `after < seq <= up_to`, oldest first, at most `limit`.
@@ -568,7 +593,7 @@ pub struct SentOnce {
 /// Every remembered message id: (user, client id, where), oldest first per user.
 pub fn load_sent_once(conn: &Connection) -> rusqlite::Result<Vec<(i64, u64, SentOnce)>> {
     let mut stmt = conn.prepare(
-        "SELECT user_id, client_id, room_id, seq, ts FROM sent_once ORDER BY user_id, ts, seq",
+        "SELECT user_id, client_id, room_id, seq, ts FROM sent_once ORDER BY user_id, rowid",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((

@@ -51,7 +51,8 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         // Lobby events held for a catch-up are asked for again.
         self.lobby_catch_up = None;
         let retry = self.take_in_flight();
-        let mut held: VecDeque<Op> = VecDeque::new();
+        // What a connection that broke again right away did not get to send.
+        let mut held: VecDeque<Op> = std::mem::take(&mut self.carried);
         let mut attempt = 0u32;
         tracing::info!(%reason, "connection lost; reconnecting");
         let redialed = loop {
@@ -103,6 +104,21 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             online: redialed.logged_in.online,
         })
         .await;
+        // Everything waiting stays with the actor until it is written: if
+        // this connection breaks too, the next one sends it.
+        let mut resend = Vec::new();
+        for (pending, request) in retry {
+            // A caller that gave up was told it timed out: not sent again.
+            if pending.is_closed() {
+                continue;
+            }
+            let id = self.next_request;
+            self.next_request += 1;
+            self.pending.insert(id, pending);
+            self.resend.insert(id, request.clone());
+            resend.push((id, request));
+        }
+        self.carried = held;
         // Acknowledge at once what the last connection could not.
         if self.acknowledge().await.is_err() {
             return Outcome::Connected;
@@ -118,24 +134,20 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 None => return Outcome::Connected,
             }
         }
-        for (pending, request) in retry {
-            let id = self.next_request;
-            self.next_request += 1;
-            let frame = ClientFrame::Request {
-                id,
-                request: request.clone(),
-            };
-            self.pending.insert(id, pending);
-            self.resend.insert(id, request);
+        for (id, request) in resend {
+            let frame = ClientFrame::Request { id, request };
             if write_frame(&mut self.writer, &mut self.wbuf, &frame)
                 .await
                 .is_err()
             {
-                // Dropped again: the loop notices; these go on the next one.
+                // Dropped again: the loop notices, and these go on the next.
                 return Outcome::Connected;
             }
         }
-        for op in held {
+        while let Some(op) = self.carried.pop_front() {
+            if op_closed(&op) {
+                continue;
+            }
             if self.handle_op(op).await.is_err() {
                 break;
             }
@@ -220,7 +232,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         for (pending, _) in retry {
             pending.fail(error());
         }
-        for op in held {
+        for op in held.into_iter().chain(std::mem::take(&mut self.carried)) {
             fail_op(op, error());
         }
         if let Some(reader) = self.reader.take() {

@@ -814,3 +814,71 @@ async fn lobby_messages_missed_come_before_live_ones_that_arrive_meanwhile() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_quiet_connection_is_pinged_and_a_dead_one_noticed() {
+    let mut h = start().await;
+    tokio::time::pause();
+    tokio::time::advance(super::PING_AFTER).await;
+    let ClientFrame::Request {
+        request: Request::Ping,
+        ..
+    } = h.written().await
+    else {
+        panic!("expected a ping");
+    };
+    // Nothing comes back: the connection is given up on.
+    tokio::time::advance(super::PING_PATIENCE).await;
+    loop {
+        if let ClientEvent::Disconnected { reason } = h.event().await {
+            assert!(reason.contains("stopped answering"), "{reason}");
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn live_lobby_events_wait_for_the_catch_up_only_so_long() {
+    let mut h = start().await;
+    h.feed(vec![room_event(1, 1, RoomRef::Lobby, "bob", lobby("seen"))])
+        .await;
+    assert!(matches!(h.event().await, ClientEvent::Lobby { .. }));
+    let mut h = h.restart_unanswered().await;
+    let ClientFrame::Request {
+        request: Request::LobbySince { .. },
+        ..
+    } = h.written().await
+    else {
+        panic!("the lobby catch-up comes first");
+    };
+    // The server never answers; a live lobby message waits...
+    h.feed(vec![room_event(
+        2,
+        1,
+        RoomRef::Lobby,
+        "carol",
+        lobby("held"),
+    )])
+    .await;
+    tokio::time::pause();
+    tokio::time::advance(std::time::Duration::from_secs(16)).await;
+    // ...until the next one, past the patience: both are shown, in order,
+    // after a notice that the missed ones were not fetched.
+    h.feed(vec![room_event(
+        3,
+        1,
+        RoomRef::Lobby,
+        "carol",
+        lobby("next"),
+    )])
+    .await;
+    assert!(
+        matches!(h.event().await, ClientEvent::Security { message } if message.contains("@history"))
+    );
+    for want in ["held", "next"] {
+        assert!(
+            matches!(h.event().await, ClientEvent::Lobby { ref text, .. } if text == want),
+            "{want}"
+        );
+    }
+}

@@ -115,8 +115,8 @@ impl Core {
             Request::ClaimKeys { devices } => self.claim_keys(devices, fx),
             Request::SendToDevice { messages } => self.send_to_device(conn_id, messages, fx),
             Request::RemoveDevice { device } => self.remove_device(conn_id, device, fx),
-            Request::Once { client_id, request } => {
-                self.send_once(conn_id, user, device, client_id, *request, fx)
+            Request::Once { client_id, message } => {
+                self.send_once(conn_id, user, device, client_id, message, fx)
             }
             Request::GroupInfo { group } => {
                 let room_id = check!(self.member_group(&group, user));

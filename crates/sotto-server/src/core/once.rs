@@ -6,9 +6,9 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 use sotto_proto::limits::REMEMBERED_SEND_IDS;
-use sotto_proto::{DeviceId, ErrorCode, Request, Response};
+use sotto_proto::{DeviceId, Message, Response};
 
-use super::{ConnId, Core, Effects, err};
+use super::{ConnId, Core, Effects};
 use crate::store::{self, SentOnce};
 
 /// The last [`REMEMBERED_SEND_IDS`] message ids of each account, oldest
@@ -48,26 +48,18 @@ impl SentIds {
 }
 
 impl Core {
-    /// Stores the message in `request` unless this account sent one with
-    /// `client_id` before; either way, replies where it is stored.
+    /// Stores `message` unless this account sent one with `client_id`
+    /// before; either way, replies where it is stored (a repeat's reply
+    /// has no delivery note: that was said the first time).
     pub(super) fn send_once(
         &mut self,
         conn_id: ConnId,
         user: i64,
         device: &DeviceId,
         client_id: u64,
-        request: Request,
+        message: Message,
         fx: &mut Effects,
     ) -> anyhow::Result<Result<Response, sotto_proto::ErrorReply>> {
-        if !matches!(
-            request,
-            Request::SendLobby { .. } | Request::SendDirect { .. } | Request::SendGroup { .. }
-        ) {
-            return Ok(Err(err(
-                ErrorCode::Invalid,
-                "only messages (send_lobby, send_direct, send_group) can be sent once",
-            )));
-        }
         if let Some(sent) = self.dir.sent_once.get(user, client_id) {
             tracing::debug!(user, client_id, "message sent again; stored once");
             return Ok(Ok(Response::Sent {
@@ -77,7 +69,7 @@ impl Core {
                 note: None,
             }));
         }
-        let reply = self.request(conn_id, user, device, request, fx)?;
+        let reply = self.request(conn_id, user, device, message.into_request(), fx)?;
         if let Ok(Response::Sent {
             room_id, seq, ts, ..
         }) = &reply
