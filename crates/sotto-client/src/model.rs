@@ -152,6 +152,9 @@ pub struct Model {
     selected: ConversationId,
     /// Who is online, with their status.
     pub online: BTreeMap<Username, Status>,
+    /// The members of the user's groups, as far as known (from the login,
+    /// command results and membership events).
+    pub members: BTreeMap<GroupName, std::collections::BTreeSet<Username>>,
     /// Security notices not yet seen, oldest first.
     pub notices: VecDeque<String>,
     /// The connection's state.
@@ -189,6 +192,7 @@ impl Model {
             conversations,
             selected: ConversationId::Lobby,
             online: BTreeMap::new(),
+            members: BTreeMap::new(),
             notices: VecDeque::new(),
             connection: ConnectionState::Connected,
             next_entry: 1,
@@ -242,6 +246,52 @@ impl Model {
         self.take_in(event, false);
     }
 
+    /// A group's members, as the server listed them.
+    pub fn set_group(&mut self, group: &sotto_proto::GroupInfo) {
+        self.members
+            .insert(group.name.clone(), group.members.iter().cloned().collect());
+    }
+
+    /// Keeps group membership up to date from an event.
+    fn track_members(&mut self, event: &ClientEvent) {
+        match event {
+            ClientEvent::GroupCreated { group, by, members } => {
+                let set = self.members.entry(group.clone()).or_default();
+                set.insert(by.clone());
+                set.extend(members.iter().cloned());
+            }
+            ClientEvent::MembersAdded { group, members, .. } => {
+                self.members
+                    .entry(group.clone())
+                    .or_default()
+                    .extend(members.iter().cloned());
+            }
+            ClientEvent::MemberJoined { group, user } => {
+                self.members
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(user.clone());
+            }
+            ClientEvent::MembersKicked { group, members, .. } => {
+                if let Some(set) = self.members.get_mut(group) {
+                    for member in members {
+                        set.remove(member);
+                    }
+                }
+            }
+            ClientEvent::MemberLeft { group, user, .. } => {
+                if let Some(set) = self.members.get_mut(group) {
+                    set.remove(user);
+                }
+            }
+            ClientEvent::GroupDeleted { group, .. }
+            | ClientEvent::RemovedFromGroup { group, .. } => {
+                self.members.remove(group);
+            }
+            _ => {}
+        }
+    }
+
     /// Who was online at login.
     pub fn set_online(&mut self, users: impl IntoIterator<Item = (Username, Status)>) {
         self.online = users.into_iter().collect();
@@ -269,6 +319,9 @@ impl Model {
     }
 
     fn take_in(&mut self, event: &ClientEvent, live: bool) {
+        if live {
+            self.track_members(event);
+        }
         match event {
             ClientEvent::Presence { user, change } => {
                 match change {

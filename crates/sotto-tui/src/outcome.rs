@@ -53,6 +53,7 @@ impl App {
             Ok(Outcome::Help(_)) => self.help = true,
             Ok(Outcome::Quit) => self.quit = true,
             Ok(Outcome::Joined(group)) => {
+                self.model.set_group(&group);
                 if !self.groups.contains(&group.name) {
                     self.groups.push(group.name.clone());
                 }
@@ -66,6 +67,7 @@ impl App {
                 group,
                 asked,
             }) => {
+                self.model.set_group(&group);
                 if !self.groups.contains(&group.name) {
                     self.groups.push(group.name.clone());
                 }
@@ -85,6 +87,7 @@ impl App {
                 invitations,
             }) => {
                 for group in &groups {
+                    self.model.set_group(group);
                     if !self.groups.contains(&group.name) {
                         self.groups.push(group.name.clone());
                     }

@@ -119,3 +119,19 @@ fn your_own_status_is_in_the_status_bar() {
     let text = screen(&mut app, 80, 24);
     assert!(text.lines().last().unwrap().contains("│ dnd │"), "{text}");
 }
+
+#[test]
+fn a_group_shows_its_members_online_or_not() {
+    let mut app = app(true);
+    let group = sotto_proto::GroupName::parse("crew").unwrap();
+    app.event(&ClientEvent::GroupCreated {
+        group: group.clone(),
+        by: u("alice"),
+        members: vec![u("bob"), u("dave")],
+    });
+    app.select(ConversationId::Group(group));
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("Members (3)"), "{text}");
+    assert!(text.contains("○ dave offline"), "{text}");
+    assert!(text.contains("● bob"), "{text}");
+}

@@ -67,6 +67,9 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
     app.model
         .set_online(session.online.iter().map(|p| (p.user.clone(), p.status)));
     app.groups = session.groups.iter().map(|g| g.name.clone()).collect();
+    for group in &session.groups {
+        app.model.set_group(group);
+    }
 
     let mut terminal = enter()?;
     let (keys_tx, mut keys) = mpsc::channel::<Event>(256);

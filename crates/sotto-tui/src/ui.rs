@@ -153,15 +153,37 @@ fn draw_sidebar(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
         ),
         top,
     );
-    let lines: Vec<Line<'_>> = app
-        .model
-        .online
-        .iter()
+    // A group's members (online or not) when a group is shown, else
+    // who is online.
+    let group = match app.model.selected() {
+        ConversationId::Group(group) => app.model.members.get(group),
+        _ => None,
+    };
+    let (people, heading): (Vec<(&sotto_proto::Username, Option<Status>)>, String) = match group {
+        Some(members) => (
+            members
+                .iter()
+                .map(|m| (m, app.model.online.get(m).copied()))
+                .collect(),
+            format!("Members ({})", members.len()),
+        ),
+        None => (
+            app.model
+                .online
+                .iter()
+                .map(|(u, s)| (u, Some(*s)))
+                .collect(),
+            format!("Online ({})", app.model.online.len()),
+        ),
+    };
+    let lines: Vec<Line<'_>> = people
+        .into_iter()
         .map(|(user, status)| {
             let (mark, style) = match status {
-                Status::Normal => ("●", theme.fg(Color::Green)),
-                Status::Away => ("◐", theme.fg(Color::Yellow)),
-                Status::Dnd => ("⊘", theme.fg(Color::Red)),
+                Some(Status::Normal) => ("●", theme.fg(Color::Green)),
+                Some(Status::Away) => ("◐", theme.fg(Color::Yellow)),
+                Some(Status::Dnd) => ("⊘", theme.fg(Color::Red)),
+                None => ("○", theme.dim()),
             };
             let me = if *user == app.session.me {
                 " (you)"
@@ -173,8 +195,9 @@ fn draw_sidebar(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
                 Span::raw(format!("{user}{me}")),
                 Span::styled(
                     match status {
-                        Status::Normal => String::new(),
-                        other => format!(" {}", other.as_str()),
+                        Some(Status::Normal) => String::new(),
+                        Some(other) => format!(" {}", other.as_str()),
+                        None => " offline".to_owned(),
                     },
                     theme.dim(),
                 ),
@@ -182,11 +205,7 @@ fn draw_sidebar(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
         })
         .collect();
     frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(format!("Online ({})", app.model.online.len())),
-        ),
+        Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(heading)),
         bottom,
     );
 }

@@ -272,3 +272,42 @@ fn a_notice_without_a_time_takes_the_newest_time_seen() {
         .unwrap();
     assert_eq!(crew.timeline[0].ts, 5_000);
 }
+
+#[test]
+fn group_members_follow_the_membership_events() {
+    let mut model = Model::new(u("alice"));
+    model.apply(&ClientEvent::GroupCreated {
+        group: g("crew"),
+        by: u("alice"),
+        members: vec![],
+    });
+    model.apply(&ClientEvent::MemberJoined {
+        group: g("crew"),
+        user: u("bob"),
+    });
+    model.apply(&ClientEvent::MembersAdded {
+        group: g("crew"),
+        by: u("alice"),
+        members: vec![u("carol"), u("dave")],
+    });
+    model.apply(&ClientEvent::MembersKicked {
+        group: g("crew"),
+        by: u("alice"),
+        members: vec![u("dave")],
+    });
+    model.apply(&ClientEvent::MemberLeft {
+        group: g("crew"),
+        user: u("carol"),
+        new_owner: None,
+    });
+    let members: Vec<&str> = model.members[&g("crew")]
+        .iter()
+        .map(|m| m.as_str())
+        .collect();
+    assert_eq!(members, ["alice", "bob"]);
+    model.apply(&ClientEvent::GroupDeleted {
+        group: g("crew"),
+        by: u("alice"),
+    });
+    assert!(!model.members.contains_key(&g("crew")));
+}
