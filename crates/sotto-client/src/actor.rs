@@ -214,12 +214,50 @@ pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
     buf: &mut BytesMut,
     frame: &ClientFrame,
 ) -> Result<(), ClientError> {
+    write_frame_reporting(writer, buf, frame, None).await
+}
+
+/// A file being sent: its progress goes to the front end.
+pub(crate) struct Upload<'a> {
+    pub events: &'a mpsc::Sender<ClientEvent>,
+    pub id: u64,
+    pub name: String,
+}
+
+/// Bytes written between two progress reports of a file being sent.
+const PROGRESS_STEP: usize = 256 * 1024;
+
+/// Like [`write_frame`]; a large frame carrying a file is written in
+/// steps, each reported as [`ClientEvent::Sending`] (dropped, not waited
+/// for, when the front end is behind).
+pub(crate) async fn write_frame_reporting<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    buf: &mut BytesMut,
+    frame: &ClientFrame,
+    upload: Option<Upload<'_>>,
+) -> Result<(), ClientError> {
     buf.clear();
     frame
         .encode(buf)
         .map_err(|e| ClientError::Internal(e.to_string()))?;
+    let total = buf.len();
+    let upload = upload.filter(|_| total > PROGRESS_STEP);
     let written = async {
-        writer.write_all(buf).await?;
+        match &upload {
+            None => writer.write_all(buf).await?,
+            Some(upload) => {
+                for (n, chunk) in buf.chunks(PROGRESS_STEP).enumerate() {
+                    writer.write_all(chunk).await?;
+                    let sent = ((n + 1) * PROGRESS_STEP).min(total);
+                    let _ = upload.events.try_send(ClientEvent::Sending {
+                        id: upload.id,
+                        name: upload.name.clone(),
+                        sent: sent as u64,
+                        total: total as u64,
+                    });
+                }
+            }
+        }
         writer.flush().await
     };
     // Generous: a 10 MiB file on a slow link takes a while.
@@ -569,7 +607,19 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             self.status = *status;
         }
         let frame = ClientFrame::Request { id, request };
-        match write_frame(&mut self.writer, &mut self.wbuf, &frame).await {
+        let upload = match &pending {
+            Pending::Sent(_, entry) => match entry.as_ref() {
+                Entry::File { name, .. } => Some(Upload {
+                    events: &self.events,
+                    id,
+                    name: name.clone(),
+                }),
+                _ => None,
+            },
+            _ => None,
+        };
+        let written = write_frame_reporting(&mut self.writer, &mut self.wbuf, &frame, upload).await;
+        match written {
             Ok(()) => {
                 self.pending.insert(id, pending);
                 if let Some(request) = once {

@@ -148,6 +148,15 @@ pub enum ClientEvent {
     /// Something about a contact's keys the user should know (a new
     /// device, changed keys, a lost verification).
     Security { message: String },
+    /// A file being sent (number `id` of this session): `sent` of `total`
+    /// bytes written to the server so far. Reports may be skipped when the
+    /// front end is behind; the send's own result says when it is stored.
+    Sending {
+        id: u64,
+        name: String,
+        sent: u64,
+        total: u64,
+    },
     /// The connection dropped; the client dials again in `retry_in_ms`
     /// (try number `attempt`). Messages sent meanwhile wait and go once
     /// it is back.
@@ -494,6 +503,17 @@ impl ClientEvent {
             ClientEvent::HistoryPruned { oldest_kept } => {
                 ClientEvent::HistoryPruned { oldest_kept }
             }
+            ClientEvent::Sending {
+                id,
+                name,
+                sent,
+                total,
+            } => ClientEvent::Sending {
+                id,
+                name: line(&name),
+                sent,
+                total,
+            },
             ClientEvent::Security { message } => ClientEvent::Security {
                 message: line(&message),
             },

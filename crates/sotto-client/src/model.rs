@@ -159,6 +159,8 @@ pub struct Model {
     pub notices: VecDeque<String>,
     /// The connection's state.
     pub connection: ConnectionState,
+    /// Files being sent: name, bytes written, bytes in all, by id.
+    pub transfers: BTreeMap<u64, (String, u64, u64)>,
     next_entry: EntryId,
     /// The newest time seen anywhere: for notices that carry none.
     latest: i64,
@@ -195,6 +197,7 @@ impl Model {
             members: BTreeMap::new(),
             notices: VecDeque::new(),
             connection: ConnectionState::Connected,
+            transfers: BTreeMap::new(),
             next_entry: 1,
             latest: 0,
         }
@@ -343,6 +346,19 @@ impl Model {
             }
             ClientEvent::Disconnected { reason } => {
                 self.connection = ConnectionState::Disconnected(reason.clone());
+                return;
+            }
+            ClientEvent::Sending {
+                id,
+                name,
+                sent,
+                total,
+            } => {
+                if sent >= total {
+                    self.transfers.remove(id);
+                } else {
+                    self.transfers.insert(*id, (name.clone(), *sent, *total));
+                }
                 return;
             }
             ClientEvent::LobbyMissed { count } => {

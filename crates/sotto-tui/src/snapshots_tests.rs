@@ -135,3 +135,20 @@ fn a_group_shows_its_members_online_or_not() {
     assert!(text.contains("○ dave offline"), "{text}");
     assert!(text.contains("● bob"), "{text}");
 }
+
+#[test]
+fn a_file_being_sent_shows_its_progress_in_the_status_bar() {
+    let mut app = app(true);
+    app.event(&ClientEvent::Sending {
+        id: 1,
+        name: "report.pdf".into(),
+        sent: 4 * 1024 * 1024,
+        total: 10 * 1024 * 1024,
+    });
+    let text = screen(&mut app, 80, 24);
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.contains("report.pdf [████······] 40% of 10.0 MiB"),
+        "{text}"
+    );
+}

@@ -623,9 +623,25 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
         .get(&app.session.me)
         .copied()
         .unwrap_or(app.status);
-    let middle = match &app.flash {
-        Some(flash) => Span::styled(format!(" {flash}"), theme.fg(Color::Yellow)),
-        None => Span::raw(format!(
+    let sending = app
+        .model
+        .transfers
+        .values()
+        .next()
+        .map(|(name, sent, total)| {
+            let percent = sent.saturating_mul(100) / (*total).max(1);
+            let filled = (percent / 10) as usize;
+            format!(
+                " │ ⇡ {name} [{}{}] {percent}% of {}",
+                "█".repeat(filled),
+                "·".repeat(10 - filled.min(10)),
+                size_text(*total)
+            )
+        });
+    let middle = match (&app.flash, sending) {
+        (_, Some(progress)) => Span::styled(progress, theme.fg(Color::Cyan)),
+        (Some(flash), None) => Span::styled(format!(" {flash}"), theme.fg(Color::Yellow)),
+        (None, None) => Span::raw(format!(
             " │ {}@{} │ cert {} │ {} │ F1 help",
             app.session.me,
             app.session.server,

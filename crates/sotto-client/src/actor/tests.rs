@@ -882,3 +882,49 @@ async fn live_lobby_events_wait_for_the_catch_up_only_so_long() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_file_being_sent_reports_its_progress() {
+    let mut h = start().await;
+    let payload = vec![7u8; 600 * 1024];
+    let (reply, _rx) = oneshot::channel();
+    h.ops
+        .send(Op::Send {
+            request: Request::Once {
+                client_id: 1,
+                message: sotto_proto::Message::Direct {
+                    to: u("bob"),
+                    payload,
+                },
+            },
+            entry: Box::new(Entry::File {
+                from: u("alice"),
+                group: None,
+                name: "report.pdf".into(),
+                path: "/tmp/report.pdf".into(),
+                size: 600 * 1024,
+            }),
+            reply,
+        })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(20), h.event())
+            .await
+            .expect("progress reported");
+        let ClientEvent::Sending {
+            name, sent, total, ..
+        } = event
+        else {
+            continue;
+        };
+        assert_eq!(name, "report.pdf");
+        seen.push(sent);
+        if sent == total {
+            break;
+        }
+    }
+    assert!(seen.len() >= 3, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+}

@@ -311,3 +311,21 @@ fn group_members_follow_the_membership_events() {
     });
     assert!(!model.members.contains_key(&g("crew")));
 }
+
+#[test]
+fn a_file_being_sent_shows_until_it_is_all_written() {
+    let mut model = Model::new(u("alice"));
+    let sending = |sent| ClientEvent::Sending {
+        id: 3,
+        name: "report.pdf".into(),
+        sent,
+        total: 100,
+    };
+    model.apply(&sending(40));
+    assert_eq!(
+        model.transfers.get(&3),
+        Some(&("report.pdf".to_owned(), 40, 100))
+    );
+    model.apply(&sending(100));
+    assert!(model.transfers.is_empty());
+}

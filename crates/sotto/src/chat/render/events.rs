@@ -151,6 +151,8 @@ impl Renderer {
                 PresenceChange::Status(status) => format!("* {user} is now {}", status.as_str()),
             },
             ClientEvent::CaughtUp => return None,
+            // The send's own answer says when it is stored.
+            ClientEvent::Sending { .. } => return None,
             ClientEvent::LobbyMissed { count } => format!(
                 "* {count} older lobby messages were sent while you were away; @history shows them"
             ),
@@ -297,6 +299,12 @@ impl Renderer {
                 json!({"type": "presence", "user": user.as_str(), "change": change, "status": status})
             }
             ClientEvent::CaughtUp => json!({"type": "caught_up"}),
+            ClientEvent::Sending {
+                id,
+                name,
+                sent,
+                total,
+            } => json!({"type": "sending", "id": id, "name": name, "sent": sent, "total": total}),
             ClientEvent::LobbyMissed { count } => json!({"type": "lobby_missed", "count": count}),
             ClientEvent::Undecodable { from, reason, ts } => {
                 json!({"type": "undecodable", "from": from.as_str(), "reason": reason, "ts": ts})
