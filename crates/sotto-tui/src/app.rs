@@ -466,17 +466,35 @@ impl App {
                 },
             }
         };
-        // A message shows at once, pending, in its conversation.
+        // A message (a file, a sealed message) shows at once, pending, in
+        // its conversation.
+        let file = |path: &std::path::Path| {
+            let name = path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            );
+            format!("📎 {name}")
+        };
         let pending = match &command {
-            Command::Lobby(text) => Some((ConversationId::Lobby, text)),
-            Command::Private { to, text } => Some((ConversationId::Direct(to.clone()), text)),
-            Command::GroupSend { group, text } => {
-                Some((ConversationId::Group(group.clone()), text))
+            Command::Lobby(text) => Some((ConversationId::Lobby, text.clone())),
+            Command::Private { to, text } => {
+                Some((ConversationId::Direct(to.clone()), text.clone()))
             }
+            Command::GroupSend { group, text } => {
+                Some((ConversationId::Group(group.clone()), text.clone()))
+            }
+            Command::File { to, path } => Some((ConversationId::Direct(to.clone()), file(path))),
+            Command::GroupFile { group, path } => {
+                Some((ConversationId::Group(group.clone()), file(path)))
+            }
+            Command::Secret { to, .. } => Some((
+                ConversationId::Direct(to.clone()),
+                "🔒 a sealed message (they open it with the passphrase)".to_owned(),
+            )),
             _ => None,
         }
         .map(|(id, text)| {
-            let shown = sotto_client::emoji::expand_shortcodes(text);
+            let shown = sotto_client::emoji::expand_shortcodes(&text);
             let entry = self.model.sending(&id, &shown, now);
             if id != *self.model.selected() {
                 self.select(id.clone());

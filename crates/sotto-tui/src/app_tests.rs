@@ -251,3 +251,50 @@ fn a_private_message_or_a_mention_elsewhere_rings_the_bell_and_own_status_shows(
     });
     assert_eq!(app.model.online.get(&u("alice")), Some(&Status::Dnd));
 }
+
+#[test]
+fn a_file_or_sealed_message_shows_pending_in_its_conversation() {
+    let mut app = app();
+    typed(&mut app, "@file bob ~/report.pdf");
+    let Some(Action::Run {
+        pending: Some((id, _)),
+        ..
+    }) = app.key(key(KeyCode::Enter))
+    else {
+        panic!("no pending entry");
+    };
+    assert_eq!(id, ConversationId::Direct(u("bob")));
+    let entry = app
+        .model
+        .conversation(&id)
+        .unwrap()
+        .timeline
+        .back()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        entry.content,
+        sotto_client::model::Content::Text("📎 report.pdf".into())
+    );
+    assert_eq!(entry.state, Some(SendState::Pending));
+    typed(&mut app, "@secret bob hunter2 the code is 1234");
+    assert!(matches!(
+        app.key(key(KeyCode::Enter)),
+        Some(Action::Run {
+            pending: Some(_),
+            ..
+        })
+    ));
+    let last = app
+        .model
+        .conversation(&id)
+        .unwrap()
+        .timeline
+        .back()
+        .unwrap()
+        .clone();
+    assert!(
+        matches!(&last.content, sotto_client::model::Content::Text(t) if t.starts_with("🔒") && !t.contains("1234")),
+        "{last:?}"
+    );
+}
