@@ -33,6 +33,8 @@ use sotto_proto::limits::ACK_INTERVAL;
 const READ_CHUNK: usize = 16 * 1024;
 /// A write buffer that grew past this (a file upload) is released after use.
 const KEEP_WRITE_BUFFER: usize = 64 * 1024;
+/// Own lobby messages remembered so they are not shown back.
+const MAX_OWN_LOBBY: usize = 1024;
 /// Quiet for this long, the actor pings the server.
 pub(crate) const PING_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
 /// A ping unanswered (nothing at all heard) for this long: the connection
@@ -342,6 +344,10 @@ pub(crate) struct Actor<W> {
     /// forgot it) is noticed within [`PING_AFTER`] + [`PING_PATIENCE`].
     heard_at: tokio::time::Instant,
     pinged: bool,
+    /// Lobby positions of this device's own lobby messages (the lobby
+    /// names no sending device): not shown again when a catch-up or a
+    /// redelivery brings them back. The newest [`MAX_OWN_LOBBY`].
+    own_lobby: std::collections::BTreeSet<u64>,
     /// Bytes of the live lobby events held during a lobby catch-up, and
     /// when the catch-up was asked for.
     lobby_held_bytes: usize,
@@ -405,6 +411,7 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             carried: std::collections::VecDeque::new(),
             heard_at: tokio::time::Instant::now(),
             pinged: false,
+            own_lobby: std::collections::BTreeSet::new(),
             lobby_held_bytes: 0,
             lobby_asked_at: tokio::time::Instant::now(),
         }
@@ -728,6 +735,10 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             // Every room's position, the lobby's included, is kept with the
             // end-to-end state, across restarts.
             let first = lock(&self.crypto).first_time(pos.room_id, pos.seq);
+            if first && !pos.ackable && self.own_lobby.remove(&pos.seq) {
+                // This device's own lobby line, shown when it was sent.
+                return None;
+            }
             if !first {
                 tracing::debug!(room = pos.room_id, seq = pos.seq, "duplicate event dropped");
                 // Already shown; acking again is harmless and cumulative.
@@ -881,6 +892,14 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
 
     async fn handle_reply(&mut self, id: u64, result: Result<Response, sotto_proto::ErrorReply>) {
         self.resend.remove(&id);
+        if let Ok(Response::Sent { room_id, seq, .. }) = &result
+            && *room_id == sotto_proto::LOBBY_ROOM_ID
+        {
+            self.own_lobby.insert(*seq);
+            while self.own_lobby.len() > MAX_OWN_LOBBY {
+                self.own_lobby.pop_first();
+            }
+        }
         let Some(pending) = self.pending.remove(&id) else {
             tracing::warn!(id, "reply to an unknown request; ignored");
             return;

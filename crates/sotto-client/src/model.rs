@@ -295,6 +295,13 @@ impl Model {
         }
     }
 
+    /// The time now (milliseconds), from the front end's clock: what
+    /// happens without a time of its own (presence, group notices) is
+    /// placed there. Pure otherwise: the model reads no clock.
+    pub fn tick(&mut self, now: i64) {
+        self.latest = self.latest.max(now);
+    }
+
     /// Who was online at login.
     pub fn set_online(&mut self, users: impl IntoIterator<Item = (Username, Status)>) {
         self.online = users.into_iter().collect();
@@ -327,12 +334,35 @@ impl Model {
         }
         match event {
             ClientEvent::Presence { user, change } => {
-                match change {
-                    PresenceChange::Online(status) | PresenceChange::Status(status) => {
+                let said = match change {
+                    PresenceChange::Online(status) => {
                         self.online.insert(user.clone(), *status);
+                        "joined".to_owned()
+                    }
+                    PresenceChange::Status(status) => {
+                        self.online.insert(user.clone(), *status);
+                        format!("is now {}", status.as_str())
                     }
                     PresenceChange::Offline => {
                         self.online.remove(user);
+                        "left".to_owned()
+                    }
+                };
+                // Said in the lobby, as everyone sees it; never unread.
+                if live {
+                    let id = self.next_entry;
+                    self.next_entry += 1;
+                    let ts = self.latest;
+                    let lobby = self.conversation_mut(&ConversationId::Lobby);
+                    lobby.timeline.push_back(Entry {
+                        id,
+                        sender: Some(user.clone()),
+                        ts: ts.max(lobby.last_activity),
+                        content: Content::Notice(said),
+                        state: None,
+                    });
+                    while lobby.timeline.len() > MAX_TIMELINE_IN_MEMORY {
+                        lobby.timeline.pop_front();
                     }
                 }
                 return;
@@ -401,11 +431,10 @@ impl Model {
         let selected = self.selected == id;
         let latest = self.latest;
         let conversation = self.conversation_mut(&id);
-        // Group notices carry no time of their own: they sort where they
-        // came, at the newest time this conversation (or any) has seen.
+        // Group notices carry no time of their own: they go where they
+        // came, at the front end's time (or the newest seen).
         let ts = match ts {
-            0 if conversation.last_activity > 0 => conversation.last_activity,
-            0 => latest,
+            0 => latest.max(conversation.last_activity),
             ts => ts,
         };
         let entry = Entry {
@@ -416,6 +445,19 @@ impl Model {
             state: mine.then_some(SendState::Sent),
         };
         if live {
+            // The same message can come live and from a history page read
+            // at the same time (the backlog at login): shown once.
+            let seen = conversation
+                .timeline
+                .iter()
+                .rev()
+                .take_while(|e| e.ts >= entry.ts)
+                .any(|e| {
+                    e.ts == entry.ts && e.sender == entry.sender && e.content == entry.content
+                });
+            if seen {
+                return;
+            }
             conversation.timeline.push_back(entry);
         } else {
             // History goes in time order, once: what also came live (the

@@ -77,6 +77,10 @@ pub struct App {
     /// Ring the terminal's bell (a private message or a mention arrived
     /// in a conversation not shown): taken by the loop.
     pub bell: bool,
+    /// The history read at start has arrived (a later one is `@history`).
+    pub history_loaded: bool,
+    /// A fixed "now" for tests; the clock otherwise.
+    pub fixed_now: Option<i64>,
 }
 
 /// Older pages of history, asked for when the timeline is scrolled to the
@@ -115,6 +119,8 @@ impl App {
             utc: false,
             older: Older::default(),
             bell: false,
+            history_loaded: false,
+            fixed_now: None,
         }
     }
 
@@ -193,6 +199,7 @@ impl App {
             _ => {}
         }
         let id = ConversationId::of(event, &self.session.me);
+        self.model.tick(self.fixed_now.unwrap_or_else(now_ms));
         self.model.apply(event);
         // A private message or a mention elsewhere rings the bell (a
         // terminal shows it as a notification or an urgency hint).
@@ -445,7 +452,17 @@ impl App {
                         self.select(id);
                         return None;
                     }
-                    self.flash = Some(CommandError::NoMessageFor(name).to_string());
+                    self.flash = Some(match command::suggest(&name) {
+                        Some(_) => CommandError::NoMessageFor(name).to_string(),
+                        None if name.eq_ignore_ascii_case("lobby") => {
+                            self.select(ConversationId::Lobby);
+                            return None;
+                        }
+                        None => format!(
+                            "no conversation with '{name}': nobody of that name is online or \
+                             in your groups; to write to them anyway, type @{name} message"
+                        ),
+                    });
                     return None;
                 }
                 Err(e) => {
@@ -506,8 +523,12 @@ impl App {
                 self.quit = true;
                 Some(Action::Quit)
             }
+            // The keys are F1; @help lists every command, as in line mode.
             Command::Help => {
-                self.help = true;
+                let here = self.model.selected().clone();
+                for line in sotto_client::command::HELP.lines() {
+                    self.model.note(&here, line.to_owned(), now);
+                }
                 None
             }
             Command::Password => {
@@ -530,8 +551,13 @@ impl App {
         {
             return Some(ConversationId::Group(group));
         }
+        // Someone this user knows of: online, talked to, or in a group.
         let user = Username::parse(&lower).ok()?;
-        (user != self.session.me).then_some(ConversationId::Direct(user))
+        let id = ConversationId::Direct(user.clone());
+        let known = self.model.online.contains_key(&user)
+            || self.model.conversation(&id).is_some()
+            || self.model.members.values().any(|m| m.contains(&user));
+        (user != self.session.me && known).then_some(id)
     }
 
     fn password_step(&mut self, step: PasswordStep, typed: String) -> Option<Action> {

@@ -91,9 +91,26 @@ fn commands_work_from_any_conversation_and_a_name_alone_opens_it() {
             pending: None
         })
     ));
+    // Someone unknown (a typo, a word) does not open a conversation.
+    typed(&mut app, "@zzqx");
+    assert!(app.key(key(KeyCode::Enter)).is_none());
+    assert_eq!(app.model.selected(), &ConversationId::Direct(u("bob")));
+    assert!(
+        app.flash
+            .as_deref()
+            .unwrap()
+            .contains("no conversation with 'zzqx'")
+    );
+    app.event(&ClientEvent::Presence {
+        user: u("carol"),
+        change: sotto_proto::PresenceChange::Online(Status::Normal),
+    });
     typed(&mut app, "@carol");
     assert!(app.key(key(KeyCode::Enter)).is_none());
     assert_eq!(app.model.selected(), &ConversationId::Direct(u("carol")));
+    typed(&mut app, "@lobby");
+    assert!(app.key(key(KeyCode::Enter)).is_none());
+    assert_eq!(app.model.selected(), &ConversationId::Lobby);
     typed(&mut app, "@stauts");
     assert!(app.key(key(KeyCode::Enter)).is_none());
     assert!(
@@ -297,4 +314,21 @@ fn a_file_or_sealed_message_shows_pending_in_its_conversation() {
         matches!(&last.content, sotto_client::model::Content::Text(t) if t.starts_with("🔒") && !t.contains("1234")),
         "{last:?}"
     );
+}
+
+#[test]
+fn at_help_lists_the_commands_in_the_conversation() {
+    let mut app = app();
+    typed(&mut app, "@help");
+    assert!(app.key(key(KeyCode::Enter)).is_none());
+    let lobby = app.model.conversation(&ConversationId::Lobby).unwrap();
+    let text: Vec<String> = lobby
+        .timeline
+        .iter()
+        .filter_map(|e| match &e.content {
+            sotto_client::model::Content::Notice(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(text.iter().any(|t| t.contains("@group set")), "{text:?}");
 }

@@ -104,6 +104,13 @@ impl App {
                 for event in &events {
                     self.model.apply_history(event);
                 }
+                if pending.is_none() && self.history_loaded {
+                    self.flash = Some(format!(
+                        "{} messages of history, each in its conversation (PageUp for older)",
+                        events.len()
+                    ));
+                }
+                self.history_loaded = true;
             }
             Ok(outcome) => {
                 for line in describe(&Ok(outcome)) {

@@ -26,6 +26,7 @@ fn app(color: bool) -> App {
         color,
     );
     app.utc = true;
+    app.fixed_now = Some(T - 86_400_000 - 60_000);
     app.model.set_online([(u("alice"), Status::Normal)]);
     for (user, status) in [("bob", Status::Normal), ("carol", Status::Away)] {
         app.event(&ClientEvent::Presence {

@@ -27,6 +27,8 @@ const START_HISTORY: u32 = 200;
 /// How often the screen is drawn while nothing happens (the reconnect
 /// countdown).
 const TICK: Duration = Duration::from_secs(1);
+/// How long a status-bar message stays.
+const FLASH_FOR: Duration = Duration::from_secs(6);
 
 /// What the UI needs besides the client.
 #[derive(Debug, Clone)]
@@ -89,6 +91,8 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
         });
     }
     let mut tick = tokio::time::interval(TICK);
+    // A status-bar message goes after a while, giving the bar back.
+    let mut flash_seen: Option<(String, std::time::Instant)> = None;
     let result = loop {
         if let Err(e) = terminal.draw(|frame| crate::ui::draw(frame, &mut app)) {
             break Err(e);
@@ -97,6 +101,16 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
             use std::io::Write;
             let _ = io::stdout().write_all(b"\x07");
             let _ = io::stdout().flush();
+        }
+        match (&app.flash, &flash_seen) {
+            (Some(flash), Some((seen, at))) if flash == seen => {
+                if at.elapsed() >= FLASH_FOR {
+                    app.flash = None;
+                    flash_seen = None;
+                }
+            }
+            (Some(flash), _) => flash_seen = Some((flash.clone(), std::time::Instant::now())),
+            (None, _) => flash_seen = None,
         }
         if let Some((id, before)) = app.older_wanted() {
             let (client, done_tx) = (client.clone(), done_tx.clone());

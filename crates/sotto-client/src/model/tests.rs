@@ -329,3 +329,41 @@ fn a_file_being_sent_shows_until_it_is_all_written() {
     model.apply(&sending(100));
     assert!(model.transfers.is_empty());
 }
+
+#[test]
+fn a_message_that_comes_live_and_in_history_is_shown_once_either_way_round() {
+    let mut model = Model::new(u("alice"));
+    // History first (read at start), then the same message live (backlog).
+    model.apply_history(&lobby("bob", "hello", 10));
+    model.apply(&lobby("bob", "hello", 10));
+    model.apply(&lobby("bob", "hello again", 11));
+    let lobby_now = model.conversation(&ConversationId::Lobby).unwrap();
+    assert_eq!(lobby_now.timeline.len(), 2);
+}
+
+#[test]
+fn joins_leaves_and_status_changes_are_said_in_the_lobby() {
+    let mut model = Model::new(u("alice"));
+    model.apply(&ClientEvent::Presence {
+        user: u("bob"),
+        change: PresenceChange::Online(Status::Normal),
+    });
+    model.apply(&ClientEvent::Presence {
+        user: u("bob"),
+        change: PresenceChange::Status(Status::Away),
+    });
+    let lobby_now = model.conversation(&ConversationId::Lobby).unwrap();
+    let said: Vec<_> = lobby_now
+        .timeline
+        .iter()
+        .map(|e| e.content.clone())
+        .collect();
+    assert_eq!(
+        said,
+        [
+            Content::Notice("joined".into()),
+            Content::Notice("is now away".into())
+        ]
+    );
+    assert_eq!(lobby_now.unread, 0);
+}

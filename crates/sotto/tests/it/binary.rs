@@ -20,6 +20,14 @@ pub(crate) struct Server {
     pub fingerprint: String,
 }
 
+/// A test that fails part-way leaves no server running behind it.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub(crate) fn serve(data_dir: &Path, listen: &str) -> Server {
     serve_with(data_dir, listen, &[], Stdio::null())
 }
@@ -108,6 +116,13 @@ pub(crate) fn chat(server: &Server, user: &str, dir: &Path) -> Chat {
     };
     chat.expect(|v| v["type"] == "connected");
     chat
+}
+
+impl Drop for Chat {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Chat {

@@ -91,6 +91,30 @@ async fn clients_reconnect_after_a_server_restart_and_messages_sent_meanwhile_go
         .unwrap();
     assert_eq!(next_private(&mut bob, &mut bob_saw).await, "marker");
     assert_eq!(bob_saw, ["before", "while away", "marker"]);
+
+    // Another restart: Alice's client asks for the lobby lines it missed,
+    // which include her own (the lobby names no sending device); it shows
+    // her none of them again.
+    server.restart().await;
+    reconnected(&mut alice).await;
+    reconnected(&mut bob).await;
+    bob.client.send_lobby("lobby marker").await.unwrap();
+    let mut before_marker = Vec::new();
+    alice
+        .expect("the lobby marker", |e| match e {
+            ClientEvent::Lobby { text, .. } if text == "lobby marker" => Some(()),
+            other => {
+                before_marker.push(other.clone());
+                None
+            }
+        })
+        .await;
+    assert!(
+        !before_marker
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Lobby { .. })),
+        "{before_marker:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
