@@ -314,8 +314,8 @@ impl Model {
         self.next_entry += 1;
         self.latest = self.latest.max(now);
         let conversation = self.conversation_mut(to);
+        // A front end's own line does not move the conversation up the list.
         let ts = now.max(conversation.last_activity);
-        conversation.last_activity = ts;
         conversation.timeline.push_back(Entry {
             id,
             sender: None,

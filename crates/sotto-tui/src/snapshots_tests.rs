@@ -153,3 +153,10 @@ fn a_file_being_sent_shows_its_progress_in_the_status_bar() {
         "{text}"
     );
 }
+
+#[test]
+fn a_window_too_small_asks_for_room() {
+    let mut app = app(true);
+    let text = screen(&mut app, 30, 8);
+    assert!(text.contains("40×12 (it is 30×8)"), "{text}");
+}

@@ -17,6 +17,9 @@ use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use crate::app::App;
 
+/// Below this the screen only asks for more room.
+const MIN_WIDTH: u16 = 40;
+const MIN_HEIGHT: u16 = 12;
 /// The sidebar's width.
 const SIDEBAR: u16 = 22;
 /// Input lines shown at most.
@@ -98,6 +101,18 @@ impl Theme {
 pub fn draw(frame: &mut Frame<'_>, app: &mut App) {
     let theme = Theme { color: app.color };
     let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        frame.render_widget(
+            Paragraph::new(format!(
+                "Make this window at least {MIN_WIDTH}×{MIN_HEIGHT} (it is {}×{}); \
+                 80×24 or more is best.",
+                area.width, area.height
+            ))
+            .wrap(Wrap { trim: true }),
+            area,
+        );
+        return;
+    }
     let input_lines = input_height(app, area.width.saturating_sub(2));
     let banner = u16::from(!app.model.notices.is_empty());
     let [main, banner_area, input_area, status_area] = Layout::vertical([
