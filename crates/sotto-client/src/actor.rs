@@ -430,11 +430,8 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     /// again whenever the connection drops (with a [`Self::reconnecting_with`]),
     /// or until the connection ends.
     pub async fn run(mut self) {
+        self.on_connected().await;
         loop {
-            // A new connection: ask again for every room key messages wait for.
-            let effects = lock(&self.crypto).connected();
-            self.run_effects(effects).await;
-            self.catch_up_lobby().await;
             let reason = match self.serve().await {
                 Ended::Quit => return,
                 Ended::Lost(reason) => reason,
@@ -449,6 +446,14 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                 redial::Outcome::Fatal(reason) => return self.disconnected(reason).await,
             }
         }
+    }
+
+    /// A new connection: ask again for every room key messages wait for,
+    /// and for the lobby messages missed.
+    async fn on_connected(&mut self) {
+        let effects = lock(&self.crypto).connected();
+        self.run_effects(effects).await;
+        self.catch_up_lobby().await;
     }
 
     /// Serves one connection until it drops or the user quits.

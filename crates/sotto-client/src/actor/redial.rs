@@ -104,6 +104,9 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
             online: redialed.logged_in.online,
         })
         .await;
+        // Before anything held is sent: the lobby catch-up is read before
+        // this device's own new lobby lines are stored.
+        self.on_connected().await;
         // Everything waiting stays with the actor until it is written: if
         // this connection breaks too, the next one sends it.
         let mut resend = Vec::new();

@@ -45,20 +45,36 @@ async fn older_pages_come_before_the_oldest_shown() {
         })
         .await;
     }
-    let newest = bob.client.history(2).await.unwrap();
-    assert_eq!(texts(&newest), ["m4", "m5"]);
-    let before = |i: usize| stamps[i];
-    let page = bob.client.history_before(Some(before(4)), 2).await.unwrap();
-    assert_eq!(texts(&page), ["m2", "m3"]);
+    // History's order is (time, room, position): messages sent within
+    // the same millisecond go by room. The expected order, from the
+    // server's answers:
+    let mut order: Vec<(HistoryCursor, String)> = stamps
+        .iter()
+        .enumerate()
+        .map(|(n, c)| (*c, format!("m{n}")))
+        .collect();
+    order.sort_by_key(|(c, _)| (c.ts, c.room_id, c.seq));
+    let names = |range: std::ops::Range<usize>| -> Vec<String> {
+        order[range].iter().map(|(_, t)| t.clone()).collect()
+    };
+    let all = bob.client.history(20).await.unwrap();
+    assert_eq!(texts(&all), names(0..6));
+    // Pages further back: strictly before the cursor, newest last.
     let page = bob
         .client
-        .history_before(Some(before(2)), 10)
+        .history_before(Some(order[4].0), 2)
         .await
         .unwrap();
-    assert_eq!(texts(&page), ["m0", "m1"]);
+    assert_eq!(texts(&page), names(2..4));
     let page = bob
         .client
-        .history_before(Some(before(0)), 10)
+        .history_before(Some(order[2].0), 10)
+        .await
+        .unwrap();
+    assert_eq!(texts(&page), names(0..2));
+    let page = bob
+        .client
+        .history_before(Some(order[0].0), 10)
         .await
         .unwrap();
     assert!(texts(&page).is_empty(), "{page:?}");
