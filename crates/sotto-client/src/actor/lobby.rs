@@ -114,7 +114,15 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
                     .map(|pos| pos.seq)
                     .max()
                     .unwrap_or(0);
-                lock(&self.crypto).set_position(LOBBY_ROOM_ID, newest);
+                // A live line held meanwhile may be the newest the server
+                // read: it is still to be shown.
+                let first_held = waiting
+                    .iter()
+                    .filter_map(crate::event::Position::of)
+                    .map(|pos| pos.seq)
+                    .min();
+                let seen = first_held.map_or(newest, |held| newest.min(held.saturating_sub(1)));
+                lock(&self.crypto).set_position(LOBBY_ROOM_ID, seen);
             }
             Ok(Response::LobbySince { events, missed }) => {
                 if missed > 0 {

@@ -928,3 +928,41 @@ async fn a_file_being_sent_reports_its_progress() {
     assert!(seen.len() >= 3, "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_lobby_line_that_arrives_during_the_first_catch_up_is_shown() {
+    // A device that never saw the lobby learns its newest position; a
+    // live line held meanwhile that the server already counted is shown.
+    let mut h = start_unanswered(tempfile::tempdir().unwrap(), HashMap::new());
+    let ClientFrame::Request {
+        id,
+        request: Request::LobbySince { after: 0, limit: 1 },
+    } = h.written().await
+    else {
+        panic!("the first catch-up only learns the newest position");
+    };
+    h.feed(vec![room_event(
+        7,
+        1,
+        RoomRef::Lobby,
+        "bob",
+        lobby("just now"),
+    )])
+    .await;
+    let newest = match room_event(7, 1, RoomRef::Lobby, "bob", lobby("just now")) {
+        ServerFrame::Event { body, .. } => body,
+        _ => unreachable!(),
+    };
+    h.feed(vec![ServerFrame::Reply {
+        id,
+        result: Ok(Response::LobbySince {
+            events: vec![newest],
+            missed: 6,
+        }),
+    }])
+    .await;
+    let event = tokio::time::timeout(std::time::Duration::from_secs(20), h.event())
+        .await
+        .expect("the held line is shown");
+    assert!(matches!(event, ClientEvent::Lobby { text, .. } if text == "just now"));
+}
