@@ -19,7 +19,8 @@ struct Cli {
 enum Command {
     /// Run a server (embedded database, self-signed TLS, no setup).
     Serve(Box<serve::ServeArgs>),
-    /// Connect to a server and chat (line mode: one command per line).
+    /// Connect to a server and chat: full screen on a terminal, else (or
+    /// with --plain, --json) one command per line.
     Chat(chat::ChatArgs),
 }
 
