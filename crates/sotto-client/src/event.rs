@@ -174,6 +174,24 @@ pub enum ClientEvent {
     Disconnected { reason: String },
 }
 
+impl ClientEvent {
+    /// The server time of a message or file event (milliseconds since the
+    /// Unix epoch); `None` for events that carry none.
+    pub fn ts(&self) -> Option<i64> {
+        match self {
+            ClientEvent::Lobby { ts, .. }
+            | ClientEvent::Private { ts, .. }
+            | ClientEvent::Group { ts, .. }
+            | ClientEvent::Sealed { ts, .. }
+            | ClientEvent::File { ts, .. }
+            | ClientEvent::FileOffered { ts, .. }
+            | ClientEvent::FileRefused { ts, .. }
+            | ClientEvent::Undecodable { ts, .. } => Some(*ts),
+            _ => None,
+        }
+    }
+}
+
 /// A room event's place in its timeline, for de-duplication and acks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Position {

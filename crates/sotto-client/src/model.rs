@@ -310,15 +310,26 @@ impl Model {
     /// A line of the front end's own (a command's result, an error) in
     /// conversation `to`, at `now`.
     pub fn note(&mut self, to: &ConversationId, text: String, now: i64) {
+        self.latest = self.latest.max(now);
+        self.push_notice(to, None, text, now);
+    }
+
+    /// Adds a notice at `ts` (or the conversation's newest time, if
+    /// later), never unread and without moving the conversation up.
+    fn push_notice(
+        &mut self,
+        to: &ConversationId,
+        sender: Option<Username>,
+        text: String,
+        ts: i64,
+    ) {
         let id = self.next_entry;
         self.next_entry += 1;
-        self.latest = self.latest.max(now);
         let conversation = self.conversation_mut(to);
-        // A front end's own line does not move the conversation up the list.
-        let ts = now.max(conversation.last_activity);
+        let ts = ts.max(conversation.last_activity);
         conversation.timeline.push_back(Entry {
             id,
-            sender: None,
+            sender,
             ts,
             content: Content::Notice(text),
             state: None,
@@ -350,20 +361,8 @@ impl Model {
                 };
                 // Said in the lobby, as everyone sees it; never unread.
                 if live {
-                    let id = self.next_entry;
-                    self.next_entry += 1;
                     let ts = self.latest;
-                    let lobby = self.conversation_mut(&ConversationId::Lobby);
-                    lobby.timeline.push_back(Entry {
-                        id,
-                        sender: Some(user.clone()),
-                        ts: ts.max(lobby.last_activity),
-                        content: Content::Notice(said),
-                        state: None,
-                    });
-                    while lobby.timeline.len() > MAX_TIMELINE_IN_MEMORY {
-                        lobby.timeline.pop_front();
-                    }
+                    self.push_notice(&ConversationId::Lobby, Some(user.clone()), said, ts);
                 }
                 return;
             }

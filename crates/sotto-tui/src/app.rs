@@ -7,7 +7,6 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent
 use sotto_client::ClientEvent;
 use sotto_client::command::{self, Command, CommandError};
 use sotto_client::model::{ConversationId, EntryId, Model};
-use sotto_proto::limits::MAX_TEXT_LEN;
 use sotto_proto::{GroupName, Password, Status, Username};
 
 use crate::input::Input;
@@ -165,7 +164,7 @@ impl App {
             self.model.apply_history(event);
         }
         let after = self.model.conversation(&id).map_or(0, |c| c.timeline.len());
-        let oldest = events.iter().filter_map(event_ts).min();
+        let oldest = events.iter().filter_map(ClientEvent::ts).min();
         match oldest {
             None => {
                 self.older.exhausted.insert(id);
@@ -228,16 +227,9 @@ impl App {
     /// Pasted text goes into the input as typed (newlines kept), refused
     /// with a message when the message would be over the limit.
     pub fn paste(&mut self, text: &str) {
-        let text = text.replace("\r\n", "\n").replace('\r', "\n");
-        let total = self.input.text().len() + text.len();
-        if total > MAX_TEXT_LEN {
-            self.flash = Some(format!(
-                "not pasted: {total} bytes is over the {MAX_TEXT_LEN}-byte message limit \
-                 (send a long text as a file: @file USER PATH)"
-            ));
-            return;
+        if let Err(message) = self.input.paste(text) {
+            self.flash = Some(message);
         }
-        self.input.insert_str(&text);
     }
 
     /// Handles one key; what the runtime must do.
@@ -331,26 +323,8 @@ impl App {
                 _ => {}
             }
         }
-        match key.code {
-            KeyCode::Char('a') if ctrl => self.input.home(),
-            KeyCode::Char('e') if ctrl => self.input.end(),
-            KeyCode::Char('u') if ctrl => self.input.kill_to_start(),
-            KeyCode::Char('k') if ctrl => self.input.kill_to_end(),
-            KeyCode::Char('w') if ctrl => self.input.delete_word(),
-            KeyCode::Char(c) if !ctrl && !alt => {
-                if self.input.text().len() + c.len_utf8() > MAX_TEXT_LEN {
-                    self.flash = Some(format!("a message holds at most {MAX_TEXT_LEN} bytes"));
-                } else {
-                    self.input.insert(c);
-                }
-            }
-            KeyCode::Backspace => self.input.backspace(),
-            KeyCode::Delete => self.input.delete(),
-            KeyCode::Left => self.input.left(),
-            KeyCode::Right => self.input.right(),
-            KeyCode::Home => self.input.home(),
-            KeyCode::End => self.input.end(),
-            _ => {}
+        if let Err(message) = self.input.edit(&key) {
+            self.flash = Some(message);
         }
         None
     }
@@ -589,22 +563,6 @@ impl App {
                 }
             }
         }
-    }
-}
-
-/// When an event happened, if it says.
-fn event_ts(event: &ClientEvent) -> Option<i64> {
-    use ClientEvent as E;
-    match event {
-        E::Lobby { ts, .. }
-        | E::Private { ts, .. }
-        | E::Group { ts, .. }
-        | E::Sealed { ts, .. }
-        | E::File { ts, .. }
-        | E::FileOffered { ts, .. }
-        | E::FileRefused { ts, .. }
-        | E::Undecodable { ts, .. } => Some(*ts),
-        _ => None,
     }
 }
 

@@ -1,4 +1,8 @@
-//! The input line: editing, history, multi-line text and Tab completion.
+//! The input line: editing, history, multi-line text and Tab completion,
+//! for the full-screen UI and line mode alike.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use sotto_proto::limits::MAX_TEXT_LEN;
 
 /// Lines kept in the input history.
 pub const MAX_HISTORY: usize = 500;
@@ -175,6 +179,50 @@ impl Input {
             }
         }
         text
+    }
+
+    /// An editing key (characters, arrows, Home/End, Backspace/Delete,
+    /// Ctrl+A/E/U/K/W): `Ok(true)` if it was one and was applied, `Err`
+    /// with what to tell the user if the message would be over the limit.
+    pub fn edit(&mut self, key: &KeyEvent) -> Result<bool, String> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let alt = key.modifiers.contains(KeyModifiers::ALT);
+        match key.code {
+            KeyCode::Char('a') if ctrl => self.home(),
+            KeyCode::Char('e') if ctrl => self.end(),
+            KeyCode::Char('u') if ctrl => self.kill_to_start(),
+            KeyCode::Char('k') if ctrl => self.kill_to_end(),
+            KeyCode::Char('w') if ctrl => self.delete_word(),
+            KeyCode::Char(c) if !ctrl && !alt => {
+                if self.text.len() + c.len_utf8() > MAX_TEXT_LEN {
+                    return Err(format!("a message holds at most {MAX_TEXT_LEN} bytes"));
+                }
+                self.insert(c);
+            }
+            KeyCode::Backspace => self.backspace(),
+            KeyCode::Delete => self.delete(),
+            KeyCode::Left => self.left(),
+            KeyCode::Right => self.right(),
+            KeyCode::Home => self.home(),
+            KeyCode::End => self.end(),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Pasted text, as typed (line breaks kept); refused, with what to
+    /// tell the user, when the message would be over the limit.
+    pub fn paste(&mut self, text: &str) -> Result<(), String> {
+        let text = text.replace("\r\n", "\n").replace('\r', "\n");
+        let total = self.text.len() + text.len();
+        if total > MAX_TEXT_LEN {
+            return Err(format!(
+                "not pasted: {total} bytes is over the {MAX_TEXT_LEN}-byte message limit \
+                 (send a long text as a file: @file USER PATH)"
+            ));
+        }
+        self.insert_str(&text);
+        Ok(())
     }
 
     /// Clears the input without keeping it (a password).

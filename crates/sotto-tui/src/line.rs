@@ -11,7 +11,6 @@ use crossterm::event::{
 };
 use crossterm::terminal::{self, Clear, ClearType};
 use crossterm::{cursor, execute, queue};
-use sotto_proto::limits::MAX_TEXT_LEN;
 use tokio::sync::mpsc;
 
 use crate::input::Input;
@@ -162,39 +161,18 @@ fn read_lines(shared: &Mutex<Shared>, printer: &Printer, tx: &mpsc::Sender<Strin
                     }
                     KeyCode::Up if !state.masked => state.input.history_prev(),
                     KeyCode::Down if !state.masked => state.input.history_next(),
-                    KeyCode::Char('a') if ctrl => state.input.home(),
-                    KeyCode::Char('e') if ctrl => state.input.end(),
-                    KeyCode::Char('u') if ctrl => state.input.kill_to_start(),
-                    KeyCode::Char('k') if ctrl => state.input.kill_to_end(),
-                    KeyCode::Char('w') if ctrl => state.input.delete_word(),
-                    KeyCode::Char(c)
-                        if !ctrl
-                            && !alt
-                            && state.input.text().len() + c.len_utf8() <= MAX_TEXT_LEN =>
-                    {
-                        state.input.insert(c);
+                    // Over the limit, a character is not taken.
+                    _ => {
+                        let _ = state.input.edit(&key);
                     }
-                    KeyCode::Backspace => state.input.backspace(),
-                    KeyCode::Delete => state.input.delete(),
-                    KeyCode::Left => state.input.left(),
-                    KeyCode::Right => state.input.right(),
-                    KeyCode::Home => state.input.home(),
-                    KeyCode::End => state.input.end(),
-                    _ => {}
                 }
             }
             Event::Paste(text) => {
-                let text = text.replace("\r\n", "\n").replace('\r', "\n");
-                let total = state.input.text().len() + text.len();
-                if total > MAX_TEXT_LEN {
+                if let Err(message) = state.input.paste(&text) {
                     drop(state);
-                    printer.print(&format!(
-                        "! not pasted: {total} bytes is over the {MAX_TEXT_LEN}-byte message \
-                         limit (send a long text as a file: @file USER PATH)"
-                    ));
+                    printer.print(&format!("! {message}"));
                     continue;
                 }
-                state.input.insert_str(&text);
             }
             _ => {}
         }

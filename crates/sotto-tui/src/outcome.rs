@@ -26,7 +26,7 @@ impl App {
             }
             Ok(Outcome::Sent { note, echo, .. }) => {
                 if let Some((to, entry)) = &pending {
-                    let ts = echo.as_ref().map_or_else(now_ms, event_ts);
+                    let ts = echo.as_ref().and_then(|e| e.ts()).unwrap_or_else(now_ms);
                     self.model.sent(to, *entry, ts);
                 }
                 if let Some((user, note)) = note {
@@ -118,14 +118,6 @@ impl App {
                 }
             }
         }
-    }
-}
-
-fn event_ts(event: &sotto_client::ClientEvent) -> i64 {
-    use sotto_client::ClientEvent as E;
-    match event {
-        E::Lobby { ts, .. } | E::Private { ts, .. } | E::Group { ts, .. } => *ts,
-        _ => now_ms(),
     }
 }
 
