@@ -82,6 +82,8 @@ pub(crate) struct Connection {
     pub server_software: String,
     /// The server's id from its hello (bound into OPAQUE logins).
     pub server_id: sotto_proto::ServerId,
+    /// Where this device's key is kept while it is remembered.
+    pub remember_file: std::path::PathBuf,
 }
 
 /// A handle to a logged-in connection. Cheap to clone; every clone talks
@@ -850,3 +852,4 @@ mod tests {
 mod groups;
 mod offers;
 mod password;
+mod remember;

@@ -147,6 +147,24 @@ impl Crypto {
         Ok((Self::from_loaded(loaded, user, device)?, store))
     }
 
+    /// Opens the local store of a remembered device with its device key.
+    pub fn open_remembered(
+        path: &Path,
+        key: &sotto_crypto::at_rest::DeviceKey,
+        user: &Username,
+        device: &DeviceId,
+    ) -> Result<(Self, LocalStore), ClientError> {
+        let (store, loaded) = LocalStore::open_remembered(path, key).map_err(|e| match e {
+            crate::local_store::StoreError::PasswordNeeded => ClientError::PasswordNeeded(
+                "this device's saved sign-in no longer opens its local store (was the password \
+                 changed elsewhere?)"
+                    .into(),
+            ),
+            e => ClientError::LocalStore(format!("{e} ({})", path.display())),
+        })?;
+        Ok((Self::from_loaded(loaded, user, device)?, store))
+    }
+
     /// The state from what a store held (an empty [`Loaded`] for a new
     /// device).
     pub fn from_loaded(

@@ -57,8 +57,9 @@ pub enum Outcome {
     },
     /// `@files`: received files waiting for an answer.
     WaitingFiles(Vec<Offer>),
-    /// `@accept`: where the file was saved.
+    /// `@accept`: where file `id` was saved.
     FileSaved {
+        id: u64,
         name: String,
         path: PathBuf,
         size: u64,
@@ -207,7 +208,12 @@ pub async fn execute(client: &Client, command: Command) -> Result<Outcome, Clien
         Command::Files => Outcome::WaitingFiles(client.waiting_files()),
         Command::Accept(id) => {
             let (name, path, size) = client.accept_file(id).await?;
-            Outcome::FileSaved { name, path, size }
+            Outcome::FileSaved {
+                id,
+                name,
+                path,
+                size,
+            }
         }
         Command::Reject(id) => Outcome::FileRejected(client.reject_file(id).await?),
         Command::Auto(None) => Outcome::AutoAccept(client.auto_accept()),

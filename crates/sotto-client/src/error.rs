@@ -83,6 +83,10 @@ pub enum ClientError {
         /// which line to remove.
         known_servers: PathBuf,
     },
+    /// This device was remembered, but cannot sign in without the password
+    /// now (why is said); nothing was sent.
+    #[error("enter your password: {0}")]
+    PasswordNeeded(String),
     /// The server needs a server password and none was given.
     #[error(
         "this server requires a server password; ask its operator and pass it with --server-password-file"
@@ -182,6 +186,7 @@ impl ClientError {
             ClientError::NotTrusted { .. } => "not_trusted",
             ClientError::CertificateChanged { .. } => "certificate_changed",
             ClientError::ServerPasswordRequired => "server_password_required",
+            ClientError::PasswordNeeded(_) => "password_needed",
             ClientError::Server(reply) => reply.code.as_str(),
             ClientError::Protocol(_) => "protocol",
             ClientError::Timeout(_) => "timeout",

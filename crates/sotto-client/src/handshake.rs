@@ -32,7 +32,7 @@ use crate::local_store::{LocalStore, Opened, Session};
 use crate::login::Credentials;
 use crate::{
     COMMAND_CAPACITY, CONNECT_TIMEOUT, ClientError, ConnectOptions, EVENT_CAPACITY,
-    HANDSHAKE_TIMEOUT, TrustPolicy, tls,
+    HANDSHAKE_TIMEOUT, Secret, TrustPolicy, tls,
 };
 
 /// Frame batches waiting for the actor; the reader waits when it is full.
@@ -44,7 +44,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     let ConnectOptions {
         server,
         user,
-        password,
+        secret,
         server_password,
         data_dir,
         trust,
@@ -130,23 +130,42 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         );
         blocking(move || device_of(&data_dir, &addr, &user, &name)).await?
     };
+    let remember_file = crate::remember::key_file(&data_dir, &server, &user);
+    let (password, remembered) = match secret {
+        Secret::Password(password) => (password.expose().to_owned(), None),
+        Secret::Remembered => {
+            let path = remember_file.clone();
+            let key = blocking(move || Ok(crate::remember::load(&path))).await?;
+            let Some(key) = key else {
+                return Err(ClientError::PasswordNeeded(format!(
+                    "{user} is not remembered on this device for {server}"
+                )));
+            };
+            (String::new(), Some(key))
+        }
+    };
     let creds = Credentials {
         user: user.clone(),
-        password: zeroize::Zeroizing::new(password.expose().to_owned()),
+        password: zeroize::Zeroizing::new(password),
         device_id: device_id.clone(),
         server_password,
         server_id: ok.server_id,
         stretch: Stretch::default(),
     };
     let store_path = crate::local_store::store_file(&data_dir, &user, &server_name);
-    let (logged_in, crypto, store) = log_in(
-        &mut conn,
-        &creds,
-        &store_path,
-        ok.registration_open,
-        register_only,
-    )
-    .await?;
+    let (logged_in, crypto, store) = match remembered {
+        Some(key) => log_in_remembered(&mut conn, &creds, &store_path, key).await?,
+        None => {
+            log_in(
+                &mut conn,
+                &creds,
+                &store_path,
+                ok.registration_open,
+                register_only,
+            )
+            .await?
+        }
+    };
     tracing::info!(%server, user = %logged_in.user, server_software = %hello.server, "logged in");
     let crypto: SharedCrypto = crate::crypto::shared(crypto, store);
 
@@ -193,6 +212,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         fingerprint,
         server_software: hello.server,
         server_id: ok.server_id,
+        remember_file,
     };
     let client = Client::new(ops_tx, session, crypto);
     client.publish_keys().await?;
@@ -307,6 +327,50 @@ async fn log_in<S: AsyncRead + AsyncWrite + Unpin>(
         Some(Opened::Current) => store.abandon_change().map_err(local)?,
         None => {}
     }
+    store
+        .set_session(&Session {
+            token: Some(logged_in.session_token.expose().to_owned()),
+            opaque: true,
+        })
+        .map_err(local)?;
+    Ok((logged_in, crypto, store))
+}
+
+/// Logs in a remembered device: its device key opens the local store,
+/// and its session token logs it in. Nothing else is tried, since that
+/// would need the password.
+async fn log_in_remembered<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Handshake<S>,
+    creds: &Credentials,
+    store_path: &Path,
+    key: sotto_crypto::at_rest::DeviceKey,
+) -> Result<(LoggedIn, Crypto, LocalStore), ClientError> {
+    let opened = {
+        let (path, user, device) = (
+            store_path.to_owned(),
+            creds.user.clone(),
+            creds.device_id.clone(),
+        );
+        blocking(move || Crypto::open_remembered(&path, &key, &user, &device)).await?
+    };
+    let (crypto, mut store) = opened;
+    let local = |e: crate::local_store::StoreError| ClientError::LocalStore(e.to_string());
+    let token = store
+        .session()
+        .map_err(local)?
+        .token
+        .as_deref()
+        .and_then(SessionToken::parse);
+    let Some(token) = token else {
+        return Err(ClientError::PasswordNeeded(
+            "this device has no session to resume".into(),
+        ));
+    };
+    let Some(logged_in) = conn.token_login(creds, token).await? else {
+        return Err(ClientError::PasswordNeeded(
+            "the server no longer accepts this device's saved sign-in".into(),
+        ));
+    };
     store
         .set_session(&Session {
             token: Some(logged_in.session_token.expose().to_owned()),

@@ -85,6 +85,26 @@ impl KnownServers {
     }
 }
 
+impl KnownServers {
+    /// Pins `server` to `fingerprint` in place of its old pin (after its
+    /// operator confirmed a new certificate); the old line is kept as a
+    /// comment.
+    pub fn replace(&mut self, server: &str, fingerprint: &Fingerprint) -> io::Result<()> {
+        for line in &mut self.lines {
+            let trimmed = line.trim();
+            if !trimmed.starts_with('#')
+                && trimmed
+                    .split_once(char::is_whitespace)
+                    .map(|(name, _)| name)
+                    == Some(server)
+            {
+                *line = format!("# replaced: {trimmed}");
+            }
+        }
+        self.add(server, fingerprint)
+    }
+}
+
 /// Writes `data` to a temporary file next to `path` (mode 0600 on unix),
 /// syncs it and renames it over `path`.
 pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
@@ -141,6 +161,23 @@ mod tests {
         assert_eq!(text, format!("h:1 {a}\nother:2 {b}\n"));
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_replaced_pin_is_the_only_one_and_the_old_stays_as_a_comment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known_servers");
+        let a = Fingerprint::of_der(b"cert a");
+        let b = Fingerprint::of_der(b"cert b");
+        let mut known = KnownServers::load(&path).unwrap();
+        known.add("h:1", &a).unwrap();
+        known.add("other:2", &a).unwrap();
+        known.replace("h:1", &b).unwrap();
+        let known = KnownServers::load(&path).unwrap();
+        assert_eq!(known.check("h:1", &b), Pinned::Match);
+        assert_eq!(known.check("other:2", &a), Pinned::Match);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("# replaced: h:1 {a}\nother:2 {a}\nh:1 {b}\n"));
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! - [`device`]: the data dir and this device's id.
 //! - [`files`]: saving received files under safe names.
 //! - [`sanitize`]: what may be shown of a string a peer chose.
+//! - [`model`], [`front`]: the state every interactive front end draws,
+//!   and what they all do with typed lines, results and events.
 //! - `handshake`, `actor`, `client`: connecting, the background task, the handle.
 
 // Anything the server sends is untrusted: no panics outside tests.
@@ -36,6 +38,7 @@ pub mod emoji;
 mod error;
 mod event;
 pub mod files;
+pub mod front;
 mod handshake;
 mod history;
 pub mod known_servers;
@@ -44,6 +47,7 @@ mod login;
 pub mod model;
 mod offers;
 pub mod reconnect;
+pub mod remember;
 pub mod sanitize;
 pub mod tls;
 pub mod trust;
@@ -125,12 +129,34 @@ impl fmt::Debug for TrustPolicy {
     }
 }
 
+/// What signs this device in.
+pub enum Secret {
+    /// The account password: it opens the local store and, when the
+    /// device has no session the server accepts, logs in with OPAQUE (it
+    /// never leaves the device).
+    Password(sotto_proto::Password),
+    /// The device key kept when the user asked to be remembered
+    /// ([`Client::remember_device`]): it opens the local store, and the
+    /// device logs in with its session token only. Anything that would
+    /// need the password fails with [`ClientError::PasswordNeeded`].
+    Remembered,
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Password(_) => f.write_str("Password(<redacted>)"),
+            Secret::Remembered => f.write_str("Remembered"),
+        }
+    }
+}
+
 /// Everything [`connect`] needs.
 pub struct ConnectOptions {
     /// `host:port` (IPv6 as `[addr]:port`).
     pub server: String,
     pub user: sotto_proto::Username,
-    pub password: sotto_proto::Password,
+    pub secret: Secret,
     /// Needed when the server has a server password.
     pub server_password: Option<sotto_proto::Password>,
     /// Holds `known_servers`, `devices/` and `downloads/`; created if
@@ -147,7 +173,7 @@ impl fmt::Debug for ConnectOptions {
         f.debug_struct("ConnectOptions")
             .field("server", &self.server)
             .field("user", &self.user)
-            .field("password", &"<redacted>")
+            .field("secret", &self.secret)
             .field(
                 "server_password",
                 &self.server_password.as_ref().map(|_| "<redacted>"),
@@ -169,7 +195,7 @@ mod tests {
         let opts = ConnectOptions {
             server: "h:1".into(),
             user: Username::parse("alice").unwrap(),
-            password: Password::new("hunter2".into()).unwrap(),
+            secret: Secret::Password(Password::new("hunter2".into()).unwrap()),
             server_password: Some(Password::new("letmein".into()).unwrap()),
             data_dir: "/tmp/x".into(),
             trust: TrustPolicy::Ask(Box::new(|_, _| true)),

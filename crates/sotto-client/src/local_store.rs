@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sotto_crypto::at_rest::{self, AtRestError, StoreKey};
+use sotto_crypto::at_rest::{self, AtRestError, DeviceKey, StoreKey};
 use sotto_proto::Username;
 use zeroize::Zeroizing;
 
@@ -114,6 +114,18 @@ pub enum StoreError {
     },
     #[error("the local store is closed")]
     Closed,
+    /// The store cannot be opened without the password (it was not
+    /// remembered, the remembered key is not its own, or a password change
+    /// is in progress).
+    #[error("this device's saved sign-in cannot open its local store")]
+    PasswordNeeded,
+}
+
+/// What opens a store.
+#[derive(Debug, Clone, Copy)]
+enum Unlock<'a> {
+    Password(&'a str),
+    Remembered(&'a DeviceKey),
 }
 
 /// The store of `user` on the server named `server` (see
@@ -304,6 +316,21 @@ impl LocalStore {
     /// store that does not exist yet is created (moving over a store
     /// written as one file, if there is one).
     pub fn open(path: &Path, password: &str) -> Result<(Self, Loaded), StoreError> {
+        Self::open_with(path, Unlock::Password(password))
+    }
+
+    /// Unlocks the store at `path` with the device key kept when its user
+    /// asked to be remembered ([`LocalStore::remember`]); a store that
+    /// does not exist, was not remembered, or is in the middle of a
+    /// password change needs the password ([`StoreError::PasswordNeeded`]).
+    pub fn open_remembered(path: &Path, key: &DeviceKey) -> Result<(Self, Loaded), StoreError> {
+        if !path.exists() || legacy_file(path).exists() {
+            return Err(StoreError::PasswordNeeded);
+        }
+        Self::open_with(path, Unlock::Remembered(key))
+    }
+
+    fn open_with(path: &Path, unlock: Unlock<'_>) -> Result<(Self, Loaded), StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_owned(),
             source,
@@ -331,6 +358,13 @@ impl LocalStore {
         // A store written as one file is read until its contents are saved
         // here (it is removed after that write).
         let old = legacy_file(path);
+        let password = match unlock {
+            Unlock::Password(password) => password,
+            Unlock::Remembered(device) => {
+                let key = account::remembered_key(&conn, device).map_err(db)?;
+                return Self::open_unlocked(path, conn, key?);
+            }
+        };
         let legacy = match std::fs::read(&old) {
             Ok(file) => Some(at_rest::open(password, &file)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -411,7 +445,7 @@ impl LocalStore {
                 key
             }
         };
-        let mut store = Self {
+        let store = Self {
             path: path.to_owned(),
             conn,
             key,
@@ -420,13 +454,60 @@ impl LocalStore {
             next,
             pending,
         };
+        store.finish_open(loaded)
+    }
+
+    /// Opens a store whose key came from a remembered device key: it must
+    /// be this store's (its check record opens), of this layout version,
+    /// and not in the middle of a password change.
+    fn open_unlocked(
+        path: &Path,
+        conn: Connection,
+        key: StoreKey,
+    ) -> Result<(Self, Loaded), StoreError> {
+        let db = |source| StoreError::Db {
+            path: path.to_owned(),
+            source,
+        };
+        let check: Vec<u8> = conn
+            .query_row("SELECT value FROM meta WHERE name = 'check'", [], |r| {
+                r.get(0)
+            })
+            .map_err(db)?;
+        key.open_record(b"meta/check", &check)
+            .map_err(|_| StoreError::PasswordNeeded)?;
+        let schema: Option<Vec<u8>> = conn
+            .query_row("SELECT value FROM meta WHERE name = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        let current = schema.as_deref() == Some(SCHEMA_VERSION.to_be_bytes().as_slice());
+        if !current || account::has_next(&conn).map_err(db)? {
+            return Err(StoreError::PasswordNeeded);
+        }
+        let store = Self {
+            path: path.to_owned(),
+            conn,
+            key,
+            legacy: None,
+            untrimmed: HashMap::new(),
+            next: None,
+            pending: None,
+        };
+        store.finish_open(Loaded::default())
+    }
+
+    /// Reads the state of a store just unlocked.
+    fn finish_open(mut self, mut loaded: Loaded) -> Result<(Self, Loaded), StoreError> {
+        let store = &mut self;
         store.load(&mut loaded)?;
         if loaded.records.iter().any(|(k, _)| k.kind == "account") && loaded.legacy.is_some() {
             // Moved over before, but not removed yet: the database is newer.
             loaded.legacy = None;
             store.remove_legacy();
         }
-        Ok((store, loaded))
+        Ok((self, loaded))
     }
 
     fn remove_legacy(&mut self) {

@@ -240,13 +240,21 @@ impl Model {
 
     /// Takes in one event from the client.
     pub fn apply(&mut self, event: &ClientEvent) {
-        self.take_in(event, true);
+        self.take_in(event, true, MAX_SCROLLBACK);
     }
 
     /// Takes in an event from history: shown in its conversation, never
-    /// counted as unread.
+    /// counted as unread; not kept when the conversation holds
+    /// [`MAX_SCROLLBACK`] entries.
     pub fn apply_history(&mut self, event: &ClientEvent) {
-        self.take_in(event, false);
+        self.take_in(event, false, MAX_SCROLLBACK);
+    }
+
+    /// [`Model::apply_history`] with another bound on the entries a
+    /// conversation holds (a front end that draws only what is in view
+    /// can hold more).
+    pub fn apply_history_up_to(&mut self, event: &ClientEvent, limit: usize) {
+        self.take_in(event, false, limit);
     }
 
     /// A group's members, as the server listed them.
@@ -339,7 +347,7 @@ impl Model {
         }
     }
 
-    fn take_in(&mut self, event: &ClientEvent, live: bool) {
+    fn take_in(&mut self, event: &ClientEvent, live: bool, limit: usize) {
         if live {
             self.track_members(event);
         }
@@ -468,7 +476,7 @@ impl Model {
                 .rev()
                 .take_while(|e| e.ts == entry.ts)
                 .any(|e| e.sender == entry.sender && e.content == entry.content);
-            if duplicate || timeline.len() >= MAX_SCROLLBACK {
+            if duplicate || timeline.len() >= limit {
                 return;
             }
             timeline.insert(at, entry);
@@ -528,6 +536,32 @@ impl Model {
             .find(|e| e.id == entry)
     }
 
+    /// A received file waiting for an answer (offer `id`) was saved at
+    /// `path`, or (`None`) discarded: its entries say so.
+    pub fn offer_settled(&mut self, id: u64, path: Option<std::path::PathBuf>) {
+        for conversation in self.conversations.values_mut() {
+            for entry in conversation.timeline.iter_mut() {
+                if let Content::File {
+                    offer,
+                    path: saved,
+                    name,
+                    ..
+                } = &mut entry.content
+                    && *offer == Some(id)
+                {
+                    *offer = None;
+                    match &path {
+                        Some(path) => *saved = Some(path.clone()),
+                        None => {
+                            let text = format!("file {name} discarded");
+                            entry.content = Content::Notice(text);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The oldest security notice, marked seen.
     pub fn take_notice(&mut self) -> Option<String> {
         self.notices.pop_front()
@@ -535,7 +569,7 @@ impl Model {
 }
 
 /// Whether `content` names `me` (`@me` or `me` as a word).
-fn mentions(content: &Content, me: &Username) -> bool {
+pub fn mentions(content: &Content, me: &Username) -> bool {
     let Content::Text(text) = content else {
         return false;
     };

@@ -190,6 +190,66 @@ impl StoreKey {
     }
 }
 
+/// A random key that opens a store without its password, for a device
+/// whose user asked to be remembered: it wraps the store's key
+/// ([`DeviceKey::wrap`]), and the wrapped copy is kept in the store. It
+/// is kept in a file of its own by the client, so anyone who can read
+/// both files can open the store; forgetting the device deletes it.
+#[derive(Clone)]
+pub struct DeviceKey {
+    key: StoreKey,
+}
+
+impl fmt::Debug for DeviceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceKey(<redacted>)")
+    }
+}
+
+/// The length of a [`DeviceKey`]'s bytes.
+pub const DEVICE_KEY_LEN: usize = 32;
+
+impl DeviceKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut key = Zeroizing::new([0u8; DEVICE_KEY_LEN]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        Self::from_array(key)
+    }
+
+    /// A key kept before ([`DeviceKey::to_bytes`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, AtRestError> {
+        let array: [u8; DEVICE_KEY_LEN] = bytes.try_into().map_err(|_| AtRestError::Malformed)?;
+        Ok(Self::from_array(Zeroizing::new(array)))
+    }
+
+    fn from_array(key: Zeroizing<[u8; DEVICE_KEY_LEN]>) -> Self {
+        // A header no password-derived key has (no costs, no salt), so
+        // that what this key seals can never pass for a store's record.
+        Self {
+            key: StoreKey {
+                key,
+                header: header(0, 0, &[0u8; SALT_LEN]),
+            },
+        }
+    }
+
+    /// The key's bytes, to keep.
+    pub fn to_bytes(&self) -> Zeroizing<[u8; DEVICE_KEY_LEN]> {
+        self.key.key.clone()
+    }
+
+    /// Seals a store's key under this one.
+    pub fn wrap(&self, store: &StoreKey) -> Vec<u8> {
+        self.key.wrap(store)
+    }
+
+    /// A store key sealed with [`DeviceKey::wrap`].
+    pub fn unwrap(&self, sealed: &[u8]) -> Result<StoreKey, AtRestError> {
+        self.key.unwrap_key(sealed)
+    }
+}
+
 /// Costs and salt from a header, refusing costs beyond the bounds before
 /// anything is derived.
 fn parse_header(header: &[u8]) -> Result<(u32, u32, [u8; SALT_LEN]), AtRestError> {
@@ -345,5 +405,36 @@ mod tests {
         let wrong = StoreKey::unlock("old", new.header()).unwrap();
         assert!(wrong.unwrap_key(&wrapped).is_err());
         assert!(again.unwrap_key(&record).is_err());
+    }
+
+    #[test]
+    fn a_device_key_opens_the_store_key_it_wrapped_and_nothing_else() {
+        let store = StoreKey::create("pw");
+        let device = DeviceKey::generate();
+        let wrapped = device.wrap(&store);
+        let kept = DeviceKey::from_bytes(device.to_bytes().as_slice()).unwrap();
+        let opened = kept.unwrap(&wrapped).unwrap();
+        let record = store.seal_record(b"records/x", b"secret");
+        assert_eq!(
+            opened
+                .open_record(b"records/x", &record)
+                .unwrap()
+                .as_slice(),
+            b"secret"
+        );
+        // Another device key, a flipped bit, a short key: refused.
+        assert!(DeviceKey::generate().unwrap(&wrapped).is_err());
+        let mut flipped = wrapped.clone();
+        flipped[30] ^= 1;
+        assert!(device.unwrap(&flipped).is_err());
+        assert_eq!(
+            DeviceKey::from_bytes(&[1; 31]).map(|_| ()),
+            Err(AtRestError::Malformed)
+        );
+        // The store key's own wrapping (a password change) is not a
+        // device key's: neither opens the other's.
+        let next = StoreKey::create("pw2");
+        assert!(device.unwrap(&next.wrap(&store)).is_err());
+        assert!(format!("{device:?}").contains("redacted"));
     }
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use sotto_client::{Client, ClientError, ClientEvent, ConnectOptions, Events, TrustPolicy};
+use sotto_client::{Client, ClientError, ClientEvent, ConnectOptions, Events, Secret, TrustPolicy};
 use sotto_crypto::Fingerprint;
 use sotto_proto::{Password, Username};
 use sotto_server::Config;
@@ -185,7 +185,7 @@ pub fn options(server: SocketAddr, name: &str, password: &str, data_dir: &Path) 
     ConnectOptions {
         server: server.to_string(),
         user: Username::parse(name).expect("valid name"),
-        password: Password::new(password.to_owned()).expect("valid password"),
+        secret: Secret::Password(Password::new(password.to_owned()).expect("valid password")),
         server_password: None,
         data_dir: data_dir.to_owned(),
         trust: TrustPolicy::TrustNew,

@@ -51,8 +51,9 @@ fn render(c: &mut Criterion) {
     let mut app = app_with_messages();
     let after = rss_kib();
     let kept = app
+        .front
         .model
-        .conversation(app.model.selected())
+        .conversation(app.front.model.selected())
         .map_or(0, |c| c.timeline.len());
     println!(
         "{MESSAGES} messages applied, {kept} kept in memory; resident memory grew by {} KiB \

@@ -3,6 +3,8 @@ use sotto_client::ClientEvent;
 use sotto_client::command::Command;
 use sotto_client::model::{ConversationId, SendState};
 
+use sotto_proto::{Status, Username};
+
 use super::*;
 
 fn u(name: &str) -> Username {
@@ -59,7 +61,8 @@ fn typing_in_a_private_conversation_sends_there_without_a_prefix() {
     // Shown at once, pending, then sent.
     let (id, entry) = pending.unwrap();
     let last = |app: &App| {
-        app.model
+        app.front
+            .model
             .conversation(&id)
             .unwrap()
             .timeline
@@ -94,9 +97,13 @@ fn commands_work_from_any_conversation_and_a_name_alone_opens_it() {
     // Someone unknown (a typo, a word) does not open a conversation.
     typed(&mut app, "@zzqx");
     assert!(app.key(key(KeyCode::Enter)).is_none());
-    assert_eq!(app.model.selected(), &ConversationId::Direct(u("bob")));
+    assert_eq!(
+        app.front.model.selected(),
+        &ConversationId::Direct(u("bob"))
+    );
     assert!(
-        app.flash
+        app.front
+            .flash
             .as_deref()
             .unwrap()
             .contains("no conversation with 'zzqx'")
@@ -107,16 +114,19 @@ fn commands_work_from_any_conversation_and_a_name_alone_opens_it() {
     });
     typed(&mut app, "@carol");
     assert!(app.key(key(KeyCode::Enter)).is_none());
-    assert_eq!(app.model.selected(), &ConversationId::Direct(u("carol")));
+    assert_eq!(
+        app.front.model.selected(),
+        &ConversationId::Direct(u("carol"))
+    );
     typed(&mut app, "@lobby");
     assert!(app.key(key(KeyCode::Enter)).is_none());
-    assert_eq!(app.model.selected(), &ConversationId::Lobby);
+    assert_eq!(app.front.model.selected(), &ConversationId::Lobby);
     typed(&mut app, "@stauts");
     assert!(app.key(key(KeyCode::Enter)).is_none());
     assert!(
-        app.flash.as_deref().unwrap().contains("@status"),
+        app.front.flash.as_deref().unwrap().contains("@status"),
         "{:?}",
-        app.flash
+        app.front.flash
     );
 }
 
@@ -132,13 +142,23 @@ fn alt_numbers_and_ctrl_n_p_switch_conversations() {
     });
     // Most recent first: carol, bob, then the lobby.
     app.key(with(KeyCode::Char('1'), KeyModifiers::ALT));
-    assert_eq!(app.model.selected(), &ConversationId::Direct(u("carol")));
-    app.key(with(KeyCode::Char('n'), KeyModifiers::CONTROL));
-    assert_eq!(app.model.selected(), &ConversationId::Direct(u("bob")));
-    app.key(with(KeyCode::Char('p'), KeyModifiers::CONTROL));
-    assert_eq!(app.model.selected(), &ConversationId::Direct(u("carol")));
     assert_eq!(
-        app.model
+        app.front.model.selected(),
+        &ConversationId::Direct(u("carol"))
+    );
+    app.key(with(KeyCode::Char('n'), KeyModifiers::CONTROL));
+    assert_eq!(
+        app.front.model.selected(),
+        &ConversationId::Direct(u("bob"))
+    );
+    app.key(with(KeyCode::Char('p'), KeyModifiers::CONTROL));
+    assert_eq!(
+        app.front.model.selected(),
+        &ConversationId::Direct(u("carol"))
+    );
+    assert_eq!(
+        app.front
+            .model
             .conversation(&ConversationId::Direct(u("bob")))
             .unwrap()
             .unread,
@@ -156,7 +176,7 @@ fn alt_enter_makes_a_new_line_and_pastes_over_the_limit_are_refused() {
     app.input.clear();
     app.paste(&"x".repeat(5_000));
     assert!(app.input.is_empty());
-    assert!(app.flash.as_deref().unwrap().contains("5000 bytes"));
+    assert!(app.front.flash.as_deref().unwrap().contains("5000 bytes"));
     app.paste("a\r\nb");
     assert_eq!(app.input.text(), "a\nb");
 }
@@ -220,10 +240,13 @@ fn scrolling_to_the_top_asks_for_older_pages_until_there_are_none() {
         text: "newest".into(),
         ts: 100,
     });
-    assert!(app.older_wanted().is_none(), "not scrolled to the top");
-    app.older.at_top = true;
-    assert_eq!(app.older_wanted(), Some((ConversationId::Lobby, 100)));
-    assert!(app.older_wanted().is_none(), "one page at a time");
+    assert!(
+        app.front.older_wanted().is_none(),
+        "not scrolled to the top"
+    );
+    app.front.older.at_top = true;
+    assert_eq!(app.front.older_wanted(), Some((ConversationId::Lobby, 100)));
+    assert!(app.front.older_wanted().is_none(), "one page at a time");
     // A page of another conversation's older messages: go on from there.
     let carol = ClientEvent::Private {
         from: u("carol"),
@@ -231,9 +254,10 @@ fn scrolling_to_the_top_asks_for_older_pages_until_there_are_none() {
         text: "old".into(),
         ts: 60,
     };
-    app.older_loaded(ConversationId::Lobby, Ok(vec![carol]));
-    assert_eq!(app.older_wanted(), Some((ConversationId::Lobby, 60)));
-    app.older_loaded(
+    app.front
+        .older_loaded(ConversationId::Lobby, Ok(vec![carol]));
+    assert_eq!(app.front.older_wanted(), Some((ConversationId::Lobby, 60)));
+    app.front.older_loaded(
         ConversationId::Lobby,
         Ok(vec![ClientEvent::Lobby {
             from: u("bob"),
@@ -241,11 +265,16 @@ fn scrolling_to_the_top_asks_for_older_pages_until_there_are_none() {
             ts: 50,
         }]),
     );
-    let lobby = app.model.conversation(&ConversationId::Lobby).unwrap();
+    let lobby = app
+        .front
+        .model
+        .conversation(&ConversationId::Lobby)
+        .unwrap();
     assert_eq!(lobby.timeline.front().unwrap().ts, 50);
-    assert_eq!(app.older_wanted(), Some((ConversationId::Lobby, 50)));
-    app.older_loaded(ConversationId::Lobby, Ok(Vec::new()));
-    assert!(app.older_wanted().is_none(), "nothing older");
+    assert_eq!(app.front.older_wanted(), Some((ConversationId::Lobby, 50)));
+    app.front
+        .older_loaded(ConversationId::Lobby, Ok(Vec::new()));
+    assert!(app.front.older_wanted().is_none(), "nothing older");
 }
 
 #[test]
@@ -266,7 +295,7 @@ fn a_private_message_or_a_mention_elsewhere_rings_the_bell_and_own_status_shows(
         user: u("alice"),
         change: sotto_proto::PresenceChange::Status(Status::Dnd),
     });
-    assert_eq!(app.model.online.get(&u("alice")), Some(&Status::Dnd));
+    assert_eq!(app.front.model.online.get(&u("alice")), Some(&Status::Dnd));
 }
 
 #[test]
@@ -282,6 +311,7 @@ fn a_file_or_sealed_message_shows_pending_in_its_conversation() {
     };
     assert_eq!(id, ConversationId::Direct(u("bob")));
     let entry = app
+        .front
         .model
         .conversation(&id)
         .unwrap()
@@ -303,6 +333,7 @@ fn a_file_or_sealed_message_shows_pending_in_its_conversation() {
         })
     ));
     let last = app
+        .front
         .model
         .conversation(&id)
         .unwrap()
@@ -321,7 +352,11 @@ fn at_help_lists_the_commands_in_the_conversation() {
     let mut app = app();
     typed(&mut app, "@help");
     assert!(app.key(key(KeyCode::Enter)).is_none());
-    let lobby = app.model.conversation(&ConversationId::Lobby).unwrap();
+    let lobby = app
+        .front
+        .model
+        .conversation(&ConversationId::Lobby)
+        .unwrap();
     let text: Vec<String> = lobby
         .timeline
         .iter()

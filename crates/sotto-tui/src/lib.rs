@@ -8,13 +8,11 @@
 //! - [`input`]: the input line's editing, history and completion.
 //! - [`line`]: the same input line for line mode on a terminal.
 //! - [`ui`]: drawing, from the state only.
-//! - `outcome`: what a finished command shows.
 //! - `term`: the terminal (raw mode, restored on every exit) and the loop.
 
 pub mod app;
 pub mod input;
 pub mod line;
-mod outcome;
 mod term;
 pub mod ui;
 

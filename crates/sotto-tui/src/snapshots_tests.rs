@@ -26,8 +26,8 @@ fn app(color: bool) -> App {
         color,
     );
     app.utc = true;
-    app.fixed_now = Some(T - 86_400_000 - 60_000);
-    app.model.set_online([(u("alice"), Status::Normal)]);
+    app.front.fixed_now = Some(T - 86_400_000 - 60_000);
+    app.front.model.set_online([(u("alice"), Status::Normal)]);
     for (user, status) in [("bob", Status::Normal), ("carol", Status::Away)] {
         app.event(&ClientEvent::Presence {
             user: u(user),
@@ -77,7 +77,8 @@ fn the_lobby_with_an_unread_mention_at_80_by_24() {
 fn a_private_conversation_with_the_new_messages_line_and_a_pending_reply() {
     let mut app = app(true);
     app.select(ConversationId::Direct(u("bob")));
-    app.model
+    app.front
+        .model
         .sending(&ConversationId::Direct(u("bob")), "yes, here", T + 2_000);
     insta::assert_snapshot!(screen(&mut app, 80, 24));
 }

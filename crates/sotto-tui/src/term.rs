@@ -15,15 +15,13 @@ use crossterm::terminal::{
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
-use sotto_client::dispatch::{self, Outcome};
-use sotto_client::model::{ConversationId, EntryId};
-use sotto_client::{Client, ClientError, ClientEvent, Events};
+use sotto_client::dispatch::Outcome;
+use sotto_client::front::{self, Done, Front};
+use sotto_client::{Client, ClientEvent, Events};
 use tokio::sync::mpsc;
 
-use crate::app::{Action, App, OLDER_PAGE, Session};
+use crate::app::{Action, App, Session};
 
-/// History loaded into the timelines at start.
-const START_HISTORY: u32 = 200;
 /// How often the screen is drawn while nothing happens (the reconnect
 /// countdown).
 const TICK: Duration = Duration::from_secs(1);
@@ -37,15 +35,6 @@ pub struct Options {
     pub server: String,
     /// Colours allowed (`NO_COLOR` unset).
     pub color: bool,
-}
-
-/// What a task the UI started came back with.
-enum Done {
-    Command(
-        Result<Outcome, ClientError>,
-        Option<(ConversationId, EntryId)>,
-    ),
-    Older(ConversationId, Result<Vec<ClientEvent>, ClientError>),
 }
 
 /// Runs the UI until the user quits or the session ends for good.
@@ -66,12 +55,7 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
         },
         options.color,
     );
-    app.model
-        .set_online(session.online.iter().map(|p| (p.user.clone(), p.status)));
-    app.groups = session.groups.iter().map(|g| g.name.clone()).collect();
-    for group in &session.groups {
-        app.model.set_group(group);
-    }
+    app.front = Front::logged_in(session);
 
     let mut terminal = enter()?;
     let (keys_tx, mut keys) = mpsc::channel::<Event>(256);
@@ -83,13 +67,7 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
         }
     });
     let (done_tx, mut done) = mpsc::unbounded_channel::<Done>();
-    {
-        let (client, done_tx) = (client.clone(), done_tx.clone());
-        tokio::spawn(async move {
-            let history = client.history(START_HISTORY).await.map(Outcome::History);
-            let _ = done_tx.send(Done::Command(history, None));
-        });
-    }
+    front::read_start_history(&client, sender(&done_tx));
     let mut tick = tokio::time::interval(TICK);
     // A status-bar message goes after a while, giving the bar back.
     let mut flash_seen: Option<(String, std::time::Instant)> = None;
@@ -102,27 +80,18 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
             let _ = io::stdout().write_all(b"\x07");
             let _ = io::stdout().flush();
         }
-        match (&app.flash, &flash_seen) {
+        match (&app.front.flash, &flash_seen) {
             (Some(flash), Some((seen, at))) if flash == seen => {
                 if at.elapsed() >= FLASH_FOR {
-                    app.flash = None;
+                    app.front.flash = None;
                     flash_seen = None;
                 }
             }
             (Some(flash), _) => flash_seen = Some((flash.clone(), std::time::Instant::now())),
             (None, _) => flash_seen = None,
         }
-        if let Some((id, before)) = app.older_wanted() {
-            let (client, done_tx) = (client.clone(), done_tx.clone());
-            tokio::spawn(async move {
-                let cursor = sotto_proto::HistoryCursor {
-                    ts: before,
-                    room_id: 0,
-                    seq: 0,
-                };
-                let page = client.history_before(Some(cursor), OLDER_PAGE).await;
-                let _ = done_tx.send(Done::Older(id, page));
-            });
+        if let Some((id, before)) = app.front.older_wanted() {
+            front::read_older(&client, id, before, sender(&done_tx));
         }
         tokio::select! {
             event = events.next() => match event {
@@ -130,7 +99,8 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
                     let end = matches!(event, ClientEvent::Disconnected { .. });
                     app.event(&event);
                     if end {
-                        app.flash = Some("disconnected for good; press any key to quit".into());
+                        app.front.flash =
+                            Some("disconnected for good; press any key to quit".into());
                     }
                 }
                 None => {
@@ -156,7 +126,7 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
             },
             Some(finished) = done.recv() => match finished {
                 Done::Command(result, pending) => app.finished(result, pending),
-                Done::Older(id, page) => app.older_loaded(id, page),
+                Done::Older(id, page) => app.front.older_loaded(id, page),
             },
             _ = tick.tick() => {}
         }
@@ -169,24 +139,33 @@ pub async fn run(client: Client, mut events: Events, options: Options) -> io::Re
     result
 }
 
+/// Hands a finished task's result to the loop.
+fn sender(done: &mpsc::UnboundedSender<Done>) -> impl FnOnce(Done) + Send + 'static {
+    let done = done.clone();
+    move |finished| {
+        let _ = done.send(finished);
+    }
+}
+
 /// Starts what a key asked for.
 fn perform(client: &Client, action: Action, done: &mpsc::UnboundedSender<Done>) {
-    let (client, done) = (client.clone(), done.clone());
     match action {
         Action::Quit => {}
         Action::Run { command, pending } => {
-            tokio::spawn(async move {
-                let result = dispatch::execute(&client, command).await;
-                let _ = done.send(Done::Command(result, pending));
-            });
+            front::perform(
+                client,
+                front::Action::Run { command, pending },
+                sender(done),
+            );
         }
         Action::ChangePassword { old, new } => {
+            let (client, done) = (client.clone(), sender(done));
             tokio::spawn(async move {
                 let result = client
                     .change_password(old, new)
                     .await
                     .map(|()| Outcome::Done("password change"));
-                let _ = done.send(Done::Command(result, None));
+                done(Done::Command(result, None));
             });
         }
     }

@@ -111,7 +111,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &mut App) {
         return;
     }
     let input_lines = input_height(app, area.width.saturating_sub(2));
-    let banner = u16::from(!app.model.notices.is_empty());
+    let banner = u16::from(!app.front.model.notices.is_empty());
     let [main, banner_area, input_area, status_area] = Layout::vertical([
         Constraint::Min(3),
         Constraint::Length(banner),
@@ -143,8 +143,8 @@ fn title(id: &ConversationId) -> String {
 }
 
 fn draw_sidebar(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
-    let conversations = app.model.conversations();
-    let online = app.model.online.len() as u16;
+    let conversations = app.front.model.conversations();
+    let online = app.front.model.online.len() as u16;
     let wanted = conversations.len() as u16 + 2;
     let [top, bottom] = Layout::vertical([
         Constraint::Max(wanted.max(area.height.saturating_sub(online + 2).max(area.height / 2))),
@@ -167,25 +167,26 @@ fn draw_sidebar(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
     );
     // A group's members (online or not) when a group is shown, else
     // who is online.
-    let group = match app.model.selected() {
-        ConversationId::Group(group) => app.model.members.get(group),
+    let group = match app.front.model.selected() {
+        ConversationId::Group(group) => app.front.model.members.get(group),
         _ => None,
     };
     let (people, heading): (Vec<(&sotto_proto::Username, Option<Status>)>, String) = match group {
         Some(members) => (
             members
                 .iter()
-                .map(|m| (m, app.model.online.get(m).copied()))
+                .map(|m| (m, app.front.model.online.get(m).copied()))
                 .collect(),
             format!("Members ({})", members.len()),
         ),
         None => (
-            app.model
+            app.front
+                .model
                 .online
                 .iter()
                 .map(|(u, s)| (u, Some(*s)))
                 .collect(),
-            format!("Online ({})", app.model.online.len()),
+            format!("Online ({})", app.front.model.online.len()),
         ),
     };
     let lines: Vec<Line<'_>> = people
@@ -229,7 +230,7 @@ fn conversation_line<'a>(
     c: &Conversation,
     width: usize,
 ) -> Line<'a> {
-    let selected = c.id == *app.model.selected();
+    let selected = c.id == *app.front.model.selected();
     let key = if index < 9 {
         format!("{} ", index + 1)
     } else {
@@ -282,8 +283,8 @@ fn fit(text: &str, width: usize) -> String {
 }
 
 fn draw_banner(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
-    let count = app.model.notices.len();
-    let Some(notice) = app.model.notices.front() else {
+    let count = app.front.model.notices.len();
+    let Some(notice) = app.front.model.notices.front() else {
         return;
     };
     let more = if count > 1 {
@@ -317,7 +318,7 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
         None => (
             format!(
                 "to {} · {}/{} bytes",
-                title(app.model.selected()),
+                title(app.front.model.selected()),
                 app.input.text().len(),
                 sotto_proto::limits::MAX_TEXT_LEN
             ),
@@ -358,7 +359,7 @@ fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {
 }
 
 fn draw_status(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
-    let (state, style) = match &app.model.connection {
+    let (state, style) = match &app.front.model.connection {
         ConnectionState::Connected => ("● connected".to_owned(), theme.fg(Color::Green)),
         ConnectionState::Reconnecting {
             attempt,
@@ -375,12 +376,14 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
     };
     // The server announces one's own status changes like everyone's.
     let status = app
+        .front
         .model
         .online
         .get(&app.session.me)
         .copied()
-        .unwrap_or(app.status);
+        .unwrap_or(app.front.status);
     let sending = app
+        .front
         .model
         .transfers
         .values()
@@ -395,7 +398,7 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, theme: &Theme, area: Rect) {
                 size_text(*total)
             )
         });
-    let middle = match (&app.flash, sending) {
+    let middle = match (&app.front.flash, sending) {
         (_, Some(progress)) => Span::styled(progress, theme.fg(Color::Cyan)),
         (Some(flash), None) => Span::styled(format!(" {flash}"), theme.fg(Color::Yellow)),
         (None, None) => Span::raw(format!(

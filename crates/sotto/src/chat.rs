@@ -132,7 +132,7 @@ pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
     let options = ConnectOptions {
         server: args.server.clone(),
         user,
-        password: password(&args)?,
+        secret: sotto_client::Secret::Password(password(&args)?),
         server_password,
         data_dir,
         trust: trust_policy(&args)?,

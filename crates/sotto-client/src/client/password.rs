@@ -38,7 +38,13 @@ impl Client {
         crate::crypto::with_store(&self.crypto, move |store| store.begin_change(&new)).await?;
         match self.request(finish).await {
             Ok(Response::Done) => {
-                crate::crypto::with_store(&self.crypto, |store| store.finish_change()).await
+                crate::crypto::with_store(&self.crypto, |store| store.finish_change()).await?;
+                // The remembered key wrapped the old store key: a
+                // remembered device is remembered anew.
+                if self.is_remembered() {
+                    self.remember_device().await?;
+                }
+                Ok(())
             }
             Ok(other) => Err(unexpected("password_finish", &other)),
             // The server said no: the old password stays.

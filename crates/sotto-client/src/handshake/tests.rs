@@ -99,7 +99,7 @@ fn options(addr: SocketAddr, data_dir: &Path, trust: TrustPolicy) -> ConnectOpti
     ConnectOptions {
         server: addr.to_string(),
         user: Username::parse("alice").unwrap(),
-        password: Password::new("pw".into()).unwrap(),
+        secret: crate::Secret::Password(Password::new("pw".into()).unwrap()),
         server_password: None,
         data_dir: data_dir.to_owned(),
         trust,

@@ -14,7 +14,7 @@
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use sotto_crypto::at_rest::StoreKey;
+use sotto_crypto::at_rest::{DeviceKey, StoreKey};
 use zeroize::Zeroizing;
 
 use super::{CHECK, LocalStore, StoreError};
@@ -69,6 +69,26 @@ impl LocalStore {
                 "INSERT OR REPLACE INTO meta (name, value) VALUES ('session', ?1)",
                 [sealed],
             )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Lets `device` open the store without the password (its copy of the
+    /// store key replaces any earlier one).
+    pub fn remember(&mut self, device: &DeviceKey) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES ('remembered', ?1)",
+                [device.wrap(&self.key)],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Only the password opens the store from now on.
+    pub fn forget_remembered(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM meta WHERE name = 'remembered'", [])
             .map_err(self.db())?;
         Ok(())
     }
@@ -190,8 +210,11 @@ impl LocalStore {
                 [next.seal_record(b"meta/check", CHECK)],
             )
             .map_err(db)?;
+            // A remembered device key wrapped the old key: the device
+            // is remembered again under the new one, if at all.
             tx.execute(
-                "DELETE FROM meta WHERE name IN ('next_header', 'next_check', 'next_wrapped')",
+                "DELETE FROM meta WHERE name IN ('next_header', 'next_check', 'next_wrapped', \
+                 'remembered')",
                 [],
             )
             .map_err(db)?;
@@ -236,6 +259,24 @@ pub(super) fn open_next(
 }
 
 /// Whether a store has a password change in progress.
+/// The store key unwrapped by a remembered device key: `Err` inside
+/// when the store was not remembered or the key is not the one.
+pub(super) fn remembered_key(
+    conn: &rusqlite::Connection,
+    device: &DeviceKey,
+) -> Result<Result<StoreKey, StoreError>, rusqlite::Error> {
+    let wrapped: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'remembered'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(wrapped
+        .and_then(|wrapped| device.unwrap(&wrapped).ok())
+        .ok_or(StoreError::PasswordNeeded))
+}
+
 pub(super) fn has_next(conn: &rusqlite::Connection) -> Result<bool, rusqlite::Error> {
     conn.query_row("SELECT 1 FROM meta WHERE name = 'next_header'", [], |_| {
         Ok(())

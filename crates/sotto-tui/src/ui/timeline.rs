@@ -15,17 +15,17 @@ use super::{Theme, title};
 use crate::app::App;
 
 pub(super) fn draw_timeline(frame: &mut Frame<'_>, app: &mut App, theme: &Theme, area: Rect) {
-    let selected = app.model.selected().clone();
+    let selected = app.front.model.selected().clone();
     let height = area.height.saturating_sub(2) as usize;
     let width = area.width.saturating_sub(2) as usize;
     app.page = height;
-    let conversation = app.model.conversation(&selected);
+    let conversation = app.front.model.conversation(&selected);
     let (lines, at_top) = match conversation {
         Some(c) => timeline_lines(c, theme, app, width, height),
         None => (Vec::new(), true),
     };
     // Scrolling stops at the oldest line; older pages are asked for there.
-    app.older.at_top = at_top && app.scroll > 0;
+    app.front.older.at_top = at_top && app.scroll > 0;
     if at_top && app.scroll > 0 {
         let blank = lines.iter().take_while(|l| l.width() == 0).count();
         app.scroll = app.scroll.saturating_sub(blank);

@@ -166,7 +166,9 @@ impl Renderer {
                 invitations,
             } => self.groups(groups, invitations),
             Outcome::WaitingFiles(files) => self.waiting_files(files),
-            Outcome::FileSaved { name, path, size } => self.file_saved(name, path, *size),
+            Outcome::FileSaved {
+                name, path, size, ..
+            } => self.file_saved(name, path, *size),
             Outcome::FileRejected(offer) => self.file_rejected(offer),
             Outcome::AutoAccept(auto) => self.auto_accept(*auto),
             Outcome::History(items) => self.history(items),
