@@ -223,6 +223,12 @@ impl DesktopApp {
                 self.screen = Screen::Chat(Box::new(chat));
             }
             (FromNet::Event(event), Screen::Chat(chat)) => {
+                // Where, never what: the log holds no message text.
+                if event.ts().is_some()
+                    && let Some(id) = ConversationId::of(&event, &chat.front.me)
+                {
+                    tracing::debug!(conversation = %title(&id), "message received");
+                }
                 if let Some(alert) = chat.event(&event) {
                     let focused = ctx.input(|i| i.viewport().focused).unwrap_or(true);
                     if !focused {

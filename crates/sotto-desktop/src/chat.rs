@@ -179,7 +179,18 @@ impl ChatScreen {
         egui::Panel::top("menu").show(ui, |ui| self.menus(ui, &mut out));
         if let Some(notice) = self.front.model.notices.front().cloned() {
             let more = self.front.model.notices.len() - 1;
-            crate::sidebar::banner(ui, &notice, more, &mut self.front);
+            let mut devices = false;
+            crate::sidebar::banner(ui, &notice, more, &mut self.front, &mut devices);
+            if devices {
+                self.open(
+                    Dialog::Devices {
+                        user: None,
+                        list: None,
+                        removing: None,
+                    },
+                    &mut out,
+                );
+            }
         }
         egui::Panel::bottom("status").show(ui, |ui| crate::sidebar::status_bar(ui, self));
         egui::Panel::left("sidebar")

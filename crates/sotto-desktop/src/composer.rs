@@ -23,6 +23,8 @@ pub struct Composer {
     picker_search: String,
     /// Ask for the keyboard focus at the next frame.
     pub focus: bool,
+    /// Input that came after an Enter in the same frame, for the next.
+    deferred: Vec<egui::Event>,
 }
 
 impl Composer {
@@ -44,9 +46,39 @@ impl Composer {
         let id = ui.make_persistent_id("composer");
         let bytes = self.bytes();
         let over = bytes > MAX_TEXT_LEN;
-        // Enter alone sends; the popup, when open, takes it first.
-        let enter = !self.popup_open
-            && ui.memory(|m| m.has_focus(id))
+        let focused = ui.memory(|m| m.has_focus(id));
+        // What came after an Enter in the last frame is typed now, into
+        // the next message (a fast typist's keys can share a frame).
+        if !self.deferred.is_empty() {
+            let deferred = std::mem::take(&mut self.deferred);
+            ui.input_mut(|i| {
+                let later = std::mem::replace(&mut i.events, deferred);
+                i.events.extend(later);
+            });
+        }
+        let enter_at = ui.input(|i| {
+            i.events.iter().position(|e| {
+                matches!(e, egui::Event::Key { key: Key::Enter, pressed: true, modifiers, .. }
+                    if modifiers.is_none())
+            })
+        });
+        // Enter alone sends; the popup, when open, takes it first, unless
+        // text was typed before it in the same frame (the suggestion shown
+        // was for a word since changed: a fast ":lock:" and Enter sends).
+        let mut typed = false;
+        if let Some(at) = enter_at
+            && focused
+        {
+            ui.input_mut(|i| {
+                self.deferred = i.events.split_off(at + 1);
+                typed = i.events.iter().any(|e| matches!(e, egui::Event::Text(_)));
+            });
+            if !self.deferred.is_empty() {
+                ui.ctx().request_repaint();
+            }
+        }
+        let enter = (!self.popup_open || typed)
+            && focused
             && ui.input_mut(|i| i.consume_key(Modifiers::NONE, Key::Enter));
         let mut send = false;
         let mut label = None;
@@ -112,8 +144,10 @@ impl Composer {
                 send = ui.add_enabled(!over, egui::Button::new("Send")).clicked();
             });
         });
-        if self.picker {
-            self.picker(ui);
+        if self.picker
+            && let Some(emoji) = self.picker(ui)
+        {
+            self.insert(ui.ctx(), id, emoji);
         }
         if (enter || send) && !over && !self.text.trim().is_empty() {
             self.focus = true;
@@ -122,16 +156,43 @@ impl Composer {
         None
     }
 
-    /// The emoji picker: a search field and a grid; a click inserts.
-    fn picker(&mut self, ui: &mut egui::Ui) {
+    /// Puts `text` where the cursor is (over the selection), and the
+    /// cursor after it.
+    fn insert(&mut self, ctx: &egui::Context, id: egui::Id, text: &str) {
+        let mut state = egui::text_edit::TextEditState::load(ctx, id).unwrap_or_default();
+        let chars = self.text.chars().count();
+        let (start, end) = state.cursor.char_range().map_or((chars, chars), |range| {
+            let (a, b) = (range.primary.index.0, range.secondary.index.0);
+            (a.min(b).min(chars), a.max(b).min(chars))
+        });
+        let byte = |at: usize| {
+            self.text
+                .char_indices()
+                .nth(at)
+                .map_or(self.text.len(), |(i, _)| i)
+        };
+        let (from, to) = (byte(start), byte(end));
+        self.text.replace_range(from..to, text);
+        let cursor = egui::text::CCursor::new(start + text.chars().count());
+        state
+            .cursor
+            .set_char_range(Some(egui::text::CCursorRange::one(cursor)));
+        state.store(ctx, id);
+        self.focus = true;
+    }
+
+    /// The emoji picker: a search field and a grid; the emoji clicked.
+    fn picker(&mut self, ui: &mut egui::Ui) -> Option<&'static str> {
+        let mut chosen = None;
         egui::Frame::group(ui.style()).show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.label("Emoji:");
+                let label = ui.label("Emoji:");
                 ui.add(
                     egui::TextEdit::singleline(&mut self.picker_search)
                         .hint_text("search, e.g. smile")
                         .desired_width(160.0),
-                );
+                )
+                .labelled_by(label.id);
                 if ui.small_button("Close").clicked() {
                     self.picker = false;
                 }
@@ -155,13 +216,13 @@ impl Composer {
                                 egui::Button::new(RichText::new(emoji.as_str()).size(20.0))
                                     .frame(false);
                             if ui.add(button).on_hover_text(emoji.name()).clicked() {
-                                self.text.push_str(emoji.as_str());
-                                self.focus = true;
+                                chosen = Some(emoji.as_str());
                             }
                         }
                     });
                 });
         });
+        chosen
     }
 }
 

@@ -47,6 +47,8 @@ pub struct ConnectScreen {
     pub busy: bool,
     pub problem: Option<Problem>,
     pub trust: Option<TrustQuestion>,
+    /// Put the keyboard focus in the first empty field at the next frame.
+    focus_first: bool,
 }
 
 /// What the screen asks the app to do.
@@ -74,6 +76,7 @@ impl ConnectScreen {
             busy: false,
             problem: None,
             trust: None,
+            focus_first: true,
         }
     }
 
@@ -124,15 +127,19 @@ impl ConnectScreen {
         let mut asked = None;
         egui::CentralPanel::default().show(ui, |ui| {
             ui.vertical_centered(|ui| {
-                ui.add_space(24.0);
-                ui.heading("Sotto");
-                ui.label("Private and group messages are end-to-end encrypted.");
-                ui.add_space(16.0);
+                ui.add_space(40.0);
+                ui.label(RichText::new("Sotto").size(32.0).strong());
+                ui.label("Chat where private and group messages are end-to-end encrypted.");
+                ui.add_space(20.0);
             });
-            let width = 360.0_f32.min(ui.available_width());
-            ui.vertical_centered(|ui| {
-                ui.set_max_width(width);
-                asked = self.form(ui, remembered, data_dir);
+            // The form, a column in the middle of the window.
+            let width = 340.0_f32.min(ui.available_width());
+            ui.horizontal(|ui| {
+                ui.add_space((ui.available_width() - width).max(0.0) / 2.0);
+                ui.vertical(|ui| {
+                    ui.set_width(width);
+                    asked = self.form(ui, remembered, data_dir);
+                });
             });
         });
         if let Some(question) = &self.trust
@@ -175,15 +182,22 @@ impl ConnectScreen {
             .num_columns(2)
             .spacing([12.0, 8.0])
             .show(ui, |ui| {
-                let field = |ui: &mut egui::Ui, label: &str, text: &mut String, secret: bool| {
-                    let label = ui.label(label);
-                    let edit = egui::TextEdit::singleline(text)
-                        .password(secret)
-                        .desired_width(220.0);
-                    let response = ui.add_enabled(enabled, edit).labelled_by(label.id);
-                    ui.end_row();
-                    response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
-                };
+                let focus = &mut self.focus_first;
+                let mut field =
+                    |ui: &mut egui::Ui, label: &str, text: &mut String, secret: bool| {
+                        let label = ui.label(label);
+                        let empty = text.is_empty();
+                        let edit = egui::TextEdit::singleline(text)
+                            .password(secret)
+                            .desired_width(220.0);
+                        let response = ui.add_enabled(enabled, edit).labelled_by(label.id);
+                        // Typing starts in the first empty field.
+                        if empty && std::mem::take(focus) {
+                            response.request_focus();
+                        }
+                        ui.end_row();
+                        response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
+                    };
                 submit |= field(ui, "Server", &mut self.server, false);
                 submit |= field(ui, "User name", &mut self.user, false);
                 submit |= field(ui, "Password", &mut self.password, true);
@@ -269,6 +283,12 @@ fn trust_dialog(ctx: &egui::Context, question: &TrustQuestion) -> Option<bool> {
             RichText::new(grouped(&question.fingerprint))
                 .monospace()
                 .strong(),
+        );
+        ui.label(
+            RichText::new(question.fingerprint.to_string())
+                .monospace()
+                .small()
+                .weak(),
         );
         ui.add_space(6.0);
         ui.label(

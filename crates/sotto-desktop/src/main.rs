@@ -48,7 +48,8 @@ fn main() -> std::process::ExitCode {
     let result = eframe::run_native(
         "Sotto",
         options,
-        Box::new(move |_cc| {
+        Box::new(move |cc| {
+            prefer_system_emoji(&cc.egui_ctx);
             Ok(Box::new(DesktopApp::new(
                 data_dir,
                 Box::new(DesktopNotifier),
@@ -62,6 +63,43 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Where the system has an emoji font (colour, usually), it draws emoji
+/// right after the text font, before any other system font (which may
+/// have older, monochrome ones) and in place of the monochrome ones built
+/// in.
+fn prefer_system_emoji(ctx: &egui::Context) {
+    let Some(emoji) = system_emoji_font() else {
+        tracing::info!("no system emoji font: the built-in monochrome emoji are used");
+        return;
+    };
+    let mut fonts = egui::FontDefinitions::default();
+    fonts
+        .font_data
+        .insert("system-emoji".into(), std::sync::Arc::new(emoji));
+    for family in fonts.families.values_mut() {
+        family.retain(|name| name != "NotoEmoji-Regular" && name != "emoji-icon-font");
+        let at = family.len().min(1);
+        family.insert(at, "system-emoji".into());
+    }
+    ctx.set_fonts(fonts);
+}
+
+/// The first font of the system's emoji family.
+fn system_emoji_font() -> Option<egui::FontData> {
+    let mut collection = fontique::Collection::new(fontique::CollectionOptions {
+        shared: false,
+        system_fonts: true,
+    });
+    let mut cache = fontique::SourceCache::new(fontique::SourceCacheOptions::default());
+    let family = collection
+        .generic_families(fontique::GenericFamily::Emoji)
+        .next()?;
+    let info = collection.family(family)?;
+    let font = info.fonts().first()?;
+    let (blob, _) = font.load(Some(&mut cache))?.into_raw_parts();
+    Some(egui::FontData::from_blob(blob, font.index()))
 }
 
 /// Logs go to `sotto-desktop.log` in the data dir.

@@ -11,6 +11,10 @@ use sotto_proto::{Status, Username};
 use crate::chat::{ChatScreen, title};
 use crate::dialogs::Dialog;
 
+const GREEN: Color32 = Color32::from_rgb(0x2e, 0xa0, 0x43);
+const AMBER: Color32 = Color32::from_rgb(0xd9, 0x8c, 0x1f);
+const RED: Color32 = Color32::from_rgb(0xd0, 0x3a, 0x2f);
+
 /// What the sidebar asked for.
 #[derive(Debug)]
 pub enum Asked {
@@ -94,15 +98,20 @@ pub fn show(ui: &mut egui::Ui, chat: &mut ChatScreen) -> Option<Asked> {
         .id_salt("people")
         .show(ui, |ui| {
             for (user, status) in people {
-                let (mark, word) = match status {
-                    Some(Status::Normal) => ("⏺", ""),
-                    Some(Status::Away) => ("🌙", " away"),
-                    Some(Status::Dnd) => ("⛔", " do not disturb"),
-                    None => ("○", " offline"),
+                let (colour, word) = match status {
+                    Some(Status::Normal) => (GREEN, ""),
+                    Some(Status::Away) => (AMBER, " (away)"),
+                    Some(Status::Dnd) => (RED, " (do not disturb)"),
+                    None => (Color32::GRAY, " (offline)"),
                 };
                 let me = user == chat.front.me;
-                let text = format!("{mark} {user}{}{word}", if me { " (you)" } else { "" });
-                let response = ui.selectable_label(false, text);
+                let text = format!("{user}{}{word}", if me { " (you)" } else { "" });
+                let response = ui
+                    .horizontal(|ui| {
+                        dot(ui, colour);
+                        ui.selectable_label(false, text)
+                    })
+                    .inner;
                 if me {
                     continue;
                 }
@@ -157,7 +166,8 @@ fn people(chat: &ChatScreen, selected: &ConversationId) -> Vec<(Username, Option
 }
 
 /// The oldest security notice not yet seen, until it is marked seen.
-pub fn banner(ui: &mut egui::Ui, notice: &str, more: usize, front: &mut Front) {
+/// `devices` is set when the user asks to see their devices from it.
+pub fn banner(ui: &mut egui::Ui, notice: &str, more: usize, front: &mut Front, devices: &mut bool) {
     let frame = egui::Frame::new()
         .fill(Color32::from_rgb(0x8b, 0x1e, 0x1e))
         .inner_margin(6.0);
@@ -171,6 +181,9 @@ pub fn banner(ui: &mut egui::Ui, notice: &str, more: usize, front: &mut Front) {
             if ui.button("Seen (Ctrl+O)").clicked() {
                 front.model.take_notice();
             }
+            if notice.contains("device") && ui.button("Devices…").clicked() {
+                *devices = true;
+            }
         });
     });
 }
@@ -179,26 +192,21 @@ pub fn banner(ui: &mut egui::Ui, notice: &str, more: usize, front: &mut Front) {
 pub fn status_bar(ui: &mut egui::Ui, chat: &ChatScreen) {
     ui.horizontal(|ui| {
         let (text, colour) = match &chat.front.model.connection {
-            ConnectionState::Connected => (
-                "⏺ connected".to_owned(),
-                Color32::from_rgb(0x2e, 0xa0, 0x43),
-            ),
+            ConnectionState::Connected => ("connected".to_owned(), GREEN),
             ConnectionState::Reconnecting {
                 reason,
                 attempt,
                 retry_in_ms,
             } => (
                 format!(
-                    "⟳ reconnecting (try {attempt}, in {:.0} s): {reason}",
+                    "reconnecting (try {attempt}, in {:.0} s): {reason}",
                     *retry_in_ms as f64 / 1000.0
                 ),
-                Color32::from_rgb(0xd9, 0x8c, 0x1f),
+                AMBER,
             ),
-            ConnectionState::Disconnected(reason) => (
-                format!("○ disconnected: {reason}"),
-                Color32::from_rgb(0xd0, 0x3a, 0x2f),
-            ),
+            ConnectionState::Disconnected(reason) => (format!("disconnected: {reason}"), RED),
         };
+        dot(ui, colour);
         ui.label(RichText::new(text).color(colour));
         ui.separator();
         ui.label(format!("{}@{}", chat.front.me, chat.connected.server));
@@ -221,4 +229,13 @@ pub fn status_bar(ui: &mut egui::Ui, chat: &ChatScreen) {
             ui.label(RichText::new(flash).strong());
         }
     });
+}
+
+/// A coloured dot (a status), drawn rather than a glyph: fonts draw
+/// symbols differently, some as colour emoji.
+fn dot(ui: &mut egui::Ui, colour: Color32) {
+    let size = ui.text_style_height(&egui::TextStyle::Body);
+    let (rect, _) = ui.allocate_exact_size(egui::vec2(size * 0.7, size), egui::Sense::hover());
+    ui.painter()
+        .circle_filled(rect.center(), size * 0.28, colour);
 }

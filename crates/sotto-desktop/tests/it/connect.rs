@@ -40,7 +40,7 @@ fn a_first_connection_shows_the_fingerprint_to_trust_and_remember_me_signs_in_ag
     let grouped = sotto_desktop::connect::grouped(&server.fingerprint);
     alice.harness.get_by_label(&grouped);
     alice.click("Trust and connect");
-    alice.wait_for("⏺ connected");
+    alice.wait_for("connected");
     assert!(alice.state().settings().remember);
     // Nothing the app keeps holds the password.
     let dir = alice.dir.path().to_owned();
@@ -49,7 +49,7 @@ fn a_first_connection_shows_the_fingerprint_to_trust_and_remember_me_signs_in_ag
     drop(harness);
     // Started again: signed in by itself, with no question and no password.
     let mut again = open(dir);
-    again.wait_for("⏺ connected");
+    again.wait_for("connected");
     assert!(again.harness.query_by_label("Trust and connect").is_none());
     // Signing out forgets the device: the next start asks for the password.
     again.click("Sotto");
@@ -61,7 +61,7 @@ fn a_first_connection_shows_the_fingerprint_to_trust_and_remember_me_signs_in_ag
     for _ in 0..5 {
         third.harness.step();
     }
-    assert!(third.harness.query_by_label("⏺ connected").is_none());
+    assert!(third.harness.query_by_label("connected").is_none());
     third.harness.get_by_label("Connect");
 }
 
@@ -79,7 +79,7 @@ fn a_wrong_password_and_a_missing_server_password_are_said_on_the_form() {
     bob.wait_for_part("needs a server password");
     bob.type_into("Server password", "letmein");
     bob.click("Connect");
-    bob.wait_for("⏺ connected");
+    bob.wait_for("connected");
     drop(bob);
     // Bob's account exists now; a wrong password is refused on the form.
     let mut other = app(&server, "bob");
@@ -90,7 +90,7 @@ fn a_wrong_password_and_a_missing_server_password_are_said_on_the_form() {
     other.wait_for("Trust and connect");
     other.click("Trust and connect");
     other.wait_for_part("wrong name or password for bob");
-    assert!(other.harness.query_by_label("⏺ connected").is_none());
+    assert!(other.harness.query_by_label("connected").is_none());
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn a_changed_certificate_is_refused_with_a_warning_until_the_user_trusts_the_new
     carol.click("The operator confirmed it: trust the new certificate");
     carol.wait_for("The new certificate is trusted: connect again.");
     carol.click("Connect");
-    carol.wait_for("⏺ connected");
+    carol.wait_for("connected");
 }
 
 /// Whether any file under `dir` contains `needle`.

@@ -3,8 +3,10 @@
 //! real TLS, with real clients on the other side.
 
 mod chat;
+mod composer;
 mod connect;
 mod scrollback;
+mod window;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
