@@ -156,9 +156,7 @@ impl Crypto {
     ) -> Result<(Self, LocalStore), ClientError> {
         let (store, loaded) = LocalStore::open_remembered(path, key).map_err(|e| match e {
             crate::local_store::StoreError::PasswordNeeded => ClientError::PasswordNeeded(
-                "this device's saved sign-in no longer opens its local store (was the password \
-                 changed elsewhere?)"
-                    .into(),
+                "this device's saved sign-in no longer opens its local store".into(),
             ),
             e => ClientError::LocalStore(format!("{e} ({})", path.display())),
         })?;

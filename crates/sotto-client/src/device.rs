@@ -28,7 +28,7 @@ use crate::known_servers::write_atomically;
 const DEVICE_ID_BYTES: usize = 16;
 
 /// Creates `dir` (and its parents) if missing, private to the user.
-pub(crate) fn create_private_dir(dir: &Path) -> io::Result<()> {
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

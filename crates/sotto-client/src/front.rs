@@ -51,10 +51,13 @@ pub enum Done {
 }
 
 /// Something the user should be told about while looking elsewhere: a
-/// private message or a mention in a conversation not shown.
+/// private message or a mention. A terminal rings for one in a
+/// conversation not shown; a window not focused notifies for any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     pub conversation: ConversationId,
+    /// It is in the conversation shown.
+    pub shown: bool,
     pub from: Username,
     /// The start of the message, for a notification.
     pub preview: String,
@@ -131,8 +134,8 @@ impl Front {
         self.fixed_now.unwrap_or_else(now_ms)
     }
 
-    /// Takes in an event from the client; an [`Alert`] when it is a
-    /// private message or a mention in a conversation not shown.
+    /// Takes in an event from the client; an [`Alert`] when it is a new
+    /// private message or mention (from someone else).
     pub fn event(&mut self, event: &ClientEvent) -> Option<Alert> {
         match event {
             ClientEvent::GroupCreated { group, .. } | ClientEvent::MemberJoined { group, .. }
@@ -147,19 +150,20 @@ impl Front {
             _ => {}
         }
         let id = ConversationId::of(event, &self.me);
-        let unread_before = id
+        let newest_before = id
             .as_ref()
             .and_then(|id| self.model.conversation(id))
-            .map_or(0, |c| c.unread);
+            .and_then(|c| c.timeline.back())
+            .map(|e| e.id);
         self.model.tick(self.now());
         self.model.apply(event);
         let id = id?;
-        if id == *self.model.selected() {
-            return None;
-        }
         let conversation = self.model.conversation(&id)?;
         let entry = conversation.timeline.back()?;
-        let alerting = conversation.unread > unread_before
+        // A new entry (a message shown twice is kept once), by someone
+        // else, privately or naming the user.
+        let alerting = Some(entry.id) != newest_before
+            && entry.sender.as_ref().is_some_and(|s| *s != self.me)
             && (matches!(id, ConversationId::Direct(_))
                 || crate::model::mentions(&entry.content, &self.me));
         if !alerting {
@@ -173,6 +177,7 @@ impl Front {
             crate::model::Content::Notice(text) => text.clone(),
         };
         Some(Alert {
+            shown: id == *self.model.selected(),
             conversation: id,
             from,
             preview,

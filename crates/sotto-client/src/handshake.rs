@@ -49,6 +49,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         data_dir,
         trust,
         register_only,
+        sign_in_only,
     } = opts;
     let addr = ServerAddr::parse(&server).map_err(|reason| ClientError::InvalidAddress {
         server: server.clone(),
@@ -154,14 +155,16 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     };
     let store_path = crate::local_store::store_file(&data_dir, &user, &server_name);
     let (logged_in, crypto, store) = match remembered {
-        Some(key) => log_in_remembered(&mut conn, &creds, &store_path, key).await?,
+        Some(key) => {
+            log_in_remembered(&mut conn, &creds, &store_path, (key, &remember_file)).await?
+        }
         None => {
             log_in(
                 &mut conn,
                 &creds,
                 &store_path,
                 ok.registration_open,
-                register_only,
+                (register_only, sign_in_only),
             )
             .await?
         }
@@ -231,7 +234,7 @@ async fn log_in<S: AsyncRead + AsyncWrite + Unpin>(
     creds: &Credentials,
     store_path: &Path,
     registration_open: bool,
-    register_only: bool,
+    (register_only, sign_in_only): (bool, bool),
 ) -> Result<(LoggedIn, Crypto, LocalStore), ClientError> {
     let open = {
         let (path, password, user, device) = (
@@ -277,7 +280,7 @@ async fn log_in<S: AsyncRead + AsyncWrite + Unpin>(
         None => {
             let mut hint = "";
             let mut registered = None;
-            if registration_open && !existing {
+            if registration_open && !existing && !sign_in_only {
                 match conn.register(creds).await {
                     Ok(logged_in) => registered = Some(logged_in),
                     Err(ClientError::Server(e)) if e.code == ErrorCode::UsernameTaken => {
@@ -343,7 +346,7 @@ async fn log_in_remembered<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Handshake<S>,
     creds: &Credentials,
     store_path: &Path,
-    key: sotto_crypto::at_rest::DeviceKey,
+    (key, remember_file): (sotto_crypto::at_rest::DeviceKey, &Path),
 ) -> Result<(LoggedIn, Crypto, LocalStore), ClientError> {
     let opened = {
         let (path, user, device) = (
@@ -351,7 +354,19 @@ async fn log_in_remembered<S: AsyncRead + AsyncWrite + Unpin>(
             creds.user.clone(),
             creds.device_id.clone(),
         );
-        blocking(move || Crypto::open_remembered(&path, &key, &user, &device)).await?
+        blocking(move || Crypto::open_remembered(&path, &key, &user, &device)).await
+    };
+    let forget = |why: &str| {
+        // A key that no longer signs in is no use kept: the next start
+        // asks for the password without trying it.
+        if let Err(e) = std::fs::remove_file(remember_file) {
+            tracing::warn!("forgetting this device's saved sign-in: {e}");
+        }
+        ClientError::PasswordNeeded(why.to_owned())
+    };
+    let opened = match opened {
+        Err(ClientError::PasswordNeeded(why)) => return Err(forget(&why)),
+        other => other?,
     };
     let (crypto, mut store) = opened;
     let local = |e: crate::local_store::StoreError| ClientError::LocalStore(e.to_string());
@@ -362,13 +377,14 @@ async fn log_in_remembered<S: AsyncRead + AsyncWrite + Unpin>(
         .as_deref()
         .and_then(SessionToken::parse);
     let Some(token) = token else {
-        return Err(ClientError::PasswordNeeded(
-            "this device has no session to resume".into(),
-        ));
+        return Err(forget("this device has no session to resume"));
     };
     let Some(logged_in) = conn.token_login(creds, token).await? else {
-        return Err(ClientError::PasswordNeeded(
-            "the server no longer accepts this device's saved sign-in".into(),
+        // Removed from the account, or signed in elsewhere with the
+        // password: the store's copy of the key goes too.
+        let _ = store.forget_remembered();
+        return Err(forget(
+            "the server no longer accepts this device's saved sign-in",
         ));
     };
     store

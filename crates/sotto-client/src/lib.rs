@@ -166,6 +166,10 @@ pub struct ConnectOptions {
     pub trust: TrustPolicy,
     /// Only create the account; fail if the name is taken.
     pub register_only: bool,
+    /// Never create an account: a name that does not exist is refused
+    /// like a wrong password (for a front end that asks whether the user
+    /// means to create one, so that a typo does not).
+    pub sign_in_only: bool,
 }
 
 impl fmt::Debug for ConnectOptions {
@@ -181,6 +185,7 @@ impl fmt::Debug for ConnectOptions {
             .field("data_dir", &self.data_dir)
             .field("trust", &self.trust)
             .field("register_only", &self.register_only)
+            .field("sign_in_only", &self.sign_in_only)
             .finish()
     }
 }
@@ -200,6 +205,7 @@ mod tests {
             data_dir: "/tmp/x".into(),
             trust: TrustPolicy::Ask(Box::new(|_, _| true)),
             register_only: false,
+            sign_in_only: false,
         };
         let text = format!("{opts:?}");
         assert!(

@@ -21,6 +21,7 @@ use crate::handshake::Handshake;
 /// Who is logging in, and where.
 pub(crate) struct Credentials {
     pub user: Username,
+    /// Empty for a remembered device, which logs in with its token only.
     pub password: Zeroizing<String>,
     pub device_id: DeviceId,
     pub server_password: Option<Password>,

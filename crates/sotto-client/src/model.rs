@@ -125,7 +125,8 @@ pub struct Conversation {
     pub mentioned: bool,
     /// The time of its newest entry.
     pub last_activity: i64,
-    /// Newest last; at most [`MAX_TIMELINE_IN_MEMORY`].
+    /// Newest last; at most [`Model::keep`] (older pages read in may make
+    /// it longer until the next live entry).
     pub timeline: VecDeque<Entry>,
     /// The first entry that arrived unread, for the "new messages" line.
     pub first_unread: Option<EntryId>,
@@ -161,6 +162,10 @@ pub struct Model {
     pub connection: ConnectionState,
     /// Files being sent: name, bytes written, bytes in all, by id.
     pub transfers: BTreeMap<u64, (String, u64, u64)>,
+    /// Entries a conversation keeps as live ones arrive (the oldest go):
+    /// [`MAX_TIMELINE_IN_MEMORY`], or more for a front end that draws
+    /// only the rows in view.
+    pub keep: usize,
     next_entry: EntryId,
     /// The newest time seen anywhere: for notices that carry none.
     latest: i64,
@@ -198,6 +203,7 @@ impl Model {
             notices: VecDeque::new(),
             connection: ConnectionState::Connected,
             transfers: BTreeMap::new(),
+            keep: MAX_TIMELINE_IN_MEMORY,
             next_entry: 1,
             latest: 0,
         }
@@ -333,6 +339,7 @@ impl Model {
     ) {
         let id = self.next_entry;
         self.next_entry += 1;
+        let keep = self.keep;
         let conversation = self.conversation_mut(to);
         let ts = ts.max(conversation.last_activity);
         conversation.timeline.push_back(Entry {
@@ -342,7 +349,7 @@ impl Model {
             content: Content::Notice(text),
             state: None,
         });
-        while conversation.timeline.len() > MAX_TIMELINE_IN_MEMORY {
+        while conversation.timeline.len() > keep {
             conversation.timeline.pop_front();
         }
     }
@@ -437,6 +444,7 @@ impl Model {
         self.next_entry += 1;
         let selected = self.selected == id;
         let latest = self.latest;
+        let keep = self.keep;
         let conversation = self.conversation_mut(&id);
         // Group notices carry no time of their own: they go where they
         // came, at the front end's time (or the newest seen).
@@ -481,7 +489,7 @@ impl Model {
             }
             timeline.insert(at, entry);
         }
-        while live && conversation.timeline.len() > MAX_TIMELINE_IN_MEMORY {
+        while live && conversation.timeline.len() > keep {
             conversation.timeline.pop_front();
         }
         conversation.last_activity = conversation.last_activity.max(ts);

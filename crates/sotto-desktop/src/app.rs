@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use sotto_client::front::{Action, Done};
+
+use crate::net::Finished;
 use sotto_client::model::ConversationId;
 use sotto_proto::{GroupName, Username};
 
@@ -176,7 +178,10 @@ impl DesktopApp {
             self.message(ctx, message);
         }
         for finished in done {
-            if matches!(finished, Done::Command(..)) {
+            if matches!(
+                finished,
+                Finished::Front(Done::Command(..)) | Finished::Dialog(..)
+            ) {
                 self.in_flight = self.in_flight.saturating_sub(1);
             }
             if let Screen::Chat(chat) = &mut self.screen
@@ -209,7 +214,11 @@ impl DesktopApp {
                 self.settings.user = connected.session.user.to_string();
                 self.settings.remember = connected.remembered;
                 self.save_settings();
-                let files_dir = dirs::home_dir().unwrap_or_else(|| self.data_dir.clone());
+                // Where people keep what they send: Documents, else home.
+                let files_dir = dirs::document_dir()
+                    .filter(|d| d.is_dir())
+                    .or_else(dirs::home_dir)
+                    .unwrap_or_else(|| self.data_dir.clone());
                 let mut chat = ChatScreen::new(
                     *connected,
                     files_dir,
@@ -219,7 +228,8 @@ impl DesktopApp {
                 if let Some(id) = self.settings.conversation.as_deref().and_then(conversation) {
                     chat.select(id);
                 }
-                self.in_flight = 1; // the history read at start
+                // The history read at start is the session's first request.
+                self.in_flight = 1;
                 self.screen = Screen::Chat(Box::new(chat));
             }
             (FromNet::Event(event), Screen::Chat(chat)) => {
@@ -246,7 +256,7 @@ impl DesktopApp {
                     }
                 }
             }
-            (FromNet::SignedOut, _) => {
+            (FromNet::SignedOut(forgotten), _) => {
                 self.settings.remember = false;
                 self.save_settings();
                 let mut screen = ConnectScreen::new(
@@ -254,7 +264,12 @@ impl DesktopApp {
                     self.settings.user.clone(),
                     false,
                 );
-                screen.problem = Some(Problem::Said("Signed out.".into()));
+                screen.problem = Some(match forgotten {
+                    Ok(()) => Problem::Note("Signed out.".into()),
+                    Err(why) => Problem::Said(format!(
+                        "Signed out, but this device may still be remembered: {why}"
+                    )),
+                });
                 self.screen = Screen::Connect(Box::new(screen));
             }
             // A late message for a screen no longer shown (a trust
@@ -278,10 +293,15 @@ impl DesktopApp {
                 let replaced = sotto_client::known_servers::KnownServers::load(&known_servers)
                     .and_then(|mut known| known.replace(&server, &fingerprint));
                 if let Screen::Connect(screen) = &mut self.screen {
-                    screen.problem = Some(Problem::Said(match replaced {
-                        Ok(()) => "The new certificate is trusted: connect again.".into(),
-                        Err(e) => format!("Could not change {}: {e}", known_servers.display()),
-                    }));
+                    screen.problem = Some(match replaced {
+                        Ok(()) => {
+                            Problem::Note("The new certificate is trusted: connect again.".into())
+                        }
+                        Err(e) => Problem::Said(format!(
+                            "Could not change {}: {e}",
+                            known_servers.display()
+                        )),
+                    });
                 }
             }
         }
@@ -302,8 +322,12 @@ impl DesktopApp {
                 // Requests answered by a command result count as in flight.
                 let answered = matches!(
                     request,
-                    ToNet::Run(_) | ToNet::ChangePassword { .. } | ToNet::Remember(_)
+                    ToNet::Run(_)
+                        | ToNet::Dialog { .. }
+                        | ToNet::ChangePassword { .. }
+                        | ToNet::Remember(_)
                 );
+                let older = matches!(request, ToNet::Older(..));
                 let pending = match &request {
                     ToNet::Run(Action::Run { pending, .. }) => pending.clone(),
                     _ => None,
@@ -315,7 +339,12 @@ impl DesktopApp {
                 match self.send(request) {
                     Ok(()) if answered => self.in_flight += 1,
                     Ok(()) => {}
-                    Err(why) => self.refuse(pending, &why),
+                    Err(why) => {
+                        if older && let Screen::Chat(chat) = &mut self.screen {
+                            chat.front.older.loading = false;
+                        }
+                        self.refuse(pending, &why);
+                    }
                 }
             }
             Out::SetTheme(theme) => {

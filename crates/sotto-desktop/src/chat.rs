@@ -17,7 +17,7 @@ use sotto_proto::Status;
 
 use crate::composer::Composer;
 use crate::dialogs::{self, Dialog, Open};
-use crate::net::{Connected, ToNet};
+use crate::net::{Connected, Finished, ToNet};
 use crate::picker::Picker;
 use crate::settings::Theme;
 use crate::timeline::{self, RowAction, Rows};
@@ -52,6 +52,13 @@ pub struct ChatScreen {
     pub theme: Theme,
     pub notifications: bool,
     pub remembered: bool,
+    /// The last dialog token handed out.
+    next_token: u64,
+    /// What was being written in each conversation not shown: a draft
+    /// stays where it was begun.
+    drafts: HashMap<ConversationId, String>,
+    /// The conversation the composer's text belongs to.
+    composing_for: ConversationId,
 }
 
 impl ChatScreen {
@@ -65,6 +72,7 @@ impl ChatScreen {
         // Only the rows in view are drawn: a conversation may hold the
         // 100,000 messages of a long history.
         front.scrollback = crate::MAX_SCROLLBACK;
+        front.model.keep = crate::MAX_SCROLLBACK;
         let remembered = connected.remembered;
         Self {
             front,
@@ -78,7 +86,26 @@ impl ChatScreen {
             theme,
             notifications,
             remembered,
+            next_token: 0,
+            drafts: HashMap::new(),
+            composing_for: ConversationId::Lobby,
         }
+    }
+
+    /// Keeps the composer's text with its conversation when another is
+    /// shown, and brings back that one's draft.
+    fn swap_drafts(&mut self) {
+        let shown = self.front.model.selected().clone();
+        if shown == self.composing_for {
+            return;
+        }
+        let text = std::mem::take(&mut self.composer.text);
+        if !text.is_empty() {
+            self.drafts.insert(self.composing_for.clone(), text);
+        }
+        self.composer.text = self.drafts.remove(&shown).unwrap_or_default();
+        self.composer.focus = true;
+        self.composing_for = shown;
     }
 
     /// An event from the client; an alert when the user should be told.
@@ -86,40 +113,44 @@ impl ChatScreen {
         self.front.event(event)
     }
 
-    /// A command's result: to the dialog waiting for it, else to the
-    /// conversation. Returns a request to make (a dialog's refresh).
-    pub fn finished(&mut self, done: Done) -> Option<Out> {
-        match done {
-            Done::Older(id, page) => {
+    /// A request's result: to the dialog that asked, if still open, else
+    /// to the conversation. Returns a request to make (a dialog's refresh).
+    pub fn finished(&mut self, finished: Finished) -> Option<Out> {
+        match finished {
+            Finished::Front(Done::Older(id, page)) => {
                 self.front.older_loaded(id, page);
                 None
             }
-            Done::Command(result, pending) => {
-                let taken = self.dialog.as_mut().is_some_and(|open| open.take(&result));
+            Finished::Front(Done::Command(result, pending)) => {
                 if let Ok(Outcome::Done("remember me")) = &result {
                     self.remembered = true;
                 } else if let Ok(Outcome::Done("forget me")) = &result {
                     self.remembered = false;
                 }
+                self.front.finished(result, pending);
+                None
+            }
+            Finished::Dialog(token, result) => {
+                let open = self.dialog.as_mut().filter(|open| open.token == token);
+                let taken = open.is_some_and(|open| open.take(&result));
                 if !taken {
-                    self.front.finished(result, pending);
+                    self.front.finished(result, None);
                 }
-                let open = self.dialog.as_mut()?;
+                let open = self.dialog.as_mut().filter(|open| open.token == token)?;
                 if std::mem::take(&mut open.refresh) {
                     let command = open.first_command()?;
                     open.waiting = true;
-                    return Some(self.run_in_dialog(command));
+                    return Some(Out::Net(ToNet::Dialog { token, command }));
                 }
                 None
             }
         }
     }
 
+    /// A request of the open dialog.
     fn run_in_dialog(&mut self, command: Command) -> Out {
-        Out::Net(ToNet::Run(Action::Run {
-            command,
-            pending: None,
-        }))
+        let token = self.dialog.as_ref().map_or(0, |open| open.token);
+        Out::Net(ToNet::Dialog { token, command })
     }
 
     /// Runs `command` as if typed: a message shows pending in its
@@ -130,10 +161,12 @@ impl ChatScreen {
 
     /// Opens a dialog (running its first command).
     pub fn open(&mut self, dialog: Dialog, out: &mut Vec<Out>) {
-        let mut open = Open::new(dialog);
+        self.next_token += 1;
+        let token = self.next_token;
+        let mut open = Open::new(dialog, token);
         if let Some(command) = open.first_command() {
             open.waiting = true;
-            out.push(self.run_in_dialog(command));
+            out.push(Out::Net(ToNet::Dialog { token, command }));
         }
         self.dialog = Some(open);
     }
@@ -145,9 +178,9 @@ impl ChatScreen {
             Some(Action::Quit) => out.push(Out::Quit),
             Some(Action::AskPassword) => self.open(
                 Dialog::Password {
-                    old: String::new(),
-                    new: String::new(),
-                    again: String::new(),
+                    old: Default::default(),
+                    new: Default::default(),
+                    again: Default::default(),
                 },
                 out,
             ),
@@ -200,6 +233,7 @@ impl ChatScreen {
                 Some(crate::sidebar::Asked::Dialog(dialog)) => self.open(dialog, &mut out),
                 None => {}
             });
+        self.swap_drafts();
         egui::CentralPanel::default().show(ui, |ui| self.conversation(ui, &mut out));
         self.dropped_files(ui.ctx(), &mut out);
         if let Some(open) = &mut self.dialog
@@ -225,6 +259,12 @@ impl ChatScreen {
                 let key = Key::from_name(&(n + 1).to_string());
                 key.is_some_and(|key| i.consume_key(Modifiers::ALT, key))
             });
+            // Some systems also send the digit as text: it is not typed.
+            if let Some(n) = digit {
+                let typed = (n + 1).to_string();
+                i.events
+                    .retain(|e| !matches!(e, egui::Event::Text(t) if *t == typed));
+            }
             (
                 i.consume_key(Modifiers::COMMAND, Key::K),
                 i.consume_key(Modifiers::CTRL, Key::Tab),
@@ -273,6 +313,9 @@ impl ChatScreen {
                         out,
                     );
                 }
+                if ui.button("New private conversation…").clicked() {
+                    self.open(Dialog::NewPrivate(String::new()), out);
+                }
                 if ui.button("Groups and invitations…").clicked() {
                     self.open(Dialog::Groups(None), out);
                 }
@@ -295,7 +338,7 @@ impl ChatScreen {
                     self.open(
                         Dialog::SendSealed {
                             to: to.clone(),
-                            passphrase: String::new(),
+                            passphrase: Default::default(),
                             text: String::new(),
                         },
                         out,
@@ -334,9 +377,9 @@ impl ChatScreen {
                 if ui.button("Change password…").clicked() {
                     self.open(
                         Dialog::Password {
-                            old: String::new(),
-                            new: String::new(),
-                            again: String::new(),
+                            old: Default::default(),
+                            new: Default::default(),
+                            again: Default::default(),
                         },
                         out,
                     );
@@ -454,13 +497,28 @@ impl ChatScreen {
                     self.open(
                         Dialog::SendSealed {
                             to: user.clone(),
-                            passphrase: String::new(),
+                            passphrase: Default::default(),
                             text: String::new(),
                         },
                         out,
                     );
                 }
                 self.file_button(ui, out);
+            }
+            ConversationId::Group(group) if !self.front.groups.contains(group) => {
+                ui.label(
+                    RichText::new("You are invited to this group, or no longer in it.").weak(),
+                );
+                if ui.small_button("Join").clicked() {
+                    out.push(self.run(Command::GroupAccept {
+                        group: group.clone(),
+                    }));
+                }
+                if ui.small_button("Decline").clicked() {
+                    out.push(self.run(Command::GroupDecline {
+                        group: group.clone(),
+                    }));
+                }
             }
             ConversationId::Group(group) => {
                 ui.label(RichText::new("🔒 end-to-end encrypted").weak());
@@ -513,11 +571,8 @@ impl ChatScreen {
 
     fn row_action(&mut self, action: RowAction, out: &mut Vec<Out>) {
         match action {
-            RowAction::Open(path) => {
-                if let Err(e) = crate::os::open(&path) {
-                    self.front.flash = Some(format!("cannot open {}: {e}", path.display()));
-                }
-            }
+            RowAction::Open(path) if crate::os::opens_safely(&path) => self.open_file(&path),
+            RowAction::Open(path) => self.open(Dialog::OpenFile(path), out),
             RowAction::ShowInFolder(path) => {
                 if let Err(e) = crate::os::show_in_folder(&path) {
                     self.front.flash = Some(format!("cannot show {}: {e}", path.display()));
@@ -528,11 +583,24 @@ impl ChatScreen {
             RowAction::OpenSealed(id) => self.open(
                 Dialog::OpenSealed {
                     id,
-                    passphrase: String::new(),
+                    passphrase: Default::default(),
                     opened: None,
                 },
                 out,
             ),
+        }
+    }
+
+    fn open_file(&mut self, path: &std::path::Path) {
+        if let Err(e) = crate::os::open(path) {
+            self.front.flash = Some(if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "no program to open files is installed here (xdg-open); the file is {}",
+                    path.display()
+                )
+            } else {
+                format!("cannot open {}: {e}", path.display())
+            });
         }
     }
 
@@ -571,6 +639,14 @@ impl ChatScreen {
                 self.dialog = None;
                 self.front.flash = Some("changing the password…".into());
                 out.push(Out::Net(ToNet::ChangePassword { old, new }));
+            }
+            dialogs::Asked::Show(user) => {
+                self.dialog = None;
+                self.select(ConversationId::Direct(user));
+            }
+            dialogs::Asked::OpenFile(path) => {
+                self.dialog = None;
+                self.open_file(&path);
             }
             dialogs::Asked::SendFile(path) => {
                 self.dialog = None;

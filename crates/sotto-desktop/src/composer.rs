@@ -115,11 +115,20 @@ impl Composer {
                     Modifiers::SHIFT,
                     Key::Enter,
                 )));
-            let output = CompletionPopup::new(id)
-                .word_boundary(|c: char| c.is_whitespace())
-                .show(ui, edit, |query| {
-                    suggestions(front, query.word, query.is_at_start())
-                });
+            // A long message scrolls inside the composer rather than
+            // growing over the conversation.
+            let output = egui::ScrollArea::vertical()
+                .id_salt("composer scroll")
+                .max_height(ui.text_style_height(&egui::TextStyle::Body) * 8.0)
+                .stick_to_bottom(true)
+                .show(ui, |ui| {
+                    CompletionPopup::new(id)
+                        .word_boundary(|c: char| c.is_whitespace())
+                        .show(ui, edit, |query| {
+                            suggestions(front, query.word, query.is_at_start())
+                        })
+                })
+                .inner;
             self.popup_open = output.is_open;
             if let Some(label) = label {
                 output

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use zeroize::Zeroizing;
+
 use eframe::egui::{self, Color32, RichText};
 use sotto_client::{ClientError, Fingerprint};
 use sotto_proto::{ErrorCode, Password, Username};
@@ -20,10 +22,12 @@ pub struct TrustQuestion {
     pub reply: std::sync::mpsc::Sender<bool>,
 }
 
-/// Why the last try failed.
+/// Why the last try failed (or what happened).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     Said(String),
+    /// Not an error: something to know (signed out, a pin replaced).
+    Note(String),
     /// The server's certificate is not the one pinned.
     Changed {
         server: String,
@@ -34,12 +38,15 @@ pub enum Problem {
 }
 
 /// The connect screen's state.
-#[derive(Debug)]
 pub struct ConnectScreen {
     pub server: String,
     pub user: String,
-    pub password: String,
-    pub server_password: String,
+    /// Wiped from memory when dropped.
+    pub password: Zeroizing<String>,
+    pub server_password: Zeroizing<String>,
+    /// Create an account if the name is not taken (else a name not known
+    /// is refused: a typo does not make an account).
+    pub create: bool,
     /// The server said it needs a server password (or one was given).
     pub wants_server_password: bool,
     pub remember: bool,
@@ -49,6 +56,18 @@ pub struct ConnectScreen {
     pub trust: Option<TrustQuestion>,
     /// Put the keyboard focus in the first empty field at the next frame.
     focus_first: bool,
+}
+
+impl std::fmt::Debug for ConnectScreen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectScreen")
+            .field("server", &self.server)
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .field("busy", &self.busy)
+            .field("problem", &self.problem)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the screen asks the app to do.
@@ -69,8 +88,9 @@ impl ConnectScreen {
         Self {
             server,
             user,
-            password: String::new(),
-            server_password: String::new(),
+            password: Zeroizing::new(String::new()),
+            server_password: Zeroizing::new(String::new()),
+            create: false,
             wants_server_password: false,
             remember,
             busy: false,
@@ -82,23 +102,29 @@ impl ConnectScreen {
 
     /// A request from the form, or the reason it cannot be sent.
     pub fn request(&self, data_dir: PathBuf, remembered: bool) -> Result<ConnectRequest, String> {
-        let server = self.server.trim().to_owned();
+        let mut server = self.server.trim().to_owned();
         if server.is_empty() {
             return Err("Type the server's address, for example chat.example.org:7443.".into());
+        }
+        // Sotto's port unless another is named.
+        if sotto_client::ServerAddr::parse(&server).is_err()
+            && sotto_client::ServerAddr::parse(&format!("{server}:7443")).is_ok()
+        {
+            server.push_str(":7443");
         }
         let user = Username::parse(self.user.trim()).map_err(|e| format!("User name: {e}."))?;
         let secret = if self.password.is_empty() && remembered {
             Secret::Remembered
         } else {
             Secret::Password(
-                Password::new(self.password.clone()).map_err(|e| format!("Password: {e}."))?,
+                Password::new(self.password.to_string()).map_err(|e| format!("Password: {e}."))?,
             )
         };
         let server_password = if self.server_password.is_empty() {
             None
         } else {
             Some(
-                Password::new(self.server_password.clone())
+                Password::new(self.server_password.to_string())
                     .map_err(|e| format!("Server password: {e}."))?,
             )
         };
@@ -108,6 +134,7 @@ impl ConnectScreen {
             secret,
             server_password,
             remember: self.remember,
+            create: self.create,
             data_dir,
         })
     }
@@ -213,6 +240,11 @@ impl ConnectScreen {
         }
         ui.add_enabled(
             enabled,
+            egui::Checkbox::new(&mut self.create, "Create a new account with this name"),
+        )
+        .on_hover_text("New on this server? Then tick this: you choose your password now.");
+        ui.add_enabled(
+            enabled,
             egui::Checkbox::new(&mut self.remember, "Remember me on this device"),
         )
         .on_hover_text(
@@ -234,9 +266,16 @@ impl ConnectScreen {
                 ui.label("Connecting…");
             });
         }
-        if let Some(Problem::Said(text)) = &self.problem {
-            ui.add_space(8.0);
-            ui.label(RichText::new(text).color(Color32::from_rgb(0xd0, 0x3a, 0x2f)));
+        match &self.problem {
+            Some(Problem::Said(text)) => {
+                ui.add_space(8.0);
+                ui.label(RichText::new(text).color(Color32::from_rgb(0xd0, 0x3a, 0x2f)));
+            }
+            Some(Problem::Note(text)) => {
+                ui.add_space(8.0);
+                ui.label(text);
+            }
+            _ => {}
         }
         if (connect.clicked() || submit) && !self.busy {
             match self.request(data_dir.to_owned(), remembered) {
@@ -335,6 +374,9 @@ fn changed_dialog(
             ui.label("Presented now:");
             ui.label(RichText::new(grouped(got)).monospace().strong());
             ui.end_row();
+            ui.label("");
+            ui.label(RichText::new(got.to_string()).monospace().small().weak());
+            ui.end_row();
         });
         ui.add_space(6.0);
         ui.label(
@@ -387,6 +429,13 @@ pub fn problem(error: ClientError) -> Problem {
             "{server} does not speak Sotto's encrypted protocol (the TLS handshake failed)."
         )),
         ClientError::PasswordNeeded(why) => said(format!("Enter your password: {why}.")),
+        ClientError::Server(reply) if reply.code == ErrorCode::WrongPassword => said(format!(
+            "{}. New on this server? Tick \"Create a new account with this name\".",
+            reply.message
+        )),
+        ClientError::LocalStore(text) if text.starts_with("cannot unlock") => {
+            said("Wrong password: it does not open this device's keys and messages.".into())
+        }
         ClientError::Server(reply) if reply.code == ErrorCode::WrongServerPassword => {
             said(format!("The server password is wrong: {}", reply.message))
         }

@@ -9,11 +9,12 @@ use sotto_client::command::{Command, Verify};
 use sotto_client::dispatch::Outcome;
 use sotto_client::{DeviceInfo, Offer, Passphrase, Verification};
 use sotto_proto::{DeviceId, GroupInfo, GroupName, Invitation, Password, Username};
+use zeroize::Zeroizing;
 
 use crate::picker::Picker;
 
-/// An open dialog.
-#[derive(Debug)]
+/// An open dialog. Passwords and passphrases typed are wiped from
+/// memory when it closes, and never printed.
 pub enum Dialog {
     NewGroup {
         name: String,
@@ -25,12 +26,12 @@ pub enum Dialog {
     },
     SendSealed {
         to: Username,
-        passphrase: String,
+        passphrase: Zeroizing<String>,
         text: String,
     },
     OpenSealed {
         id: u64,
-        passphrase: String,
+        passphrase: Zeroizing<String>,
         opened: Option<(Username, String)>,
     },
     Devices {
@@ -44,9 +45,9 @@ pub enum Dialog {
         verification: Option<Verification>,
     },
     Password {
-        old: String,
-        new: String,
-        again: String,
+        old: Zeroizing<String>,
+        new: Zeroizing<String>,
+        again: Zeroizing<String>,
     },
     SendFile {
         picker: Picker,
@@ -59,12 +60,40 @@ pub enum Dialog {
         question: String,
         command: Command,
     },
+    /// Asks before opening a received file of a kind that can run code.
+    OpenFile(std::path::PathBuf),
+    /// A conversation with someone, by name (also someone offline).
+    NewPrivate(String),
+}
+
+impl std::fmt::Debug for Dialog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Dialog::NewGroup { .. } => "NewGroup",
+            Dialog::Invite { .. } => "Invite",
+            Dialog::SendSealed { .. } => "SendSealed",
+            Dialog::OpenSealed { .. } => "OpenSealed",
+            Dialog::Devices { .. } => "Devices",
+            Dialog::Verify { .. } => "Verify",
+            Dialog::Password { .. } => "Password",
+            Dialog::SendFile { .. } => "SendFile",
+            Dialog::WaitingFiles(_) => "WaitingFiles",
+            Dialog::Groups(_) => "Groups",
+            Dialog::Help => "Help",
+            Dialog::Confirm { .. } => "Confirm",
+            Dialog::OpenFile(_) => "OpenFile",
+            Dialog::NewPrivate(_) => "NewPrivate",
+        };
+        f.write_str(name)
+    }
 }
 
 /// The state around a dialog.
 #[derive(Debug)]
 pub struct Open {
     pub dialog: Dialog,
+    /// Names this dialog's requests: their results come back to it only.
+    pub token: u64,
     /// A command of this dialog is running.
     pub waiting: bool,
     /// Why the last try failed.
@@ -86,13 +115,18 @@ pub enum Asked {
     },
     /// Send this file to the conversation shown.
     SendFile(std::path::PathBuf),
+    /// Open this received file with the system's program for it.
+    OpenFile(std::path::PathBuf),
+    /// Show the conversation with this user.
+    Show(Username),
     Close,
 }
 
 impl Open {
-    pub fn new(dialog: Dialog) -> Self {
+    pub fn new(dialog: Dialog, token: u64) -> Self {
         Self {
             dialog,
+            token,
             waiting: false,
             error: None,
             refresh: false,
@@ -116,9 +150,6 @@ impl Open {
     /// A command of this dialog finished: `true` when the dialog took the
     /// result (it shows it); otherwise it goes to the conversation.
     pub fn take(&mut self, result: &Result<Outcome, sotto_client::ClientError>) -> bool {
-        if !self.waiting {
-            return false;
-        }
         self.waiting = false;
         let outcome = match result {
             Ok(outcome) => outcome,
@@ -217,6 +248,8 @@ impl Open {
             Dialog::Groups(_) => "Your groups".into(),
             Dialog::Help => "Commands and keys".into(),
             Dialog::Confirm { .. } => "Are you sure?".into(),
+            Dialog::OpenFile(_) => "Open a received file?".into(),
+            Dialog::NewPrivate(_) => "New private conversation".into(),
         }
     }
 
@@ -235,29 +268,33 @@ impl Open {
             };
         match &mut self.dialog {
             Dialog::NewGroup { name, members } => {
-                field(ui, "Name", name, false);
-                field(ui, "Members (a, b, c)", members, false);
+                let mut entered = field(ui, "Name", name, false);
+                entered |= field(ui, "Members (a, b, c)", members, false);
                 ui.label(RichText::new("They are invited and join when they accept.").weak());
-                buttons(ui, "Create", !waiting).and_then(|ok| {
-                    if ok {
-                        run(new_group(name, members), error, true)
-                    } else {
-                        Some(Asked::Close)
-                    }
-                })
+                buttons(ui, "Create", !waiting)
+                    .or(entered.then_some(true))
+                    .and_then(|ok| {
+                        if ok {
+                            run(new_group(name, members), error, true)
+                        } else {
+                            Some(Asked::Close)
+                        }
+                    })
             }
             Dialog::Invite { group, members } => {
-                field(ui, "Users (a, b, c)", members, false);
+                let entered = field(ui, "Users (a, b, c)", members, false);
                 let group = group.clone();
-                buttons(ui, "Invite", !waiting).and_then(|ok| {
-                    if ok {
-                        let command =
-                            users(members).map(|members| Command::GroupAdd { group, members });
-                        run(command, error, true)
-                    } else {
-                        Some(Asked::Close)
-                    }
-                })
+                buttons(ui, "Invite", !waiting)
+                    .or(entered.then_some(true))
+                    .and_then(|ok| {
+                        if ok {
+                            let command =
+                                users(members).map(|members| Command::GroupAdd { group, members });
+                            run(command, error, true)
+                        } else {
+                            Some(Asked::Close)
+                        }
+                    })
             }
             Dialog::SendSealed {
                 to,
@@ -276,7 +313,7 @@ impl Open {
                     if !ok {
                         return Some(Asked::Close);
                     }
-                    let command = Passphrase::new(passphrase.clone())
+                    let command = Passphrase::new(passphrase.to_string())
                         .map_err(|e| format!("Passphrase: {e}"))
                         .and_then(|key| {
                             if text.trim().is_empty() {
@@ -302,17 +339,19 @@ impl Open {
                     ui.label(RichText::new(text.as_str()).strong());
                     return ui.button("Close").clicked().then_some(Asked::Close);
                 }
-                field(ui, "Passphrase", passphrase, true);
+                let entered = field(ui, "Passphrase", passphrase, true);
                 let id = *id;
-                buttons(ui, "Open", !waiting).and_then(|ok| {
-                    if !ok {
-                        return Some(Asked::Close);
-                    }
-                    let command = Passphrase::new(passphrase.clone())
-                        .map(|key| Command::Open { id, key })
-                        .map_err(|e| format!("Passphrase: {e}"));
-                    run(command, error, false)
-                })
+                buttons(ui, "Open", !waiting)
+                    .or(entered.then_some(true))
+                    .and_then(|ok| {
+                        if !ok {
+                            return Some(Asked::Close);
+                        }
+                        let command = Passphrase::new(passphrase.to_string())
+                            .map(|key| Command::Open { id, key })
+                            .map_err(|e| format!("Passphrase: {e}"));
+                        run(command, error, false)
+                    })
             }
             Dialog::Devices {
                 user,
@@ -323,23 +362,29 @@ impl Open {
             Dialog::Password { old, new, again } => {
                 field(ui, "Current password", old, true);
                 field(ui, "New password", new, true);
-                field(ui, "New password again", again, true);
-                buttons(ui, "Change", !waiting).and_then(|ok| {
-                    if !ok {
-                        return Some(Asked::Close);
-                    }
-                    if new != again {
-                        *error = Some("The two new passwords differ; nothing was changed.".into());
-                        return None;
-                    }
-                    match (Password::new(old.clone()), Password::new(new.clone())) {
-                        (Ok(old), Ok(new)) => Some(Asked::ChangePassword { old, new }),
-                        (Err(e), _) | (_, Err(e)) => {
-                            *error = Some(format!("{e}; nothing was changed."));
-                            None
+                let entered = field(ui, "New password again", again, true);
+                buttons(ui, "Change", !waiting)
+                    .or(entered.then_some(true))
+                    .and_then(|ok| {
+                        if !ok {
+                            return Some(Asked::Close);
                         }
-                    }
-                })
+                        if new != again {
+                            *error =
+                                Some("The two new passwords differ; nothing was changed.".into());
+                            return None;
+                        }
+                        match (
+                            Password::new(old.to_string()),
+                            Password::new(new.to_string()),
+                        ) {
+                            (Ok(old), Ok(new)) => Some(Asked::ChangePassword { old, new }),
+                            (Err(e), _) | (_, Err(e)) => {
+                                *error = Some(format!("{e}; nothing was changed."));
+                                None
+                            }
+                        }
+                    })
             }
             Dialog::SendFile { picker } => picker.show(ui).map(|chosen| match chosen {
                 Some(path) => Asked::SendFile(path),
@@ -348,18 +393,58 @@ impl Open {
             Dialog::WaitingFiles(list) => waiting_files(ui, list.as_deref()),
             Dialog::Groups(shown) => groups(ui, shown.as_ref()),
             Dialog::Help => {
-                ui.label(RichText::new(KEYS).monospace());
-                ui.separator();
-                egui::ScrollArea::vertical()
-                    .max_height(300.0)
-                    .show(ui, |ui| {
-                        ui.label(
-                            RichText::new(sotto_client::command::HELP)
-                                .monospace()
-                                .small(),
-                        );
-                    });
+                ui.label(
+                    "What you type goes to the conversation shown. The menus and the buttons \
+                     above a conversation do everything else; the commands of the terminal \
+                     app work in the message box too (type @help there for the list).",
+                );
+                ui.add_space(6.0);
+                egui::Grid::new("keys").striped(true).show(ui, |ui| {
+                    for (keys, what) in KEYS {
+                        ui.label(RichText::new(*keys).monospace());
+                        ui.label(*what);
+                        ui.end_row();
+                    }
+                });
                 ui.button("Close").clicked().then_some(Asked::Close)
+            }
+            Dialog::NewPrivate(name) => {
+                let entered = field(ui, "User name", name, false);
+                buttons(ui, "Open", !waiting)
+                    .or(entered.then_some(true))
+                    .and_then(|ok| {
+                        if !ok {
+                            return Some(Asked::Close);
+                        }
+                        match Username::parse(name.trim()) {
+                            Ok(user) => Some(Asked::Show(user)),
+                            Err(e) => {
+                                *error = Some(format!("{e}"));
+                                None
+                            }
+                        }
+                    })
+            }
+            Dialog::OpenFile(path) => {
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                ui.label(format!(
+                    "{name} came from another person. Opening it runs the program your system \
+                     uses for its kind, and a program, a script or a document with macros can \
+                     harm your computer. Open it only if you expected it from them."
+                ));
+                let mut asked = None;
+                ui.horizontal(|ui| {
+                    if ui.button("Open it").clicked() {
+                        asked = Some(Asked::OpenFile(path.clone()));
+                    }
+                    if ui.button("Cancel").clicked() {
+                        asked = Some(Asked::Close);
+                    }
+                });
+                asked
             }
             Dialog::Confirm { question, command } => {
                 ui.label(question.as_str());
@@ -377,30 +462,39 @@ impl Open {
 }
 
 /// The keyboard shortcuts.
-pub const KEYS: &str = "\
-Enter              send      Shift+Enter   new line
-Ctrl+K             search conversations
-Alt+1 … Alt+9      show conversation 1 … 9
-Ctrl+Tab           next conversation (Ctrl+Shift+Tab: previous)
-Page Up            older messages
-Ctrl+O             mark the security notice seen
-Typing @help lists every command; they all work in the composer.";
+pub const KEYS: &[(&str, &str)] = &[
+    ("Enter", "send the message"),
+    ("Shift+Enter", "a new line in the message"),
+    (":sm", "emoji by name (Enter or Tab takes the one chosen)"),
+    ("Ctrl+K", "search conversations (Enter opens the first)"),
+    ("Alt+1 … Alt+9", "show conversation 1 … 9 of the list"),
+    ("Ctrl+Tab", "next conversation (with Shift: the previous)"),
+    ("Ctrl+O", "mark a security notice (the red banner) seen"),
+];
 
 fn owner(user: &Option<Username>) -> String {
     user.as_ref()
         .map_or_else(|| "Your".to_owned(), |u| format!("{u}'s"))
 }
 
-fn field(ui: &mut egui::Ui, label: &str, text: &mut String, secret: bool) {
+/// A labelled text field; the first of a dialog takes the keyboard focus
+/// when nothing has it. `true` when Enter was pressed in it.
+fn field(ui: &mut egui::Ui, label: &str, text: &mut String, secret: bool) -> bool {
     ui.horizontal(|ui| {
         let label = ui.label(label);
-        ui.add(
-            egui::TextEdit::singleline(text)
-                .password(secret)
-                .desired_width(260.0),
-        )
-        .labelled_by(label.id);
-    });
+        let response = ui
+            .add(
+                egui::TextEdit::singleline(text)
+                    .password(secret)
+                    .desired_width(260.0),
+            )
+            .labelled_by(label.id);
+        if ui.memory(|m| m.focused().is_none()) {
+            response.request_focus();
+        }
+        response.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter))
+    })
+    .inner
 }
 
 /// OK and Cancel: `Some(true)` for OK, `Some(false)` for Cancel.
@@ -467,16 +561,16 @@ fn devices(
         Some(list) => {
             egui::Grid::new("devices").striped(true).show(ui, |ui| {
                 for device in list {
-                    ui.label(RichText::new(device.device.to_string()).monospace());
-                    ui.label(RichText::new(&device.fingerprint).monospace().small());
+                    ui.label(RichText::new(&device.fingerprint).monospace())
+                        .on_hover_text(format!("device {}", device.device));
                     let state = if device.this_device {
                         "this device"
                     } else if device.verified {
                         "verified"
                     } else if device.gets_keys {
-                        "gets keys"
+                        "can read your messages"
                     } else {
-                        "not accepted"
+                        "not accepted: reads nothing of yours"
                     };
                     ui.label(state);
                     if !device.this_device {
@@ -494,10 +588,13 @@ fn devices(
                 }
             });
             ui.label(
-                RichText::new(
+                RichText::new(if user.is_some() {
+                    "Compare a device's fingerprint with the one its screen shows (Account \
+                     → Your devices there) before you accept it."
+                } else {
                     "Compare a device's fingerprint with the one its screen shows before you \
-                     accept it. Removing one of your devices signs it out.",
-                )
+                     accept it. Removing one of your devices signs it out."
+                })
                 .weak(),
             );
         }
@@ -518,35 +615,40 @@ fn verify(
         return ui.button("Close").clicked().then_some(Asked::Close);
     };
     ui.label(format!(
-        "Compare this number with the one {user} sees on their screen, side by side or read \
-         aloud on a call. If they are the same, nobody sits between your devices."
+        "Put your screens side by side with {user}, or read the number aloud on a call: \
+         their Sotto shows the same number for you two. If it is the same, nobody sits \
+         between your devices."
     ));
     ui.add_space(6.0);
     let groups: Vec<&str> = verification.safety_number.split_whitespace().collect();
-    ui.columns(2, |columns| {
-        columns[0].label(RichText::new("Your screen").weak());
-        columns[1].label(RichText::new(format!("{user}'s screen should show")).weak());
-        for column in columns.iter_mut() {
-            for row in groups.chunks(4) {
-                column.label(RichText::new(row.join("  ")).monospace().size(16.0));
-            }
+    egui::Frame::group(ui.style()).show(ui, |ui| {
+        ui.label(RichText::new(format!("Safety number for you and {user}")).weak());
+        for row in groups.chunks(4) {
+            ui.label(RichText::new(row.join("  ")).monospace().size(18.0));
         }
     });
     ui.add_space(6.0);
     let mut asked = None;
     if verification.verified {
         ui.label(RichText::new(format!("✔ {user} is verified")).strong());
-        ui.horizontal(|ui| {
-            if ui.button("Close").clicked() {
-                asked = Some(Asked::Close);
-            }
-            if ui.button("Forget the verification").clicked() {
-                asked = Some(Asked::Run(Command::Verify {
-                    user: user.clone(),
-                    action: Verify::Reset,
-                }));
-            }
-        });
+        if ui.button("Close").clicked() {
+            asked = Some(Asked::Close);
+        }
+        ui.add_space(16.0);
+        ui.separator();
+        ui.label(
+            RichText::new(format!(
+                "If {user} changed devices and you cannot compare again now, you can forget \
+                 the verification:"
+            ))
+            .weak(),
+        );
+        if ui.small_button("Forget the verification").clicked() {
+            asked = Some(Asked::Run(Command::Verify {
+                user: user.clone(),
+                action: Verify::Reset,
+            }));
+        }
     } else {
         ui.horizontal(|ui| {
             if ui.button("They match: mark verified").clicked() {

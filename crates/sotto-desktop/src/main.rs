@@ -52,7 +52,7 @@ fn main() -> std::process::ExitCode {
             prefer_system_emoji(&cc.egui_ctx);
             Ok(Box::new(DesktopApp::new(
                 data_dir,
-                Box::new(DesktopNotifier),
+                Box::new(DesktopNotifier::default()),
             )))
         }),
     );
@@ -104,11 +104,14 @@ fn system_emoji_font() -> Option<egui::FontData> {
 
 /// Logs go to `sotto-desktop.log` in the data dir.
 fn logging(data_dir: &std::path::Path, debug: bool) -> std::io::Result<()> {
-    std::fs::create_dir_all(data_dir)?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.join("sotto-desktop.log"))?;
+    // The data dir holds this device's keys: private to the user (0700),
+    // and so is the log (who wrote, when).
+    sotto_client::device::create_private_dir(data_dir)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(data_dir.join("sotto-desktop.log"))?;
     let level = if debug { "debug" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));

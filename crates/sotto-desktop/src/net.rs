@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use sotto_client::command::Command;
 use sotto_client::dispatch::Outcome;
 use sotto_client::front::{self, Action, Done};
 use sotto_client::model::ConversationId;
@@ -43,6 +44,8 @@ pub struct ConnectRequest {
     pub server_password: Option<Password>,
     /// Remember this device after signing in (forget it if not).
     pub remember: bool,
+    /// Create the account if the name is free.
+    pub create: bool,
     pub data_dir: PathBuf,
 }
 
@@ -50,8 +53,13 @@ pub struct ConnectRequest {
 #[derive(Debug)]
 pub enum ToNet {
     Connect(ConnectRequest),
-    /// A command (from a typed line or a dialog).
+    /// A command from a typed line (or one run as if typed).
     Run(Action),
+    /// A command of the dialog holding `token`: its result goes back to it.
+    Dialog {
+        token: u64,
+        command: Command,
+    },
     /// The page of history before this time, for a conversation.
     Older(ConversationId, i64),
     ChangePassword {
@@ -88,8 +96,18 @@ pub enum FromNet {
     /// Connecting failed; nothing is connected.
     Failed(ClientError),
     Event(ClientEvent),
-    /// Signed out: the device is forgotten and the connection closed.
-    SignedOut,
+    /// Signed out: the connection closed, and the device forgotten (or
+    /// why not).
+    SignedOut(Result<(), String>),
+}
+
+/// A finished request.
+#[derive(Debug)]
+pub enum Finished {
+    /// For the front end's state (a typed line, a message, history).
+    Front(Done),
+    /// For the dialog holding this token, if it is still open.
+    Dialog(u64, Result<Outcome, ClientError>),
 }
 
 /// The UI's end.
@@ -97,7 +115,7 @@ pub enum FromNet {
 pub struct Net {
     requests: mpsc::Sender<ToNet>,
     events: mpsc::Receiver<FromNet>,
-    done: mpsc::UnboundedReceiver<Done>,
+    done: mpsc::UnboundedReceiver<Finished>,
 }
 
 /// Wakes the UI when something arrived.
@@ -107,7 +125,7 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 #[derive(Clone)]
 struct Out {
     events: mpsc::Sender<FromNet>,
-    done: mpsc::UnboundedSender<Done>,
+    done: mpsc::UnboundedSender<Finished>,
     wake: Waker,
 }
 
@@ -120,10 +138,12 @@ impl Out {
     /// Hands a command's result to the UI.
     fn done(&self) -> impl FnOnce(Done) + Send + 'static {
         let out = self.clone();
-        move |done| {
-            let _ = out.done.send(done);
-            (out.wake)();
-        }
+        move |done| out.finished(Finished::Front(done))
+    }
+
+    fn finished(&self, finished: Finished) {
+        let _ = self.done.send(finished);
+        (self.wake)();
     }
 }
 
@@ -171,7 +191,7 @@ impl Net {
     }
 
     /// The next command result, if one is waiting.
-    pub fn try_done(&mut self) -> Option<Done> {
+    pub fn try_done(&mut self) -> Option<Finished> {
         self.done.try_recv().ok()
     }
 }
@@ -218,9 +238,10 @@ async fn handle(
             let data_dir = request.data_dir.clone();
             match connect(request, out).await {
                 Ok((connected, client, events)) => {
+                    // After `Connected`: its result must find the session.
+                    out.send(FromNet::Connected(Box::new(connected))).await;
                     front::read_start_history(&client, out.done());
                     *session = Some((client, events, data_dir));
-                    out.send(FromNet::Connected(Box::new(connected))).await;
                 }
                 Err(e) => out.send(FromNet::Failed(e)).await,
             }
@@ -229,6 +250,16 @@ async fn handle(
             Some(client) => front::perform(&client, action, out.done()),
             None => not_connected(out, action),
         },
+        ToNet::Dialog { token, command } => {
+            let Some(client) = client else {
+                return out.finished(Finished::Dialog(token, Err(ClientError::Disconnected)));
+            };
+            let out = out.clone();
+            tokio::spawn(async move {
+                let result = sotto_client::dispatch::execute(&client, command).await;
+                out.finished(Finished::Dialog(token, result));
+            });
+        }
         ToNet::Older(id, before) => match client {
             Some(client) => front::read_older(&client, id, before, out.done()),
             None => (out.done())(Done::Older(id, Err(ClientError::Disconnected))),
@@ -251,24 +282,23 @@ async fn handle(
             let Some(client) = client else {
                 return done(Done::Command(Err(ClientError::Disconnected), None));
             };
-            tokio::spawn(async move {
-                let result = if on {
-                    client.remember_device().await
-                } else {
-                    client.forget_device().await
-                };
-                let what = if on { "remember me" } else { "forget me" };
-                done(Done::Command(result.map(|()| Outcome::Done(what)), None));
-            });
+            // Awaited here, not on a task: remembering and forgetting
+            // happen in the order asked.
+            let result = if on {
+                client.remember_device().await
+            } else {
+                client.forget_device().await
+            };
+            let what = if on { "remember me" } else { "forget me" };
+            done(Done::Command(result.map(|()| Outcome::Done(what)), None));
         }
         ToNet::SignOut => {
+            let mut forgotten = Ok(());
             if let Some((client, _, _)) = session.take() {
-                if let Err(e) = client.forget_device().await {
-                    tracing::warn!("forgetting this device: {e}");
-                }
+                forgotten = client.forget_device().await.map_err(|e| e.to_string());
                 let _ = client.quit().await;
             }
-            out.send(FromNet::SignedOut).await;
+            out.send(FromNet::SignedOut(forgotten)).await;
         }
     }
 }
@@ -291,6 +321,7 @@ async fn connect(
         secret,
         server_password,
         remember,
+        create,
         data_dir,
     } = request;
     let asking = out.clone();
@@ -319,10 +350,15 @@ async fn connect(
         data_dir,
         trust: sotto_client::TrustPolicy::Ask(ask),
         register_only: false,
+        sign_in_only: !create,
     };
+    let remembered_already = matches!(options.secret, sotto_client::Secret::Remembered);
     let (client, events) = sotto_client::connect(options).await?;
-    // "Remember me" as the box says: a device key kept, or none.
-    let remembered = if remember {
+    // "Remember me" as the box says: a device key kept, or none. A device
+    // that signed in with its key keeps it.
+    let remembered = if remember && remembered_already {
+        true
+    } else if remember {
         match client.remember_device().await {
             Ok(()) => true,
             Err(e) => {

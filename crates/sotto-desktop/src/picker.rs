@@ -60,7 +60,8 @@ impl Picker {
                     if name.starts_with('.') {
                         continue;
                     }
-                    let meta = entry.metadata().ok();
+                    // Through links: a linked folder is a folder.
+                    let meta = std::fs::metadata(entry.path()).ok();
                     self.items.push(Item {
                         name,
                         dir: meta.as_ref().is_some_and(|m| m.is_dir()),
@@ -88,9 +89,12 @@ impl Picker {
             ui.label(RichText::new(self.dir.display().to_string()).monospace());
         });
         egui::ScrollArea::vertical()
-            .id_salt("picker")
+            .id_salt(("picker", &self.dir))
             .max_height(260.0)
             .show(ui, |ui| {
+                if self.items.is_empty() && self.error.is_none() {
+                    ui.label(RichText::new("(no files here)").weak());
+                }
                 for item in &self.items {
                     let label = if item.dir {
                         format!("📁 {}", item.name)

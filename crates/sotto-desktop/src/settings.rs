@@ -75,14 +75,19 @@ impl Settings {
         }
     }
 
-    /// Writes the settings in one step (a new file renamed over the old).
+    /// Writes the settings in one step (a new file renamed over the
+    /// old), readable by the user only.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            sotto_client::device::create_private_dir(dir)?;
         }
         let temp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(&temp, bytes)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&temp)?, &bytes)?;
         std::fs::rename(&temp, path)
     }
 }
@@ -107,6 +112,12 @@ mod tests {
         settings.save(&path).unwrap();
         assert_eq!(Settings::load(&path), settings);
         assert!(!std::fs::read_to_string(&path).unwrap().contains("password"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
         std::fs::write(&path, b"{ not json").unwrap();
         assert_eq!(Settings::load(&path), Settings::default());
     }

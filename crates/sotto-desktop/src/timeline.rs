@@ -53,6 +53,8 @@ pub struct Rows {
     at_bottom: bool,
     /// Where the view was at the last frame.
     last_offset: f32,
+    /// Move the view to the anchor at the next frame, wherever it is.
+    jump: bool,
 }
 
 impl Rows {
@@ -68,20 +70,32 @@ impl Rows {
         if key == self.key && (width - self.width).abs() < 0.5 {
             return;
         }
-        let appended = (width - self.width).abs() < 0.5
-            && key.1 == self.key.1
-            && key.0 > self.key.0
-            && self.ids.len() == self.key.0
-            && timeline.get(self.key.0.saturating_sub(1)).map(|e| e.id) == self.ids.last().copied();
-        if appended {
-            for i in self.key.0..key.0 {
+        // The common change: new rows at the end, perhaps the oldest
+        // dropped at the start (a full conversation): the rows kept keep
+        // their heights, and nothing is laid out again.
+        let dropped = self
+            .ids
+            .iter()
+            .take(64)
+            .position(|id| timeline.front().map(|e| e.id) == Some(*id));
+        let kept = dropped.map_or(0, |d| self.ids.len() - d);
+        let extended = (width - self.width).abs() < 0.5
+            && dropped.is_some()
+            && kept <= key.0
+            && kept > 0
+            && timeline.get(kept - 1).map(|e| e.id) == self.ids.last().copied();
+        if let (true, Some(dropped)) = (extended, dropped) {
+            self.ids.drain(..dropped);
+            self.heights.drain(..dropped);
+            self.measured.drain(..dropped);
+            for i in kept..key.0 {
                 let Some(entry) = timeline.get(i) else { break };
                 let previous = i.checked_sub(1).and_then(|p| timeline.get(p));
                 self.ids.push(entry.id);
                 self.heights.push(style.estimate(entry, previous, width));
                 self.measured.push(false);
             }
-            self.mark_dirty(self.key.0);
+            self.mark_dirty(if dropped > 0 { 0 } else { kept });
         } else {
             let same_width = (width - self.width).abs() < 0.5;
             let known: HashMap<EntryId, f32> = if same_width {
@@ -118,6 +132,16 @@ impl Rows {
         self.key = key;
         self.width = width;
         self.refresh_tops();
+    }
+
+    /// Shows the row at `index` at the top of the view at the next
+    /// frame (a row not yet laid out: its estimate places it).
+    pub fn scroll_to_row(&mut self, index: usize) {
+        if let Some(id) = self.ids.get(index) {
+            self.anchor = Some((*id, 0.0));
+            self.at_bottom = false;
+            self.jump = true;
+        }
     }
 
     fn mark_dirty(&mut self, from: usize) {
@@ -177,7 +201,7 @@ impl Metrics {
         let per_line = (width / self.char_width).max(10.0);
         let lines = (chars as f32 / per_line).ceil().max(1.0);
         let mut height = lines * self.line + 6.0;
-        let day = |ts: i64| (ts + self.offset_ms).div_euclid(86_400_000);
+        let day = |ts: i64| ts.saturating_add(self.offset_ms).div_euclid(86_400_000);
         if previous.is_none_or(|p| day(p.ts) != day(entry.ts)) {
             height += self.line + 12.0;
         }
@@ -214,7 +238,7 @@ pub fn show(
         && let Some(index) = rows.index_of(id)
     {
         let wanted = rows.tops[index] + into;
-        if (wanted - rows.last_offset).abs() > 0.5 {
+        if std::mem::take(&mut rows.jump) || (wanted - rows.last_offset).abs() > 0.5 {
             area = area.vertical_scroll_offset(wanted);
         }
     }

@@ -190,6 +190,7 @@ pub fn options(server: SocketAddr, name: &str, password: &str, data_dir: &Path) 
         data_dir: data_dir.to_owned(),
         trust: TrustPolicy::TrustNew,
         register_only: false,
+        sign_in_only: false,
     }
 }
 

@@ -100,7 +100,7 @@ impl App {
     /// elsewhere rings the bell (a terminal shows it as a notification or
     /// an urgency hint).
     pub fn event(&mut self, event: &ClientEvent) {
-        if self.front.event(event).is_some() {
+        if self.front.event(event).is_some_and(|alert| !alert.shown) {
             self.bell = true;
         }
     }

@@ -137,6 +137,7 @@ pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
         data_dir,
         trust: trust_policy(&args)?,
         register_only: args.register,
+        sign_in_only: false,
     };
     let (client, events) = sotto_client::connect(options).await?;
     if full_screen {

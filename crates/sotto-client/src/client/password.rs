@@ -40,9 +40,13 @@ impl Client {
             Ok(Response::Done) => {
                 crate::crypto::with_store(&self.crypto, |store| store.finish_change()).await?;
                 // The remembered key wrapped the old store key: a
-                // remembered device is remembered anew.
-                if self.is_remembered() {
-                    self.remember_device().await?;
+                // remembered device is remembered anew. The change itself
+                // is done whatever happens here (the next start would ask
+                // for the new password).
+                if self.is_remembered()
+                    && let Err(e) = self.remember_device().await
+                {
+                    tracing::warn!("remembering this device under the new password: {e}");
                 }
                 Ok(())
             }

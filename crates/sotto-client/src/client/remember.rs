@@ -24,8 +24,10 @@ impl Client {
             })
     }
 
-    /// Forgets this device: the next start needs the password.
+    /// Forgets this device: the next start needs the password. The
+    /// store's copy goes first: without it the key file opens nothing.
     pub async fn forget_device(&self) -> Result<(), ClientError> {
+        crate::crypto::with_store(&self.crypto, |store| store.forget_remembered()).await?;
         let path = self.session.remember_file.clone();
         let removed = tokio::task::spawn_blocking(move || match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -36,8 +38,7 @@ impl Client {
         removed.map_err(|source| ClientError::DataDir {
             path: self.session.remember_file.clone(),
             source,
-        })?;
-        crate::crypto::with_store(&self.crypto, |store| store.forget_remembered()).await
+        })
     }
 
     /// Whether this device is remembered.

@@ -31,30 +31,41 @@ fn lobby(from: &str, text: &str, ts: i64) -> ClientEvent {
 }
 
 #[test]
-fn a_private_message_or_a_mention_elsewhere_alerts_and_nothing_else_does() {
+fn a_private_message_or_a_mention_alerts_and_nothing_else_does() {
     let mut front = front();
-    // The lobby is shown: its messages, even mentions, alert nobody.
-    assert_eq!(front.event(&lobby("bob", "hi alice", 1)), None);
+    // The lobby is shown: a mention there alerts as shown, plain text not.
+    let alert = front.event(&lobby("bob", "hi alice", 1)).unwrap();
+    assert!(alert.shown);
+    assert_eq!(front.event(&lobby("bob", "hi all", 1)), None);
     let alert = front.event(&private("bob", "are you there?", 2)).unwrap();
     assert_eq!(
         alert,
         Alert {
             conversation: ConversationId::Direct(u("bob")),
+            shown: false,
             from: u("bob"),
             preview: "are you there?".into(),
         }
     );
     front.select(ConversationId::Direct(u("bob")));
     // A mention in the lobby, now not shown, alerts; plain lobby text and
-    // presence do not; a private message in the conversation shown does not.
-    assert!(front.event(&lobby("carol", "ask @alice", 3)).is_some());
+    // presence do not; a private message in the conversation shown does,
+    // as shown; one's own (from another device) does not.
+    assert!(!front.event(&lobby("carol", "ask @alice", 3)).unwrap().shown);
     assert_eq!(front.event(&lobby("carol", "lunch?", 4)), None);
     let online = ClientEvent::Presence {
         user: u("dave"),
         change: PresenceChange::Online(Status::Normal),
     };
     assert_eq!(front.event(&online), None);
-    assert_eq!(front.event(&private("bob", "again", 5)), None);
+    assert!(front.event(&private("bob", "again", 5)).unwrap().shown);
+    let own = ClientEvent::Private {
+        from: u("alice"),
+        peer: u("bob"),
+        text: "from my phone".into(),
+        ts: 5,
+    };
+    assert_eq!(front.event(&own), None);
     // The same message again (live and from history at login) is shown
     // once and alerts once.
     front.select(ConversationId::Lobby);

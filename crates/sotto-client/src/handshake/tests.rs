@@ -104,6 +104,7 @@ fn options(addr: SocketAddr, data_dir: &Path, trust: TrustPolicy) -> ConnectOpti
         data_dir: data_dir.to_owned(),
         trust,
         register_only: false,
+        sign_in_only: false,
     }
 }
 

@@ -258,7 +258,6 @@ pub(super) fn open_next(
     Ok(Some((current, next)))
 }
 
-/// Whether a store has a password change in progress.
 /// The store key unwrapped by a remembered device key: `Err` inside
 /// when the store was not remembered or the key is not the one.
 pub(super) fn remembered_key(
@@ -277,6 +276,7 @@ pub(super) fn remembered_key(
         .ok_or(StoreError::PasswordNeeded))
 }
 
+/// Whether a store has a password change in progress.
 pub(super) fn has_next(conn: &rusqlite::Connection) -> Result<bool, rusqlite::Error> {
     conn.query_row("SELECT 1 FROM meta WHERE name = 'next_header'", [], |_| {
         Ok(())

@@ -235,20 +235,14 @@ fn a_contact_is_verified_side_by_side_and_a_security_notice_stays_until_seen() {
     alice.click("@bob  (1)");
     // The safety number, shown for both screens; confirmed.
     alice.click("Verify…");
-    alice.wait_for("Your screen");
+    alice.wait_for("Safety number for you and bob");
     let number = rt
         .block_on(bob.client.safety_number(&user("alice")))
         .unwrap()
         .safety_number;
     let first_row: Vec<&str> = number.split_whitespace().take(4).collect();
-    assert_eq!(
-        alice
-            .harness
-            .get_all_by_label(&first_row.join("  "))
-            .count(),
-        2,
-        "the number is shown twice, side by side"
-    );
+    // The number bob's screen shows for the two of them.
+    alice.harness.get_by_label(&first_row.join("  "));
     alice.click("They match: mark verified");
     alice.wait_for("✔ bob is verified");
     alice.click("Close");

@@ -35,11 +35,15 @@ fn a_first_connection_shows_the_fingerprint_to_trust_and_remember_me_signs_in_ag
     alice.harness.get_by_label("Server").type_text(&addr);
     alice.harness.step();
     alice.click("Remember me on this device");
+    // A name not known is refused unless the user means to create it.
     alice.click("Connect");
     alice.wait_for("Trust and connect");
     let grouped = sotto_desktop::connect::grouped(&server.fingerprint);
     alice.harness.get_by_label(&grouped);
     alice.click("Trust and connect");
+    alice.wait_for_part("New on this server?");
+    alice.click("Create a new account with this name");
+    alice.click("Connect");
     alice.wait_for("connected");
     assert!(alice.state().settings().remember);
     // Nothing the app keeps holds the password.
@@ -73,6 +77,7 @@ fn a_wrong_password_and_a_missing_server_password_are_said_on_the_form() {
     }));
     let mut bob = app(&server, "bob");
     bob.type_into("Password", "pw-bob");
+    bob.click("Create a new account with this name");
     bob.click("Connect");
     bob.wait_for("Trust and connect");
     bob.click("Trust and connect");

@@ -171,9 +171,10 @@ impl App {
     }
 
     /// Signs in with the password (the server and name were remembered),
-    /// trusting the server when asked.
+    /// creating the account, trusting the server when asked.
     pub fn sign_in(&mut self, server: &TestServer, password: &str) {
         self.type_into("Password", password);
+        self.click("Create a new account with this name");
         self.click("Connect");
         self.wait_for("Trust and connect");
         let grouped = sotto_desktop::connect::grouped(&server.fingerprint);

@@ -22,6 +22,7 @@ mod persistence;
 mod quotas;
 mod raw;
 mod reconnect;
+mod remember;
 mod retention;
 mod screen;
 mod scrollback;
