@@ -90,14 +90,35 @@ fn lobby_and_private_messages_go_both_ways_and_a_private_one_elsewhere_is_notifi
             .cloned();
         entry.is_some_and(|e| e.state == Some(SendState::Sent))
     });
-    // Alt+1 shows the conversation listed first (the most recent).
-    alice.click("lobby");
+    // A draft stays with its conversation: half a reply to bob does not
+    // follow into the lobby.
+    let composer = alice.harness.get_by_label_contains("Message to");
+    composer.focus();
+    alice.harness.step();
     alice
         .harness
-        .key_press_modifiers(egui::Modifiers::ALT, egui::Key::Num1);
+        .get_by_label_contains("Message to")
+        .type_text("half written");
+    alice.harness.step();
+    alice.click("lobby");
+    assert_eq!(alice.state().chat().unwrap().composer.text, "");
+    // Alt+1 shows the conversation listed first (the most recent), and
+    // types no "1" (some systems send the digit as text too).
+    alice.harness.input_mut().events.extend([
+        egui::Event::Key {
+            key: egui::Key::Num1,
+            physical_key: None,
+            pressed: true,
+            repeat: false,
+            modifiers: egui::Modifiers::ALT,
+        },
+        egui::Event::Text("1".into()),
+    ]);
+    alice.harness.step();
     alice.harness.step();
     let chat = alice.state().chat().unwrap();
     assert_eq!(chat.front.model.selected(), &bob_id);
+    assert_eq!(chat.composer.text, "half written");
 }
 
 /// A dropped file, for the window.
