@@ -16,9 +16,9 @@ use std::path::Path;
 use sotto_proto::{DeliveryNote, GroupName, Status, Username};
 
 use crate::command::{self, Command, CommandError};
-use crate::dispatch::{self, Outcome};
+use crate::dispatch::Outcome;
 use crate::model::{ConversationId, EntryId, MAX_SCROLLBACK, Model};
-use crate::{Client, ClientError, ClientEvent, Session};
+use crate::{ClientError, ClientEvent, Session};
 
 /// History loaded into the timelines at start.
 pub const START_HISTORY: u32 = 200;
@@ -563,188 +563,18 @@ pub fn delivery_note(user: &Username, note: DeliveryNote) -> String {
     }
 }
 
-/// Carries out `action` on a task of its own (the caller keeps reading
-/// events meanwhile) and hands its result to `done`. `AskPassword` and
-/// `Quit` are the front end's to handle: nothing is done for them.
-pub fn perform(client: &Client, action: Action, done: impl FnOnce(Done) + Send + 'static) {
-    if let Action::Run { command, pending } = action {
-        let client = client.clone();
-        tokio::spawn(async move {
-            let result = dispatch::execute(&client, command).await;
-            done(Done::Command(result, pending));
-        });
-    }
-}
-
-/// Reads the page of history before `before` (milliseconds) for `id`.
-pub fn read_older(
-    client: &Client,
-    id: ConversationId,
-    before: i64,
-    done: impl FnOnce(Done) + Send + 'static,
-) {
-    let client = client.clone();
-    tokio::spawn(async move {
-        let cursor = sotto_proto::HistoryCursor {
-            ts: before,
-            room_id: 0,
-            seq: 0,
-        };
-        let page = client.history_before(Some(cursor), OLDER_PAGE).await;
-        done(Done::Older(id, page));
-    });
-}
-
-/// Reads the history shown at start ([`START_HISTORY`] messages).
-pub fn read_start_history(client: &Client, done: impl FnOnce(Done) + Send + 'static) {
-    let client = client.clone();
-    tokio::spawn(async move {
-        let history = client.history(START_HISTORY).await.map(Outcome::History);
-        done(Done::Command(history, None));
-    });
-}
-
-/// The lines a command's outcome shows.
-pub fn describe(outcome: &Outcome) -> Vec<String> {
-    match outcome {
-        Outcome::Help(text) => text.lines().map(str::to_owned).collect(),
-        Outcome::Sent { to, .. } => vec![format!("sent to {to}")],
-        Outcome::Opened { id, from, text } => vec![format!("sealed #{id} from {from}: {text}")],
-        Outcome::Names { users, total } => {
-            let names: Vec<String> = users
-                .iter()
-                .map(|u| format!("{} ({})", u.user, u.status.as_str()))
-                .collect();
-            vec![format!("online ({total}): {}", names.join(", "))]
-        }
-        Outcome::Status(status) => vec![format!("your status: {}", status.as_str())],
-        Outcome::Done(what) => vec![format!("{what}: done")],
-        Outcome::Invited { group, asked, .. } => {
-            let mut lines = vec![format!("group {}: {}", group.name, names(&group.members))];
-            if !asked.is_empty() {
-                lines.push(format!("invited (they must accept): {}", names(asked)));
-            }
-            lines
-        }
-        Outcome::Joined(group) => vec![format!("you joined {}", group.name)],
-        Outcome::Groups {
-            groups,
-            invitations,
-        } => {
-            let mut lines: Vec<String> = groups
-                .iter()
-                .map(|g| {
-                    format!(
-                        "group {} (owner {}): {}",
-                        g.name,
-                        g.owner,
-                        names(&g.members)
-                    )
-                })
-                .collect();
-            if lines.is_empty() {
-                lines.push("you are in no group (@group set NAME user1,user2 makes one)".into());
-            }
-            for invitation in invitations {
-                lines.push(format!(
-                    "invited to {} by {}: @group accept {} or @group decline {}",
-                    invitation.group, invitation.by, invitation.group, invitation.group
-                ));
-            }
-            lines
-        }
-        Outcome::WaitingFiles(offers) => {
-            if offers.is_empty() {
-                return vec!["no files are waiting".into()];
-            }
-            offers
-                .iter()
-                .map(|o| {
-                    format!(
-                        "file #{} {} ({} bytes) from {}: @accept {} or @reject {}",
-                        o.id, o.name, o.size, o.from, o.id, o.id
-                    )
-                })
-                .collect()
-        }
-        Outcome::FileSaved {
-            name, path, size, ..
-        } => {
-            vec![format!("saved {name} ({size} bytes) to {}", path.display())]
-        }
-        Outcome::FileRejected(offer) => {
-            vec![format!("file #{} {} discarded", offer.id, offer.name)]
-        }
-        Outcome::AutoAccept(auto) => vec![format!(
-            "from verified contacts: groups joined by themselves {}, files saved by themselves {}",
-            on_off(auto.groups),
-            on_off(auto.files)
-        )],
-        Outcome::History(events) => vec![format!("{} messages of history", events.len())],
-        Outcome::Devices(devices) => devices
-            .iter()
-            .map(|d| {
-                format!(
-                    "device {} {}{}",
-                    d.device,
-                    d.fingerprint,
-                    if d.this_device { " (this one)" } else { "" }
-                )
-            })
-            .collect(),
-        Outcome::DeviceRemoved(device) => vec![format!("device {device} removed")],
-        Outcome::DeviceTrusted(device) => vec![format!("device {} accepted", device.device)],
-        Outcome::Verification {
-            verification,
-            confirmed,
-        } => {
-            let mut lines = vec![format!(
-                "safety number with {} ({}):",
-                verification.user,
-                if verification.verified {
-                    "verified"
-                } else {
-                    "not verified"
-                }
-            )];
-            let groups: Vec<&str> = verification.safety_number.split_whitespace().collect();
-            for row in groups.chunks(4) {
-                lines.push(format!("    {}", row.join("  ")));
-            }
-            if *confirmed {
-                lines.push(format!("{} is now verified", verification.user));
-            } else if !verification.verified {
-                lines.push(format!(
-                    "compare it with {} in person or by call, then @verify {} confirm NUMBER",
-                    verification.user, verification.user
-                ));
-            }
-            lines
-        }
-        Outcome::VerificationReset(user) => vec![format!("{user} is no longer verified")],
-        Outcome::PasswordWanted => vec!["type @password to change it".into()],
-        Outcome::Quit => Vec::new(),
-    }
-}
-
-fn names(users: &[Username]) -> String {
-    users
-        .iter()
-        .map(Username::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn on_off(on: bool) -> &'static str {
-    if on { "on" } else { "off" }
-}
-
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
+
+mod describe;
+mod tasks;
+
+pub use describe::describe;
+pub use tasks::{change_password, perform, read_older, read_start_history};
 
 #[cfg(test)]
 mod tests;

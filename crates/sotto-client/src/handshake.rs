@@ -330,12 +330,7 @@ async fn log_in<S: AsyncRead + AsyncWrite + Unpin>(
         Some(Opened::Current) => store.abandon_change().map_err(local)?,
         None => {}
     }
-    store
-        .set_session(&Session {
-            token: Some(logged_in.session_token.expose().to_owned()),
-            opaque: true,
-        })
-        .map_err(local)?;
+    keep_session(&mut store, &logged_in)?;
     Ok((logged_in, crypto, store))
 }
 
@@ -387,13 +382,18 @@ async fn log_in_remembered<S: AsyncRead + AsyncWrite + Unpin>(
             "the server no longer accepts this device's saved sign-in",
         ));
     };
+    keep_session(&mut store, &logged_in)?;
+    Ok((logged_in, crypto, store))
+}
+
+/// Keeps the session token the server just issued, for the next start.
+fn keep_session(store: &mut LocalStore, logged_in: &LoggedIn) -> Result<(), ClientError> {
     store
         .set_session(&Session {
             token: Some(logged_in.session_token.expose().to_owned()),
             opaque: true,
         })
-        .map_err(local)?;
-    Ok((logged_in, crypto, store))
+        .map_err(|e| ClientError::LocalStore(e.to_string()))
 }
 
 /// Where received files go.

@@ -266,16 +266,10 @@ async fn handle(
         },
         ToNet::ChangePassword { old, new } => {
             let done = out.done();
-            let Some(client) = client else {
-                return done(Done::Command(Err(ClientError::Disconnected), None));
-            };
-            tokio::spawn(async move {
-                let result = client
-                    .change_password(old, new)
-                    .await
-                    .map(|()| Outcome::Done("password change"));
-                done(Done::Command(result, None));
-            });
+            match client {
+                Some(client) => front::change_password(&client, old, new, done),
+                None => done(Done::Command(Err(ClientError::Disconnected), None)),
+            }
         }
         ToNet::Remember(on) => {
             let done = out.done();

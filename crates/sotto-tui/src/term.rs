@@ -15,7 +15,6 @@ use crossterm::terminal::{
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
-use sotto_client::dispatch::Outcome;
 use sotto_client::front::{self, Done, Front};
 use sotto_client::{Client, ClientEvent, Events};
 use tokio::sync::mpsc;
@@ -159,14 +158,7 @@ fn perform(client: &Client, action: Action, done: &mpsc::UnboundedSender<Done>) 
             );
         }
         Action::ChangePassword { old, new } => {
-            let (client, done) = (client.clone(), sender(done));
-            tokio::spawn(async move {
-                let result = client
-                    .change_password(old, new)
-                    .await
-                    .map(|()| Outcome::Done("password change"));
-                done(Done::Command(result, None));
-            });
+            front::change_password(client, old, new, sender(done));
         }
     }
 }
