@@ -13,7 +13,7 @@ use sotto_client::dispatch::Outcome;
 use sotto_client::front::{Action, Alert, Done, Front, Pending};
 use sotto_client::model::ConversationId;
 use sotto_client::{ClientError, ClientEvent};
-use sotto_proto::Status;
+use sotto_proto::{Status, Username};
 
 use crate::composer::Composer;
 use crate::dialogs::{self, Dialog, Open};
@@ -391,6 +391,24 @@ impl ChatScreen {
             ConversationId::Group(group) => {
                 ui.label(RichText::new("🔒 end-to-end encrypted").weak());
                 self.file_button(ui, out);
+                if ui.small_button("Members…").clicked() {
+                    let mut members: Vec<Username> = self
+                        .front
+                        .model
+                        .members
+                        .get(group)
+                        .map(|m| m.iter().filter(|u| **u != self.front.me).cloned().collect())
+                        .unwrap_or_default();
+                    members.sort();
+                    self.open(
+                        Dialog::Members {
+                            group: group.clone(),
+                            members,
+                            removing: None,
+                        },
+                        out,
+                    );
+                }
                 if ui.small_button("Invite…").clicked() {
                     self.open(
                         Dialog::Invite {

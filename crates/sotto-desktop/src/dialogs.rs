@@ -64,6 +64,12 @@ pub enum Dialog {
     OpenFile(std::path::PathBuf),
     /// A conversation with someone, by name (also someone offline).
     NewPrivate(String),
+    /// A group's other members; its owner removes one (confirmed).
+    Members {
+        group: GroupName,
+        members: Vec<Username>,
+        removing: Option<Username>,
+    },
 }
 
 impl std::fmt::Debug for Dialog {
@@ -83,6 +89,7 @@ impl std::fmt::Debug for Dialog {
             Dialog::Confirm { .. } => "Confirm",
             Dialog::OpenFile(_) => "OpenFile",
             Dialog::NewPrivate(_) => "NewPrivate",
+            Dialog::Members { .. } => "Members",
         };
         f.write_str(name)
     }
@@ -100,6 +107,9 @@ pub struct Open {
     pub error: Option<String>,
     /// Run [`Open::first_command`] again (what it shows changed).
     pub refresh: bool,
+    /// It has been drawn: the click that opened it (a menu item's, which
+    /// asks its menu to close) does not close it in its first frame.
+    drawn: bool,
 }
 
 /// What a dialog asked for.
@@ -130,6 +140,7 @@ impl Open {
             waiting: false,
             error: None,
             refresh: false,
+            drawn: false,
         }
     }
 
@@ -228,7 +239,7 @@ impl Open {
                 ui.spinner();
             }
         });
-        if asked.is_none() && response.should_close() {
+        if asked.is_none() && std::mem::replace(&mut self.drawn, true) && response.should_close() {
             asked = Some(Asked::Close);
         }
         asked
@@ -250,6 +261,7 @@ impl Open {
             Dialog::Confirm { .. } => "Are you sure?".into(),
             Dialog::OpenFile(_) => "Open a received file?".into(),
             Dialog::NewPrivate(_) => "New private conversation".into(),
+            Dialog::Members { group, .. } => format!("Members of #{group}"),
         }
     }
 
@@ -408,6 +420,11 @@ impl Open {
                 });
                 ui.button("Close").clicked().then_some(Asked::Close)
             }
+            Dialog::Members {
+                group,
+                members,
+                removing,
+            } => views::members(ui, group, members, removing),
             Dialog::NewPrivate(name) => {
                 let entered = field(ui, "User name", name, false);
                 buttons(ui, "Open", !waiting)

@@ -4,7 +4,7 @@
 use eframe::egui::{self, RichText};
 use sotto_client::command::{Command, Verify};
 use sotto_client::{DeviceInfo, Offer, Verification};
-use sotto_proto::{DeviceId, GroupInfo, Invitation, Username};
+use sotto_proto::{DeviceId, GroupInfo, GroupName, Invitation, Username};
 
 use super::Asked;
 
@@ -222,4 +222,46 @@ pub(super) fn groups(
         asked = Some(Asked::Close);
     }
     asked
+}
+
+/// A group's other members, each with Remove (the server refuses it but
+/// from the owner, and says so).
+pub(crate) fn members(
+    ui: &mut egui::Ui,
+    group: &GroupName,
+    members: &[Username],
+    removing: &mut Option<Username>,
+) -> Option<Asked> {
+    if let Some(user) = removing.clone() {
+        ui.label(format!(
+            "Remove {user} from #{group}? They get no message sent to it from now on."
+        ));
+        let mut asked = None;
+        ui.horizontal(|ui| {
+            if ui.button("Yes, remove").clicked() {
+                asked = Some(Asked::RunAndClose(Command::GroupKick {
+                    group: group.clone(),
+                    members: vec![user],
+                }));
+            }
+            if ui.button("No").clicked() {
+                *removing = None;
+            }
+        });
+        return asked;
+    }
+    if members.is_empty() {
+        ui.label("Nobody else is in this group.");
+    }
+    egui::Grid::new("members").striped(true).show(ui, |ui| {
+        for member in members {
+            ui.label(member.as_str());
+            if ui.small_button(format!("Remove {member}…")).clicked() {
+                *removing = Some(member.clone());
+            }
+            ui.end_row();
+        }
+    });
+    ui.label(RichText::new("Only the group's owner can remove members.").weak());
+    ui.button("Close").clicked().then_some(Asked::Close)
 }
