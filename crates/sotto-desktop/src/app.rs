@@ -51,6 +51,9 @@ pub struct DesktopApp {
     title: String,
     /// Sign in with the remembered device key at the first frame.
     auto_connect: bool,
+    /// Whether the server and user on the form are remembered here,
+    /// looked up again only when either changes (not a file check a frame).
+    remembered: Option<((String, String), bool)>,
 }
 
 impl std::fmt::Debug for DesktopApp {
@@ -85,6 +88,7 @@ impl DesktopApp {
             flash: None,
             applied_theme: None,
             title: String::new(),
+            remembered: None,
         }
     }
 
@@ -129,13 +133,20 @@ impl DesktopApp {
         }
         match &mut self.screen {
             Screen::Connect(screen) => {
-                let remembered = Username::parse(screen.user.trim()).is_ok_and(|user| {
-                    sotto_client::remember::is_remembered(
-                        &self.data_dir,
-                        screen.server.trim(),
-                        &user,
-                    )
-                });
+                let form = (
+                    screen.server.trim().to_owned(),
+                    screen.user.trim().to_owned(),
+                );
+                let remembered = match &self.remembered {
+                    Some((seen, remembered)) if *seen == form => *remembered,
+                    _ => {
+                        let remembered = Username::parse(&form.1).is_ok_and(|user| {
+                            sotto_client::remember::is_remembered(&self.data_dir, &form.0, &user)
+                        });
+                        self.remembered = Some((form, remembered));
+                        remembered
+                    }
+                };
                 if let Some(asked) = screen.show(ui, remembered, &self.data_dir) {
                     self.connect_asked(asked);
                 }
@@ -257,6 +268,7 @@ impl DesktopApp {
                 }
             }
             (FromNet::SignedOut(forgotten), _) => {
+                self.remembered = None;
                 self.settings.remember = false;
                 self.save_settings();
                 let mut screen = ConnectScreen::new(

@@ -29,13 +29,6 @@ fn focused(app: &mut App, focused: bool) {
     }
 }
 
-/// The newest entry of a conversation.
-fn newest(app: &App, id: &ConversationId) -> sotto_client::model::Entry {
-    let chat = app.state().chat().expect("signed in");
-    let conversation = chat.front.model.conversation(id).expect("conversation");
-    conversation.timeline.back().expect("an entry").clone()
-}
-
 #[test]
 fn lobby_and_private_messages_go_both_ways_and_a_private_one_elsewhere_is_notified() {
     let rt = runtime();
@@ -79,16 +72,7 @@ fn lobby_and_private_messages_go_both_ways_and_a_private_one_elsewhere_is_notifi
     );
     let bob_id = ConversationId::Direct(user("bob"));
     alice.wait_until("the reply marked stored", |h| {
-        let chat = h.state().chat().unwrap();
-        let entry = chat
-            .front
-            .model
-            .conversation(&bob_id)
-            .unwrap()
-            .timeline
-            .back()
-            .cloned();
-        entry.is_some_and(|e| e.state == Some(SendState::Sent))
+        crate::newest_in(h, &bob_id).is_some_and(|e| e.state == Some(SendState::Sent))
     });
     // A draft stays with its conversation: half a reply to bob does not
     // follow into the lobby.
@@ -166,14 +150,7 @@ fn a_group_is_made_files_go_by_dialog_and_by_drop_and_a_sealed_message_opens() {
     let project = ConversationId::Group("project".parse().unwrap());
     alice.wait_until("the file stored and its progress ended", |h| {
         let chat = h.state().chat().unwrap();
-        let entry = chat
-            .front
-            .model
-            .conversation(&project)
-            .unwrap()
-            .timeline
-            .back()
-            .cloned();
+        let entry = crate::newest_in(h, &project);
         chat.front.model.transfers.is_empty()
             && entry.is_some_and(|e| {
                 e.state == Some(SendState::Sent)
@@ -200,19 +177,10 @@ fn a_group_is_made_files_go_by_dialog_and_by_drop_and_a_sealed_message_opens() {
     }));
     assert_eq!(offered, "notes.txt");
     alice.wait_until("the dropped file stored", |h| {
-        let chat = h.state().chat().unwrap();
-        let entry = chat
-            .front
-            .model
-            .conversation(&project)
-            .unwrap()
-            .timeline
-            .back()
-            .cloned();
-        entry.is_some_and(|e| e.state == Some(SendState::Sent))
+        crate::newest_in(h, &project).is_some_and(|e| e.state == Some(SendState::Sent))
     });
     assert_eq!(
-        newest(&alice, &project).content,
+        alice.newest(&project).expect("an entry").content,
         Content::Text("📎 notes.txt".into())
     );
     // A sealed message from bob, opened with its passphrase.
@@ -229,16 +197,7 @@ fn a_group_is_made_files_go_by_dialog_and_by_drop_and_a_sealed_message_opens() {
     alice.type_into("Passphrase", "wrong one");
     alice.click("Open");
     alice.wait_for_part("wrong key");
-    alice.harness.get_by_label("Passphrase").focus();
-    alice.harness.step();
-    alice
-        .harness
-        .key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
-    alice
-        .harness
-        .get_by_label("Passphrase")
-        .type_text("open sesame");
-    alice.harness.step();
+    alice.retype("Passphrase", "open sesame");
     alice.click("Open");
     alice.wait_for("the plan is on");
     alice.click("Close");

@@ -12,28 +12,12 @@ fn a_first_connection_shows_the_fingerprint_to_trust_and_remember_me_signs_in_ag
     let server = rt.block_on(TestServer::start());
     let mut alice = app(&server, "alice");
     // A wrong address says so in words.
-    alice.harness.get_by_label("Server").focus();
-    alice.harness.step();
-    alice
-        .harness
-        .key_press_modifiers(eframe::egui::Modifiers::COMMAND, eframe::egui::Key::A);
-    alice
-        .harness
-        .get_by_label("Server")
-        .type_text("127.0.0.1:1");
-    alice.harness.step();
+    alice.retype("Server", "127.0.0.1:1");
     alice.type_into("Password", "pw-alice");
     alice.click("Connect");
     alice.wait_for_part("Cannot reach 127.0.0.1:1");
     // The right one: the fingerprint is shown to compare, then trusted.
-    alice.harness.get_by_label("Server").focus();
-    alice.harness.step();
-    alice
-        .harness
-        .key_press_modifiers(eframe::egui::Modifiers::COMMAND, eframe::egui::Key::A);
-    let addr = server.addr.to_string();
-    alice.harness.get_by_label("Server").type_text(&addr);
-    alice.harness.step();
+    alice.retype("Server", &server.addr.to_string());
     alice.click("Remember me on this device");
     // A name not known is refused unless the user means to create it.
     alice.click("Connect");

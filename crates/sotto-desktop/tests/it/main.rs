@@ -33,6 +33,15 @@ impl Notifier for Shown {
     }
 }
 
+/// The newest entry of conversation `id` in the app's model, if any.
+pub fn newest_in(
+    harness: &Harness<'static, DesktopApp>,
+    id: &sotto_client::model::ConversationId,
+) -> Option<sotto_client::model::Entry> {
+    let chat = harness.state().chat()?;
+    chat.front.model.conversation(id)?.timeline.back().cloned()
+}
+
 /// Every label and value on the screen, for a failure's message.
 pub fn shown<S>(harness: &Harness<'_, S>) -> Vec<String> {
     use egui_kittest::kittest::NodeT;
@@ -152,6 +161,24 @@ impl App {
         self.harness.step();
         self.harness.get_by_label(label).type_text(text);
         self.harness.step();
+    }
+
+    /// Replaces the text of the field labelled `label` with `text`.
+    pub fn retype(&mut self, label: &str, text: &str) {
+        self.harness.get_by_label(label).focus();
+        self.harness.step();
+        self.harness
+            .key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+        self.harness.get_by_label(label).type_text(text);
+        self.harness.step();
+    }
+
+    /// The newest entry of conversation `id`, if any.
+    pub fn newest(
+        &self,
+        id: &sotto_client::model::ConversationId,
+    ) -> Option<sotto_client::model::Entry> {
+        newest_in(&self.harness, id)
     }
 
     /// Types into the composer and sends with Enter.
