@@ -64,9 +64,10 @@ impl Router {
     pub fn start(data_dir: &Path, recipients: usize, queue: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(recipients >= 1, "a group message needs a recipient");
         let members = recipients + 1;
-        let db = store::open_writer(&store::db_path(data_dir)).context("opening the database")?;
+        let db = store::sqlite::SqliteWriter::open(&store::db_path(data_dir))
+            .context("opening the database")?;
         let core = Core::new(
-            db,
+            Box::new(db),
             1000,
             crate::Quotas::default(),
             crate::Retention::default(),

@@ -155,8 +155,11 @@ impl Default for Quotas {
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Database, certificate and key live here.
+    /// Certificate and key live here, and the SQLite database.
     pub data_dir: PathBuf,
+    /// Where state is stored: SQLite in the data dir (the default) or
+    /// PostgreSQL (`--database postgres://...`).
+    pub database: store::Database,
     /// If set, clients must present it before logging in.
     pub server_password: Option<Password>,
     pub registration: Registration,
@@ -193,6 +196,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database: store::Database::Sqlite,
             server_password: None,
             registration: Registration::Open,
             tls: None,
@@ -246,18 +250,25 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let identity = prepare(&config)?;
     let _lock = store::lock_data_dir(&config.data_dir)?;
-    let db_path = store::db_path(&config.data_dir);
-    let db =
-        store::open_writer(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
-    let server_id = store::server_id(&db).context("reading the server id")?;
-    let opaque = store::opaque_keys(&db).context("reading the login keys")?;
-    #[allow(unused_mut)]
-    let mut core = core::Core::new(
-        db,
+    let store::Opened {
+        writer,
+        reads,
+        server_id,
+        opaque,
+    } = store::open(&config.database, &config.data_dir)
+        .await
+        .with_context(|| format!("opening {}", config.database.describe(&config.data_dir)))?;
+    // Loaded on a blocking thread: an engine may block on the runtime.
+    let (presence_limit, quotas, retention) = (
         config.presence_limit,
         config.quotas.clone(),
         config.retention,
-    )
+    );
+    #[allow(unused_mut)]
+    let mut core = tokio::task::spawn_blocking(move || {
+        core::Core::new(writer, presence_limit, quotas, retention)
+    })
+    .await?
     .context("loading state")?;
     #[cfg(feature = "fault-injection")]
     {
@@ -298,7 +309,7 @@ pub async fn run(
     });
     let shared = Arc::new(conn::Shared {
         core: core_tx.clone(),
-        store: store::ReadPool::new(db_path),
+        store: reads,
         hasher: auth::Hasher::default(),
         limiter: limiter::LoginLimiter::default(),
         opaque,

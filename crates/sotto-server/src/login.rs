@@ -161,10 +161,9 @@ pub(crate) async fn start(shared: &Shared, ip: IpAddr, login: &Login) -> Result<
 }
 
 async fn lookup(shared: &Shared, name: &Username) -> Result<Option<store::StoredUser>, ErrorReply> {
-    let lookup = name.clone();
     shared
         .store
-        .run(move |db| store::find_user(db, lookup.as_str()))
+        .find_user(name.as_str())
         .await
         .map_err(|e| internal("read accounts", e))
 }
@@ -174,15 +173,9 @@ async fn token_login(
     login: &Login,
     token: &SessionToken,
 ) -> Result<Step, ErrorReply> {
-    let (name, device) = (login.user.to_string(), login.device_id.to_string());
     let (user, stored) = shared
         .store
-        .run(move |db| {
-            Ok((
-                store::find_user(db, &name)?,
-                store::device_token_hash(db, &name, &device)?,
-            ))
-        })
+        .user_and_token(login.user.as_str(), login.device_id.as_str())
         .await
         .map_err(|e| internal("read accounts", e))?;
     let given: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::{Outbound, PendingReply, SyncRange, now_ms};
 use crate::queue::QueueRx;
-use crate::store::{self, ReadPool};
+use crate::store::Reads;
 
 /// Events read from the store per page when replaying a backlog.
 const SYNC_PAGE: usize = 256;
@@ -28,7 +28,7 @@ const WRITE_CHUNK: usize = 16 * 1024;
 pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut rx: QueueRx,
-    store: ReadPool,
+    store: Reads,
     cancel: CancellationToken,
 ) {
     let mut state = WriterState {
@@ -138,7 +138,7 @@ impl WriterState {
     async fn handle<W: AsyncWrite + Unpin>(
         &mut self,
         msg: Outbound,
-        store: &ReadPool,
+        store: &Reads,
         writer: &mut W,
     ) -> std::io::Result<()> {
         match msg {
@@ -211,7 +211,7 @@ impl WriterState {
     async fn replay<W: AsyncWrite + Unpin>(
         &mut self,
         range: SyncRange,
-        store: &ReadPool,
+        store: &Reads,
         writer: &mut W,
     ) -> std::io::Result<()> {
         let mut after = range
@@ -220,7 +220,7 @@ impl WriterState {
         while after < range.up_to {
             let (room, up_to) = (range.room_id, range.up_to);
             let page = store
-                .run(move |db| store::events_range(db, room, after, up_to, SYNC_PAGE))
+                .events_range(room, after, up_to, SYNC_PAGE)
                 .await
                 .map_err(|e| std::io::Error::other(format!("backlog read failed: {e:#}")))?;
             let Some(last) = page.last().map(|(seq, _)| *seq) else {

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use sotto_proto::Password;
+use sotto_server::store::Database;
 use sotto_server::{Config, Registration, TlsFiles};
 use tokio::io::AsyncBufReadExt;
 
@@ -16,7 +17,8 @@ use tokio::io::AsyncBufReadExt;
 /// environment win over the file.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML config file with any of: listen, data_dir, server_password_file,
+    /// TOML config file with any of: listen, data_dir, database,
+    /// server_password_file,
     /// registration, cert, key, max_connections, requests_per_second,
     /// request_burst, outbound_buffer, presence_limit, max_devices,
     /// max_groups, max_inbox_bytes, max_registrations_per_hour,
@@ -32,6 +34,12 @@ pub struct ServeArgs {
     /// data dir, e.g. ~/.local/share/sotto].
     #[arg(long, env = "SOTTO_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Where state is kept: `sqlite` (a file in the data dir, nothing to
+    /// set up) or a PostgreSQL connection string such as
+    /// postgres://sotto@localhost/sotto, shared by the nodes of a cluster
+    /// [default: sqlite].
+    #[arg(long, env = "SOTTO_DATABASE", value_parser = parse_database)]
+    database: Option<Database>,
     /// File holding a server password that clients must present.
     #[arg(long, env = "SOTTO_SERVER_PASSWORD_FILE")]
     server_password_file: Option<PathBuf>,
@@ -113,6 +121,7 @@ enum RegistrationArg {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    database: Option<String>,
     server_password_file: Option<PathBuf>,
     registration: Option<RegistrationArg>,
     cert: Option<PathBuf>,
@@ -133,6 +142,10 @@ struct FileConfig {
     room_keep_messages: Option<u64>,
     room_keep_days: Option<u32>,
     debug: Option<bool>,
+}
+
+fn parse_database(value: &str) -> Result<Database, String> {
+    Database::parse(value)
 }
 
 /// Reads a one-line secret from a file (trailing newline removed).
@@ -171,6 +184,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => default_data_dir("sotto")?,
     };
     let mut config = Config::new(data_dir);
+    config.database = match (args.database.clone(), file.database.as_deref()) {
+        (Some(database), _) => database,
+        (None, Some(value)) => Database::parse(value)
+            .map_err(|e| anyhow::anyhow!("database in the config file: {e}"))?,
+        (None, None) => Database::Sqlite,
+    };
     if let Some(path) = args.server_password_file.or(file.server_password_file) {
         config.server_password = Some(read_secret_file(&path)?);
     }
@@ -259,6 +278,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     println!("Sotto server listening on {local} (TLS 1.3)");
     println!("Data dir: {}", config.data_dir.display());
+    println!("Database: {}", config.database.describe(&config.data_dir));
     println!("Certificate fingerprint: {}", identity.fingerprint);
     println!(
         "Clients can pin it with: sotto chat --server {local} --server-fingerprint {}",

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Hasher;
 use crate::core::{ConnHandle, Op, Outbound};
 use crate::limiter::LoginLimiter;
-use crate::store::{self, ReadPool};
+use crate::store::Reads;
 use crate::{Config, Registration};
 
 /// Time allowed for the TLS handshake.
@@ -50,7 +50,7 @@ pub(crate) struct Shared {
     /// Queue of the core thread.
     pub core: mpsc::Sender<Op>,
     /// Readers for backlogs and history.
-    pub store: ReadPool,
+    pub store: Reads,
     /// Old password hashes, checked once when an account moves over.
     pub hasher: Hasher,
     pub limiter: LoginLimiter,
@@ -499,7 +499,7 @@ impl Connection {
         let (events, missed) = self
             .shared
             .store
-            .run(move |db| store::lobby_since(db, after, limit as usize))
+            .lobby_since(after, limit as usize)
             .await
             .map_err(|e| {
                 tracing::error!("lobby read failed: {e:#}");
@@ -526,7 +526,7 @@ impl Connection {
         let page = self
             .shared
             .store
-            .run(move |db| store::history(db, user, limit as usize, before, MAX_HISTORY_BYTES))
+            .history(user, limit as usize, before, MAX_HISTORY_BYTES)
             .await
             .map_err(|e| {
                 tracing::error!("history read failed: {e:#}");
@@ -561,7 +561,7 @@ mod tests {
         let (core, _rx) = mpsc::channel(1);
         let shared = Arc::new(Shared {
             core,
-            store: ReadPool::new(dir.path().join("db")),
+            store: Reads::Sqlite(crate::store::sqlite::ReadPool::new(dir.path().join("db"))),
             hasher: Hasher::default(),
             limiter: LoginLimiter::default(),
             opaque: sotto_crypto::opaque::ServerKeys::generate(),

@@ -6,7 +6,6 @@
 //! changed, so their next message starts room sessions the device never
 //! gets a key for.
 
-use rusqlite::params;
 use sotto_proto::{DeviceId, ErrorCode, ErrorReply, EventKind, Response};
 
 use super::keys::encode_event;
@@ -35,30 +34,14 @@ impl Core {
 
         // Its to-device queue, with what is still in it.
         if let Some(inbox) = self.dir.inboxes.remove(&device_key) {
-            self.usage.prune(&self.db, inbox, u64::MAX)?;
-            for sql in [
-                "DELETE FROM members WHERE room_id = ?1",
-                "DELETE FROM cursors WHERE room_id = ?1",
-                "DELETE FROM rooms WHERE id = ?1",
-            ] {
-                self.db
-                    .prepare_cached(sql)?
-                    .execute(params![inbox as i64])?;
-            }
+            self.usage.prune(self.db.as_mut(), inbox, u64::MAX)?;
+            self.db.delete_room(inbox)?;
             self.dir.rooms.remove(&inbox);
             if let Some(rooms) = self.dir.user_rooms.get_mut(&user) {
                 rooms.remove(&inbox);
             }
         }
-        for sql in [
-            "DELETE FROM published_keys WHERE device_key = ?1",
-            "DELETE FROM one_time_keys WHERE device_key = ?1",
-            "DELETE FROM fallback_keys WHERE device_key = ?1",
-            "DELETE FROM cursors WHERE device_key = ?1",
-            "DELETE FROM devices WHERE id = ?1",
-        ] {
-            self.db.prepare_cached(sql)?.execute(params![device_key])?;
-        }
+        self.db.delete_device(device_key)?;
         self.dir.device_keys.remove(&(user, device.clone()));
         self.dir.device_names.remove(&device_key);
         if let Some(devices) = self.dir.user_devices.get_mut(&user) {

@@ -2,7 +2,6 @@
 //! group's owner invites; an invitee becomes a member only by accepting
 //! (`GroupAccept`), and sees the group from then on.
 
-use rusqlite::params;
 use std::collections::HashSet;
 
 use sotto_proto::limits::{
@@ -224,11 +223,7 @@ impl Core {
         }
         let ts = super::now_ms();
         for (id, _) in &invitees {
-            self.db
-                .prepare_cached(
-                    "INSERT INTO invitations (room_id, user_id, inviter_id, ts) VALUES (?1, ?2, ?3, ?4)",
-                )?
-                .execute(params![room_id as i64, id, by, ts])?;
+            self.db.add_invitation(room_id, *id, by, ts)?;
             if let Some(room) = self.dir.rooms.get_mut(&room_id) {
                 room.invited.insert(*id, (by, ts));
             }
@@ -265,9 +260,7 @@ impl Core {
             .and_then(|room| room.invited.remove(&user))
             .is_some();
         if had {
-            self.db
-                .prepare_cached("DELETE FROM invitations WHERE room_id = ?1 AND user_id = ?2")?
-                .execute(params![room_id as i64, user])?;
+            self.db.delete_invitation(room_id, user)?;
         }
         if let Some(rooms) = self.dir.invitations.get_mut(&user) {
             rooms.remove(&room_id);
@@ -454,10 +447,7 @@ impl Core {
         )?;
         self.remove_member(room_id, user)?;
         if let Some(owner) = new_owner {
-            self.db.execute(
-                "UPDATE rooms SET owner_id = ?1 WHERE id = ?2",
-                params![owner, room_id as i64],
-            )?;
+            self.db.set_owner(room_id, owner)?;
             if let Some(room) = self.dir.rooms.get_mut(&room_id) {
                 room.owner = Some(owner);
             }
@@ -491,15 +481,8 @@ impl Core {
     }
 
     fn delete_group(&mut self, room_id: u64, group: &GroupName) -> anyhow::Result<()> {
-        self.usage.prune(&self.db, room_id, u64::MAX)?;
-        for sql in [
-            "DELETE FROM invitations WHERE room_id = ?1",
-            "DELETE FROM members WHERE room_id = ?1",
-            "DELETE FROM cursors WHERE room_id = ?1",
-            "DELETE FROM rooms WHERE id = ?1",
-        ] {
-            self.db.execute(sql, [room_id as i64])?;
-        }
+        self.usage.prune(self.db.as_mut(), room_id, u64::MAX)?;
+        self.db.delete_room(room_id)?;
         if let Some(room) = self.dir.rooms.remove(&room_id) {
             for member in room.members.keys() {
                 if let Some(rooms) = self.dir.user_rooms.get_mut(member) {

@@ -1,7 +1,6 @@
 //! Request handlers of the core: validate against the directory, write in
 //! the open transaction, queue replies and fanout.
 
-use rusqlite::params;
 use sotto_proto::limits::{MAX_GROUP_MEMBERS, MAX_PAYLOAD_LEN, MAX_TEXT_LEN};
 use sotto_proto::{
     DeliveryNote, DeviceId, ErrorCode, ErrorReply, EventKind, GroupName, PresenceChange, Request,
@@ -10,7 +9,7 @@ use sotto_proto::{
 
 use super::state::{Member, Room, sorted_pair};
 use super::{ConnId, Core, Effects, Outbound, err, now_ms};
-use crate::store::{LOBBY_ROOM, RoomKind};
+use crate::store::{LOBBY_ROOM, NewRoom, RoomKind};
 
 type Reply = Result<Response, ErrorReply>;
 
@@ -327,23 +326,17 @@ impl Core {
         name: Option<&GroupName>,
         owner: Option<i64>,
         pair: Option<(i64, i64)>,
-    ) -> rusqlite::Result<u64> {
-        // Room ids are never handed out twice, also after the newest room
-        // was deleted: clients remember positions by room id, and would take
-        // a new room's first events for ones they already have.
-        let id = self.dir.next_room_id;
-        self.db.execute(
-            "INSERT INTO rooms (id, kind, name, owner_id, user_a, user_b, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![id as i64, kind as i64, name.map(GroupName::as_str), owner, pair.map(|p| p.0), pair.map(|p| p.1), now_ms()],
-        )?;
-        self.db
-            .prepare_cached(
-                "INSERT INTO meta (name, value) VALUES ('last_room_id', ?1) \
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            )?
-            .execute([(id as i64).to_be_bytes().to_vec()])?;
-        self.dir.next_room_id = id + 1;
-        Ok(id)
+    ) -> anyhow::Result<u64> {
+        // The store hands out room ids, never one twice (also after the
+        // newest room was deleted): clients remember positions by room id,
+        // and would take a new room's first events for ones they have.
+        self.db.create_room(NewRoom {
+            kind,
+            name: name.map(GroupName::as_str),
+            owner,
+            pair,
+            now: now_ms(),
+        })
     }
 
     pub(super) fn add_member(
@@ -359,9 +352,7 @@ impl Core {
             .ok_or_else(|| anyhow::anyhow!("unknown room"))?;
         let position = room.next_position;
         room.next_position += 1;
-        self.db
-            .prepare_cached("INSERT INTO members (room_id, user_id, joined_seq, position) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![room_id as i64, user, joined_seq as i64, position])?;
+        self.db.add_member(room_id, user, joined_seq, position)?;
         room.members.insert(
             user,
             Member {
@@ -374,21 +365,14 @@ impl Core {
     }
 
     pub(super) fn remove_member(&mut self, room_id: u64, user: i64) -> anyhow::Result<()> {
-        self.db.execute(
-            "DELETE FROM members WHERE room_id = ?1 AND user_id = ?2",
-            params![room_id as i64, user],
-        )?;
         let devices = self
             .dir
             .user_devices
             .get(&user)
             .cloned()
             .unwrap_or_default();
+        self.db.remove_member(room_id, user, &devices)?;
         for device in devices {
-            self.db.execute(
-                "DELETE FROM cursors WHERE device_key = ?1 AND room_id = ?2",
-                params![device, room_id as i64],
-            )?;
             self.dir.cursors.remove(&(device, room_id));
         }
         if let Some(room) = self.dir.rooms.get_mut(&room_id) {

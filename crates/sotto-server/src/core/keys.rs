@@ -3,7 +3,6 @@
 //! ownership only; clients verify every signature themselves, so a server
 //! that lies about keys is caught by the clients, not trusted by them.
 
-use rusqlite::{OptionalExtension, params};
 use rustc_hash::FxHashMap;
 use sotto_proto::e2e::{DeviceKeys, SignedOneTimeKey};
 use sotto_proto::limits::{
@@ -98,11 +97,7 @@ impl Core {
                 }
                 None => {
                     let body = keys.encode()?;
-                    self.db
-                        .prepare_cached(
-                            "INSERT INTO published_keys (device_key, body) VALUES (?1, ?2)",
-                        )?
-                        .execute(params![device_key, body])?;
+                    self.db.publish_keys(device_key, &body)?;
                     self.dir.published_keys.insert(device_key, keys);
                     self.devices_changed(user, &name, fx);
                 }
@@ -132,21 +127,16 @@ impl Core {
                 ),
             )));
         }
-        {
-            let mut insert = self.db.prepare_cached(
-                "INSERT OR IGNORE INTO one_time_keys (device_key, key_id, body) VALUES (?1, ?2, ?3)",
-            )?;
-            for key in &one_time_keys {
-                let added = insert.execute(params![device_key, key.key_id, key.encode()?])?;
-                state.one_time_keys += added as u32;
+        for key in &one_time_keys {
+            if self
+                .db
+                .add_one_time_key(device_key, &key.key_id, &key.encode()?)?
+            {
+                state.one_time_keys += 1;
             }
         }
         if let Some(key) = fallback_key {
-            self.db
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO fallback_keys (device_key, body, used) VALUES (?1, ?2, 0)",
-                )?
-                .execute(params![device_key, key.encode()?])?;
+            self.db.set_fallback_key(device_key, &key.encode()?)?;
             state.has_fallback = true;
             state.fallback_used = false;
         }
@@ -209,20 +199,8 @@ impl Core {
                 .copied()
                 .unwrap_or_default();
             let claimed = if state.one_time_keys > 0 {
-                let row: Option<(String, Vec<u8>)> = self
-                    .db
-                    .prepare_cached(
-                        "SELECT key_id, body FROM one_time_keys WHERE device_key = ?1 ORDER BY key_id LIMIT 1",
-                    )?
-                    .query_row([device_key], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
-                match row {
-                    Some((key_id, body)) => {
-                        self.db
-                            .prepare_cached(
-                                "DELETE FROM one_time_keys WHERE device_key = ?1 AND key_id = ?2",
-                            )?
-                            .execute(params![device_key, key_id])?;
+                match self.db.take_one_time_key(device_key)? {
+                    Some(body) => {
                         state.one_time_keys -= 1;
                         Some(body)
                     }
@@ -237,17 +215,8 @@ impl Core {
             let claimed = match claimed {
                 Some(body) => Some(body),
                 None if state.has_fallback => {
-                    let body: Option<Vec<u8>> = self
-                        .db
-                        .prepare_cached("SELECT body FROM fallback_keys WHERE device_key = ?1")?
-                        .query_row([device_key], |r| r.get(0))
-                        .optional()?;
-                    if body.is_some() && !state.fallback_used {
-                        self.db
-                            .prepare_cached(
-                                "UPDATE fallback_keys SET used = 1 WHERE device_key = ?1",
-                            )?
-                            .execute([device_key])?;
+                    let body = self.db.use_fallback_key(device_key)?;
+                    if body.is_some() {
                         state.fallback_used = true;
                     }
                     body

@@ -38,7 +38,6 @@ use rustc_hash::FxHashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use rusqlite::{Connection, params};
 use sotto_proto::{
     Ack, DeviceId, ErrorCode, ErrorReply, EventBody, EventKind, Request, Response, RoomContent,
     RoomEvent, SessionToken, SharedEvent, Status, Username,
@@ -47,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::QueueTx;
-use crate::store::{LOBBY_ROOM, RoomKind};
+use crate::store::{LOBBY_ROOM, NewEvent, RoomKind, Writer};
 pub(crate) use state::Directory;
 
 /// Most operations applied in one transaction.
@@ -294,8 +293,8 @@ impl Effects {
 
 /// The core thread's state.
 pub(crate) struct Core {
-    /// The only writable database connection.
-    db: Connection,
+    /// The only access to storage that writes.
+    db: Box<dyn Writer>,
     #[cfg(feature = "fault-injection")]
     pub(crate) crash: std::sync::Arc<std::sync::atomic::AtomicBool>,
     dir: Directory,
@@ -346,13 +345,14 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
 impl Core {
     /// Loads state from `db`.
     pub fn new(
-        db: Connection,
+        mut db: Box<dyn Writer>,
         presence_limit: usize,
         quotas: crate::Quotas,
         retention: crate::Retention,
     ) -> anyhow::Result<Self> {
-        let dir = Directory::load(&db)?;
-        let usage = usage::Usage::load(&db)?;
+        let snapshot = db.snapshot()?;
+        let dir = Directory::load(&snapshot);
+        let usage = usage::Usage::load(&snapshot);
         Ok(Self {
             db,
             dir,
@@ -398,20 +398,15 @@ impl Core {
         let ops = batch.len();
         let started = std::time::Instant::now();
         let mut applied = started;
-        let result = self
-            .db
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(anyhow::Error::from)
-            .and_then(|()| {
-                for op in batch.drain(..) {
-                    self.apply(op, &mut fx)?;
-                }
-                self.flush_cursors()?;
-                self.apply_retention()?;
-                applied = std::time::Instant::now();
-                self.db.execute_batch("COMMIT")?;
-                Ok(())
-            });
+        let result = self.db.begin().and_then(|()| {
+            for op in batch.drain(..) {
+                self.apply(op, &mut fx)?;
+            }
+            self.flush_cursors()?;
+            self.apply_retention()?;
+            applied = std::time::Instant::now();
+            self.db.commit()
+        });
         batch.clear();
         match result {
             Ok(()) => {
@@ -429,15 +424,14 @@ impl Core {
             }
             Err(e) => {
                 tracing::error!("commit failed, batch rejected: {e:#}");
-                let _ = self.db.execute_batch("ROLLBACK");
+                self.db.rollback();
                 self.dirty_cursors.clear();
-                match Directory::load(&self.db) {
-                    Ok(dir) => self.dir = dir,
-                    Err(e) => tracing::error!("cannot reload state: {e}"),
-                }
-                match usage::Usage::load(&self.db) {
-                    Ok(usage) => self.usage = usage,
-                    Err(e) => tracing::error!("cannot reload stored sizes: {e}"),
+                match self.db.snapshot() {
+                    Ok(snapshot) => {
+                        self.dir = Directory::load(&snapshot);
+                        self.usage = usage::Usage::load(&snapshot);
+                    }
+                    Err(e) => tracing::error!("cannot reload state: {e:#}"),
                 }
                 // Deliveries are dropped; every request gets an error.
                 for (conn, items) in fx.drain_by_conn() {
@@ -620,17 +614,13 @@ impl Core {
             }),
         };
         let shared = SharedEvent::encode(&body)?;
-        self.db
-            .prepare_cached(
-                "INSERT INTO events (room_id, seq, ts, body, sender_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                room_id as i64,
-                seq as i64,
-                ts,
-                shared.as_bytes().as_ref(),
-                sender
-            ])?;
+        self.db.insert_event(NewEvent {
+            room_id,
+            seq,
+            ts,
+            body: shared.as_bytes().as_ref(),
+            sender,
+        })?;
         room.last_seq = seq;
         self.usage
             .added(room_id, sender, seq, ts, shared.as_bytes().len() as u64);

@@ -9,7 +9,7 @@ use sotto_proto::limits::REMEMBERED_SEND_IDS;
 use sotto_proto::{DeviceId, Message, Response};
 
 use super::{ConnId, Core, Effects};
-use crate::store::{self, SentOnce};
+use crate::store::SentOnce;
 
 /// The last [`REMEMBERED_SEND_IDS`] message ids of each account, oldest
 /// first (the database holds the same; this is its index).
@@ -19,12 +19,12 @@ pub(crate) struct SentIds {
 }
 
 impl SentIds {
-    pub fn load(db: &rusqlite::Connection) -> rusqlite::Result<Self> {
+    pub fn load(stored: &[(i64, u64, SentOnce)]) -> Self {
         let mut ids = SentIds::default();
-        for (user, client_id, sent) in store::load_sent_once(db)? {
+        for &(user, client_id, sent) in stored {
             ids.remember(user, client_id, sent);
         }
-        Ok(ids)
+        ids
     }
 
     fn get(&self, user: i64, client_id: u64) -> Option<SentOnce> {
@@ -80,7 +80,7 @@ impl Core {
                 ts: *ts,
             };
             let evicted = self.dir.sent_once.remember(user, client_id, sent);
-            store::record_sent_once(&self.db, user, client_id, sent, evicted)?;
+            self.db.record_sent_once(user, client_id, sent, evicted)?;
         }
         Ok(reply)
     }

@@ -1,7 +1,6 @@
 //! Sessions in the core: registering accounts, attaching and detaching
 //! connections (presence), acknowledgements, and who is online.
 
-use rusqlite::params;
 use sotto_proto::{
     Ack, ErrorCode, ErrorReply, EventBody, EventKind, PresenceChange, Response, SharedEvent,
     Status, Username,
@@ -19,7 +18,7 @@ impl Core {
         &mut self,
         name: Username,
         record: &[u8],
-    ) -> rusqlite::Result<Result<i64, ErrorReply>> {
+    ) -> anyhow::Result<Result<i64, ErrorReply>> {
         if self.closing {
             return Ok(Err(err(
                 ErrorCode::ShuttingDown,
@@ -32,11 +31,7 @@ impl Core {
                 format!("the name '{name}' is taken; choose another"),
             )));
         }
-        self.db.execute(
-            "INSERT INTO users (name, pw_hash, created_at, opaque) VALUES (?1, '', ?2, ?3)",
-            params![name.as_str(), now_ms(), record],
-        )?;
-        let id = self.db.last_insert_rowid();
+        let id = self.db.create_user(name.as_str(), record, now_ms())?;
         self.dir.user_ids.insert(name.clone(), id);
         self.dir.user_names.insert(id, name);
         Ok(Ok(id))
@@ -47,18 +42,14 @@ impl Core {
         &mut self,
         user_id: i64,
         record: &[u8],
-    ) -> rusqlite::Result<Result<(), ErrorReply>> {
+    ) -> anyhow::Result<Result<(), ErrorReply>> {
         if self.closing {
             return Ok(Err(err(
                 ErrorCode::ShuttingDown,
                 "the server is shutting down",
             )));
         }
-        let changed = self.db.execute(
-            "UPDATE users SET opaque = ?1, pw_hash = '' WHERE id = ?2",
-            params![record, user_id],
-        )?;
-        Ok(if changed == 1 {
+        Ok(if self.db.set_password(user_id, record)? {
             Ok(())
         } else {
             Err(err(ErrorCode::UnknownUser, "the account no longer exists"))
@@ -123,11 +114,7 @@ impl Core {
                 return Ok(false);
             }
             None => {
-                self.db.execute(
-                    "INSERT INTO devices (user_id, device, created_at) VALUES (?1, ?2, ?3)",
-                    params![user, device.as_str(), now_ms()],
-                )?;
-                let key = self.db.last_insert_rowid();
+                let key = self.db.create_device(user, device.as_str(), now_ms())?;
                 self.dir.device_keys.insert((user, device.clone()), key);
                 self.dir.device_names.insert(key, device.clone());
                 self.dir.user_devices.entry(user).or_default().push(key);
@@ -136,23 +123,17 @@ impl Core {
                 // own, a device would otherwise miss what its user's other
                 // devices read while it was away.)
                 // Written with the device, in the same transaction.
-                let mut start = self.db.prepare_cached(
-                    "INSERT OR REPLACE INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)",
-                )?;
                 for room_id in self.dir.user_rooms.get(&user).into_iter().flatten() {
                     if let Some(room) = self.dir.rooms.get(room_id) {
-                        start.execute(params![key, *room_id as i64, room.last_seq as i64])?;
+                        self.db.set_cursor(key, *room_id, room.last_seq)?;
                         self.dir.cursors.insert((key, *room_id), room.last_seq);
                     }
                 }
-                drop(start);
                 key
             }
         };
         if let Some(hash) = token_hash {
-            self.db
-                .prepare_cached("UPDATE devices SET token_hash = ?1 WHERE id = ?2")?
-                .execute(params![&hash[..], device_key])?;
+            self.db.set_token_hash(device_key, &hash)?;
         }
         let conn_id = conn.id;
         self.conns.insert(

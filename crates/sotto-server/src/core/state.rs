@@ -6,10 +6,9 @@ use std::collections::HashMap;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use rusqlite::Connection;
 use sotto_proto::{DeviceId, GroupInfo, GroupName, RoomRef, Username};
 
-use crate::store::{LOBBY_ROOM, RoomKind};
+use crate::store::{LOBBY_ROOM, RoomKind, RoomRow, Snapshot};
 
 /// One member of a room.
 #[derive(Debug, Clone, Copy)]
@@ -100,8 +99,6 @@ pub(crate) struct Directory {
     pub user_rooms: FxHashMap<i64, FxHashSet<u64>>,
     /// Groups each user is invited to and has not answered.
     pub invitations: FxHashMap<i64, FxHashSet<u64>>,
-    /// The id the next room gets: above every id ever handed out.
-    pub next_room_id: u64,
     /// Acknowledged position per (device row id, room).
     pub cursors: FxHashMap<(i64, u64), u64>,
     /// Published identity keys by device row id.
@@ -113,230 +110,132 @@ pub(crate) struct Directory {
 }
 
 impl Directory {
-    /// Loads the directory from the database.
-    pub fn load(db: &Connection) -> rusqlite::Result<Self> {
+    /// Builds the directory from what the database holds.
+    pub fn load(db: &Snapshot) -> Self {
         let mut dir = Directory {
-            sent_once: super::once::SentIds::load(db)?,
+            sent_once: super::once::SentIds::load(&db.sent_once),
             ..Directory::default()
         };
-        {
-            let mut stmt = db.prepare("SELECT id, name FROM users")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (id, name) = row?;
-                match Username::parse(&name) {
-                    Ok(name) => {
-                        dir.user_ids.insert(name.clone(), id);
-                        dir.user_names.insert(id, name);
-                    }
-                    Err(e) => tracing::warn!(id, "skipping stored user with invalid name: {e}"),
+        for (id, name) in &db.users {
+            match Username::parse(name) {
+                Ok(name) => {
+                    dir.user_ids.insert(name.clone(), *id);
+                    dir.user_names.insert(*id, name);
                 }
+                Err(e) => tracing::warn!(id, "skipping stored user with invalid name: {e}"),
             }
         }
-        {
-            let mut stmt = db.prepare("SELECT id, user_id, device FROM devices")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })?;
-            for row in rows {
-                let (key, user, device) = row?;
-                if let Ok(device) = DeviceId::parse(&device) {
-                    dir.device_names.insert(key, device.clone());
-                    dir.device_keys.insert((user, device), key);
-                    dir.user_devices.entry(user).or_default().push(key);
-                }
+        for (key, user, device) in &db.devices {
+            if let Ok(device) = DeviceId::parse(device) {
+                dir.device_names.insert(*key, device.clone());
+                dir.device_keys.insert((*user, device), *key);
+                dir.user_devices.entry(*user).or_default().push(*key);
             }
         }
-        {
-            let mut stmt =
-                db.prepare("SELECT id, kind, name, owner_id, user_a, user_b FROM rooms")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                    r.get::<_, Option<i64>>(5)?,
-                ))
-            })?;
-            for row in rows {
-                let (id, kind, name, owner, a, b) = row?;
-                let Some(kind) = RoomKind::from_i64(kind) else {
-                    continue;
-                };
-                let name_of = |id: Option<i64>| id.and_then(|id| dir.user_names.get(&id).cloned());
-                let reference = match kind {
-                    RoomKind::Lobby => RoomRef::Lobby,
-                    RoomKind::Direct => match (name_of(a), name_of(b), a, b) {
-                        (Some(na), Some(nb), Some(a), Some(b)) => {
-                            dir.directs.insert((a.min(b), a.max(b)), id);
-                            RoomRef::Direct {
-                                users: sorted_pair(na, nb),
-                            }
+        for row in &db.rooms {
+            let RoomRow {
+                id,
+                kind,
+                ref name,
+                owner,
+                user_a: a,
+                user_b: b,
+            } = *row;
+            let Some(kind) = RoomKind::from_i64(kind) else {
+                continue;
+            };
+            let name_of = |id: Option<i64>| id.and_then(|id| dir.user_names.get(&id).cloned());
+            let reference = match kind {
+                RoomKind::Lobby => RoomRef::Lobby,
+                RoomKind::Direct => match (name_of(a), name_of(b), a, b) {
+                    (Some(na), Some(nb), Some(a), Some(b)) => {
+                        dir.directs.insert((a.min(b), a.max(b)), id);
+                        RoomRef::Direct {
+                            users: sorted_pair(na, nb),
                         }
-                        _ => continue,
-                    },
-                    RoomKind::Group => match name.as_deref().map(GroupName::parse) {
-                        Some(Ok(name)) => {
-                            dir.groups.insert(name.clone(), id);
-                            RoomRef::Group { name }
-                        }
-                        _ => continue,
-                    },
-                    RoomKind::Notices => match (name_of(owner), owner) {
-                        (Some(user), Some(owner)) => {
-                            dir.notices.insert(owner, id);
-                            RoomRef::Notices { user }
-                        }
-                        _ => continue,
-                    },
-                    RoomKind::Inbox => match a.and_then(|a| dir.device_names.get(&a).cloned()) {
-                        Some(device) => RoomRef::Inbox { device },
-                        None => continue,
-                    },
-                };
-                let mut room = Room::new(kind, reference, owner);
-                if kind == RoomKind::Inbox {
-                    room.device = a;
-                    if let Some(device) = a {
-                        dir.inboxes.insert(device, id);
                     }
-                }
-                dir.rooms.insert(id, room);
-            }
-        }
-        {
-            let mut stmt =
-                db.prepare("SELECT room_id, user_id, joined_seq, position FROM members")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)? as u64,
-                    r.get::<_, i64>(3)?,
-                ))
-            })?;
-            for row in rows {
-                let (room_id, user, joined_seq, position) = row?;
-                if let Some(room) = dir.rooms.get_mut(&room_id) {
-                    room.members.insert(
-                        user,
-                        Member {
-                            joined_seq,
-                            position,
-                        },
-                    );
-                    room.next_position = room.next_position.max(position + 1);
-                    dir.user_rooms.entry(user).or_default().insert(room_id);
-                }
-            }
-        }
-        {
-            let newest: Option<i64> =
-                db.query_row("SELECT MAX(id) FROM rooms", [], |r| r.get(0))?;
-            let handed_out: Option<i64> = db
-                .query_row(
-                    "SELECT value FROM meta WHERE name = 'last_room_id'",
-                    [],
-                    |r| r.get::<_, Vec<u8>>(0),
-                )
-                .ok()
-                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-                .map(i64::from_be_bytes);
-            let last = newest.unwrap_or(0).max(handed_out.unwrap_or(0)).max(0) as u64;
-            dir.next_room_id = last + 1;
-        }
-        {
-            let mut stmt =
-                db.prepare("SELECT room_id, user_id, inviter_id, ts FROM invitations")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })?;
-            for row in rows {
-                let (room_id, user, by, ts) = row?;
-                if let Some(room) = dir.rooms.get_mut(&room_id) {
-                    room.invited.insert(user, (by, ts));
-                    dir.invitations.entry(user).or_default().insert(room_id);
-                }
-            }
-        }
-        {
-            // A room's newest position is its newest event, or for a
-            // to-device queue whose delivered events were pruned, the
-            // cursor that was written in the same transaction as the prune:
-            // positions are never handed out twice, or a client would take
-            // a new message for one it already has.
-            let mut stmt = db.prepare(
-                "SELECT room_id, MAX(seq) FROM events GROUP BY room_id
-                 UNION ALL SELECT room_id, MAX(seq) FROM cursors GROUP BY room_id",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-            })?;
-            for row in rows {
-                let (room_id, last) = row?;
-                if let Some(room) = dir.rooms.get_mut(&room_id) {
-                    room.last_seq = room.last_seq.max(last);
-                }
-            }
-        }
-        {
-            let mut stmt = db.prepare("SELECT device_key, room_id, seq FROM cursors")?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, i64>(2)? as u64,
-                ))
-            })?;
-            for row in rows {
-                let (device, room, seq) = row?;
-                dir.cursors.insert((device, room), seq);
-            }
-        }
-        {
-            let mut stmt = db.prepare("SELECT device_key, body FROM published_keys")?;
-            let rows =
-                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?;
-            for row in rows {
-                let (device, body) = row?;
-                match sotto_proto::e2e::DeviceKeys::decode(&body) {
-                    Ok(keys) => {
-                        dir.published_keys.insert(device, keys);
+                    _ => continue,
+                },
+                RoomKind::Group => match name.as_deref().map(GroupName::parse) {
+                    Some(Ok(name)) => {
+                        dir.groups.insert(name.clone(), id);
+                        RoomRef::Group { name }
                     }
-                    Err(e) => tracing::error!(device, "unreadable published keys: {e}"),
+                    _ => continue,
+                },
+                RoomKind::Notices => match (name_of(owner), owner) {
+                    (Some(user), Some(owner)) => {
+                        dir.notices.insert(owner, id);
+                        RoomRef::Notices { user }
+                    }
+                    _ => continue,
+                },
+                RoomKind::Inbox => match a.and_then(|a| dir.device_names.get(&a).cloned()) {
+                    Some(device) => RoomRef::Inbox { device },
+                    None => continue,
+                },
+            };
+            let mut room = Room::new(kind, reference, owner);
+            if kind == RoomKind::Inbox {
+                room.device = a;
+                if let Some(device) = a {
+                    dir.inboxes.insert(device, id);
                 }
             }
-            let mut stmt =
-                db.prepare("SELECT device_key, COUNT(*) FROM one_time_keys GROUP BY device_key")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-            for row in rows {
-                let (device, count) = row?;
-                dir.key_state.entry(device).or_default().one_time_keys = count as u32;
+            dir.rooms.insert(id, room);
+        }
+        for &(room_id, user, joined_seq, position) in &db.members {
+            if let Some(room) = dir.rooms.get_mut(&room_id) {
+                room.members.insert(
+                    user,
+                    Member {
+                        joined_seq,
+                        position,
+                    },
+                );
+                room.next_position = room.next_position.max(position + 1);
+                dir.user_rooms.entry(user).or_default().insert(room_id);
             }
-            let mut stmt = db.prepare("SELECT device_key, used FROM fallback_keys")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, bool>(1)?)))?;
-            for row in rows {
-                let (device, used) = row?;
-                let state = dir.key_state.entry(device).or_default();
-                state.has_fallback = true;
-                state.fallback_used = used;
+        }
+        for &(room_id, user, by, ts) in &db.invitations {
+            if let Some(room) = dir.rooms.get_mut(&room_id) {
+                room.invited.insert(user, (by, ts));
+                dir.invitations.entry(user).or_default().insert(room_id);
             }
+        }
+        // A room's newest position is its newest event, or for a to-device
+        // queue whose delivered events were pruned, the cursor that was
+        // written in the same transaction as the prune: positions are never
+        // handed out twice, or a client would take a new message for one
+        // it already has.
+        for &(room_id, last) in &db.last_seqs {
+            if let Some(room) = dir.rooms.get_mut(&room_id) {
+                room.last_seq = room.last_seq.max(last);
+            }
+        }
+        for &(device, room, seq) in &db.cursors {
+            dir.cursors.insert((device, room), seq);
+        }
+        for (device, body) in &db.published_keys {
+            match sotto_proto::e2e::DeviceKeys::decode(body) {
+                Ok(keys) => {
+                    dir.published_keys.insert(*device, keys);
+                }
+                Err(e) => tracing::error!(device, "unreadable published keys: {e}"),
+            }
+        }
+        for &(device, count) in &db.one_time_keys {
+            dir.key_state.entry(device).or_default().one_time_keys = count;
+        }
+        for &(device, used) in &db.fallback_keys {
+            let state = dir.key_state.entry(device).or_default();
+            state.has_fallback = true;
+            state.fallback_used = used;
         }
         dir.rooms
             .entry(LOBBY_ROOM)
             .or_insert_with(|| Room::new(RoomKind::Lobby, RoomRef::Lobby, None));
-        Ok(dir)
+        dir
     }
 
     /// The position up to which `device` of `user` has everything in `room`:

@@ -6,12 +6,11 @@
 //! loaded at start and kept in step with every append and prune, inside
 //! the core's open transaction (a failed commit reloads them).
 
-use rusqlite::{Connection, params};
 use rustc_hash::FxHashMap;
 
 use super::{CURSOR_FLUSH_INTERVAL, Core, MAX_DIRTY_CURSORS, now_ms};
 use crate::Keep;
-use crate::store::RoomKind;
+use crate::store::{RoomKind, Snapshot, Writer};
 
 /// Stored bytes and the oldest kept event of one room.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,41 +35,22 @@ const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 pub(crate) const MAX_PRUNED_PER_PASS: u64 = 20_000;
 
 impl Usage {
-    /// Sums what the database holds: one pass over the events, and one
-    /// look-up of each room's oldest event.
-    pub fn load(db: &Connection) -> rusqlite::Result<Self> {
+    /// Sums what the database holds.
+    pub fn load(db: &Snapshot) -> Self {
         let mut usage = Usage::default();
-        let mut stmt = db.prepare(
-            "SELECT room_id, sender_id, SUM(length(body)), MIN(seq) FROM events \
-             GROUP BY room_id, sender_id",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                r.get::<_, Option<i64>>(1)?,
-                r.get::<_, i64>(2)? as u64,
-                r.get::<_, i64>(3)? as u64,
-            ))
-        })?;
-        let mut oldest: FxHashMap<u64, u64> = FxHashMap::default();
-        for row in rows {
-            let (room, sender, bytes, first) = row?;
+        for &(room, sender, bytes) in &db.usage {
             usage.rooms.entry(room).or_default().bytes += bytes;
-            let seq = oldest.entry(room).or_insert(first);
-            *seq = (*seq).min(first);
             if let Some(sender) = sender {
                 *usage.senders.entry(sender).or_insert(0) += bytes;
                 usage.shares.insert((room, sender), bytes);
             }
         }
-        let mut ts_of = db.prepare("SELECT ts FROM events WHERE room_id = ?1 AND seq = ?2")?;
-        for (room, seq) in oldest {
-            let ts: i64 = ts_of.query_row(params![room as i64, seq as i64], |r| r.get(0))?;
+        for &(room, seq, ts) in &db.oldest {
             if let Some(usage) = usage.rooms.get_mut(&room) {
                 usage.oldest = Some((seq, ts));
             }
         }
-        Ok(usage)
+        usage
     }
 
     /// Bytes stored in a room.
@@ -104,19 +84,10 @@ impl Usage {
 
     /// Deletes a room's events up to and including `up_to` (all of them
     /// with `u64::MAX`) and takes them off the counts.
-    pub fn prune(&mut self, db: &Connection, room: u64, up_to: u64) -> rusqlite::Result<()> {
-        let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+    pub fn prune(&mut self, db: &mut dyn Writer, room: u64, up_to: u64) -> anyhow::Result<()> {
         let mut freed = 0u64;
         {
-            let mut stmt = db.prepare_cached(
-                "SELECT sender_id, SUM(length(body)) FROM events \
-                 WHERE room_id = ?1 AND seq <= ?2 GROUP BY sender_id",
-            )?;
-            let rows = stmt.query_map(params![room as i64, up_to], |r| {
-                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)? as u64))
-            })?;
-            for row in rows {
-                let (sender, bytes) = row?;
+            for (sender, bytes) in db.event_bytes(room, up_to)? {
                 freed += bytes;
                 let Some(sender) = sender else {
                     continue;
@@ -135,16 +106,8 @@ impl Usage {
         if freed == 0 {
             return Ok(());
         }
-        db.prepare_cached("DELETE FROM events WHERE room_id = ?1 AND seq <= ?2")?
-            .execute(params![room as i64, up_to])?;
-        let oldest = db
-            .prepare_cached("SELECT seq, ts FROM events WHERE room_id = ?1 ORDER BY seq LIMIT 1")?
-            .query_map([room as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-            })?
-            .next()
-            .transpose()?;
-        match oldest {
+        db.delete_events(room, up_to)?;
+        match db.oldest_event(room)? {
             None => {
                 self.rooms.remove(&room);
             }
@@ -166,7 +129,7 @@ impl Usage {
 impl Core {
     /// Writes the acknowledged positions (about once a second), and deletes
     /// what every reader of a device inbox or a notices room has.
-    pub(super) fn flush_cursors(&mut self) -> rusqlite::Result<()> {
+    pub(super) fn flush_cursors(&mut self) -> anyhow::Result<()> {
         let due = self.closing
             || self.cursors_flushed.elapsed() >= CURSOR_FLUSH_INTERVAL
             || self.dirty_cursors.len() >= MAX_DIRTY_CURSORS;
@@ -174,21 +137,18 @@ impl Core {
             return Ok(());
         }
         self.cursors_flushed = std::time::Instant::now();
-        let mut stmt = self.db.prepare_cached(
-            "INSERT INTO cursors (device_key, room_id, seq) VALUES (?1, ?2, ?3)
-             ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
-        )?;
         let mut notices = Vec::new();
-        for ((device, room), seq) in self.dirty_cursors.drain() {
-            stmt.execute(params![device, room as i64, seq as i64])?;
+        for ((device, room), seq) in std::mem::take(&mut self.dirty_cursors) {
+            self.db.set_cursor(device, room, seq)?;
             match self.dir.rooms.get(&room) {
                 // A device's to-device messages are gone once it has them.
-                Some(r) if r.device == Some(device) => self.usage.prune(&self.db, room, seq)?,
+                Some(r) if r.device == Some(device) => {
+                    self.usage.prune(self.db.as_mut(), room, seq)?
+                }
                 Some(r) if r.kind == RoomKind::Notices => notices.push(room),
                 _ => {}
             }
         }
-        drop(stmt);
         // A user's notices are gone once every device of theirs has them.
         for room in notices {
             let Some(user) = self
@@ -208,7 +168,7 @@ impl Core {
                 .map(|device| self.dir.cursor(user, *device, room))
                 .min();
             if let Some(seq) = read_by_all.filter(|seq| *seq > 0) {
-                self.usage.prune(&self.db, room, seq)?;
+                self.usage.prune(self.db.as_mut(), room, seq)?;
             }
         }
         Ok(())
@@ -217,7 +177,7 @@ impl Core {
     /// Deletes lobby and room events the retention policy lets go, at
     /// most once per [`crate::Retention::interval`] (the server ticks
     /// every second, so an idle server prunes too).
-    pub(super) fn apply_retention(&mut self) -> rusqlite::Result<()> {
+    pub(super) fn apply_retention(&mut self) -> anyhow::Result<()> {
         if self
             .retention_applied
             .is_some_and(|at| at.elapsed() < self.retention.interval)
@@ -242,9 +202,11 @@ impl Core {
                 continue;
             }
             let last_seq = room.last_seq;
-            if let Some(up_to) = prunable(&self.db, &self.usage, room_id, last_seq, keep, now)? {
+            if let Some(up_to) =
+                prunable(self.db.as_mut(), &self.usage, room_id, last_seq, keep, now)?
+            {
                 tracing::debug!(room_id, up_to, "retention: pruning");
-                self.usage.prune(&self.db, room_id, up_to)?;
+                self.usage.prune(self.db.as_mut(), room_id, up_to)?;
             }
         }
         Ok(())
@@ -256,42 +218,32 @@ impl Core {
 /// of a room is always kept, so that positions are never handed out twice
 /// after a restart (the next one is counted from it).
 pub(crate) fn prunable(
-    db: &Connection,
+    db: &mut dyn Writer,
     usage: &Usage,
     room: u64,
     last_seq: u64,
     keep: Keep,
     now: i64,
-) -> rusqlite::Result<Option<u64>> {
+) -> anyhow::Result<Option<u64>> {
     let Some((oldest_seq, oldest_ts)) = usage.oldest(room) else {
         return Ok(None);
     };
     let newest_kept_back = last_seq.saturating_sub(1);
+    // A bounded step per pass, so that a large backlog (a policy just
+    // tightened, a busy lobby) never stalls the core for long.
+    let step_end = oldest_seq.saturating_add(MAX_PRUNED_PER_PASS - 1);
     let mut up_to = 0u64;
     if keep.messages > 0 {
         up_to = up_to.max(last_seq.saturating_sub(keep.messages));
     }
     if keep.days > 0 {
         let cutoff = now.saturating_sub(i64::from(keep.days).saturating_mul(DAY_MS));
-        if oldest_ts < cutoff {
-            // Oldest first, stopping at the first one young enough: only the
-            // rows to prune (and one more) are read.
-            let mut stmt = db.prepare_cached(
-                "SELECT seq, ts FROM events WHERE room_id = ?1 AND seq >= ?2 ORDER BY seq",
-            )?;
-            let mut rows = stmt.query(params![room as i64, oldest_seq as i64])?;
-            while let Some(row) = rows.next()? {
-                let (seq, ts): (i64, i64) = (row.get(0)?, row.get(1)?);
-                if ts >= cutoff {
-                    break;
-                }
-                up_to = up_to.max(seq as u64);
-            }
+        if oldest_ts < cutoff
+            && let Some(last) = db.last_before(room, oldest_seq, step_end, cutoff)?
+        {
+            up_to = up_to.max(last);
         }
     }
-    // A bounded step per pass, so that a large backlog (a policy just
-    // tightened, a busy lobby) never stalls the core for long.
-    let step_end = oldest_seq.saturating_add(MAX_PRUNED_PER_PASS - 1);
     let up_to = up_to.min(newest_kept_back).min(step_end);
     Ok((up_to >= oldest_seq).then_some(up_to))
 }
@@ -299,47 +251,47 @@ pub(crate) fn prunable(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::NewEvent;
+    use crate::store::sqlite::SqliteWriter;
 
     const NOW: i64 = 1_800_000_000_000;
 
     /// A room of `n` events, one a minute up to now, sent by user 7.
-    fn db_with_room(n: u64) -> Connection {
-        let db = Connection::open_in_memory().unwrap();
-        db.execute_batch(
-            "CREATE TABLE events (room_id INTEGER, seq INTEGER, ts INTEGER, body BLOB, \
-             sender_id INTEGER, PRIMARY KEY (room_id, seq)) WITHOUT ROWID",
-        )
-        .unwrap();
-        let mut insert = db
-            .prepare("INSERT INTO events VALUES (1, ?1, ?2, x'00112233', 7)")
-            .unwrap();
+    fn db_with_room(n: u64) -> SqliteWriter {
+        let mut db = SqliteWriter::in_memory();
+        db.begin().unwrap();
         for seq in 1..=n {
-            insert
-                .execute(params![seq as i64, NOW - (n - seq) as i64 * 60_000])
-                .unwrap();
+            db.insert_event(NewEvent {
+                room_id: 1,
+                seq,
+                ts: NOW - (n - seq) as i64 * 60_000,
+                body: &[0, 0x11, 0x22, 0x33],
+                sender: 7,
+            })
+            .unwrap();
         }
-        drop(insert);
+        db.commit().unwrap();
         db
     }
 
     #[test]
     fn retention_keeps_the_newest_and_works_off_a_backlog_in_bounded_steps() {
         let n = MAX_PRUNED_PER_PASS + 5_000;
-        let db = db_with_room(n);
-        let mut usage = Usage::load(&db).unwrap();
+        let mut db = db_with_room(n);
+        let mut usage = Usage::load(&db.snapshot().unwrap());
         assert_eq!(usage.room_bytes(1), 4 * n);
         assert_eq!(usage.sender_bytes(7), 4 * n);
         let keep = Keep {
             days: 0,
             messages: 10,
         };
-        let first = prunable(&db, &usage, 1, n, keep, NOW).unwrap();
+        let first = prunable(&mut db, &usage, 1, n, keep, NOW).unwrap();
         assert_eq!(first, Some(MAX_PRUNED_PER_PASS));
-        usage.prune(&db, 1, MAX_PRUNED_PER_PASS).unwrap();
-        let second = prunable(&db, &usage, 1, n, keep, NOW).unwrap();
+        usage.prune(&mut db, 1, MAX_PRUNED_PER_PASS).unwrap();
+        let second = prunable(&mut db, &usage, 1, n, keep, NOW).unwrap();
         assert_eq!(second, Some(n - 10));
-        usage.prune(&db, 1, n - 10).unwrap();
-        assert_eq!(prunable(&db, &usage, 1, n, keep, NOW).unwrap(), None);
+        usage.prune(&mut db, 1, n - 10).unwrap();
+        assert_eq!(prunable(&mut db, &usage, 1, n, keep, NOW).unwrap(), None);
         assert_eq!(usage.room_bytes(1), 40);
         assert_eq!(usage.sender_bytes(7), 40);
         assert_eq!(usage.oldest(1).map(|(seq, _)| seq), Some(n - 9));
@@ -347,22 +299,25 @@ mod tests {
 
     #[test]
     fn retention_by_age_never_deletes_a_rooms_newest_event() {
-        let db = db_with_room(100);
-        let usage = Usage::load(&db).unwrap();
+        let mut db = db_with_room(100);
+        let usage = Usage::load(&db.snapshot().unwrap());
         let keep = Keep {
             days: 1,
             messages: 0,
         };
         // A minute apart: all within a day.
-        assert_eq!(prunable(&db, &usage, 1, 100, keep, NOW).unwrap(), None);
+        assert_eq!(prunable(&mut db, &usage, 1, 100, keep, NOW).unwrap(), None);
         // Ten days later every event is old; the newest stays.
         let later = NOW + 10 * DAY_MS;
         assert_eq!(
-            prunable(&db, &usage, 1, 100, keep, later).unwrap(),
+            prunable(&mut db, &usage, 1, 100, keep, later).unwrap(),
             Some(99)
         );
         // Those more than a day old: sent over 50 minutes before `NOW`.
         let half = NOW + DAY_MS - 50 * 60_000;
-        assert_eq!(prunable(&db, &usage, 1, 100, keep, half).unwrap(), Some(49));
+        assert_eq!(
+            prunable(&mut db, &usage, 1, 100, keep, half).unwrap(),
+            Some(49)
+        );
     }
 }

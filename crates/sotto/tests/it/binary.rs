@@ -33,9 +33,11 @@ pub(crate) fn serve(data_dir: &Path, listen: &str) -> Server {
 }
 
 fn serve_with(data_dir: &Path, listen: &str, extra: &[&str], stderr: Stdio) -> Server {
+    let database = sotto_test_support::test_database_for(data_dir);
     let mut child = Command::new(env!("CARGO_BIN_EXE_sotto"))
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
+        .args(database.iter().flat_map(|url| ["--database", url]))
         .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -341,7 +343,11 @@ fn a_second_server_on_the_same_data_dir_refuses_and_the_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&data), 0o700);
-        for name in ["sotto.db", "sotto.db-wal", "cert.pem", "key.pem", "lock"] {
+        let mut files = vec!["cert.pem", "key.pem", "lock"];
+        if sotto_test_support::test_database_for(&data).is_none() {
+            files.extend(["sotto.db", "sotto.db-wal"]);
+        }
+        for name in files {
             assert_eq!(mode(&data.join(name)), 0o600, "{name}");
         }
     }

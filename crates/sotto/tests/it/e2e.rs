@@ -12,13 +12,9 @@ fn user(name: &str) -> Username {
     Username::parse(name).unwrap()
 }
 
-/// Whether the server's database or its WAL contains `needle`.
-fn server_db_contains(server: &TestServer, needle: &str) -> bool {
-    let db = std::fs::read(server.db_path()).unwrap();
-    let wal = std::fs::read(server.db_path().with_extension("db-wal")).unwrap_or_default();
-    [db, wal]
-        .iter()
-        .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle.as_bytes()))
+/// Whether the server's database contains `needle`.
+async fn server_db_contains(server: &TestServer, needle: &str) -> bool {
+    server.db().contains(needle.as_bytes()).await
 }
 
 #[tokio::test]
@@ -58,9 +54,9 @@ async fn private_and_group_messages_are_ciphertext_on_the_server() {
         .await
         .unwrap();
     bob.expect_lobby().await;
-    assert!(server_db_contains(&server, "lobby-plaintext-8843"));
-    assert!(!server_db_contains(&server, "private-plaintext-8841"));
-    assert!(!server_db_contains(&server, "group-plaintext-8842"));
+    assert!(server_db_contains(&server, "lobby-plaintext-8843").await);
+    assert!(!server_db_contains(&server, "private-plaintext-8841").await);
+    assert!(!server_db_contains(&server, "group-plaintext-8842").await);
 }
 
 #[tokio::test]

@@ -496,16 +496,11 @@ async fn to_device_messages_reach_only_their_device_in_order_even_offline_until_
     // over, at most 100 ms later, and the cursors are written on stop).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     server.stop().await;
-    let db = rusqlite::Connection::open(server.db_path()).unwrap();
-    let queued: i64 = db
-        .query_row(
-            "SELECT COUNT(*) FROM events e JOIN rooms r ON r.id = e.room_id WHERE r.kind = 4",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let queued = server
+        .db()
+        .integer("SELECT COUNT(*) FROM events e JOIN rooms r ON r.id = e.room_id WHERE r.kind = 4")
+        .await;
     assert_eq!(queued, 0, "acknowledged to-device messages are deleted");
-    drop(db);
     server.restart().await;
     let mut phone = device(&server, "bob", "phone").await;
     assert!(room_events_until_pong(&mut phone.raw).await.is_empty());
@@ -644,13 +639,8 @@ async fn a_megolm_conversation_through_the_server_which_stores_no_plaintext() {
 
     // The server's database holds ciphertext only. (The search works: the
     // unencrypted opening payload is found.)
-    let db = std::fs::read(server.db_path()).unwrap();
-    let wal = std::fs::read(server.db_path().with_extension("db-wal")).unwrap_or_default();
-    let contains = |needle: &[u8]| {
-        [&db, &wal]
-            .iter()
-            .any(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
-    };
+    let stored = server.db().contents().await;
+    let contains = |needle: &[u8]| stored.windows(needle.len()).any(|w| w == needle);
     assert!(contains(b"opening the room"));
     assert!(
         !contains(secret.as_bytes()),

@@ -102,19 +102,17 @@ async fn private_and_group_history_is_served_from_the_local_store() {
     let bob_dir = bob.dir;
     let _ = bob.client.quit().await;
     server.stop().await;
-    let db = rusqlite::Connection::open(server.db_path()).unwrap();
-    let gone = db
+    let gone = server
+        .db()
         .execute(
             "DELETE FROM events WHERE room_id IN (SELECT id FROM rooms WHERE kind IN (1, 2)) \
              AND seq < (SELECT MAX(seq) FROM events e WHERE e.room_id = events.room_id)",
-            [],
         )
-        .unwrap();
+        .await;
     assert_eq!(
         gone, 6,
         "two private messages, three group notices (created, invited, joined) and a message"
     );
-    drop(db);
     server.restart().await;
     let bob = TestClient::connect_in(server.addr, "bob", bob_dir)
         .await

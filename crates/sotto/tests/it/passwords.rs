@@ -24,22 +24,17 @@ fn code(result: Result<(sotto_client::Client, sotto_client::Events), ClientError
 }
 
 /// Where `user`'s local store for `server` lives in `dir`.
-fn store_path(server: &TestServer, dir: &std::path::Path, user: &str) -> std::path::PathBuf {
-    let server_id = {
-        let db = rusqlite::Connection::open(server.db_path()).unwrap();
-        sotto_server::store::server_id(&db).unwrap()
-    };
+async fn store_path(server: &TestServer, dir: &std::path::Path, user: &str) -> std::path::PathBuf {
+    let server_id = server.db().server_id().await;
     let addr = sotto_client::addr::ServerAddr::parse(&server.addr.to_string()).unwrap();
     let part = sotto_client::device::server_part(&server_id, &server.fingerprint, &addr);
     let user = sotto_proto::Username::parse(user).unwrap();
     sotto_client::local_store::store_file(dir, &user, &part)
 }
 
-/// The server's files, as the operator can read them.
-fn stored(server: &TestServer) -> Vec<u8> {
-    let mut bytes = std::fs::read(server.db_path()).unwrap();
-    bytes.extend(std::fs::read(server.db_path().with_extension("db-wal")).unwrap_or_default());
-    bytes
+/// The server's database, as the operator can read it.
+async fn stored(server: &TestServer) -> Vec<u8> {
+    server.db().contents().await
 }
 
 #[tokio::test]
@@ -84,19 +79,18 @@ async fn the_operator_never_sees_a_password_neither_at_login_nor_at_a_change() {
             !contains(&sent, pw.as_bytes()),
             "the server received {pw:?}"
         );
-        assert!(!contains(&stored(&server), pw.as_bytes()));
+        assert!(!contains(&stored(&server).await, pw.as_bytes()));
     }
     // What it keeps is an OPAQUE record, no password hash.
-    let db = rusqlite::Connection::open(server.db_path()).unwrap();
-    let (hash, record): (String, Vec<u8>) = db
-        .query_row(
-            "SELECT pw_hash, opaque FROM users WHERE name = 'alice'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(hash, "");
-    assert!(!record.is_empty());
+    let db = server.db();
+    let hash = db
+        .texts("SELECT pw_hash FROM users WHERE name = 'alice'")
+        .await;
+    let record = db
+        .blobs("SELECT opaque FROM users WHERE name = 'alice'")
+        .await;
+    assert_eq!(hash, [""]);
+    assert!(!record.concat().is_empty());
 }
 
 #[tokio::test]
@@ -109,10 +103,7 @@ async fn a_server_asking_for_the_password_in_the_clear_gets_nothing() {
             .await
             .unwrap();
     client.quit().await.unwrap();
-    let server_id = {
-        let db = rusqlite::Connection::open(server.db_path()).unwrap();
-        sotto_server::store::server_id(&db).unwrap()
-    };
+    let server_id = server.db().server_id().await;
     // Same certificate, same server id: alice's device knows it.
     let (evil, seen) = hostile(&server, server_id).await;
     let fresh = tempfile::tempdir().unwrap();
@@ -154,13 +145,14 @@ async fn an_account_made_before_opaque_moves_over_at_its_next_login() {
         .hash(Zeroizing::new("old-pw".into()))
         .await
         .unwrap();
-    rusqlite::Connection::open(server.db_path())
-        .unwrap()
-        .execute(
-            "INSERT INTO users (name, pw_hash, created_at) VALUES ('olga', ?1, 0)",
-            [&hash],
-        )
-        .unwrap();
+    assert!(hash.starts_with("$argon2id$") && !hash.contains('\''));
+    server
+        .db()
+        .execute(&format!(
+            "INSERT INTO users (name, pw_hash, created_at) VALUES ('olga', '{}', 0)",
+            hash.as_str()
+        ))
+        .await;
     server.restart().await;
 
     // A device that never used the account does not send the password.
@@ -172,21 +164,23 @@ async fn an_account_made_before_opaque_moves_over_at_its_next_login() {
     // The device that did (its store was written before OPAQUE) sends it
     // this once, and moves the account over.
     let dir = tempfile::tempdir().unwrap();
-    sotto_client::local_store::LocalStore::open(&store_path(&server, dir.path(), "olga"), "old-pw")
-        .unwrap();
+    sotto_client::local_store::LocalStore::open(
+        &store_path(&server, dir.path(), "olga").await,
+        "old-pw",
+    )
+    .unwrap();
     sotto_client::connect(options(server.addr, "olga", "old-pw", dir.path()))
         .await
         .unwrap();
-    let db = rusqlite::Connection::open(server.db_path()).unwrap();
-    let (hash, record): (String, Option<Vec<u8>>) = db
-        .query_row(
-            "SELECT pw_hash, opaque FROM users WHERE name = 'olga'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(hash, "", "the old hash is forgotten");
-    assert!(record.is_some());
+    let db = server.db();
+    let hash = db
+        .texts("SELECT pw_hash FROM users WHERE name = 'olga'")
+        .await;
+    assert_eq!(hash, [""], "the old hash is forgotten");
+    let records = db
+        .blobs("SELECT opaque FROM users WHERE name = 'olga' AND opaque IS NOT NULL")
+        .await;
+    assert_eq!(records.len(), 1);
     // From now on OPAQUE, from any device; the password itself is refused.
     let later = tempfile::tempdir().unwrap();
     sotto_client::connect(options(server.addr, "olga", "old-pw", later.path()))
@@ -226,7 +220,7 @@ async fn a_password_change_reseals_the_local_store_and_keeps_the_device() {
         .unwrap();
     client.quit().await.unwrap();
     // Re-sealed at once, nothing left pending.
-    let path = store_path(&server, dir.path(), "alice");
+    let path = store_path(&server, dir.path(), "alice").await;
     let (store, _) = sotto_client::local_store::LocalStore::open(&path, "second-pw").unwrap();
     assert_eq!(store.pending_change(), None);
     drop(store);
@@ -288,7 +282,7 @@ async fn an_interrupted_password_change_is_settled_at_the_next_login() {
             .await
             .unwrap();
     client.quit().await.unwrap();
-    let path = store_path(&server, dir.path(), "alice");
+    let path = store_path(&server, dir.path(), "alice").await;
 
     // Stopped before the server heard of it: the old password still works.
     LocalStore::open(&path, "first")

@@ -413,16 +413,13 @@ async fn notices_are_deleted_once_every_device_has_them() {
     let mut server = TestServer::start().await;
     let alice = server.client("alice").await;
     let mut bob = server.client("bob").await;
-    let notices = |server: &TestServer| -> i64 {
-        rusqlite::Connection::open(server.db_path())
-            .unwrap()
-            .query_row(
-                "SELECT COUNT(*) FROM events WHERE room_id IN \
-                 (SELECT id FROM rooms WHERE kind = 3)",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
+    let db = server.db();
+    let notices = async || -> i64 {
+        db.integer(
+            "SELECT COUNT(*) FROM events WHERE room_id IN \
+             (SELECT id FROM rooms WHERE kind = 3)",
+        )
+        .await
     };
     for n in 0..3 {
         alice
@@ -438,7 +435,7 @@ async fn notices_are_deleted_once_every_device_has_them() {
     // Bob's client acknowledges what it read; the server writes positions
     // about once a second and deletes what every device of his has.
     let deadline = tokio::time::Instant::now() + sotto_test_support::PATIENCE;
-    while notices(&server) > 0 {
+    while notices().await > 0 {
         assert!(tokio::time::Instant::now() < deadline, "notices kept");
         alice.client.names().await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -130,32 +130,29 @@ async fn messages_older_than_the_retention_period_are_deleted_and_positions_go_o
     // As far as the server knows, every lobby message and the first two
     // private ones were sent 40 days ago.
     server.stop().await;
-    let db = rusqlite::Connection::open(server.db_path()).unwrap();
+    let db = server.db();
+    // 40 days in milliseconds (written as one number: it is past a 32-bit
+    // integer, which PostgreSQL would take a product of small ones for).
     let aged = db
         .execute(
-            "UPDATE events SET ts = ts - 40 * 86400000 WHERE room_id = 1 \
+            "UPDATE events SET ts = ts - 3456000000 WHERE room_id = 1 \
              OR (room_id IN (SELECT id FROM rooms WHERE kind = 1) AND seq <= 2)",
-            [],
         )
-        .unwrap();
+        .await;
     assert_eq!(aged, 5);
-    let seqs = |kind: i64| -> Vec<i64> {
-        db.prepare(
-            "SELECT seq FROM events WHERE room_id IN (SELECT id FROM rooms WHERE kind = ?1) \
-             ORDER BY seq",
-        )
-        .unwrap()
-        .query_map([kind], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    let seqs = async |kind: i64| -> Vec<i64> {
+        db.integers(&format!(
+            "SELECT seq FROM events WHERE room_id IN (SELECT id FROM rooms WHERE kind = {kind}) \
+             ORDER BY seq"
+        ))
+        .await
     };
     server.restart().await;
     let mut carol = Raw::login(server.addr, "carol").await;
     let _ = carol.ask(Request::Ping).await;
     // The newest event of a room is kept, however old.
-    assert_eq!(seqs(0), [3]);
-    assert_eq!(seqs(1), [3]);
+    assert_eq!(seqs(0).await, [3]);
+    assert_eq!(seqs(1).await, [3]);
     let (result, _) = carol
         .ask(Request::History {
             limit: 10,

@@ -1,0 +1,644 @@
+//! The shared engine: PostgreSQL (`--database postgres://...`).
+//!
+//! The core thread's [`PgWriter`] holds the writes of a batch and sends
+//! them, in order, as one pipeline: the whole batch and its `COMMIT` cost
+//! about one round trip, as SQLite's group commit costs one fsync. A read
+//! inside the batch (claiming a one-time key, a new row's id) sends what is
+//! held first. `synchronous_commit` stays on: a commit is durable before
+//! anything of its batch is acknowledged.
+//!
+//! Connection tasks read through [`PgReads`], a few connections of their
+//! own with prepared statements. A connection that broke (the database
+//! restarted) is opened again at its next use.
+
+mod reads;
+mod schema;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use anyhow::Context as _;
+use futures_util::task::noop_waker_ref;
+use sotto_crypto::opaque::ServerKeys;
+use sotto_proto::ServerId;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+use super::{NewEvent, NewRoom, Opened, Reads, RoomRow, SentOnce, Snapshot, Writer};
+pub use reads::PgReads;
+
+/// A parameter of a held statement.
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// One request of a [`pipeline`].
+type PgFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a>>;
+
+/// Opens a connection and drives it on the current runtime.
+pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!("database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// Opens the database: the schema (created or checked), the facts kept
+/// with it, the writer and the readers.
+pub async fn open(url: &str) -> anyhow::Result<Opened> {
+    let mut client = connect(url).await?;
+    let (server_id, opaque) = prepare(&mut client).await?;
+    let reads = PgReads::open(url).await?;
+    let writer = PgWriter {
+        client,
+        url: url.to_owned(),
+        rt: tokio::runtime::Handle::current(),
+        statements: HashMap::new(),
+        held: Vec::new(),
+    };
+    Ok(Opened {
+        writer: Box::new(writer),
+        reads: Reads::Postgres(reads),
+        server_id,
+        opaque,
+    })
+}
+
+/// Creates or checks the schema, and reads (making them the first time)
+/// the server id and login keys: one of each for every node of a cluster.
+async fn prepare(client: &mut Client) -> anyhow::Result<(ServerId, ServerKeys)> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::SCHEMA_LOCK])
+        .await?;
+    let version: Option<i64> = match tx
+        .query_opt("SELECT to_regclass('meta') IS NOT NULL", &[])
+        .await?
+        .map(|r| r.get::<_, bool>(0))
+    {
+        Some(true) => tx
+            .query_opt("SELECT value FROM meta WHERE name = 'schema_version'", &[])
+            .await?
+            .and_then(|r| <[u8; 8]>::try_from(r.get::<_, &[u8]>(0)).ok())
+            .map(i64::from_be_bytes),
+        _ => None,
+    };
+    if let Some(version) = version
+        && version > schema::SCHEMA_VERSION
+    {
+        anyhow::bail!(
+            "the database has schema version {version}, newer than this server's {}: upgrade \
+             the server",
+            schema::SCHEMA_VERSION
+        );
+    }
+    tx.batch_execute(schema::SCHEMA).await?;
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES ('schema_version', $1) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        &[&schema::SCHEMA_VERSION.to_be_bytes().as_slice()],
+    )
+    .await?;
+    let id: [u8; 16] = rand::random();
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES ('server_id', $1) ON CONFLICT DO NOTHING",
+        &[&id.as_slice()],
+    )
+    .await?;
+    let stored = tx
+        .query_one("SELECT value FROM meta WHERE name = 'server_id'", &[])
+        .await?;
+    let server_id = <[u8; 16]>::try_from(stored.get::<_, &[u8]>(0))
+        .map(ServerId)
+        .map_err(|_| anyhow::anyhow!("the stored server id is not 16 bytes"))?;
+    let keys = ServerKeys::generate();
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES ('opaque_keys', $1) ON CONFLICT DO NOTHING",
+        &[&keys.to_bytes().as_slice()],
+    )
+    .await?;
+    let stored = tx
+        .query_one("SELECT value FROM meta WHERE name = 'opaque_keys'", &[])
+        .await?;
+    let opaque = ServerKeys::from_bytes(stored.get::<_, &[u8]>(0))
+        .map_err(|e| anyhow::anyhow!("the stored OPAQUE keys: {e}"))?;
+    tx.commit().await?;
+    Ok((server_id, opaque))
+}
+
+/// Runs `futures` as one pipeline: each is polled once, in order, so its
+/// request is sent before the next one's; then each is awaited in order
+/// (PostgreSQL answers in order). The first error is returned.
+async fn pipeline<T>(futures: Vec<PgFuture<'_, T>>) -> Result<Vec<T>, tokio_postgres::Error> {
+    let mut started = Vec::with_capacity(futures.len());
+    {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        for mut future in futures {
+            match future.as_mut().poll(&mut cx) {
+                Poll::Ready(result) => started.push(Err(result)),
+                Poll::Pending => started.push(Ok(future)),
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(started.len());
+    let mut first_error = None;
+    for entry in started {
+        let result = match entry {
+            Ok(future) => future.await,
+            Err(result) => result,
+        };
+        match result {
+            Ok(value) => results.push(value),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}
+
+/// The core's connection: a batch's writes are held and sent as one
+/// pipeline.
+pub struct PgWriter {
+    client: Client,
+    /// To connect again after the database went away.
+    url: String,
+    /// The server's runtime, which drives the connection; the core thread
+    /// blocks on it.
+    rt: tokio::runtime::Handle,
+    statements: HashMap<&'static str, Statement>,
+    /// Statements of the open transaction not yet sent.
+    held: Vec<(Statement, Vec<Param>)>,
+}
+
+impl std::fmt::Debug for PgWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgWriter")
+            .field("held", &self.held.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn seq(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn bytes(value: &[u8]) -> Param {
+    Box::new(value.to_vec())
+}
+
+impl PgWriter {
+    /// The prepared statement for `sql` (prepared at first use).
+    fn statement(&mut self, sql: &'static str) -> anyhow::Result<Statement> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self
+            .rt
+            .block_on(self.client.prepare(sql))
+            .with_context(|| format!("preparing {sql}"))?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Holds a write until the next read or the commit.
+    fn hold(&mut self, sql: &'static str, params: Vec<Param>) -> anyhow::Result<()> {
+        let statement = self.statement(sql)?;
+        self.held.push((statement, params));
+        Ok(())
+    }
+
+    /// Sends every held write, in order, as one pipeline.
+    fn send_held(&mut self) -> anyhow::Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        let client = &self.client;
+        let futures = held
+            .iter()
+            .map(|(statement, params)| {
+                Box::pin(async move {
+                    let params: Vec<&(dyn ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                        .collect();
+                    client.execute(statement, &params).await
+                }) as PgFuture<'_, u64>
+            })
+            .collect();
+        self.rt.block_on(pipeline(futures))?;
+        Ok(())
+    }
+
+    /// Sends what is held, then runs a query.
+    fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> anyhow::Result<Vec<Row>> {
+        self.send_held()?;
+        let statement = self.statement(sql)?;
+        Ok(self.rt.block_on(self.client.query(&statement, params))?)
+    }
+
+    /// Sends what is held, then runs a statement: how many rows it changed.
+    fn execute_now(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> anyhow::Result<u64> {
+        self.send_held()?;
+        let statement = self.statement(sql)?;
+        Ok(self.rt.block_on(self.client.execute(&statement, params))?)
+    }
+
+    fn all<T>(&mut self, sql: &'static str, map: impl Fn(&Row) -> T) -> anyhow::Result<Vec<T>> {
+        Ok(self.query(sql, &[])?.iter().map(map).collect())
+    }
+}
+
+impl Writer for PgWriter {
+    fn begin(&mut self) -> anyhow::Result<()> {
+        if self.client.is_closed() {
+            tracing::info!("connecting to the database again");
+            let url = self.url.clone();
+            self.client = self
+                .rt
+                .block_on(connect(&url))
+                .context("the database is unreachable")?;
+            self.statements.clear();
+            tracing::info!("connected to the database again");
+        }
+        self.held.clear();
+        self.hold("BEGIN", Vec::new())
+    }
+
+    fn commit(&mut self) -> anyhow::Result<()> {
+        self.hold("COMMIT", Vec::new())?;
+        self.send_held()
+    }
+
+    fn rollback(&mut self) {
+        self.held.clear();
+        if !self.client.is_closed() {
+            let _ = self.rt.block_on(self.client.batch_execute("ROLLBACK"));
+        }
+    }
+
+    fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
+        let u = |v: i64| v as u64;
+        Ok(Snapshot {
+            users: self.all("SELECT id, name FROM users", |r| (r.get(0), r.get(1)))?,
+            devices: self.all("SELECT id, user_id, device FROM devices", |r| {
+                (r.get(0), r.get(1), r.get(2))
+            })?,
+            rooms: self.all(
+                "SELECT id, kind, name, owner_id, user_a, user_b FROM rooms",
+                |r| RoomRow {
+                    id: u(r.get(0)),
+                    kind: r.get(1),
+                    name: r.get(2),
+                    owner: r.get(3),
+                    user_a: r.get(4),
+                    user_b: r.get(5),
+                },
+            )?,
+            members: self.all(
+                "SELECT room_id, user_id, joined_seq, position FROM members",
+                |r| (u(r.get(0)), r.get(1), u(r.get(2)), r.get(3)),
+            )?,
+            invitations: self.all(
+                "SELECT room_id, user_id, inviter_id, ts FROM invitations",
+                |r| (u(r.get(0)), r.get(1), r.get(2), r.get(3)),
+            )?,
+            last_seqs: self.all(
+                "SELECT room_id, MAX(seq) FROM events GROUP BY room_id
+                 UNION ALL SELECT room_id, MAX(seq) FROM cursors GROUP BY room_id",
+                |r| (u(r.get(0)), u(r.get(1))),
+            )?,
+            cursors: self.all("SELECT device_key, room_id, seq FROM cursors", |r| {
+                (r.get(0), u(r.get(1)), u(r.get(2)))
+            })?,
+            published_keys: self.all("SELECT device_key, body FROM published_keys", |r| {
+                (r.get(0), r.get(1))
+            })?,
+            one_time_keys: self.all(
+                "SELECT device_key, COUNT(*) FROM one_time_keys GROUP BY device_key",
+                |r| (r.get(0), r.get::<_, i64>(1) as u32),
+            )?,
+            fallback_keys: self.all("SELECT device_key, used FROM fallback_keys", |r| {
+                (r.get(0), r.get(1))
+            })?,
+            sent_once: self.all(
+                "SELECT user_id, client_id, room_id, seq, ts FROM sent_once ORDER BY user_id, n",
+                |r| {
+                    (
+                        r.get(0),
+                        u(r.get(1)),
+                        SentOnce {
+                            room_id: u(r.get(2)),
+                            seq: u(r.get(3)),
+                            ts: r.get(4),
+                        },
+                    )
+                },
+            )?,
+            usage: self.all(
+                "SELECT room_id, sender_id, SUM(octet_length(body))::BIGINT FROM events \
+                 GROUP BY room_id, sender_id",
+                |r| (u(r.get(0)), r.get(1), u(r.get(2))),
+            )?,
+            oldest: self.all(
+                "SELECT DISTINCT ON (room_id) room_id, seq, ts FROM events \
+                 ORDER BY room_id, seq",
+                |r| (u(r.get(0)), u(r.get(1)), r.get(2)),
+            )?,
+        })
+    }
+
+    fn create_user(&mut self, name: &str, record: &[u8], now: i64) -> anyhow::Result<i64> {
+        let rows = self.query(
+            "INSERT INTO users (name, pw_hash, created_at, opaque) VALUES ($1, '', $2, $3) \
+             RETURNING id",
+            &[&name, &now, &record],
+        )?;
+        first_id(&rows)
+    }
+
+    fn set_password(&mut self, user: i64, record: &[u8]) -> anyhow::Result<bool> {
+        let changed = self.execute_now(
+            "UPDATE users SET opaque = $1, pw_hash = '' WHERE id = $2",
+            &[&record, &user],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn create_device(&mut self, user: i64, device: &str, now: i64) -> anyhow::Result<i64> {
+        let rows = self.query(
+            "INSERT INTO devices (user_id, device, created_at) VALUES ($1, $2, $3) RETURNING id",
+            &[&user, &device, &now],
+        )?;
+        first_id(&rows)
+    }
+
+    fn set_token_hash(&mut self, device_key: i64, hash: &[u8; 32]) -> anyhow::Result<()> {
+        self.hold(
+            "UPDATE devices SET token_hash = $1 WHERE id = $2",
+            vec![bytes(hash), Box::new(device_key)],
+        )
+    }
+
+    fn delete_device(&mut self, device_key: i64) -> anyhow::Result<()> {
+        for sql in [
+            "DELETE FROM published_keys WHERE device_key = $1",
+            "DELETE FROM one_time_keys WHERE device_key = $1",
+            "DELETE FROM fallback_keys WHERE device_key = $1",
+            "DELETE FROM cursors WHERE device_key = $1",
+            "DELETE FROM devices WHERE id = $1",
+        ] {
+            self.hold(sql, vec![Box::new(device_key)])?;
+        }
+        Ok(())
+    }
+
+    fn create_room(&mut self, room: NewRoom<'_>) -> anyhow::Result<u64> {
+        let (a, b) = (room.pair.map(|p| p.0), room.pair.map(|p| p.1));
+        let rows = self.query(
+            "INSERT INTO rooms (kind, name, owner_id, user_a, user_b, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[
+                &(room.kind as i64),
+                &room.name,
+                &room.owner,
+                &a,
+                &b,
+                &room.now,
+            ],
+        )?;
+        Ok(first_id(&rows)? as u64)
+    }
+
+    fn delete_room(&mut self, room: u64) -> anyhow::Result<()> {
+        for sql in [
+            "DELETE FROM invitations WHERE room_id = $1",
+            "DELETE FROM members WHERE room_id = $1",
+            "DELETE FROM cursors WHERE room_id = $1",
+            "DELETE FROM rooms WHERE id = $1",
+        ] {
+            self.hold(sql, vec![Box::new(seq(room))])?;
+        }
+        Ok(())
+    }
+
+    fn set_owner(&mut self, room: u64, owner: i64) -> anyhow::Result<()> {
+        self.hold(
+            "UPDATE rooms SET owner_id = $1 WHERE id = $2",
+            vec![Box::new(owner), Box::new(seq(room))],
+        )
+    }
+
+    fn add_member(
+        &mut self,
+        room: u64,
+        user: i64,
+        joined_seq: u64,
+        position: i64,
+    ) -> anyhow::Result<()> {
+        self.hold(
+            "INSERT INTO members (room_id, user_id, joined_seq, position) VALUES ($1, $2, $3, $4)",
+            vec![
+                Box::new(seq(room)),
+                Box::new(user),
+                Box::new(seq(joined_seq)),
+                Box::new(position),
+            ],
+        )
+    }
+
+    fn remove_member(&mut self, room: u64, user: i64, devices: &[i64]) -> anyhow::Result<()> {
+        self.hold(
+            "DELETE FROM members WHERE room_id = $1 AND user_id = $2",
+            vec![Box::new(seq(room)), Box::new(user)],
+        )?;
+        self.hold(
+            "DELETE FROM cursors WHERE room_id = $1 AND device_key = ANY($2)",
+            vec![Box::new(seq(room)), Box::new(devices.to_vec())],
+        )
+    }
+
+    fn add_invitation(&mut self, room: u64, user: i64, by: i64, ts: i64) -> anyhow::Result<()> {
+        self.hold(
+            "INSERT INTO invitations (room_id, user_id, inviter_id, ts) VALUES ($1, $2, $3, $4)",
+            vec![
+                Box::new(seq(room)),
+                Box::new(user),
+                Box::new(by),
+                Box::new(ts),
+            ],
+        )
+    }
+
+    fn delete_invitation(&mut self, room: u64, user: i64) -> anyhow::Result<()> {
+        self.hold(
+            "DELETE FROM invitations WHERE room_id = $1 AND user_id = $2",
+            vec![Box::new(seq(room)), Box::new(user)],
+        )
+    }
+
+    fn insert_event(&mut self, event: NewEvent<'_>) -> anyhow::Result<()> {
+        self.hold(
+            "INSERT INTO events (room_id, seq, ts, body, sender_id) VALUES ($1, $2, $3, $4, $5)",
+            vec![
+                Box::new(seq(event.room_id)),
+                Box::new(seq(event.seq)),
+                Box::new(event.ts),
+                bytes(event.body),
+                Box::new(event.sender),
+            ],
+        )
+    }
+
+    fn set_cursor(&mut self, device_key: i64, room: u64, at: u64) -> anyhow::Result<()> {
+        self.hold(
+            "INSERT INTO cursors (device_key, room_id, seq) VALUES ($1, $2, $3) \
+             ON CONFLICT (device_key, room_id) DO UPDATE SET seq = excluded.seq",
+            vec![Box::new(device_key), Box::new(seq(room)), Box::new(seq(at))],
+        )
+    }
+
+    fn event_bytes(&mut self, room: u64, up_to: u64) -> anyhow::Result<Vec<(Option<i64>, u64)>> {
+        let rows = self.query(
+            "SELECT sender_id, SUM(octet_length(body))::BIGINT FROM events \
+             WHERE room_id = $1 AND seq <= $2 GROUP BY sender_id",
+            &[&seq(room), &seq(up_to)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    fn delete_events(&mut self, room: u64, up_to: u64) -> anyhow::Result<()> {
+        self.hold(
+            "DELETE FROM events WHERE room_id = $1 AND seq <= $2",
+            vec![Box::new(seq(room)), Box::new(seq(up_to))],
+        )
+    }
+
+    fn oldest_event(&mut self, room: u64) -> anyhow::Result<Option<(u64, i64)>> {
+        let rows = self.query(
+            "SELECT seq, ts FROM events WHERE room_id = $1 ORDER BY seq LIMIT 1",
+            &[&seq(room)],
+        )?;
+        Ok(rows.first().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
+    }
+
+    fn last_before(
+        &mut self,
+        room: u64,
+        from: u64,
+        to: u64,
+        cutoff: i64,
+    ) -> anyhow::Result<Option<u64>> {
+        // The events before the first young one, in the step's range.
+        let rows = self.query(
+            "SELECT MAX(seq) FROM events WHERE room_id = $1 AND seq >= $2 AND seq <= $3 \
+             AND seq < COALESCE((SELECT MIN(seq) FROM events WHERE room_id = $1 \
+             AND seq >= $2 AND seq <= $3 AND ts >= $4), $3 + 1)",
+            &[&seq(room), &seq(from), &seq(to), &cutoff],
+        )?;
+        Ok(rows
+            .first()
+            .and_then(|r| r.get::<_, Option<i64>>(0))
+            .map(|v| v as u64))
+    }
+
+    fn publish_keys(&mut self, device_key: i64, body: &[u8]) -> anyhow::Result<()> {
+        self.hold(
+            "INSERT INTO published_keys (device_key, body) VALUES ($1, $2)",
+            vec![Box::new(device_key), bytes(body)],
+        )
+    }
+
+    fn add_one_time_key(
+        &mut self,
+        device_key: i64,
+        key_id: &str,
+        body: &[u8],
+    ) -> anyhow::Result<bool> {
+        let added = self.execute_now(
+            "INSERT INTO one_time_keys (device_key, key_id, body) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+            &[&device_key, &key_id, &body],
+        )?;
+        Ok(added == 1)
+    }
+
+    fn set_fallback_key(&mut self, device_key: i64, body: &[u8]) -> anyhow::Result<()> {
+        self.hold(
+            "INSERT INTO fallback_keys (device_key, body, used) VALUES ($1, $2, FALSE) \
+             ON CONFLICT (device_key) DO UPDATE SET body = excluded.body, used = FALSE",
+            vec![Box::new(device_key), bytes(body)],
+        )
+    }
+
+    fn take_one_time_key(&mut self, device_key: i64) -> anyhow::Result<Option<Vec<u8>>> {
+        // Taken in one statement: two nodes claiming at once get two keys.
+        let rows = self.query(
+            "DELETE FROM one_time_keys WHERE (device_key, key_id) = \
+             (SELECT device_key, key_id FROM one_time_keys WHERE device_key = $1 \
+              ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING body",
+            &[&device_key],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    fn use_fallback_key(&mut self, device_key: i64) -> anyhow::Result<Option<Vec<u8>>> {
+        let rows = self.query(
+            "UPDATE fallback_keys SET used = TRUE WHERE device_key = $1 RETURNING body",
+            &[&device_key],
+        )?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    fn record_sent_once(
+        &mut self,
+        user: i64,
+        client_id: u64,
+        sent: SentOnce,
+        evicted: Option<u64>,
+    ) -> anyhow::Result<()> {
+        if let Some(old) = evicted {
+            self.hold(
+                "DELETE FROM sent_once WHERE user_id = $1 AND client_id = $2",
+                vec![Box::new(user), Box::new(old as i64)],
+            )?;
+        }
+        self.hold(
+            "INSERT INTO sent_once (user_id, client_id, room_id, seq, ts) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, client_id) DO UPDATE \
+             SET room_id = excluded.room_id, seq = excluded.seq, ts = excluded.ts, \
+             n = nextval(pg_get_serial_sequence('sent_once', 'n'))",
+            vec![
+                Box::new(user),
+                Box::new(client_id as i64),
+                Box::new(seq(sent.room_id)),
+                Box::new(seq(sent.seq)),
+                Box::new(sent.ts),
+            ],
+        )
+    }
+}
+
+/// The id a `RETURNING id` gave.
+fn first_id(rows: &[Row]) -> anyhow::Result<i64> {
+    rows.first()
+        .map(|r| r.get(0))
+        .ok_or_else(|| anyhow::anyhow!("the database returned no id"))
+}
