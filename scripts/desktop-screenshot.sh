@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:-docs/desktop.png}")
-. .ci/desktop-packages
+. .ci/packages
 SOTTO_SCREENSHOT="$out" cargo test -p sotto-desktop --test it -- --exact \
   window::the_real_window_signs_in_and_chats_under_xvfb
 echo "saved $out"
