@@ -37,9 +37,42 @@ start_postgres() {
     trap stop_services EXIT
 }
 
+# Starts a NATS server of its own on a free loopback port. Exports
+# SOTTO_TEST_NATS, its address. Stopped and removed with the shell.
+start_nats() {
+    if ! command -v nats-server >/dev/null 2>&1; then
+        echo "scripts/test: nats-server is not installed; the cluster tests need it." >&2
+        echo "  Debian/Ubuntu: sudo apt-get install nats-server" >&2
+        exit 1
+    fi
+    NATS_TMP=$(mktemp -d /tmp/sotto-nats.XXXXXX)
+    nats-server -a 127.0.0.1 -p -1 --ports_file_dir "$NATS_TMP" -l "$NATS_TMP/nats.log" &
+    NATS_PID=$!
+    local ports="" _
+    for _ in $(seq 100); do
+        ports=$(cat "$NATS_TMP"/*.ports 2>/dev/null || true)
+        [ -n "$ports" ] && break
+        sleep 0.1
+    done
+    local addr
+    addr=$(printf '%s' "$ports" | grep -o 'nats://[^"]*' | head -n 1)
+    if [ -z "$addr" ]; then
+        cat "$NATS_TMP/nats.log" >&2 || true
+        echo "scripts/test: nats-server did not start" >&2
+        exit 1
+    fi
+    export SOTTO_TEST_NATS="$addr"
+    trap stop_services EXIT
+}
+
 stop_services() {
     if [ -n "${PG_TMP:-}" ]; then
         "${PG_STOP[@]}" >/dev/null 2>&1 || true
         rm -rf "$PG_TMP"
+    fi
+    if [ -n "${NATS_PID:-}" ]; then
+        kill "$NATS_PID" 2>/dev/null || true
+        wait "$NATS_PID" 2>/dev/null || true
+        rm -rf "$NATS_TMP"
     fi
 }

@@ -7,6 +7,7 @@
 //! layout, every request, reply and event, and every limit.
 
 pub mod body;
+pub mod cluster;
 pub mod e2e;
 pub mod frame;
 pub mod limits;

@@ -71,6 +71,7 @@ impl Router {
             1000,
             crate::Quotas::default(),
             crate::Retention::default(),
+            None,
         )?;
         let (ops, rx) = mpsc::channel(65_536);
         let thread = std::thread::Builder::new()

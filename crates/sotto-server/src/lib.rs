@@ -24,6 +24,7 @@ mod auth;
 /// For the benchmarks in `benches/` only; not part of the API.
 #[doc(hidden)]
 pub mod bench_api;
+mod bus;
 mod conn;
 mod core;
 mod limiter;
@@ -160,6 +161,9 @@ pub struct Config {
     /// Where state is stored: SQLite in the data dir (the default) or
     /// PostgreSQL (`--database postgres://...`).
     pub database: store::Database,
+    /// The NATS server of this node's cluster (`--cluster nats://...`):
+    /// several nodes on one PostgreSQL database serve the same users.
+    pub cluster: Option<String>,
     /// If set, clients must present it before logging in.
     pub server_password: Option<Password>,
     pub registration: Registration,
@@ -197,6 +201,7 @@ impl Config {
         Self {
             data_dir: data_dir.into(),
             database: store::Database::Sqlite,
+            cluster: None,
             server_password: None,
             registration: Registration::Open,
             tls: None,
@@ -240,6 +245,26 @@ pub fn prepare(config: &Config) -> anyhow::Result<Identity> {
     tls::load(&files)
 }
 
+/// [`prepare`], and on PostgreSQL without an operator certificate, the
+/// certificate every server on that database shares (the first one's), so
+/// a client that trusts one node of a cluster trusts them all.
+pub async fn prepare_identity(config: &Config) -> anyhow::Result<Identity> {
+    let identity = prepare(config)?;
+    let (store::Database::Postgres(url), None) = (&config.database, &config.tls) else {
+        return Ok(identity);
+    };
+    let files = config.tls_files();
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let (cert, key) =
+        store::postgres::shared_certificate(url, &read(&files.cert)?, &read(&files.key)?)
+            .await
+            .context("sharing the certificate through the database")?;
+    tls::adopt(&files, &cert, &key)?;
+    tls::load(&files)
+}
+
 /// Serves `listener` until `shutdown` completes, then shuts down
 /// gracefully: stops accepting, tells every client, finishes in-flight
 /// commits, closes connections, and returns.
@@ -248,7 +273,12 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let identity = prepare(&config)?;
+    if config.cluster.is_some() && config.database == store::Database::Sqlite {
+        anyhow::bail!(
+            "a cluster keeps its state in PostgreSQL: give --database postgres://... with --cluster"
+        );
+    }
+    let identity = prepare_identity(&config).await?;
     let _lock = store::lock_data_dir(&config.data_dir)?;
     let store::Opened {
         writer,
@@ -264,9 +294,13 @@ pub async fn run(
         config.quotas.clone(),
         config.retention,
     );
+    // In a cluster: this node's id, and the queue of what it publishes.
+    let node: u64 = rand::random();
+    let (outbox_tx, outbox_rx) = mpsc::channel(65_536);
+    let clustered = config.cluster.is_some().then_some((node, outbox_tx));
     #[allow(unused_mut)]
     let mut core = tokio::task::spawn_blocking(move || {
-        core::Core::new(writer, presence_limit, quotas, retention)
+        core::Core::new(writer, presence_limit, quotas, retention, clustered)
     })
     .await?
     .context("loading state")?;
@@ -294,6 +328,28 @@ pub async fn run(
             let _ = core_ended_tx.send(why);
         })
         .context("starting the core thread")?;
+
+    let bus_stop = CancellationToken::new();
+    let bus = match &config.cluster {
+        Some(url) => {
+            tracing::info!(
+                node = format!("{node:016x}"),
+                "joining the cluster on {url}"
+            );
+            Some(
+                bus::connect(
+                    url,
+                    &server_id,
+                    node,
+                    core_tx.clone(),
+                    outbox_rx,
+                    bus_stop.clone(),
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
 
     let ticker = tokio::spawn({
         let core = core_tx.clone();
@@ -328,6 +384,7 @@ pub async fn run(
     // (clients reconnect elsewhere or later) and `run` fails at once.
     let died = |why| {
         stop.cancel();
+        bus_stop.cancel();
         ticker.abort();
         core_died(why)
     };
@@ -383,6 +440,12 @@ pub async fn run(
     }
     ticker.abort();
     let _ = ticker.await;
+    // The bus says goodbye (the other nodes take this node's users
+    // offline) and lets go of the core.
+    bus_stop.cancel();
+    if let Some(bus) = bus {
+        let _ = bus.await;
+    }
     drop(shared);
     drop(core_tx);
     tokio::task::spawn_blocking(move || core_thread.join())

@@ -55,6 +55,21 @@ pub fn ensure_self_signed(files: &TlsFiles) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// Makes the data dir's certificate and key these (the ones a cluster
+/// shares through its database), if they are not already.
+pub fn adopt(files: &TlsFiles, cert: &str, key: &str) -> anyhow::Result<()> {
+    if fs::read_to_string(&files.cert).ok().as_deref() == Some(cert)
+        && fs::read_to_string(&files.key).ok().as_deref() == Some(key)
+    {
+        return Ok(());
+    }
+    write_private(&files.key, key.as_bytes())
+        .with_context(|| format!("writing {}", files.key.display()))?;
+    write_private(&files.cert, cert.as_bytes())
+        .with_context(|| format!("writing {}", files.cert.display()))?;
+    Ok(())
+}
+
 /// Writes a file readable only by its owner.
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let mut options = fs::OpenOptions::new();

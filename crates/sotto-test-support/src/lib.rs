@@ -58,7 +58,9 @@ impl TestServer {
     }
 
     async fn launch(listener: TcpListener, config: Config) -> Self {
-        let identity = sotto_server::prepare(&config).expect("prepare server");
+        let identity = sotto_server::prepare_identity(&config)
+            .await
+            .expect("prepare server");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let run_config = config.clone();
@@ -364,6 +366,71 @@ impl TestClient {
     }
 }
 
+/// Nodes of one cluster in this process: one PostgreSQL database (a new
+/// schema on the server `SOTTO_TEST_POSTGRES` names) and the NATS server
+/// `SOTTO_TEST_NATS` names; `scripts/test` starts both.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub nodes: Vec<TestServer>,
+    /// The cluster's database, for more nodes.
+    pub database: String,
+    /// The NATS server.
+    pub nats: String,
+}
+
+/// Names the test PostgreSQL server (set by `scripts/test`).
+pub const TEST_POSTGRES_ENV: &str = "SOTTO_TEST_POSTGRES";
+/// Names the test NATS server (set by `scripts/test`).
+pub const TEST_NATS_ENV: &str = "SOTTO_TEST_NATS";
+
+impl TestCluster {
+    /// Starts `n` nodes.
+    pub async fn start(n: usize) -> Self {
+        let needed = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: the cluster tests need PostgreSQL and NATS servers; \
+                     run them with scripts/test, which starts both"
+                )
+            })
+        };
+        let base = needed(TEST_POSTGRES_ENV);
+        let nats = needed(TEST_NATS_ENV);
+        let schema = format!("c{:016x}", rand::random::<u64>());
+        let database = schema_database_on(&base, &schema).await;
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            database,
+            nats,
+        };
+        for _ in 0..n {
+            cluster.add_node().await;
+        }
+        cluster
+    }
+
+    /// Starts one more node.
+    pub async fn add_node(&mut self) -> &TestServer {
+        let (database, nats) = (self.database.clone(), self.nats.clone());
+        let node = TestServer::start_with(move |config| {
+            config.database = Database::Postgres(database);
+            config.cluster = Some(nats);
+        })
+        .await;
+        self.nodes.push(node);
+        self.nodes.last().expect("a node")
+    }
+
+    /// The nodes' addresses, as a client's list of servers.
+    pub fn addresses(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
 /// The environment variable that makes every test server use PostgreSQL:
 /// a connection string (`host=/tmp/dir user=postgres dbname=postgres`) of
 /// a server where the tests may create schemas. `scripts/test` sets it.
@@ -401,9 +468,15 @@ pub fn test_database_for(data_dir: &Path) -> Option<String> {
 /// PostgreSQL server.
 async fn schema_database(schema: &str) -> Option<String> {
     let base = std::env::var(TEST_DATABASE_ENV).ok()?;
-    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+    Some(schema_database_on(&base, schema).await)
+}
+
+/// A connection string for `schema` (created if missing) on the server
+/// `base` names.
+async fn schema_database_on(base: &str, schema: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
         .await
-        .unwrap_or_else(|e| panic!("{TEST_DATABASE_ENV}={base}: cannot connect: {e}"));
+        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: cannot connect: {e}"));
     let driver = tokio::spawn(connection);
     client
         .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
@@ -412,12 +485,12 @@ async fn schema_database(schema: &str) -> Option<String> {
     drop(client);
     let _ = driver.await;
     let option = format!("-csearch_path={schema}");
-    Some(if base.contains("://") {
+    if base.contains("://") {
         let glue = if base.contains('?') { '&' } else { '?' };
         format!("{base}{glue}options={}", option.replace('=', "%3D"))
     } else {
         format!("{base} options='{option}'")
-    })
+    }
 }
 
 /// A test server's database, on either engine, for tests that look at

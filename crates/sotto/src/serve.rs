@@ -17,7 +17,7 @@ use tokio::io::AsyncBufReadExt;
 /// environment win over the file.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// TOML config file with any of: listen, data_dir, database,
+    /// TOML config file with any of: listen, data_dir, database, cluster,
     /// server_password_file,
     /// registration, cert, key, max_connections, requests_per_second,
     /// request_burst, outbound_buffer, presence_limit, max_devices,
@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// [default: sqlite].
     #[arg(long, env = "SOTTO_DATABASE", value_parser = parse_database)]
     database: Option<Database>,
+    /// Run as one node of a cluster: the NATS server the nodes talk
+    /// through (nats://host:4222). Every node gives the same --database
+    /// (PostgreSQL) and its own --data-dir.
+    #[arg(long, env = "SOTTO_CLUSTER")]
+    cluster: Option<String>,
     /// File holding a server password that clients must present.
     #[arg(long, env = "SOTTO_SERVER_PASSWORD_FILE")]
     server_password_file: Option<PathBuf>,
@@ -122,6 +127,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     database: Option<String>,
+    cluster: Option<String>,
     server_password_file: Option<PathBuf>,
     registration: Option<RegistrationArg>,
     cert: Option<PathBuf>,
@@ -190,6 +196,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("database in the config file: {e}"))?,
         (None, None) => Database::Sqlite,
     };
+    config.cluster = args.cluster.clone().or(file.cluster.clone());
     if let Some(path) = args.server_password_file.or(file.server_password_file) {
         config.server_password = Some(read_secret_file(&path)?);
     }
@@ -273,12 +280,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
     }
-    let identity = sotto_server::prepare(&config)?;
+    let identity = sotto_server::prepare_identity(&config).await?;
     let listener = bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     println!("Sotto server listening on {local} (TLS 1.3)");
     println!("Data dir: {}", config.data_dir.display());
     println!("Database: {}", config.database.describe(&config.data_dir));
+    if let Some(cluster) = &config.cluster {
+        println!("Cluster: a node, talking to the others through NATS at {cluster}");
+    }
     println!("Certificate fingerprint: {}", identity.fingerprint);
     println!(
         "Clients can pin it with: sotto chat --server {local} --server-fingerprint {}",

@@ -6,10 +6,12 @@
 //! changed, so their next message starts room sessions the device never
 //! gets a key for.
 
+use sotto_proto::cluster::Change;
 use sotto_proto::{DeviceId, ErrorCode, ErrorReply, EventKind, Response};
 
 use super::keys::encode_event;
 use super::{ConnId, Core, Effects, Outbound, err};
+use crate::store::Writer as _;
 
 type Reply = Result<Response, ErrorReply>;
 
@@ -34,7 +36,7 @@ impl Core {
 
         // Its to-device queue, with what is still in it.
         if let Some(inbox) = self.dir.inboxes.remove(&device_key) {
-            self.usage.prune(self.db.as_mut(), inbox, u64::MAX)?;
+            self.usage.prune(&mut self.db, inbox, u64::MAX)?;
             self.db.delete_room(inbox)?;
             self.dir.rooms.remove(&inbox);
             if let Some(rooms) = self.dir.user_rooms.get_mut(&user) {
@@ -42,6 +44,10 @@ impl Core {
             }
         }
         self.db.delete_device(device_key)?;
+        self.db.note(Change::DeviceDeleted {
+            id: device_key,
+            by: by.to_string(),
+        });
         self.dir.device_keys.remove(&(user, device.clone()));
         self.dir.device_names.remove(&device_key);
         if let Some(devices) = self.dir.user_devices.get_mut(&user) {

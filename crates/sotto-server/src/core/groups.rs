@@ -14,6 +14,7 @@ use super::handlers::too_large;
 use super::state::Room;
 use super::{Core, Effects, err};
 use crate::store::RoomKind;
+use crate::store::Writer as _;
 
 type Reply = Result<Response, ErrorReply>;
 
@@ -481,7 +482,7 @@ impl Core {
     }
 
     fn delete_group(&mut self, room_id: u64, group: &GroupName) -> anyhow::Result<()> {
-        self.usage.prune(self.db.as_mut(), room_id, u64::MAX)?;
+        self.usage.prune(&mut self.db, room_id, u64::MAX)?;
         self.db.delete_room(room_id)?;
         if let Some(room) = self.dir.rooms.remove(&room_id) {
             for member in room.members.keys() {

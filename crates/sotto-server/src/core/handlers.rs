@@ -8,7 +8,8 @@ use sotto_proto::{
 };
 
 use super::state::{Member, Room, sorted_pair};
-use super::{ConnId, Core, Effects, Outbound, err, now_ms};
+use super::{ConnId, Core, Effects, err, now_ms};
+use crate::store::Writer as _;
 use crate::store::{LOBBY_ROOM, NewRoom, RoomKind};
 
 type Reply = Result<Response, ErrorReply>;
@@ -150,7 +151,7 @@ impl Core {
         };
         let previous = online.status;
         online.status = status;
-        let conns = online.conns.clone();
+        self.publish_presence(user, Some(status));
         if let Some(name) = self.dir.user_names.get(&user).cloned() {
             self.announce(
                 fx,
@@ -163,23 +164,7 @@ impl Core {
         }
         if previous == Status::Dnd && status != Status::Dnd {
             // Release the private messages held while in dnd.
-            for conn_id in conns {
-                let Some(conn) = self.conns.get(&conn_id) else {
-                    continue;
-                };
-                let ranges = self.sync_ranges(user, conn.device_key, false, |room| {
-                    room.kind == RoomKind::Direct
-                });
-                if !ranges.is_empty() {
-                    fx.send(
-                        conn_id,
-                        Outbound::Sync {
-                            ranges,
-                            caught_up: false,
-                        },
-                    );
-                }
-            }
+            self.release_dnd(user, fx);
         }
         Ok(Response::Status { status })
     }
@@ -216,7 +201,7 @@ impl Core {
             payload,
         };
         let (seq, ts) = self.append(fx, room_id, user, content)?;
-        let note = match self.online.get(&peer).map(|o| o.status) {
+        let note = match self.status_anywhere(peer) {
             None => Some(DeliveryNote::RecipientOffline),
             Some(Status::Dnd) => Some(DeliveryNote::RecipientDnd),
             Some(Status::Away) => Some(DeliveryNote::RecipientAway),

@@ -17,6 +17,7 @@ use sotto_proto::{
 use super::state::Room;
 use super::{ConnId, Core, Effects, Outbound, err, now_ms};
 use crate::store::RoomKind;
+use crate::store::Writer as _;
 
 type Reply = Result<Response, ErrorReply>;
 
@@ -400,6 +401,12 @@ impl Core {
     /// Tells `user` and everyone sharing a room with them (not the lobby)
     /// that `user` has a new device, or one fewer.
     pub(super) fn devices_changed(&self, user: i64, name: &Username, fx: &mut Effects) {
+        self.notify_devices_changed(user, name, fx);
+    }
+
+    /// Tells this node's connections of `user` and of everyone sharing a
+    /// room with them that `user`'s devices changed.
+    pub(super) fn notify_devices_changed(&self, user: i64, name: &Username, fx: &mut Effects) {
         let mut audience = std::collections::BTreeSet::from([user]);
         for room_id in self.dir.user_rooms.get(&user).into_iter().flatten() {
             if let Some(room) = self.dir.rooms.get(room_id) {
@@ -417,7 +424,13 @@ impl Core {
     }
 
     /// Sends an unstored event to the connections of one device.
-    fn notify_device(&self, user: i64, device_key: i64, kind: EventKind, fx: &mut Effects) {
+    pub(super) fn notify_device(
+        &self,
+        user: i64,
+        device_key: i64,
+        kind: EventKind,
+        fx: &mut Effects,
+    ) {
         let Some(shared) = encode_event(kind) else {
             return;
         };

@@ -25,11 +25,13 @@ macro_rules! check {
     };
 }
 
+mod cluster;
 mod devices;
 mod groups;
 mod handlers;
 mod keys;
 mod once;
+mod replica;
 mod sessions;
 mod state;
 mod usage;
@@ -47,6 +49,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::queue::QueueTx;
 use crate::store::{LOBBY_ROOM, NewEvent, RoomKind, Writer};
+pub(crate) use cluster::Outgoing;
+use replica::Recorder;
 pub(crate) use state::Directory;
 
 /// Most operations applied in one transaction.
@@ -194,6 +198,10 @@ pub(crate) enum Op {
     Shutdown { reply: oneshot::Sender<()> },
     /// Sent periodically so acknowledgements are written even when idle.
     Tick,
+    /// A change log entry another node published (in a cluster).
+    Entry(Vec<u8>),
+    /// A presence note from another node (in a cluster).
+    Presence(sotto_proto::cluster::PresenceNote),
 }
 
 /// What an `Attach` carries about the login.
@@ -294,7 +302,9 @@ impl Effects {
 /// The core thread's state.
 pub(crate) struct Core {
     /// The only access to storage that writes.
-    db: Box<dyn Writer>,
+    db: Recorder,
+    /// This node's cluster, if it is in one.
+    cluster: Option<cluster::Cluster>,
     #[cfg(feature = "fault-injection")]
     pub(crate) crash: std::sync::Arc<std::sync::atomic::AtomicBool>,
     dir: Directory,
@@ -345,16 +355,21 @@ fn err(code: ErrorCode, message: impl Into<String>) -> ErrorReply {
 impl Core {
     /// Loads state from `db`.
     pub fn new(
-        mut db: Box<dyn Writer>,
+        db: Box<dyn Writer>,
         presence_limit: usize,
         quotas: crate::Quotas,
         retention: crate::Retention,
+        cluster: Option<(u64, mpsc::Sender<Outgoing>)>,
     ) -> anyhow::Result<Self> {
+        let mut db = Recorder::new(db, cluster.is_some());
         let snapshot = db.snapshot()?;
         let dir = Directory::load(&snapshot);
         let usage = usage::Usage::load(&snapshot);
+        let cluster =
+            cluster.map(|(node, outbox)| cluster::Cluster::new(node, snapshot.epoch, outbox));
         Ok(Self {
             db,
+            cluster,
             dir,
             conns: FxHashMap::default(),
             online: FxHashMap::default(),
@@ -394,22 +409,34 @@ impl Core {
     }
 
     fn process(&mut self, batch: &mut Vec<Op>) {
+        if self.cluster.is_some() {
+            self.take_cluster_ops(batch);
+            if batch.is_empty() {
+                return;
+            }
+        }
         let mut fx = Effects::default();
         let ops = batch.len();
         let started = std::time::Instant::now();
         let mut applied = started;
         let result = self.db.begin().and_then(|()| {
+            self.lock_and_catch_up()?;
             for op in batch.drain(..) {
                 self.apply(op, &mut fx)?;
             }
             self.flush_cursors()?;
             self.apply_retention()?;
+            let entry = self.seal_entry()?;
             applied = std::time::Instant::now();
-            self.db.commit()
+            self.db.commit()?;
+            Ok(entry)
         });
         batch.clear();
         match result {
-            Ok(()) => {
+            Ok(entry) => {
+                if let Some((epoch, bytes)) = entry {
+                    self.committed_entry(epoch, bytes);
+                }
                 let committed = std::time::Instant::now();
                 let deliveries = fx.count;
                 self.dispatch(fx);
@@ -426,13 +453,7 @@ impl Core {
                 tracing::error!("commit failed, batch rejected: {e:#}");
                 self.db.rollback();
                 self.dirty_cursors.clear();
-                match self.db.snapshot() {
-                    Ok(snapshot) => {
-                        self.dir = Directory::load(&snapshot);
-                        self.usage = usage::Usage::load(&snapshot);
-                    }
-                    Err(e) => tracing::error!("cannot reload state: {e:#}"),
-                }
+                self.reload();
                 // Deliveries are dropped; every request gets an error.
                 for (conn, items) in fx.drain_by_conn() {
                     for item in items {
@@ -455,6 +476,55 @@ impl Core {
                     done(false);
                 }
             }
+        }
+    }
+
+    /// Reloads the state from the database (after a failed commit, or a
+    /// node that fell behind the change log).
+    fn reload(&mut self) {
+        match self.db.snapshot() {
+            Ok(snapshot) => {
+                self.dir = Directory::load(&snapshot);
+                self.usage = usage::Usage::load(&snapshot);
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.applied = snapshot.epoch;
+                }
+            }
+            Err(e) => tracing::error!("cannot reload state: {e:#}"),
+        }
+    }
+
+    /// In a cluster: applies the bus's entries and presence notes, which
+    /// need no transaction, and takes them out of the batch; a tick also
+    /// says who is online here and takes silent nodes' users offline.
+    fn take_cluster_ops(&mut self, batch: &mut Vec<Op>) {
+        let mut entries = Vec::new();
+        let mut notes = Vec::new();
+        let mut ticked = false;
+        batch.retain_mut(|op| match op {
+            Op::Entry(bytes) => {
+                entries.push(std::mem::take(bytes));
+                false
+            }
+            Op::Presence(note) => {
+                notes.push(note.clone());
+                false
+            }
+            Op::Tick => {
+                ticked = true;
+                true
+            }
+            _ => true,
+        });
+        if !entries.is_empty() {
+            self.apply_bus_entries(entries);
+        }
+        for note in notes {
+            self.apply_presence(note);
+        }
+        if ticked {
+            self.expire_nodes();
+            self.publish_all_presence();
         }
     }
 
@@ -526,7 +596,8 @@ impl Core {
                 }));
             }
             Op::Detach { conn_id } => self.detach(conn_id, fx),
-            Op::Tick => {}
+            // Taken out of the batch before (`take_cluster_ops`).
+            Op::Tick | Op::Entry(_) | Op::Presence(_) => {}
             Op::Acks { conn_id, acks } => {
                 for ack in acks {
                     self.ack(conn_id, ack);
@@ -624,58 +695,76 @@ impl Core {
         room.last_seq = seq;
         self.usage
             .added(room_id, sender, seq, ts, shared.as_bytes().len() as u64);
+        let origin = fx.current_conn;
+        self.fan_out(fx, room_id, seq, sender, &shared, origin);
+        // The sending device has its own message: move its cursor on if
+        // it had everything before it. (Not for the lobby, which keeps no
+        // positions, or a to-device queue, which only its own device reads.)
         let room = self.room(room_id)?;
-        if room.kind == RoomKind::Lobby {
-            let except = fx.current_conn;
-            for id in self.conns.keys().filter(|id| Some(**id) != except) {
-                fx.send(*id, Outbound::Event(shared.clone()));
-            }
-        } else {
-            let origin = fx.current_conn;
-            for user in room.members.keys() {
-                let Some(online) = self.online.get(user) else {
-                    continue;
-                };
-                if room.kind == RoomKind::Direct && online.status == Status::Dnd && *user != sender
-                {
-                    continue;
-                }
-                let for_device = |c: &&ConnId| {
-                    room.device.is_none_or(|device| {
-                        self.conns
-                            .get(*c)
-                            .is_some_and(|conn| conn.device_key == device)
-                    })
-                };
-                for conn in online
-                    .conns
-                    .iter()
-                    .filter(|c| Some(**c) != origin)
-                    .filter(for_device)
-                {
-                    fx.send(
-                        *conn,
-                        Outbound::Room {
-                            room_id,
-                            seq,
-                            event: shared.clone(),
-                        },
-                    );
-                }
-            }
-            // The sending device has its own message: move its cursor on if
-            // it had everything before it. (Not for a to-device queue,
-            // which only its own device reads.)
-            if room.device.is_none()
-                && let Some(conn) = origin.and_then(|c| self.conns.get(&c))
-            {
-                let key = (conn.device_key, room_id);
-                if self.dir.cursor(sender, conn.device_key, room_id) + 1 == seq {
-                    self.dir.cursors.insert(key, seq);
-                    self.dirty_cursors.insert(key, seq);
-                }
+        if room.kind != RoomKind::Lobby
+            && room.device.is_none()
+            && let Some(conn) = origin.and_then(|c| self.conns.get(&c))
+        {
+            let key = (conn.device_key, room_id);
+            if self.dir.cursor(sender, conn.device_key, room_id) + 1 == seq {
+                self.dir.cursors.insert(key, seq);
+                self.dirty_cursors.insert(key, seq);
             }
         }
         Ok((seq, ts))
+    }
+
+    /// Queues a stored event for this node's connections that see it:
+    /// everyone for the lobby, else the members' connections (direct
+    /// messages held back from a member in dnd, a to-device queue's for
+    /// its device only), but not `origin`'s, whose reply says it is stored.
+    fn fan_out(
+        &self,
+        fx: &mut Effects,
+        room_id: u64,
+        seq: u64,
+        sender: i64,
+        shared: &SharedEvent,
+        origin: Option<ConnId>,
+    ) {
+        let Some(room) = self.dir.rooms.get(&room_id) else {
+            return;
+        };
+        if room.kind == RoomKind::Lobby {
+            for id in self.conns.keys().filter(|id| Some(**id) != origin) {
+                fx.send(*id, Outbound::Event(shared.clone()));
+            }
+            return;
+        }
+        for user in room.members.keys() {
+            let Some(online) = self.online.get(user) else {
+                continue;
+            };
+            if room.kind == RoomKind::Direct && online.status == Status::Dnd && *user != sender {
+                continue;
+            }
+            let for_device = |c: &&ConnId| {
+                room.device.is_none_or(|device| {
+                    self.conns
+                        .get(*c)
+                        .is_some_and(|conn| conn.device_key == device)
+                })
+            };
+            for conn in online
+                .conns
+                .iter()
+                .filter(|c| Some(**c) != origin)
+                .filter(for_device)
+            {
+                fx.send(
+                    *conn,
+                    Outbound::Room {
+                        room_id,
+                        seq,
+                        event: shared.clone(),
+                    },
+                );
+            }
+        }
     }
 }

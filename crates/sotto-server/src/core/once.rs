@@ -10,6 +10,7 @@ use sotto_proto::{DeviceId, Message, Response};
 
 use super::{ConnId, Core, Effects};
 use crate::store::SentOnce;
+use crate::store::Writer as _;
 
 /// The last [`REMEMBERED_SEND_IDS`] message ids of each account, oldest
 /// first (the database holds the same; this is its index).
@@ -36,7 +37,7 @@ impl SentIds {
     }
 
     /// Remembers an id; returns the one forgotten to make room.
-    fn remember(&mut self, user: i64, client_id: u64, sent: SentOnce) -> Option<u64> {
+    pub(super) fn remember(&mut self, user: i64, client_id: u64, sent: SentOnce) -> Option<u64> {
         let ids = self.by_user.entry(user).or_default();
         ids.push_back((client_id, sent));
         if ids.len() > REMEMBERED_SEND_IDS {

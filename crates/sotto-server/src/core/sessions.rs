@@ -11,6 +11,7 @@ use super::{
     encode_reply, err, now_ms, state,
 };
 use crate::store::RoomKind;
+use crate::store::Writer as _;
 use sotto_proto::limits::MAX_LISTED_MEMBERS;
 
 impl Core {
@@ -147,13 +148,18 @@ impl Core {
             },
         );
         fx.attached.push(conn_id);
+        // Online elsewhere in the cluster: the same status here.
+        let elsewhere = self.status_anywhere(user);
         let online = self.online.entry(user).or_insert_with(|| Online {
-            status: Status::Normal,
+            status: elsewhere.unwrap_or(Status::Normal),
             conns: Vec::new(),
         });
         online.conns.push(conn_id);
         let status = online.status;
         if online.conns.len() == 1 {
+            self.publish_presence(user, Some(status));
+        }
+        if elsewhere.is_none() {
             self.online_names.insert(name.clone());
             self.announce(
                 fx,
@@ -236,6 +242,11 @@ impl Core {
         online.conns.retain(|c| *c != conn_id);
         if online.conns.is_empty() {
             self.online.remove(&conn.user);
+            self.publish_presence(conn.user, None);
+            if self.status_anywhere(conn.user).is_some() {
+                // Still online on another node.
+                return;
+            }
             if let Some(name) = self.dir.user_names.get(&conn.user).cloned() {
                 self.online_names.remove(&name);
                 self.announce(
@@ -285,20 +296,20 @@ impl Core {
                 let id = self.dir.user_ids.get(name)?;
                 Some(sotto_proto::UserPresence {
                     user: name.clone(),
-                    status: self.online.get(id)?.status,
+                    status: self.status_anywhere(*id)?,
                 })
             })
             .collect()
     }
 
-    /// How many users are online.
+    /// How many users are online (on any node).
     pub(super) fn online_total(&self) -> u32 {
-        u32::try_from(self.online.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.online_names.len()).unwrap_or(u32::MAX)
     }
 
     /// Broadcasts a presence change while few enough users are online.
     pub(super) fn announce(&self, fx: &mut Effects, kind: EventKind, except: Option<ConnId>) {
-        if self.online.len() <= self.presence_limit {
+        if self.online_names.len() <= self.presence_limit {
             self.broadcast(fx, kind, except);
         }
     }

@@ -117,91 +117,19 @@ impl Directory {
             ..Directory::default()
         };
         for (id, name) in &db.users {
-            match Username::parse(name) {
-                Ok(name) => {
-                    dir.user_ids.insert(name.clone(), *id);
-                    dir.user_names.insert(*id, name);
-                }
-                Err(e) => tracing::warn!(id, "skipping stored user with invalid name: {e}"),
-            }
+            dir.add_user(*id, name);
         }
         for (key, user, device) in &db.devices {
-            if let Ok(device) = DeviceId::parse(device) {
-                dir.device_names.insert(*key, device.clone());
-                dir.device_keys.insert((*user, device), *key);
-                dir.user_devices.entry(*user).or_default().push(*key);
-            }
+            dir.add_device(*key, *user, device);
         }
         for row in &db.rooms {
-            let RoomRow {
-                id,
-                kind,
-                ref name,
-                owner,
-                user_a: a,
-                user_b: b,
-            } = *row;
-            let Some(kind) = RoomKind::from_i64(kind) else {
-                continue;
-            };
-            let name_of = |id: Option<i64>| id.and_then(|id| dir.user_names.get(&id).cloned());
-            let reference = match kind {
-                RoomKind::Lobby => RoomRef::Lobby,
-                RoomKind::Direct => match (name_of(a), name_of(b), a, b) {
-                    (Some(na), Some(nb), Some(a), Some(b)) => {
-                        dir.directs.insert((a.min(b), a.max(b)), id);
-                        RoomRef::Direct {
-                            users: sorted_pair(na, nb),
-                        }
-                    }
-                    _ => continue,
-                },
-                RoomKind::Group => match name.as_deref().map(GroupName::parse) {
-                    Some(Ok(name)) => {
-                        dir.groups.insert(name.clone(), id);
-                        RoomRef::Group { name }
-                    }
-                    _ => continue,
-                },
-                RoomKind::Notices => match (name_of(owner), owner) {
-                    (Some(user), Some(owner)) => {
-                        dir.notices.insert(owner, id);
-                        RoomRef::Notices { user }
-                    }
-                    _ => continue,
-                },
-                RoomKind::Inbox => match a.and_then(|a| dir.device_names.get(&a).cloned()) {
-                    Some(device) => RoomRef::Inbox { device },
-                    None => continue,
-                },
-            };
-            let mut room = Room::new(kind, reference, owner);
-            if kind == RoomKind::Inbox {
-                room.device = a;
-                if let Some(device) = a {
-                    dir.inboxes.insert(device, id);
-                }
-            }
-            dir.rooms.insert(id, room);
+            dir.add_room(row);
         }
         for &(room_id, user, joined_seq, position) in &db.members {
-            if let Some(room) = dir.rooms.get_mut(&room_id) {
-                room.members.insert(
-                    user,
-                    Member {
-                        joined_seq,
-                        position,
-                    },
-                );
-                room.next_position = room.next_position.max(position + 1);
-                dir.user_rooms.entry(user).or_default().insert(room_id);
-            }
+            dir.add_member(room_id, user, joined_seq, position);
         }
         for &(room_id, user, by, ts) in &db.invitations {
-            if let Some(room) = dir.rooms.get_mut(&room_id) {
-                room.invited.insert(user, (by, ts));
-                dir.invitations.entry(user).or_default().insert(room_id);
-            }
+            dir.add_invitation(room_id, user, by, ts);
         }
         // A room's newest position is its newest event, or for a to-device
         // queue whose delivered events were pruned, the cursor that was
@@ -236,6 +164,178 @@ impl Directory {
             .entry(LOBBY_ROOM)
             .or_insert_with(|| Room::new(RoomKind::Lobby, RoomRef::Lobby, None));
         dir
+    }
+
+    pub fn add_user(&mut self, id: i64, name: &str) {
+        match Username::parse(name) {
+            Ok(name) => {
+                self.user_ids.insert(name.clone(), id);
+                self.user_names.insert(id, name);
+            }
+            Err(e) => tracing::warn!(id, "skipping stored user with invalid name: {e}"),
+        }
+    }
+
+    pub fn add_device(&mut self, key: i64, user: i64, device: &str) {
+        if let Ok(device) = DeviceId::parse(device) {
+            self.device_names.insert(key, device.clone());
+            self.device_keys.insert((user, device), key);
+            self.user_devices.entry(user).or_default().push(key);
+        }
+    }
+
+    /// The user a device row belongs to.
+    pub fn device_user(&self, key: i64) -> Option<i64> {
+        let device = self.device_names.get(&key)?;
+        self.user_devices
+            .iter()
+            .find(|(user, keys)| {
+                keys.contains(&key) && self.device_keys.contains_key(&(**user, device.clone()))
+            })
+            .map(|(user, _)| *user)
+    }
+
+    /// Forgets a device: its names, positions and keys.
+    pub fn remove_device(&mut self, user: i64, key: i64) {
+        if let Some(device) = self.device_names.remove(&key) {
+            self.device_keys.remove(&(user, device));
+        }
+        if let Some(devices) = self.user_devices.get_mut(&user) {
+            devices.retain(|d| *d != key);
+        }
+        self.cursors.retain(|(d, _), _| *d != key);
+        self.published_keys.remove(&key);
+        self.key_state.remove(&key);
+    }
+
+    /// Adds a room as stored (skipped if it names what does not exist).
+    pub fn add_room(&mut self, row: &RoomRow) {
+        let RoomRow {
+            id,
+            kind,
+            ref name,
+            owner,
+            user_a: a,
+            user_b: b,
+        } = *row;
+        let Some(kind) = RoomKind::from_i64(kind) else {
+            return;
+        };
+        let name_of = |id: Option<i64>| id.and_then(|id| self.user_names.get(&id).cloned());
+        let reference = match kind {
+            RoomKind::Lobby => RoomRef::Lobby,
+            RoomKind::Direct => match (name_of(a), name_of(b), a, b) {
+                (Some(na), Some(nb), Some(a), Some(b)) => {
+                    self.directs.insert((a.min(b), a.max(b)), id);
+                    RoomRef::Direct {
+                        users: sorted_pair(na, nb),
+                    }
+                }
+                _ => return,
+            },
+            RoomKind::Group => match name.as_deref().map(GroupName::parse) {
+                Some(Ok(name)) => {
+                    self.groups.insert(name.clone(), id);
+                    RoomRef::Group { name }
+                }
+                _ => return,
+            },
+            RoomKind::Notices => match (name_of(owner), owner) {
+                (Some(user), Some(owner)) => {
+                    self.notices.insert(owner, id);
+                    RoomRef::Notices { user }
+                }
+                _ => return,
+            },
+            RoomKind::Inbox => match a.and_then(|a| self.device_names.get(&a).cloned()) {
+                Some(device) => RoomRef::Inbox { device },
+                None => return,
+            },
+        };
+        let mut room = Room::new(kind, reference, owner);
+        if kind == RoomKind::Inbox {
+            room.device = a;
+            if let Some(device) = a {
+                self.inboxes.insert(device, id);
+            }
+        }
+        self.rooms.insert(id, room);
+    }
+
+    /// Forgets a room: its members' and invitees' links to it, positions in
+    /// it, and its name.
+    pub fn remove_room(&mut self, room_id: u64) {
+        let Some(room) = self.rooms.remove(&room_id) else {
+            return;
+        };
+        for member in room.members.keys() {
+            if let Some(rooms) = self.user_rooms.get_mut(member) {
+                rooms.remove(&room_id);
+            }
+        }
+        for invitee in room.invited.keys() {
+            if let Some(rooms) = self.invitations.get_mut(invitee) {
+                rooms.remove(&room_id);
+            }
+        }
+        match &room.reference {
+            RoomRef::Group { name } => {
+                self.groups.remove(name);
+            }
+            RoomRef::Inbox { .. } => {
+                if let Some(device) = room.device {
+                    self.inboxes.remove(&device);
+                }
+            }
+            _ => {}
+        }
+        self.cursors.retain(|(_, room), _| *room != room_id);
+    }
+
+    pub fn add_member(&mut self, room_id: u64, user: i64, joined_seq: u64, position: i64) {
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.insert(
+                user,
+                Member {
+                    joined_seq,
+                    position,
+                },
+            );
+            room.next_position = room.next_position.max(position + 1);
+            self.user_rooms.entry(user).or_default().insert(room_id);
+        }
+    }
+
+    /// Removes a member and its devices' positions in the room.
+    pub fn remove_member(&mut self, room_id: u64, user: i64) {
+        for device in self.user_devices.get(&user).into_iter().flatten() {
+            self.cursors.remove(&(*device, room_id));
+        }
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.members.remove(&user);
+        }
+        if let Some(rooms) = self.user_rooms.get_mut(&user) {
+            rooms.remove(&room_id);
+        }
+    }
+
+    pub fn add_invitation(&mut self, room_id: u64, user: i64, by: i64, ts: i64) {
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.invited.insert(user, (by, ts));
+            self.invitations.entry(user).or_default().insert(room_id);
+        }
+    }
+
+    pub fn remove_invitation(&mut self, room_id: u64, user: i64) {
+        if let Some(room) = self.rooms.get_mut(&room_id) {
+            room.invited.remove(&user);
+        }
+        if let Some(rooms) = self.invitations.get_mut(&user) {
+            rooms.remove(&room_id);
+            if rooms.is_empty() {
+                self.invitations.remove(&user);
+            }
+        }
     }
 
     /// The position up to which `device` of `user` has everything in `room`:

@@ -10,6 +10,9 @@ use rustc_hash::FxHashMap;
 
 use super::{CURSOR_FLUSH_INTERVAL, Core, MAX_DIRTY_CURSORS, now_ms};
 use crate::Keep;
+use sotto_proto::cluster::Change;
+
+use super::replica::Recorder;
 use crate::store::{RoomKind, Snapshot, Writer};
 
 /// Stored bytes and the oldest kept event of one room.
@@ -84,40 +87,52 @@ impl Usage {
 
     /// Deletes a room's events up to and including `up_to` (all of them
     /// with `u64::MAX`) and takes them off the counts.
-    pub fn prune(&mut self, db: &mut dyn Writer, room: u64, up_to: u64) -> anyhow::Result<()> {
-        let mut freed = 0u64;
-        {
-            for (sender, bytes) in db.event_bytes(room, up_to)? {
-                freed += bytes;
-                let Some(sender) = sender else {
-                    continue;
-                };
-                if let Some(total) = self.senders.get_mut(&sender) {
-                    *total = total.saturating_sub(bytes);
-                }
-                if let Some(share) = self.shares.get_mut(&(room, sender)) {
-                    *share = share.saturating_sub(bytes);
-                    if *share == 0 {
-                        self.shares.remove(&(room, sender));
-                    }
-                }
-            }
-        }
-        if freed == 0 {
+    pub fn prune(&mut self, db: &mut Recorder, room: u64, up_to: u64) -> anyhow::Result<()> {
+        let freed = db.event_bytes(room, up_to)?;
+        if freed.iter().all(|(_, bytes)| *bytes == 0) {
             return Ok(());
         }
         db.delete_events(room, up_to)?;
-        match db.oldest_event(room)? {
+        let oldest = db.oldest_event(room)?;
+        self.forget(room, &freed, oldest);
+        db.note(Change::EventsDeleted {
+            room,
+            up_to,
+            freed,
+            oldest,
+        });
+        Ok(())
+    }
+
+    /// Takes deleted events off the counts: their bytes by sender, and the
+    /// room's oldest event left.
+    pub fn forget(&mut self, room: u64, freed: &[(Option<i64>, u64)], oldest: Option<(u64, i64)>) {
+        let mut total = 0u64;
+        for &(sender, bytes) in freed {
+            total += bytes;
+            let Some(sender) = sender else {
+                continue;
+            };
+            if let Some(sent) = self.senders.get_mut(&sender) {
+                *sent = sent.saturating_sub(bytes);
+            }
+            if let Some(share) = self.shares.get_mut(&(room, sender)) {
+                *share = share.saturating_sub(bytes);
+                if *share == 0 {
+                    self.shares.remove(&(room, sender));
+                }
+            }
+        }
+        match oldest {
             None => {
                 self.rooms.remove(&room);
             }
             Some(oldest) => {
                 let usage = self.rooms.entry(room).or_default();
-                usage.bytes = usage.bytes.saturating_sub(freed);
+                usage.bytes = usage.bytes.saturating_sub(total);
                 usage.oldest = Some(oldest);
             }
         }
-        Ok(())
     }
 
     /// Rooms holding events, for the retention pass.
@@ -142,9 +157,7 @@ impl Core {
             self.db.set_cursor(device, room, seq)?;
             match self.dir.rooms.get(&room) {
                 // A device's to-device messages are gone once it has them.
-                Some(r) if r.device == Some(device) => {
-                    self.usage.prune(self.db.as_mut(), room, seq)?
-                }
+                Some(r) if r.device == Some(device) => self.usage.prune(&mut self.db, room, seq)?,
                 Some(r) if r.kind == RoomKind::Notices => notices.push(room),
                 _ => {}
             }
@@ -168,7 +181,7 @@ impl Core {
                 .map(|device| self.dir.cursor(user, *device, room))
                 .min();
             if let Some(seq) = read_by_all.filter(|seq| *seq > 0) {
-                self.usage.prune(self.db.as_mut(), room, seq)?;
+                self.usage.prune(&mut self.db, room, seq)?;
             }
         }
         Ok(())
@@ -202,11 +215,10 @@ impl Core {
                 continue;
             }
             let last_seq = room.last_seq;
-            if let Some(up_to) =
-                prunable(self.db.as_mut(), &self.usage, room_id, last_seq, keep, now)?
+            if let Some(up_to) = prunable(&mut self.db, &self.usage, room_id, last_seq, keep, now)?
             {
                 tracing::debug!(room_id, up_to, "retention: pruning");
-                self.usage.prune(self.db.as_mut(), room_id, up_to)?;
+                self.usage.prune(&mut self.db, room_id, up_to)?;
             }
         }
         Ok(())
@@ -257,8 +269,8 @@ mod tests {
     const NOW: i64 = 1_800_000_000_000;
 
     /// A room of `n` events, one a minute up to now, sent by user 7.
-    fn db_with_room(n: u64) -> SqliteWriter {
-        let mut db = SqliteWriter::in_memory();
+    fn db_with_room(n: u64) -> Recorder {
+        let mut db = Recorder::new(Box::new(SqliteWriter::in_memory()), false);
         db.begin().unwrap();
         for seq in 1..=n {
             db.insert_event(NewEvent {

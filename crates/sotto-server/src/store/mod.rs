@@ -192,6 +192,8 @@ pub struct Snapshot {
     pub usage: Vec<(u64, Option<i64>, u64)>,
     /// (room, oldest seq, its ts)
     pub oldest: Vec<(u64, u64, i64)>,
+    /// The cluster's last commit this state includes (0 outside a cluster).
+    pub epoch: u64,
 }
 
 /// The core thread's access to storage: one transaction per batch.
@@ -279,6 +281,32 @@ pub trait Writer: Send {
         sent: SentOnce,
         evicted: Option<u64>,
     ) -> anyhow::Result<()>;
+
+    /// In a cluster, at the start of a batch: takes the cluster's commit
+    /// lock (held until this transaction ends, so commits happen one at a
+    /// time, in the order of their epochs), and returns the change log's
+    /// entries after epoch `after`, oldest first.
+    fn lock_log(&mut self, after: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+        let _ = after;
+        anyhow::bail!("a cluster keeps its state in PostgreSQL: give --database postgres://...")
+    }
+
+    /// The change log's entries after epoch `after`, oldest first, outside
+    /// a batch (committed entries have no gaps). `None` if some of them
+    /// were already dropped from the log.
+    fn read_log(&mut self, after: u64) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+        let _ = after;
+        anyhow::bail!("a cluster keeps its state in PostgreSQL: give --database postgres://...")
+    }
+
+    /// Appends the batch's entry to the change log (after [`lock_log`]),
+    /// and drops entries older than `keep` epochs.
+    ///
+    /// [`lock_log`]: Writer::lock_log
+    fn append_log(&mut self, epoch: u64, entry: &[u8], keep: u64) -> anyhow::Result<()> {
+        let _ = (epoch, entry, keep);
+        anyhow::bail!("a cluster keeps its state in PostgreSQL: give --database postgres://...")
+    }
 }
 
 /// What a server gets from opening its database.

@@ -67,6 +67,38 @@ pub async fn open(url: &str) -> anyhow::Result<Opened> {
     })
 }
 
+/// The certificate and key every server on this database uses: the
+/// first server's, kept in `meta` (given `cert` and `key` are this
+/// server's own, used if there are none yet).
+pub async fn shared_certificate(
+    url: &str,
+    cert: &str,
+    key: &str,
+) -> anyhow::Result<(String, String)> {
+    let mut client = connect(url).await?;
+    let (_, _) = prepare(&mut client).await?;
+    let tx = client.transaction().await?;
+    for (name, value) in [("tls_cert", cert), ("tls_key", key)] {
+        tx.execute(
+            "INSERT INTO meta (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&name, &value.as_bytes()],
+        )
+        .await?;
+    }
+    let rows = tx
+        .query(
+            "SELECT name, value FROM meta WHERE name IN ('tls_cert', 'tls_key') ORDER BY name",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    let text = |i: usize| -> anyhow::Result<String> {
+        let row = rows.get(i).context("the shared certificate is missing")?;
+        Ok(String::from_utf8(row.get::<_, Vec<u8>>(1))?)
+    };
+    Ok((text(0)?, text(1)?))
+}
+
 /// Creates or checks the schema, and reads (making them the first time)
 /// the server id and login keys: one of each for every node of a cluster.
 async fn prepare(client: &mut Client) -> anyhow::Result<(ServerId, ServerKeys)> {
@@ -261,37 +293,9 @@ impl PgWriter {
     fn all<T>(&mut self, sql: &'static str, map: impl Fn(&Row) -> T) -> anyhow::Result<Vec<T>> {
         Ok(self.query(sql, &[])?.iter().map(map).collect())
     }
-}
 
-impl Writer for PgWriter {
-    fn begin(&mut self) -> anyhow::Result<()> {
-        if self.client.is_closed() {
-            tracing::info!("connecting to the database again");
-            let url = self.url.clone();
-            self.client = self
-                .rt
-                .block_on(connect(&url))
-                .context("the database is unreachable")?;
-            self.statements.clear();
-            tracing::info!("connected to the database again");
-        }
-        self.held.clear();
-        self.hold("BEGIN", Vec::new())
-    }
-
-    fn commit(&mut self) -> anyhow::Result<()> {
-        self.hold("COMMIT", Vec::new())?;
-        self.send_held()
-    }
-
-    fn rollback(&mut self) {
-        self.held.clear();
-        if !self.client.is_closed() {
-            let _ = self.rt.block_on(self.client.batch_execute("ROLLBACK"));
-        }
-    }
-
-    fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
+    /// Every table the core keeps in memory (inside a read transaction).
+    fn read_snapshot(&mut self) -> anyhow::Result<Snapshot> {
         let u = |v: i64| v as u64;
         Ok(Snapshot {
             users: self.all("SELECT id, name FROM users", |r| (r.get(0), r.get(1)))?,
@@ -359,7 +363,98 @@ impl Writer for PgWriter {
                  ORDER BY room_id, seq",
                 |r| (u(r.get(0)), u(r.get(1)), r.get(2)),
             )?,
+            epoch: self
+                .all("SELECT COALESCE(MAX(epoch), 0) FROM changes", |r| {
+                    u(r.get(0))
+                })?
+                .first()
+                .copied()
+                .unwrap_or(0),
         })
+    }
+}
+
+impl Writer for PgWriter {
+    fn begin(&mut self) -> anyhow::Result<()> {
+        if self.client.is_closed() {
+            tracing::info!("connecting to the database again");
+            let url = self.url.clone();
+            self.client = self
+                .rt
+                .block_on(connect(&url))
+                .context("the database is unreachable")?;
+            self.statements.clear();
+            tracing::info!("connected to the database again");
+        }
+        self.held.clear();
+        self.hold("BEGIN", Vec::new())
+    }
+
+    fn commit(&mut self) -> anyhow::Result<()> {
+        self.hold("COMMIT", Vec::new())?;
+        self.send_held()
+    }
+
+    fn rollback(&mut self) {
+        self.held.clear();
+        if !self.client.is_closed() {
+            let _ = self.rt.block_on(self.client.batch_execute("ROLLBACK"));
+        }
+    }
+
+    fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
+        // One consistent view: other nodes may be committing meanwhile.
+        self.held.clear();
+        self.rt
+            .block_on(
+                self.client
+                    .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            )
+            .context("starting to read the state")?;
+        let snapshot = self.read_snapshot();
+        let _ = self.rt.block_on(self.client.batch_execute("COMMIT"));
+        snapshot
+    }
+
+    fn lock_log(&mut self, after: u64) -> anyhow::Result<Vec<Vec<u8>>> {
+        self.hold(
+            "SELECT pg_advisory_xact_lock($1)",
+            vec![Box::new(schema::COMMIT_LOCK)],
+        )?;
+        let rows = self.query(
+            "SELECT entry FROM changes WHERE epoch > $1 ORDER BY epoch",
+            &[&seq(after)],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn read_log(&mut self, after: u64) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+        let rows = self.query(
+            "SELECT epoch, entry FROM changes WHERE epoch > $1 ORDER BY epoch",
+            &[&seq(after)],
+        )?;
+        // The first one must be the next: older ones may have been dropped.
+        if rows
+            .first()
+            .is_some_and(|r| r.get::<_, i64>(0) as u64 != after + 1)
+        {
+            return Ok(None);
+        }
+        Ok(Some(rows.iter().map(|r| r.get(1)).collect()))
+    }
+
+    fn append_log(&mut self, epoch: u64, entry: &[u8], keep: u64) -> anyhow::Result<()> {
+        self.hold(
+            "INSERT INTO changes (epoch, entry) VALUES ($1, $2)",
+            vec![Box::new(seq(epoch)), bytes(entry)],
+        )?;
+        if epoch % 1024 == 0 {
+            self.hold(
+                "DELETE FROM changes WHERE epoch <= $1",
+                vec![Box::new(seq(epoch.saturating_sub(keep)))],
+            )?;
+        }
+        Ok(())
     }
 
     fn create_user(&mut self, name: &str, record: &[u8], now: i64) -> anyhow::Result<i64> {

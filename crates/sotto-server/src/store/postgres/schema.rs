@@ -93,6 +93,13 @@ CREATE TABLE IF NOT EXISTS meta (
     value BYTEA NOT NULL
 );
 INSERT INTO rooms (id, kind, created_at) VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
+-- A cluster's change log: each committed batch's changes (an encoded
+-- `sotto_proto::cluster::LogEntry`), by epoch. Nodes that missed one on
+-- the bus read it here; old entries are dropped.
+CREATE TABLE IF NOT EXISTS changes (
+    epoch BIGINT PRIMARY KEY,
+    entry BYTEA NOT NULL
+);
 ";
 
 /// Version of the schema above, kept in `meta` as `schema_version`.
@@ -101,3 +108,7 @@ pub(super) const SCHEMA_VERSION: i64 = 1;
 /// Held (as a transaction-scoped advisory lock) while the schema is
 /// checked, so that nodes starting together do not race to create it.
 pub(super) const SCHEMA_LOCK: i64 = 0x5077_0001;
+
+/// The cluster's commit lock (transaction-scoped): one node's batch at a
+/// time appends to the change log and commits.
+pub(super) const COMMIT_LOCK: i64 = 0x5077_0002;

@@ -255,6 +255,7 @@ impl Writer for SqliteWriter {
                 },
             )?,
             oldest: Vec::new(),
+            epoch: 0,
         };
         let mut rooms: Vec<u64> = snapshot.usage.iter().map(|u| u.0).collect();
         rooms.sort_unstable();

@@ -1,0 +1,116 @@
+//! Users on different nodes chat as if on one server.
+
+use sotto_client::ClientEvent;
+use sotto_proto::{GroupName, PresenceChange, Status, Username};
+use sotto_test_support::{TestClient, TestCluster};
+
+fn user(name: &str) -> Username {
+    Username::parse(name).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_on_three_nodes_chat_in_the_lobby_privately_and_in_groups() {
+    let cluster = TestCluster::start(3).await;
+    let [one, two, three] = &cluster.nodes[..] else {
+        unreachable!()
+    };
+    // One certificate for the cluster.
+    assert_eq!(one.fingerprint, two.fingerprint);
+    assert_eq!(one.fingerprint, three.fingerprint);
+
+    let mut alice = one.client("alice").await;
+    let mut bob = two.client("bob").await;
+    let mut carol = three.client("carol").await;
+
+    // Presence: alice, on node one, sees carol (node three) come online.
+    alice
+        .expect("carol online", |e| match e {
+            ClientEvent::Presence {
+                user,
+                change: PresenceChange::Online(_),
+            } if user.as_str() == "carol" => Some(()),
+            _ => None,
+        })
+        .await;
+    let names = alice.client.names().await.unwrap();
+    let online: Vec<&str> = names.0.iter().map(|p| p.user.as_str()).collect();
+    assert_eq!(online, ["alice", "bob", "carol"], "{names:?}");
+
+    // The lobby.
+    bob.client.send_lobby("hello from node two").await.unwrap();
+    assert_eq!(alice.expect_lobby().await.1, "hello from node two");
+    assert_eq!(carol.expect_lobby().await.1, "hello from node two");
+
+    // Private, end-to-end encrypted, across nodes, both ways.
+    alice
+        .client
+        .send_private(user("carol"), "one to three")
+        .await
+        .unwrap();
+    assert_eq!(
+        carol.expect_private().await,
+        ("alice".into(), "one to three".into())
+    );
+    carol
+        .client
+        .send_private(user("alice"), "three to one")
+        .await
+        .unwrap();
+    assert_eq!(
+        alice.expect_private().await,
+        ("carol".into(), "three to one".into())
+    );
+
+    // A group made on node two with members on one and three.
+    let crew = GroupName::parse("crew").unwrap();
+    bob.client
+        .group_create(crew.clone(), vec![user("alice"), user("carol")])
+        .await
+        .unwrap();
+    alice.accept_invitation("crew").await;
+    carol.accept_invitation("crew").await;
+    carol
+        .client
+        .send_group(crew.clone(), "to the crew")
+        .await
+        .unwrap();
+    assert_eq!(alice.expect_group().await.2, "to the crew");
+    assert_eq!(bob.expect_group().await.2, "to the crew");
+
+    // A status set on node three is seen on node one.
+    carol.client.set_status(Status::Away).await.unwrap();
+    alice
+        .expect("carol away", |e| match e {
+            ClientEvent::Presence {
+                user,
+                change: PresenceChange::Status(Status::Away),
+            } if user.as_str() == "carol" => Some(()),
+            _ => None,
+        })
+        .await;
+
+    // Carol leaves node three: alice and bob see her go.
+    let _ = carol.client.quit().await;
+    bob.expect("carol offline", |e| match e {
+        ClientEvent::Presence {
+            user,
+            change: PresenceChange::Offline,
+        } if user.as_str() == "carol" => Some(()),
+        _ => None,
+    })
+    .await;
+
+    // Messages to her while she is away wait for her on any node.
+    alice
+        .client
+        .send_private(user("carol"), "while you were out")
+        .await
+        .unwrap();
+    let mut carol = TestClient::connect_in(one.addr, "carol", carol.dir)
+        .await
+        .expect("carol signs in on node one");
+    assert_eq!(
+        carol.expect_private().await,
+        ("alice".into(), "while you were out".into())
+    );
+}
