@@ -62,6 +62,38 @@ impl ServerAddr {
     }
 }
 
+/// Parses a server, or the nodes of a cluster separated by commas
+/// (`a.example.org:7443,b.example.org:7443`): one or more addresses, tried
+/// in turn. The list, normalized, names the server in `known_servers`:
+/// every node must present the one certificate pinned for it.
+pub fn parse_list(input: &str) -> Result<Vec<ServerAddr>, &'static str> {
+    let addrs = input
+        .split(',')
+        .map(ServerAddr::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.len() > MAX_ADDRESSES {
+        return Err("at most 16 addresses");
+    }
+    for (i, addr) in addrs.iter().enumerate() {
+        if addrs[..i].contains(addr) {
+            return Err("an address is listed twice");
+        }
+    }
+    Ok(addrs)
+}
+
+/// Addresses one server (cluster) may be given by.
+pub const MAX_ADDRESSES: usize = 16;
+
+/// The list as one name.
+pub fn list_name(addrs: &[ServerAddr]) -> String {
+    addrs
+        .iter()
+        .map(ServerAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl fmt::Display for ServerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.host.contains(':') {
@@ -92,6 +124,16 @@ mod tests {
                 .file_name_part(),
             "127.0.0.1_4000"
         );
+    }
+
+    #[test]
+    fn parses_lists_of_nodes() {
+        let nodes = parse_list("A:1, b:2,[::1]:3").unwrap();
+        assert_eq!(list_name(&nodes), "a:1,b:2,[::1]:3");
+        assert_eq!(parse_list("a:1").unwrap().len(), 1);
+        assert!(parse_list("a:1,a:1").is_err());
+        assert!(parse_list("a:1,").is_err());
+        assert!(parse_list(&vec!["a:1"; 1].repeat(17).join(",")).is_err());
     }
 
     #[test]

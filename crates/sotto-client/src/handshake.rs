@@ -51,18 +51,23 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
         register_only,
         sign_in_only,
     } = opts;
-    let addr = ServerAddr::parse(&server).map_err(|reason| ClientError::InvalidAddress {
+    let addrs = crate::addr::parse_list(&server).map_err(|reason| ClientError::InvalidAddress {
         server: server.clone(),
         reason,
     })?;
-    let server = addr.to_string();
+    let server = crate::addr::list_name(&addrs);
+    // The first address names this device's files (as for one server).
+    let addr = addrs.first().cloned().ok_or(ClientError::InvalidAddress {
+        server: server.clone(),
+        reason: "no address",
+    })?;
 
     let mut known = {
         let data_dir = data_dir.clone();
         blocking(move || prepare_data_dir(&data_dir)).await?
     };
 
-    let (mut stream, fingerprint) = open_tls(&addr).await?;
+    let (mut stream, fingerprint, used) = open_any(&addrs).await?;
     match known.check(&server, &fingerprint) {
         Pinned::Match => {}
         Pinned::Changed { expected } => {
@@ -99,7 +104,7 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
                 // the server to drop an idle connection: start afresh. The
                 // server is now pinned, so the new certificate must match.
                 drop(stream);
-                let (fresh, again) = open_tls(&addr).await?;
+                let (fresh, again) = open_tls(&used).await?;
                 if again != fingerprint {
                     return Err(ClientError::CertificateChanged {
                         server,
@@ -173,7 +178,10 @@ pub async fn connect(opts: ConnectOptions) -> Result<(Client, Events), ClientErr
     let crypto: SharedCrypto = crate::crypto::shared(crypto, store);
 
     let redial = crate::reconnect::TlsRedial {
-        addr: addr.clone(),
+        next: std::sync::atomic::AtomicUsize::new(
+            addrs.iter().position(|a| *a == used).unwrap_or(0),
+        ),
+        addrs,
         fingerprint,
         user: logged_in.user.clone(),
         device_id: logged_in.device_id.clone(),
@@ -470,6 +478,27 @@ async fn decide_trust(
 }
 
 /// Opens TCP and TLS; returns the stream and the certificate's fingerprint.
+/// Opens TLS to the first of `addrs` that answers (the nodes of a cluster
+/// in turn); the error of the last one if none does.
+pub(crate) async fn open_any(
+    addrs: &[ServerAddr],
+) -> Result<(TlsStream<TcpStream>, Fingerprint, ServerAddr), ClientError> {
+    let mut last = None;
+    for addr in addrs {
+        match open_tls(addr).await {
+            Ok((stream, fingerprint)) => return Ok((stream, fingerprint, addr.clone())),
+            Err(e) => {
+                tracing::info!(%addr, "cannot connect: {e}");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or(ClientError::InvalidAddress {
+        server: String::new(),
+        reason: "no address",
+    }))
+}
+
 pub(crate) async fn open_tls(
     addr: &ServerAddr,
 ) -> Result<(TlsStream<TcpStream>, Fingerprint), ClientError> {

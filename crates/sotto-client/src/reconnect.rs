@@ -63,9 +63,13 @@ pub(crate) trait Redial<W>: Send + Sync + std::fmt::Debug {
     fn redial(&self) -> RedialFuture<'_, W>;
 }
 
-/// The real thing: TLS to the same address, the same certificate, a token login.
+/// The real thing: TLS to the same server (each node of a cluster in
+/// turn, one per try, starting with the one last used), the same
+/// certificate, a token login.
 pub(crate) struct TlsRedial {
-    pub addr: ServerAddr,
+    pub addrs: Vec<ServerAddr>,
+    /// The address the next try dials.
+    pub next: std::sync::atomic::AtomicUsize,
     pub fingerprint: Fingerprint,
     pub user: Username,
     pub device_id: sotto_proto::DeviceId,
@@ -79,7 +83,7 @@ pub(crate) struct TlsRedial {
 impl std::fmt::Debug for TlsRedial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsRedial")
-            .field("addr", &self.addr.to_string())
+            .field("addrs", &crate::addr::list_name(&self.addrs))
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
@@ -95,8 +99,20 @@ impl Redial<TlsWriter> for TlsRedial {
 
 impl TlsRedial {
     async fn dial(&self) -> Result<Redialed<TlsWriter>, RedialError> {
-        let server = self.addr.to_string();
-        let (stream, fingerprint) = open_tls(&self.addr).await.map_err(retry)?;
+        let server = crate::addr::list_name(&self.addrs);
+        // The same node first (it may only have restarted), then the next
+        // one at each try.
+        let turn = self.next.load(std::sync::atomic::Ordering::Relaxed);
+        let addr = self
+            .addrs
+            .get(turn % self.addrs.len().max(1))
+            .ok_or_else(|| RedialError::Fatal("no server address".into()))?;
+        let dialed = open_tls(addr).await;
+        if dialed.is_err() {
+            self.next
+                .store(turn.wrapping_add(1), std::sync::atomic::Ordering::Relaxed);
+        }
+        let (stream, fingerprint) = dialed.map_err(retry)?;
         if fingerprint != self.fingerprint {
             // Never log in to it: the pin is checked before anything is sent.
             return Err(RedialError::Fatal(

@@ -3,3 +3,4 @@
 //! need both servers: run them with `scripts/test`, which starts them.
 
 mod chat;
+mod failover;

@@ -448,7 +448,7 @@ impl Writer for PgWriter {
             "INSERT INTO changes (epoch, entry) VALUES ($1, $2)",
             vec![Box::new(seq(epoch)), bytes(entry)],
         )?;
-        if epoch % 1024 == 0 {
+        if epoch.is_multiple_of(1024) {
             self.hold(
                 "DELETE FROM changes WHERE epoch <= $1",
                 vec![Box::new(seq(epoch.saturating_sub(keep)))],
