@@ -54,6 +54,12 @@ async fn a_changed_certificate_is_refused() {
     server.stop().await;
     std::fs::remove_file(server.config.data_dir.join("cert.pem")).unwrap();
     std::fs::remove_file(server.config.data_dir.join("key.pem")).unwrap();
+    // (On PostgreSQL the certificate is kept in the database too, for the
+    // other nodes of a cluster.)
+    server
+        .db()
+        .execute("DELETE FROM meta WHERE name IN ('tls_cert', 'tls_key')")
+        .await;
     let old = server.fingerprint;
     server.restart().await;
     assert_ne!(server.fingerprint, old);
