@@ -42,6 +42,7 @@ impl TestServer {
 
     /// Starts a server after `adjust` has changed its config.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(dir.path().join("server"));
         if let Some(url) = test_database().await {
@@ -152,6 +153,20 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// With `SOTTO_TEST_LOG` set (a filter such as `sotto_server=debug`), the
+/// servers' logs go to the test's output.
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("SOTTO_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
 }
 
 /// Binds `addr` again, retrying while the old socket lingers.
@@ -366,296 +381,10 @@ impl TestClient {
     }
 }
 
-/// Nodes of one cluster in this process: one PostgreSQL database (a new
-/// schema on the server `SOTTO_TEST_POSTGRES` names) and the NATS server
-/// `SOTTO_TEST_NATS` names; `scripts/test` starts both.
-#[derive(Debug)]
-pub struct TestCluster {
-    pub nodes: Vec<TestServer>,
-    /// The cluster's database, for more nodes.
-    pub database: String,
-    /// The NATS server.
-    pub nats: String,
-}
+mod cluster;
+mod db;
+mod services;
 
-/// Names the test PostgreSQL server (set by `scripts/test`).
-pub const TEST_POSTGRES_ENV: &str = "SOTTO_TEST_POSTGRES";
-/// Names the test NATS server (set by `scripts/test`).
-pub const TEST_NATS_ENV: &str = "SOTTO_TEST_NATS";
-
-impl TestCluster {
-    /// Starts `n` nodes.
-    pub async fn start(n: usize) -> Self {
-        let needed = |name: &str| {
-            std::env::var(name).unwrap_or_else(|_| {
-                panic!(
-                    "{name} is not set: the cluster tests need PostgreSQL and NATS servers; \
-                     run them with scripts/test, which starts both"
-                )
-            })
-        };
-        let base = needed(TEST_POSTGRES_ENV);
-        let nats = needed(TEST_NATS_ENV);
-        let schema = format!("c{:016x}", rand::random::<u64>());
-        let database = schema_database_on(&base, &schema).await;
-        let mut cluster = Self {
-            nodes: Vec::new(),
-            database,
-            nats,
-        };
-        for _ in 0..n {
-            cluster.add_node().await;
-        }
-        cluster
-    }
-
-    /// Starts one more node.
-    pub async fn add_node(&mut self) -> &TestServer {
-        let (database, nats) = (self.database.clone(), self.nats.clone());
-        let node = TestServer::start_with(move |config| {
-            config.database = Database::Postgres(database);
-            config.cluster = Some(nats);
-        })
-        .await;
-        self.nodes.push(node);
-        self.nodes.last().expect("a node")
-    }
-
-    /// The nodes' addresses, as a client's list of servers.
-    pub fn addresses(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| n.addr.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-}
-
-/// The environment variable that makes every test server use PostgreSQL:
-/// a connection string (`host=/tmp/dir user=postgres dbname=postgres`) of
-/// a server where the tests may create schemas. `scripts/test` sets it.
-pub const TEST_DATABASE_ENV: &str = "SOTTO_TEST_DATABASE";
-
-/// A database of its own for one test server, if the tests run on
-/// PostgreSQL: a new schema, named in the connection string's
-/// `search_path`. `None` on SQLite (the default).
-pub async fn test_database() -> Option<String> {
-    schema_database(&format!("t{:016x}", rand::random::<u64>())).await
-}
-
-/// The database of the server with data dir `data_dir`, if the tests run
-/// on PostgreSQL: a schema named after the data dir, so a server started
-/// again on it finds its state. For servers run as `sotto serve`
-/// (`--database`); callable from any thread or runtime.
-pub fn test_database_for(data_dir: &Path) -> Option<String> {
-    use std::hash::{Hash, Hasher};
-    std::env::var(TEST_DATABASE_ENV).ok()?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    data_dir.hash(&mut hasher);
-    let schema = format!("d{:016x}", hasher.finish());
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(schema_database(&schema))
-    })
-    .join()
-    .expect("create the test database")
-}
-
-/// A connection string for `schema` (created if missing) on the test
-/// PostgreSQL server.
-async fn schema_database(schema: &str) -> Option<String> {
-    let base = std::env::var(TEST_DATABASE_ENV).ok()?;
-    Some(schema_database_on(&base, schema).await)
-}
-
-/// A connection string for `schema` (created if missing) on the server
-/// `base` names.
-async fn schema_database_on(base: &str, schema: &str) -> String {
-    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base}: cannot connect: {e}"));
-    let driver = tokio::spawn(connection);
-    client
-        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-        .await
-        .expect("create a schema");
-    drop(client);
-    let _ = driver.await;
-    let option = format!("-csearch_path={schema}");
-    if base.contains("://") {
-        let glue = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{glue}options={}", option.replace('=', "%3D"))
-    } else {
-        format!("{base} options='{option}'")
-    }
-}
-
-/// A test server's database, on either engine, for tests that look at
-/// what is stored or change it while the server is stopped. Statements are
-/// written in the SQL both engines share, without parameters.
-#[derive(Debug, Clone)]
-pub struct TestDb {
-    database: Database,
-    /// The SQLite file (unused on PostgreSQL).
-    path: PathBuf,
-}
-
-impl TestDb {
-    async fn pg(url: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .expect("connect to the test database");
-        tokio::spawn(connection);
-        client
-    }
-
-    /// Runs a statement: the rows it changed.
-    pub async fn execute(&self, sql: &str) -> u64 {
-        match &self.database {
-            Database::Sqlite => rusqlite::Connection::open(&self.path)
-                .expect("open the database")
-                .execute(sql, [])
-                .unwrap_or_else(|e| panic!("{sql}: {e}")) as u64,
-            Database::Postgres(url) => Self::pg(url)
-                .await
-                .execute(sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}")),
-        }
-    }
-
-    /// The first column of every row, as integers.
-    pub async fn integers(&self, sql: &str) -> Vec<i64> {
-        match &self.database {
-            Database::Sqlite => {
-                let db = rusqlite::Connection::open(&self.path).expect("open the database");
-                let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                stmt.query_map([], |r| r.get::<_, i64>(0))
-                    .and_then(|rows| rows.collect())
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
-            Database::Postgres(url) => Self::pg(url)
-                .await
-                .query(sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .iter()
-                .map(|r| r.get::<_, i64>(0))
-                .collect(),
-        }
-    }
-
-    /// The first column of the first row, as an integer.
-    pub async fn integer(&self, sql: &str) -> i64 {
-        *self
-            .integers(sql)
-            .await
-            .first()
-            .unwrap_or_else(|| panic!("{sql}: no rows"))
-    }
-
-    /// The first column of every row, as bytes (a BLOB or BYTEA column).
-    pub async fn blobs(&self, sql: &str) -> Vec<Vec<u8>> {
-        match &self.database {
-            Database::Sqlite => {
-                let db = rusqlite::Connection::open(&self.path).expect("open the database");
-                let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
-                    .and_then(|rows| rows.collect())
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
-            Database::Postgres(url) => Self::pg(url)
-                .await
-                .query(sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .iter()
-                .map(|r| r.get::<_, Vec<u8>>(0))
-                .collect(),
-        }
-    }
-
-    /// The first column of every row, as text.
-    pub async fn texts(&self, sql: &str) -> Vec<String> {
-        match &self.database {
-            Database::Sqlite => {
-                let db = rusqlite::Connection::open(&self.path).expect("open the database");
-                let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                stmt.query_map([], |r| r.get::<_, String>(0))
-                    .and_then(|rows| rows.collect())
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
-            Database::Postgres(url) => Self::pg(url)
-                .await
-                .query(sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect(),
-        }
-    }
-
-    /// The server's id, as it tells clients.
-    pub async fn server_id(&self) -> sotto_proto::ServerId {
-        let stored = self
-            .blobs("SELECT value FROM meta WHERE name = 'server_id'")
-            .await;
-        let bytes = stored.first().expect("a server id");
-        sotto_proto::ServerId(bytes.as_slice().try_into().expect("16 bytes"))
-    }
-
-    /// Everything the database holds, as an operator can read it: on
-    /// SQLite the database file and its WAL; on PostgreSQL every value of
-    /// every column of every table of the server's schema, raw bytes for
-    /// binary columns and text for the others.
-    pub async fn contents(&self) -> Vec<u8> {
-        match &self.database {
-            Database::Sqlite => {
-                let mut bytes = std::fs::read(&self.path).expect("read the database");
-                let wal = PathBuf::from(format!("{}-wal", self.path.display()));
-                bytes.extend(std::fs::read(wal).unwrap_or_default());
-                bytes
-            }
-            Database::Postgres(url) => {
-                let client = Self::pg(url).await;
-                let columns = client
-                    .query(
-                        "SELECT table_name::text, column_name::text, data_type::text \
-                         FROM information_schema.columns WHERE table_schema = current_schema()",
-                        &[],
-                    )
-                    .await
-                    .expect("list columns");
-                let mut bytes = Vec::new();
-                for column in columns {
-                    let (table, name, kind): (String, String, String) =
-                        (column.get(0), column.get(1), column.get(2));
-                    let value = if kind == "bytea" {
-                        format!("\"{name}\"")
-                    } else {
-                        format!("convert_to(\"{name}\"::text, 'UTF8')")
-                    };
-                    let sql =
-                        format!("SELECT {value} FROM \"{table}\" WHERE \"{name}\" IS NOT NULL");
-                    for row in client.query(&sql, &[]).await.expect("read a column") {
-                        bytes.extend(row.get::<_, Vec<u8>>(0));
-                        bytes.push(0);
-                    }
-                }
-                bytes
-            }
-        }
-    }
-
-    /// Whether anything stored contains `needle`.
-    pub async fn contains(&self, needle: &[u8]) -> bool {
-        self.contents()
-            .await
-            .windows(needle.len())
-            .any(|w| w == needle)
-    }
-}
+pub use cluster::{TEST_NATS_ENV, TEST_POSTGRES_ENV, TestCluster};
+pub use db::{TEST_DATABASE_ENV, TestDb, test_database, test_database_for};
+pub use services::{PrivateNats, PrivatePostgres};

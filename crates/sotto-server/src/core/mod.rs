@@ -321,6 +321,9 @@ pub(crate) struct Core {
     cursors_flushed: std::time::Instant,
     /// Set by `Shutdown`: further writes are refused.
     closing: bool,
+    /// A commit failed and the state could not be read again (the
+    /// database is unreachable): nothing is applied until it is.
+    stale: bool,
     quotas: crate::Quotas,
     retention: crate::Retention,
     /// Bytes stored by room and by sender.
@@ -378,6 +381,7 @@ impl Core {
             dirty_cursors: FxHashMap::default(),
             cursors_flushed: std::time::Instant::now(),
             closing: false,
+            stale: false,
             quotas,
             retention,
             usage,
@@ -409,6 +413,14 @@ impl Core {
     }
 
     fn process(&mut self, batch: &mut Vec<Op>) {
+        if self.stale {
+            self.reload();
+            if self.stale {
+                self.refuse(batch);
+                return;
+            }
+            tracing::info!("the database is back: serving again");
+        }
         if self.cluster.is_some() {
             self.take_cluster_ops(batch);
             if batch.is_empty() {
@@ -431,7 +443,6 @@ impl Core {
             self.db.commit()?;
             Ok(entry)
         });
-        batch.clear();
         match result {
             Ok(entry) => {
                 if let Some((epoch, bytes)) = entry {
@@ -454,6 +465,9 @@ impl Core {
                 self.db.rollback();
                 self.dirty_cursors.clear();
                 self.reload();
+                // Operations not reached (the transaction did not even
+                // begin) are answered too.
+                self.refuse(batch);
                 // Deliveries are dropped; every request gets an error.
                 for (conn, items) in fx.drain_by_conn() {
                     for item in items {
@@ -477,6 +491,7 @@ impl Core {
                 }
             }
         }
+        batch.clear();
     }
 
     /// Reloads the state from the database (after a failed commit, or a
@@ -489,9 +504,66 @@ impl Core {
                 if let Some(cluster) = &mut self.cluster {
                     cluster.applied = snapshot.epoch;
                 }
+                self.stale = false;
             }
-            Err(e) => tracing::error!("cannot reload state: {e:#}"),
+            Err(e) => {
+                if !self.stale {
+                    tracing::error!(
+                        "cannot read the state from the database ({e:#}): requests are refused \
+                         until it is reachable again"
+                    );
+                }
+                self.stale = true;
+            }
         }
+    }
+
+    /// While the database is unreachable: every request is answered with
+    /// an error saying so, and nothing is applied; connections may still
+    /// close and the server may still stop.
+    fn refuse(&mut self, batch: &mut Vec<Op>) {
+        let unavailable = || {
+            err(
+                ErrorCode::Internal,
+                "the server cannot reach its database: nothing can be saved now; try again \
+                 shortly",
+            )
+        };
+        let mut fx = Effects::default();
+        for op in batch.drain(..) {
+            match op {
+                Op::Register { reply, .. } => {
+                    let _ = reply.send(Err(unavailable()));
+                }
+                Op::SetPassword { reply, .. } => {
+                    let _ = reply.send(Err(unavailable()));
+                }
+                Op::Attach {
+                    conn,
+                    req_id,
+                    reply,
+                    ..
+                } => {
+                    if let Some(frame) = encode_reply(req_id, Err(unavailable())) {
+                        conn.send(Outbound::Frame(frame));
+                    }
+                    let _ = reply.send(false);
+                }
+                Op::Request {
+                    conn_id, req_id, ..
+                } => fx.reply(conn_id, req_id, Err(unavailable())),
+                op @ (Op::Detach { .. } | Op::Shutdown { .. }) => {
+                    // Neither writes.
+                    if let Err(e) = self.apply(op, &mut fx) {
+                        tracing::error!("{e:#}");
+                    }
+                }
+                // Delivered again later; the bus's entries are read from
+                // the log once the database is back.
+                Op::Acks { .. } | Op::Tick | Op::Entry(_) | Op::Presence(_) => {}
+            }
+        }
+        self.dispatch(fx);
     }
 
     /// In a cluster: applies the bus's entries and presence notes, which

@@ -4,3 +4,4 @@
 
 mod chat;
 mod failover;
+mod outage;

@@ -126,6 +126,9 @@ async fn prepare(client: &mut Client) -> anyhow::Result<(ServerId, ServerKeys)> 
             schema::SCHEMA_VERSION
         );
     }
+    // (No notices for the tables that are there already.)
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await?;
     tx.batch_execute(schema::SCHEMA).await?;
     tx.execute(
         "INSERT INTO meta (name, value) VALUES ('schema_version', $1) \
@@ -236,6 +239,21 @@ impl PgWriter {
             .with_context(|| format!("preparing {sql}"))?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
+    }
+
+    /// Connects again if the connection broke (the database restarted).
+    fn ensure_connected(&mut self) -> anyhow::Result<()> {
+        if !self.client.is_closed() {
+            return Ok(());
+        }
+        let url = self.url.clone();
+        self.client = self
+            .rt
+            .block_on(connect(&url))
+            .context("the database is unreachable")?;
+        self.statements.clear();
+        tracing::info!("connected to the database again");
+        Ok(())
     }
 
     /// Holds a write until the next read or the commit.
@@ -376,16 +394,7 @@ impl PgWriter {
 
 impl Writer for PgWriter {
     fn begin(&mut self) -> anyhow::Result<()> {
-        if self.client.is_closed() {
-            tracing::info!("connecting to the database again");
-            let url = self.url.clone();
-            self.client = self
-                .rt
-                .block_on(connect(&url))
-                .context("the database is unreachable")?;
-            self.statements.clear();
-            tracing::info!("connected to the database again");
-        }
+        self.ensure_connected()?;
         self.held.clear();
         self.hold("BEGIN", Vec::new())
     }
@@ -404,6 +413,7 @@ impl Writer for PgWriter {
 
     fn snapshot(&mut self) -> anyhow::Result<Snapshot> {
         // One consistent view: other nodes may be committing meanwhile.
+        self.ensure_connected()?;
         self.held.clear();
         self.rt
             .block_on(
@@ -429,6 +439,7 @@ impl Writer for PgWriter {
     }
 
     fn read_log(&mut self, after: u64) -> anyhow::Result<Option<Vec<Vec<u8>>>> {
+        self.ensure_connected()?;
         let rows = self.query(
             "SELECT epoch, entry FROM changes WHERE epoch > $1 ORDER BY epoch",
             &[&seq(after)],
