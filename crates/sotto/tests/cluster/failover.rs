@@ -35,7 +35,13 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .expect("start sotto serve");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let stdout = child.stdout.take();
+        // From here the node is killed and waited for if anything fails.
+        let mut node = Node {
+            child,
+            addr: String::new(),
+        };
+        let stdout = BufReader::new(stdout.expect("stdout"));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in stdout.lines().map_while(Result::ok) {
@@ -47,12 +53,12 @@ impl Node {
                 .recv_timeout(PATIENCE)
                 .expect("the node prints its address");
             if let Some(rest) = line.strip_prefix("Sotto server listening on ") {
-                let addr = rest
+                node.addr = rest
                     .split_whitespace()
                     .next()
                     .expect("an address")
                     .to_owned();
-                return Node { child, addr };
+                return node;
             }
         }
     }
