@@ -121,6 +121,10 @@ pub struct LogEntry {
     /// The node that committed it.
     pub node: u64,
     pub changes: Vec<Change>,
+    /// On the bus only: the entry was too large for a bus message, and
+    /// its changes are left out; read it from the change log.
+    #[serde(default)]
+    pub elided: bool,
 }
 
 /// Who is online on a node.
@@ -192,6 +196,7 @@ mod tests {
                     oldest: Some((2, 3)),
                 },
             ],
+            elided: false,
         };
         assert_eq!(LogEntry::decode(&entry.encode().unwrap()).unwrap(), entry);
         let note = PresenceNote::All {

@@ -26,6 +26,10 @@ use crate::store::{RoomKind, Writer};
 /// Log entries kept in the database for nodes that missed them on the bus.
 pub(crate) const LOG_KEEP: u64 = 100_000;
 
+/// The largest entry sent whole on the bus (NATS takes 1 MiB messages by
+/// default); a larger one is announced, and read from the log.
+pub(crate) const BUS_ENTRY_MAX: usize = 512 * 1024;
+
 /// A node not heard from for this long is taken to be gone.
 pub(crate) const NODE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -95,13 +99,15 @@ impl Core {
             if entry.epoch <= applied {
                 continue;
             }
-            if entry.epoch > applied + 1 && !self.catch_up_unlocked(&mut fx) {
+            if (entry.elided || entry.epoch > applied + 1) && !self.catch_up_unlocked(&mut fx) {
                 continue;
             }
-            if self
-                .cluster
-                .as_ref()
-                .is_some_and(|c| entry.epoch == c.applied + 1)
+            // (An elided entry is never applied: its changes are in the log.)
+            if !entry.elided
+                && self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| entry.epoch == c.applied + 1)
             {
                 self.apply_logged(&entry, &mut fx);
             }
@@ -186,6 +192,7 @@ impl Core {
             epoch: cluster.applied + 1,
             node: cluster.node,
             changes,
+            elided: false,
         };
         let bytes = entry.encode()?;
         self.db.append_log(entry.epoch, &bytes, LOG_KEEP)?;
@@ -196,6 +203,20 @@ impl Core {
     pub(super) fn committed_entry(&mut self, epoch: u64, bytes: Vec<u8>) {
         if let Some(cluster) = &mut self.cluster {
             cluster.applied = epoch;
+            let bytes = if bytes.len() <= BUS_ENTRY_MAX {
+                bytes
+            } else {
+                let note = LogEntry {
+                    epoch,
+                    node: cluster.node,
+                    changes: Vec::new(),
+                    elided: true,
+                };
+                match note.encode() {
+                    Ok(note) => note,
+                    Err(_) => return,
+                }
+            };
             cluster.publish(Outgoing::Entry(bytes));
         }
     }

@@ -1,6 +1,7 @@
 //! Users on different nodes chat as if on one server.
 
-use sotto_client::ClientEvent;
+use sotto_client::{ClientEvent, Target};
+use sotto_crypto::Passphrase;
 use sotto_proto::{GroupName, PresenceChange, Status, Username};
 use sotto_test_support::{TestClient, TestCluster};
 
@@ -113,4 +114,65 @@ async fn users_on_three_nodes_chat_in_the_lobby_privately_and_in_groups() {
         carol.expect_private().await,
         ("alice".into(), "while you were out".into())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_sealed_messages_and_new_devices_cross_nodes() {
+    let cluster = TestCluster::start(3).await;
+    let alice = cluster.nodes[0].client("alice").await;
+    let mut bob = cluster.nodes[1].client("bob").await;
+
+    // A file larger than a message on the bus may be (1 MiB): the other
+    // node reads that commit from the change log.
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    let path = alice.dir.path().join("big.bin");
+    std::fs::write(&path, &data).unwrap();
+    alice
+        .client
+        .send_file(Target::User(user("bob")), &path)
+        .await
+        .unwrap();
+    let id = bob
+        .expect("a file offered", |e| match e {
+            ClientEvent::FileOffered { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await;
+    let (_, saved, _) = bob.client.accept_file(id).await.unwrap();
+    assert_eq!(std::fs::read(saved).unwrap(), data);
+
+    // A sealed message.
+    alice
+        .client
+        .send_secret(
+            Target::User(user("bob")),
+            Passphrase::new("open sesame").unwrap(),
+            "the code is 1234",
+        )
+        .await
+        .unwrap();
+    let id = bob
+        .expect("a sealed message", |e| match e {
+            ClientEvent::Sealed { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await;
+    let opened = bob
+        .client
+        .open_sealed(id, Passphrase::new("open sesame").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(opened.text, "the code is 1234");
+
+    // Bob's new phone signs in on node three: alice's next message, from
+    // node one, reaches it (its keys, published there, are in every
+    // node's directory, and the room key goes to its queue).
+    let mut phone = cluster.nodes[2].client("bob").await;
+    alice
+        .client
+        .send_private(user("bob"), "to all your devices")
+        .await
+        .unwrap();
+    assert_eq!(phone.expect_private().await.1, "to all your devices");
+    assert_eq!(bob.expect_private().await.1, "to all your devices");
 }
