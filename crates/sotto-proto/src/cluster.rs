@@ -5,8 +5,9 @@
 //! every change it made to stored state, numbered by the cluster-wide
 //! `epoch` it committed at. Every node applies every entry, in epoch order,
 //! to its in-memory directory, and delivers the entry's new events to its
-//! own connections. [`PresenceNote`]s say which users are online on which
-//! node; they are not stored.
+//! own connections. [`NodeNote`]s say which users are online on which
+//! node, and how login attempts ended (the login limits are the
+//! cluster's); they are not stored.
 
 use serde::{Deserialize, Serialize};
 
@@ -127,9 +128,10 @@ pub struct LogEntry {
     pub elided: bool,
 }
 
-/// Who is online on a node.
+/// What one node tells the others that is not stored: who is online on
+/// it, and login attempts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PresenceNote {
+pub enum NodeNote {
     /// `user` is online on `node` with `status`, or (`None`) no longer.
     User {
         node: u64,
@@ -147,6 +149,50 @@ pub enum PresenceNote {
     Hello { node: u64 },
     /// A node is stopping: its users are offline at once.
     Bye { node: u64 },
+    /// A login attempt ended on `node` (the login limits count it on every
+    /// node).
+    Login {
+        node: u64,
+        /// Where it came from: an IPv4 address, or an IPv6 /64.
+        origin: Origin,
+        /// The account tried, if any (not for a server password).
+        account: Option<String>,
+        outcome: LoginOutcome,
+    },
+}
+
+/// An address as the login limits count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Origin {
+    V4(u32),
+    /// The first 64 bits.
+    V6(u64),
+}
+
+impl From<std::net::IpAddr> for Origin {
+    /// IPv4-mapped IPv6 addresses count as IPv4.
+    fn from(ip: std::net::IpAddr) -> Self {
+        match ip {
+            std::net::IpAddr::V4(v4) => Origin::V4(u32::from(v4)),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Origin::V4(u32::from(v4)),
+                None => Origin::V6((u128::from(v6) >> 64) as u64),
+            },
+        }
+    }
+}
+
+/// How a login attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoginOutcome {
+    /// A wrong password (or an attempt broken off).
+    Failed,
+    /// Signed in: that account's failures from that origin are forgotten.
+    Succeeded,
+    /// An account was made.
+    Registered,
+    /// A wrong server password.
+    ServerPasswordFailed,
 }
 
 macro_rules! codec {
@@ -166,7 +212,7 @@ macro_rules! codec {
     )*};
 }
 
-codec!(LogEntry, PresenceNote, Change);
+codec!(LogEntry, NodeNote, Change);
 
 #[cfg(test)]
 mod tests {
@@ -199,11 +245,11 @@ mod tests {
             elided: false,
         };
         assert_eq!(LogEntry::decode(&entry.encode().unwrap()).unwrap(), entry);
-        let note = PresenceNote::All {
+        let note = NodeNote::All {
             node: 1,
             users: vec![(5, Status::Dnd)],
         };
-        assert_eq!(PresenceNote::decode(&note.encode().unwrap()).unwrap(), note);
+        assert_eq!(NodeNote::decode(&note.encode().unwrap()).unwrap(), note);
         assert!(LogEntry::decode(b"\xff").is_err());
     }
 }

@@ -11,11 +11,12 @@
 use anyhow::Context;
 use futures_util::StreamExt;
 use sotto_proto::ServerId;
-use sotto_proto::cluster::PresenceNote;
+use sotto_proto::cluster::NodeNote;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{Op, Outgoing};
+use crate::limiter::LoginLimiter;
 
 /// The subjects of one cluster.
 struct Subjects {
@@ -41,6 +42,7 @@ pub(crate) async fn connect(
     node: u64,
     core: mpsc::Sender<Op>,
     outbox: mpsc::Receiver<Outgoing>,
+    limiter: LoginLimiter,
     stop: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let subjects = Subjects::new(server_id);
@@ -64,12 +66,12 @@ pub(crate) async fn connect(
         .with_context(|| format!("connecting to NATS at {url}"))?;
     let log = client.subscribe(subjects.log.clone()).await?;
     let presence = client.subscribe(subjects.presence.clone()).await?;
-    let hello = PresenceNote::Hello { node }.encode()?;
+    let hello = NodeNote::Hello { node }.encode()?;
     client
         .publish(subjects.presence.clone(), hello.into())
         .await?;
     Ok(tokio::spawn(run(
-        client, subjects, node, log, presence, core, outbox, stop,
+        client, subjects, node, log, presence, core, outbox, limiter, stop,
     )))
 }
 
@@ -82,6 +84,7 @@ async fn run(
     mut presence: async_nats::Subscriber,
     core: mpsc::Sender<Op>,
     mut outbox: mpsc::Receiver<Outgoing>,
+    limiter: LoginLimiter,
     stop: CancellationToken,
 ) {
     loop {
@@ -93,7 +96,13 @@ async fn run(
                 }
             }
             Some(message) = presence.next() => {
-                match PresenceNote::decode(&message.payload) {
+                match NodeNote::decode(&message.payload) {
+                    // Counted here, in the order notes arrive.
+                    Ok(NodeNote::Login { node: from_node, origin, account, outcome })
+                        if from_node != node =>
+                    {
+                        limiter.count_remote(origin, account.as_deref(), outcome);
+                    }
                     Ok(note) if !from(&note, node) => {
                         if core.send(Op::Presence(note)).await.is_err() {
                             break;
@@ -116,18 +125,19 @@ async fn run(
         }
     }
     // The others take this node's users offline at once.
-    if let Ok(bye) = (PresenceNote::Bye { node }).encode() {
+    if let Ok(bye) = (NodeNote::Bye { node }).encode() {
         let _ = client.publish(subjects.presence.clone(), bye.into()).await;
     }
     let _ = client.flush().await;
 }
 
 /// Whether `note` is this node's own.
-fn from(note: &PresenceNote, node: u64) -> bool {
+fn from(note: &NodeNote, node: u64) -> bool {
     match note {
-        PresenceNote::User { node: n, .. }
-        | PresenceNote::All { node: n, .. }
-        | PresenceNote::Hello { node: n }
-        | PresenceNote::Bye { node: n } => *n == node,
+        NodeNote::User { node: n, .. }
+        | NodeNote::All { node: n, .. }
+        | NodeNote::Hello { node: n }
+        | NodeNote::Bye { node: n }
+        | NodeNote::Login { node: n, .. } => *n == node,
     }
 }

@@ -297,6 +297,10 @@ pub async fn run(
     // In a cluster: this node's id, and the queue of what it publishes.
     let node: u64 = rand::random();
     let (outbox_tx, outbox_rx) = mpsc::channel(65_536);
+    let limiter = limiter::LoginLimiter::default();
+    if config.cluster.is_some() {
+        limiter.join_bus(node, outbox_tx.clone());
+    }
     let clustered = config.cluster.is_some().then_some((node, outbox_tx));
     #[allow(unused_mut)]
     let mut core = tokio::task::spawn_blocking(move || {
@@ -343,6 +347,7 @@ pub async fn run(
                     node,
                     core_tx.clone(),
                     outbox_rx,
+                    limiter.clone(),
                     bus_stop.clone(),
                 )
                 .await?,
@@ -367,7 +372,7 @@ pub async fn run(
         core: core_tx.clone(),
         store: reads,
         hasher: auth::Hasher::default(),
-        limiter: limiter::LoginLimiter::default(),
+        limiter,
         opaque,
         config: config.clone(),
         server_id,

@@ -12,13 +12,23 @@
 //! another address, is not slowed at all. Wrong server passwords count per
 //! address only.
 //!
+//! In a cluster every node counts every attempt: each one's end is told to
+//! the other nodes on the bus ([`LoginLimiter::join_bus`]), which count it
+//! as if it had ended there ([`LoginLimiter::count_remote`]), so spreading
+//! guesses over the nodes gains nothing.
+//!
 //! A std `Mutex` is right here: it is held for a hash-map lookup, never
 //! across an `.await`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use sotto_proto::cluster::{LoginOutcome, NodeNote};
+use tokio::sync::mpsc;
+
+use crate::core::Outgoing;
 
 /// Failures of one account from one address before delays begin.
 pub const FREE_ACCOUNT_FAILURES: u32 = 5;
@@ -38,23 +48,7 @@ const SWEEP_AT: usize = 50_000;
 
 /// Where attempts come from: an IPv4 address, or the /64 of an IPv6 one
 /// (IPv4-mapped IPv6 addresses count as IPv4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Origin {
-    V4(u32),
-    V6(u64),
-}
-
-impl From<IpAddr> for Origin {
-    fn from(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(v4) => Origin::V4(u32::from(v4)),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Origin::V4(u32::from(v4)),
-                None => Origin::V6((u128::from(v6) >> 64) as u64),
-            },
-        }
-    }
-}
+pub use sotto_proto::cluster::Origin;
 
 /// What an attempt is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -105,6 +99,8 @@ impl Entry {
 pub struct LoginLimiter {
     entries: Arc<Mutex<HashMap<Key, Entry>>>,
     registrations: Arc<Mutex<HashMap<Origin, Window>>>,
+    /// In a cluster: this node, and the bus to tell the others.
+    bus: Arc<OnceLock<(u64, mpsc::Sender<Outgoing>)>>,
 }
 
 /// How long [`LoginLimiter::begin_registration`] counts registrations.
@@ -141,6 +137,10 @@ impl Drop for Registration {
             if self.succeeded {
                 window.done = window.done.saturating_add(1);
             }
+        }
+        if self.succeeded {
+            self.limiter
+                .tell_bus(self.origin, None, LoginOutcome::Registered);
         }
     }
 }
@@ -284,34 +284,130 @@ impl LoginLimiter {
 
     fn end(&self, keys: &[Key], outcome: Outcome) {
         let now = Instant::now();
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        for key in keys {
-            let Some(entry) = entries.get_mut(key) else {
-                continue;
-            };
-            entry.in_flight = entry.in_flight.saturating_sub(1);
-            entry.last = now;
-            match outcome {
-                Outcome::Neutral => {}
-                Outcome::Succeeded => {
-                    if matches!(key, Key::Account(..) | Key::ServerPassword(_)) {
-                        entry.failures = 0;
-                        entry.until = now;
-                    }
+        if let Ok(mut entries) = self.entries.lock() {
+            for key in keys {
+                if let Some(entry) = entries.get_mut(key) {
+                    entry.in_flight = entry.in_flight.saturating_sub(1);
                 }
-                Outcome::Failed => {
-                    entry.failures = entry.failures.saturating_add(1);
-                    if let Some(delay) = delay_after(entry.failures, key.free()) {
-                        entry.until = now + delay;
-                    }
-                }
-            }
-            if entry.in_flight == 0 && entry.failures == 0 {
-                entries.remove(key);
+                count(&mut entries, key, outcome, now);
             }
         }
+        // Told to the other nodes of a cluster.
+        let (account, origin, server_password) = match keys.first() {
+            Some(Key::Account(account, origin)) => (Some(account.clone()), *origin, false),
+            Some(Key::ServerPassword(origin)) => (None, *origin, true),
+            Some(Key::Address(origin)) => (None, *origin, false),
+            None => return,
+        };
+        let told = match (outcome, server_password) {
+            (Outcome::Neutral, _) => return,
+            (Outcome::Failed, true) => LoginOutcome::ServerPasswordFailed,
+            (Outcome::Failed, false) => LoginOutcome::Failed,
+            (Outcome::Succeeded, _) => LoginOutcome::Succeeded,
+        };
+        self.tell_bus(origin, account, told);
+    }
+
+    /// Joins a cluster's bus: attempts ending here are told to the other
+    /// nodes as `node`.
+    pub(crate) fn join_bus(&self, node: u64, bus: mpsc::Sender<Outgoing>) {
+        let _ = self.bus.set((node, bus));
+    }
+
+    fn tell_bus(&self, origin: Origin, account: Option<String>, outcome: LoginOutcome) {
+        let Some((node, bus)) = self.bus.get() else {
+            return;
+        };
+        let note = NodeNote::Login {
+            node: *node,
+            origin,
+            account,
+            outcome,
+        };
+        if let Ok(bytes) = note.encode()
+            && bus.try_send(Outgoing::Presence(bytes)).is_err()
+        {
+            tracing::debug!("bus queue full: a login attempt is counted here only");
+        }
+    }
+
+    /// Counts an attempt that ended on another node of the cluster.
+    pub(crate) fn count_remote(
+        &self,
+        origin: Origin,
+        account: Option<&str>,
+        outcome: LoginOutcome,
+    ) {
+        let now = Instant::now();
+        if outcome == LoginOutcome::Registered {
+            if let Ok(mut windows) = self.registrations.lock() {
+                let window = windows.entry(origin).or_insert(Window {
+                    started: now,
+                    done: 0,
+                    in_flight: 0,
+                });
+                if now.duration_since(window.started) >= REGISTRATION_WINDOW {
+                    window.started = now;
+                    window.done = 0;
+                }
+                window.done = window.done.saturating_add(1);
+            }
+            return;
+        }
+        let (keys, counted) = match (outcome, account) {
+            (LoginOutcome::ServerPasswordFailed, _) => {
+                (vec![Key::ServerPassword(origin)], Outcome::Failed)
+            }
+            (LoginOutcome::Succeeded, None) => {
+                (vec![Key::ServerPassword(origin)], Outcome::Succeeded)
+            }
+            (outcome, Some(account)) => (
+                vec![
+                    Key::Account(account.to_owned(), origin),
+                    Key::Address(origin),
+                ],
+                if outcome == LoginOutcome::Succeeded {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed
+                },
+            ),
+            (_, None) => (vec![Key::Address(origin)], Outcome::Failed),
+        };
+        if let Ok(mut entries) = self.entries.lock() {
+            for key in &keys {
+                count(&mut entries, key, counted, now);
+            }
+        }
+    }
+}
+
+/// Counts how an attempt on `key` ended (the attempt no longer in flight).
+fn count(entries: &mut HashMap<Key, Entry>, key: &Key, outcome: Outcome, now: Instant) {
+    let entry = entries.entry(key.clone()).or_insert(Entry {
+        failures: 0,
+        in_flight: 0,
+        until: now,
+        last: now,
+    });
+    entry.last = now;
+    match outcome {
+        Outcome::Neutral => {}
+        Outcome::Succeeded => {
+            if matches!(key, Key::Account(..) | Key::ServerPassword(_)) {
+                entry.failures = 0;
+                entry.until = now;
+            }
+        }
+        Outcome::Failed => {
+            entry.failures = entry.failures.saturating_add(1);
+            if let Some(delay) = delay_after(entry.failures, key.free()) {
+                entry.until = now + delay;
+            }
+        }
+    }
+    if entry.in_flight == 0 && entry.failures == 0 {
+        entries.remove(key);
     }
 }
 

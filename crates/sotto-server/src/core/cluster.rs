@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
-use sotto_proto::cluster::{LogEntry, PresenceNote};
+use sotto_proto::cluster::{LogEntry, NodeNote};
 use sotto_proto::{EventKind, PresenceChange, Status};
 use tokio::sync::mpsc;
 
@@ -233,7 +233,7 @@ impl Core {
     /// (`None`) no longer.
     pub(super) fn publish_presence(&self, user: i64, status: Option<Status>) {
         if let Some(cluster) = &self.cluster {
-            let note = PresenceNote::User {
+            let note = NodeNote::User {
                 node: cluster.node,
                 user,
                 status,
@@ -247,7 +247,7 @@ impl Core {
     /// Every user online here, for the bus (each second, and on request).
     pub(super) fn publish_all_presence(&self) {
         if let Some(cluster) = &self.cluster {
-            let note = PresenceNote::All {
+            let note = NodeNote::All {
                 node: cluster.node,
                 users: self.online.iter().map(|(u, o)| (*u, o.status)).collect(),
             };
@@ -258,14 +258,14 @@ impl Core {
     }
 
     /// A presence note from another node.
-    pub(super) fn apply_presence(&mut self, note: PresenceNote) {
+    pub(super) fn apply_presence(&mut self, note: NodeNote) {
         let mut fx = Effects::default();
         match note {
-            PresenceNote::User { node, user, status } => {
+            NodeNote::User { node, user, status } => {
                 self.heard(node);
                 self.set_remote(node, user, status, &mut fx);
             }
-            PresenceNote::All { node, users } => {
+            NodeNote::All { node, users } => {
                 self.heard(node);
                 let listed: FxHashMap<i64, Status> = users.into_iter().collect();
                 let gone: Vec<i64> = self
@@ -282,11 +282,13 @@ impl Core {
                     self.set_remote(node, user, Some(status), &mut fx);
                 }
             }
-            PresenceNote::Hello { node } => {
+            NodeNote::Hello { node } => {
                 self.heard(node);
                 self.publish_all_presence();
             }
-            PresenceNote::Bye { node } => self.forget_node(node, &mut fx),
+            NodeNote::Bye { node } => self.forget_node(node, &mut fx),
+            // Counted by the bus task.
+            NodeNote::Login { .. } => {}
         }
         self.dispatch(fx);
     }

@@ -201,7 +201,7 @@ pub(crate) enum Op {
     /// A change log entry another node published (in a cluster).
     Entry(Vec<u8>),
     /// A presence note from another node (in a cluster).
-    Presence(sotto_proto::cluster::PresenceNote),
+    Presence(sotto_proto::cluster::NodeNote),
 }
 
 /// What an `Attach` carries about the login.

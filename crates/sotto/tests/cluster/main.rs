@@ -4,4 +4,5 @@
 
 mod chat;
 mod failover;
+mod limits;
 mod outage;
