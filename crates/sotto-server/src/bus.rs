@@ -124,12 +124,24 @@ async fn run(
             }
         }
     }
-    // The others take this node's users offline at once.
-    if let Ok(bye) = (NodeNote::Bye { node }).encode() {
-        let _ = client.publish(subjects.presence.clone(), bye.into()).await;
+    // The others take this node's users offline at once (if the bus is
+    // there to tell them: a stopping node does not wait for it).
+    let goodbye = async {
+        if let Ok(bye) = (NodeNote::Bye { node }).encode() {
+            let _ = client.publish(subjects.presence.clone(), bye.into()).await;
+        }
+        let _ = client.flush().await;
+    };
+    if tokio::time::timeout(GOODBYE_TIMEOUT, goodbye)
+        .await
+        .is_err()
+    {
+        tracing::info!("NATS is gone: stopping without saying goodbye on the bus");
     }
-    let _ = client.flush().await;
 }
+
+/// How long a stopping node tries to say goodbye on the bus.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether `note` is this node's own.
 fn from(note: &NodeNote, node: u64) -> bool {
