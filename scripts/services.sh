@@ -26,10 +26,11 @@ start_postgres() {
     "${as[@]}" "$bin/initdb" -D "$PG_TMP/data" -U postgres --auth=trust \
         --no-sync -E UTF8 >"$PG_TMP/initdb.log" 2>&1 \
         || { cat "$PG_TMP/initdb.log" >&2; exit 1; }
-    # fsync off: the tests stop and kill Sotto servers, never the machine,
-    # and an operating system that stays up loses nothing PostgreSQL wrote.
+    # fsync off for the tests (PG_FSYNC=on for benchmarks): the tests stop
+    # and kill Sotto servers, never the machine, and an operating system
+    # that stays up loses nothing PostgreSQL wrote.
     "${as[@]}" "$bin/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/server.log" -w \
-        -o "-c listen_addresses='' -k $PG_TMP -c fsync=off -c max_connections=400" \
+        -o "-c listen_addresses='' -k $PG_TMP -c fsync=${PG_FSYNC:-off} -c max_connections=400" \
         start >/dev/null \
         || { cat "$PG_TMP/server.log" >&2; exit 1; }
     export SOTTO_TEST_POSTGRES="host=$PG_TMP user=postgres dbname=postgres"

@@ -62,12 +62,21 @@ pub struct Common {
     #[arg(long, value_enum, default_value = "sotto")]
     pub protocol: Protocol,
     /// Server address, HOST:PORT on loopback [port default: 7443 for Sotto,
-    /// 6697 (TLS) for IRC].
+    /// 6697 (TLS) for IRC]; for a Sotto cluster, its nodes separated by
+    /// commas (clients are spread over them in turn).
     #[arg(long)]
     pub server: String,
-    /// The server's pid, to sample its CPU and RSS from /proc.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The server's pid, to sample its CPU and RSS from /proc; a cluster's
+    /// nodes' pids separated by commas (summed).
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// A cluster's database processes (every `postgres` process), whose
+    /// CPU is reported apart.
+    #[arg(long, value_delimiter = ',')]
+    pub db_pid: Vec<u32>,
+    /// A cluster's bus process (`nats-server`), whose CPU is reported apart.
+    #[arg(long, value_delimiter = ',')]
+    pub bus_pid: Vec<u32>,
     /// Measured seconds (after the warmup).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -87,6 +96,17 @@ pub struct Common {
     /// Password of the bench users (Sotto).
     #[arg(long, default_value = "bench-password")]
     pub password: String,
+}
+
+impl Common {
+    /// The processes to sample besides the bench.
+    pub fn watched(&self) -> crate::procfs::Watched {
+        crate::procfs::Watched {
+            server: self.server_pid.clone(),
+            db: self.db_pid.clone(),
+            bus: self.bus_pid.clone(),
+        }
+    }
 }
 
 /// How senders pace their messages.

@@ -79,7 +79,7 @@ pub struct LoadSpec {
     pub warmup: Duration,
     pub duration: Duration,
     /// Server pid for /proc sampling.
-    pub server_pid: Option<u32>,
+    pub watched: crate::procfs::Watched,
 }
 
 impl LoadSpec {
@@ -265,7 +265,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadResult> {
     let t0_ns = now_ns();
     let _ = phase_tx.send(Phase::Run { t0_ns });
     tokio::time::sleep_until(t0 + spec.warmup).await;
-    let sampler = Sampler::start(spec.server_pid, vec![None]);
+    let sampler = Sampler::start(&spec.watched, vec![None]);
     tokio::time::sleep_until(t0 + spec.warmup + spec.duration).await;
     let usage = sampler.finish();
     // Senders finish what they have in flight.

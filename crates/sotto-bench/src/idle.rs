@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::cli::{IdleArgs, IdleWorkerArgs, Protocol};
 use crate::irc;
-use crate::procfs::{Sampler, rss_kb};
+use crate::procfs::Sampler;
 use crate::report::Report;
 use crate::scenarios::{account_spec, connector};
 use crate::session::{Incoming, STEP_TIMEOUT, Session};
@@ -59,7 +59,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<Report> {
         Protocol::Sotto => Some(setup::ensure_accounts(&conn, &spec, c).await?.1),
         Protocol::Irc => None,
     };
-    let before = common.server_pid.and_then(|p| rss_kb(Some(p)));
+    let before = common.watched().server_rss_kb();
     let exe = std::env::current_exe().context("finding the bench's own executable")?;
     let max_hold = common.warmup + common.duration + HOLD_SLACK_S;
     let started = Instant::now();
@@ -104,7 +104,7 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<Report> {
     drop(ready_tx);
     let mut bench_pids = vec![None];
     bench_pids.extend(children.iter().map(|c| c.id()));
-    let connect_sampler = Sampler::start(common.server_pid, bench_pids.clone());
+    let connect_sampler = Sampler::start(&common.watched(), bench_pids.clone());
     let deadline = started + READY_LIMIT;
     for _ in 0..children.len() {
         match tokio::time::timeout_at(deadline, ready_rx.recv()).await {
@@ -122,11 +122,11 @@ pub async fn idle(args: IdleArgs) -> anyhow::Result<Report> {
         children.len()
     );
     tokio::time::sleep(SETTLE).await;
-    let sampler = Sampler::start(common.server_pid, bench_pids);
+    let sampler = Sampler::start(&common.watched(), bench_pids);
     let hold = Duration::try_from_secs_f64(common.warmup + common.duration)
         .context("bad --warmup/--duration")?;
     tokio::time::sleep(hold).await;
-    let after = common.server_pid.and_then(|p| rss_kb(Some(p)));
+    let after = common.watched().server_rss_kb();
     let usage = sampler.finish();
     for child in &mut children {
         // Closing stdin tells the worker to disconnect and exit.
@@ -243,7 +243,7 @@ async fn worker_inner(args: &IdleWorkerArgs) -> anyhow::Result<()> {
         "open-file limit {limit} is too low for {} connections; use more --processes",
         args.count
     );
-    let conn = Arc::new(Connector::new(crate::tls::resolve(
+    let conn = Arc::new(Connector::new(crate::tls::resolve_all(
         &args.server,
         args.protocol == Protocol::Irc,
     )?)?);

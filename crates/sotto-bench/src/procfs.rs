@@ -72,15 +72,47 @@ fn sum_ticks(pids: &[Option<u32>]) -> Option<u64> {
     pids.iter().map(|&p| cpu_ticks(p)).sum()
 }
 
+/// The processes sampled besides the bench: the server (a cluster's
+/// nodes), and a cluster's database and bus.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    pub server: Vec<u32>,
+    pub db: Vec<u32>,
+    pub bus: Vec<u32>,
+}
+
+/// CPU ticks summed over `pids` (none: unknown).
+fn ticks_of(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    Some(pids.iter().filter_map(|p| cpu_ticks(Some(*p))).sum())
+}
+
+impl Watched {
+    /// The server's RSS (summed over a cluster's nodes), KiB.
+    pub fn server_rss_kb(&self) -> Option<u64> {
+        if self.server.is_empty() {
+            return None;
+        }
+        Some(self.server.iter().filter_map(|p| rss_kb(Some(*p))).sum())
+    }
+}
+
 /// What a sampler measured over one phase.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
-    /// Server CPU, percent of one core (up to 200 on 2 cores).
+    /// Server CPU (summed over a cluster's nodes), percent of one core (up
+    /// to 200 on 2 cores).
     pub server_cpu_pct: Option<f64>,
-    /// Largest server RSS seen, KiB.
+    /// Largest server RSS seen (summed over nodes), KiB.
     pub server_rss_kb_max: Option<u64>,
     /// Bench CPU (all its processes), percent of one core.
     pub bench_cpu_pct: Option<f64>,
+    /// A cluster's database CPU, percent of one core.
+    pub db_cpu_pct: Option<f64>,
+    /// A cluster's bus CPU, percent of one core.
+    pub bus_cpu_pct: Option<f64>,
 }
 
 /// Samples the server and the bench in the background.
@@ -90,12 +122,11 @@ pub struct Sampler {
     task: JoinHandle<()>,
     /// Largest server RSS seen so far.
     max_rss: Arc<Mutex<Option<u64>>>,
-    /// Server CPU ticks at the start, if a server pid was given.
-    server_start: Option<u64>,
+    /// CPU ticks at the start: server, database, bus.
+    starts: [Option<u64>; 3],
     /// Bench CPU ticks at the start.
     bench_start: Option<u64>,
-    /// The server's pid, if known.
-    server: Option<u32>,
+    watched: Watched,
     /// The bench's processes (`None` is this process).
     bench: Vec<Option<u32>>,
     /// When sampling started.
@@ -103,16 +134,17 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Starts sampling `server` (if given) and the bench processes.
-    pub fn start(server: Option<u32>, bench: Vec<Option<u32>>) -> Self {
-        let max_rss = Arc::new(Mutex::new(server.and_then(|p| rss_kb(Some(p)))));
+    /// Starts sampling the watched processes and the bench's.
+    pub fn start(watched: &Watched, bench: Vec<Option<u32>>) -> Self {
+        let max_rss = Arc::new(Mutex::new(watched.server_rss_kb()));
         let slot = max_rss.clone();
+        let sampled = watched.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
             // Bounded by the phase: `finish` aborts this task.
             loop {
                 tick.tick().await;
-                if let Some(rss) = server.and_then(|p| rss_kb(Some(p))) {
+                if let Some(rss) = sampled.server_rss_kb() {
                     let mut max = slot.lock().unwrap_or_else(PoisonError::into_inner);
                     *max = Some(max.map_or(rss, |m| m.max(rss)));
                 }
@@ -121,9 +153,13 @@ impl Sampler {
         Self {
             task,
             max_rss,
-            server_start: server.and_then(|p| cpu_ticks(Some(p))),
+            starts: [
+                ticks_of(&watched.server),
+                ticks_of(&watched.db),
+                ticks_of(&watched.bus),
+            ],
             bench_start: sum_ticks(&bench),
-            server,
+            watched: watched.clone(),
             bench,
             started: Instant::now(),
         }
@@ -137,16 +173,18 @@ impl Sampler {
         let pct = |start: Option<u64>, end: Option<u64>| {
             Some(end?.saturating_sub(start?) as f64 / tck / wall * 100.0)
         };
-        let server_end = self.server.and_then(|p| cpu_ticks(Some(p)));
         let bench_end = sum_ticks(&self.bench);
         let mut max_rss = *self.max_rss.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(rss) = self.server.and_then(|p| rss_kb(Some(p))) {
+        if let Some(rss) = self.watched.server_rss_kb() {
             max_rss = Some(max_rss.map_or(rss, |m| m.max(rss)));
         }
+        let [server, db, bus] = self.starts;
         Usage {
-            server_cpu_pct: pct(self.server_start, server_end),
+            server_cpu_pct: pct(server, ticks_of(&self.watched.server)),
             server_rss_kb_max: max_rss,
             bench_cpu_pct: pct(self.bench_start, bench_end),
+            db_cpu_pct: pct(db, ticks_of(&self.watched.db)),
+            bus_cpu_pct: pct(bus, ticks_of(&self.watched.bus)),
         }
     }
 }

@@ -173,6 +173,16 @@ impl Report {
             &format!("{label}bench CPU %"),
             round(usage.bench_cpu_pct),
         );
+        self.add_opt(
+            &format!("{prefix}db_cpu_pct"),
+            &format!("{label}database CPU %"),
+            round(usage.db_cpu_pct),
+        );
+        self.add_opt(
+            &format!("{prefix}bus_cpu_pct"),
+            &format!("{label}bus CPU %"),
+            round(usage.bus_cpu_pct),
+        );
     }
 
     /// The JSON object.

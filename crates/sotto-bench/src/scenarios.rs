@@ -21,7 +21,7 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Resolves `--server` (loopback only) and builds the connector.
 pub fn connector(common: &Common) -> anyhow::Result<Connector> {
-    Connector::new(crate::tls::resolve(
+    Connector::new(crate::tls::resolve_all(
         &common.server,
         common.protocol == Protocol::Irc,
     )?)
@@ -101,7 +101,7 @@ pub async fn base_spec(
             size,
             warmup: seconds(common.warmup, "warmup")?,
             duration: seconds(common.duration, "duration")?,
-            server_pid: common.server_pid,
+            watched: common.watched(),
         },
         setup_time,
     ))
@@ -282,7 +282,7 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<Report> {
         .unwrap_or(0);
     let latencies = Latencies::new()?;
     let common = Arc::new(common);
-    let sampler = Sampler::start(common.server_pid, vec![None]);
+    let sampler = Sampler::start(&common.watched(), vec![None]);
     let started = Instant::now();
     let mut set = JoinSet::new();
     let mut next = 0;

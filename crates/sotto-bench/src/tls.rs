@@ -38,11 +38,14 @@ pub fn connect_concurrency(irc: bool) -> usize {
         .unwrap_or(16)
 }
 
-/// Everything needed to open connections to one server.
+/// Everything needed to open connections to one server, or to the nodes
+/// of a cluster (connections go to each in turn).
 #[derive(Clone)]
 pub struct Connector {
-    /// The server's address (loopback).
-    pub addr: SocketAddr,
+    /// The server's addresses (loopback): one, or a cluster's nodes.
+    pub addrs: Vec<SocketAddr>,
+    /// The node the next connection goes to.
+    next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Shared rustls config (TLS 1.3 only, ring).
     tls: TlsConnector,
 }
@@ -50,9 +53,15 @@ pub struct Connector {
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connector")
-            .field("addr", &self.addr)
+            .field("addrs", &self.addrs)
             .finish_non_exhaustive()
     }
+}
+
+/// Resolves `--server`: one `HOST[:PORT]`, or a cluster's nodes separated
+/// by commas, each to a loopback address.
+pub fn resolve_all(servers: &str, irc: bool) -> anyhow::Result<Vec<SocketAddr>> {
+    servers.split(',').map(|s| resolve(s.trim(), irc)).collect()
 }
 
 /// Resolves `HOST[:PORT]` to a loopback address; the port defaults to
@@ -78,17 +87,21 @@ pub fn resolve(server: &str, irc: bool) -> anyhow::Result<SocketAddr> {
 }
 
 impl Connector {
-    /// A connector for `addr`, which must be a loopback address.
-    pub fn new(addr: SocketAddr) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            addr.ip().is_loopback(),
-            "the bench only runs against loopback servers, not {addr}"
-        );
+    /// A connector for `addrs`, which must be loopback addresses.
+    pub fn new(addrs: Vec<SocketAddr>) -> anyhow::Result<Self> {
+        anyhow::ensure!(!addrs.is_empty(), "no server address");
+        for addr in &addrs {
+            anyhow::ensure!(
+                addr.ip().is_loopback(),
+                "the bench only runs against loopback servers, not {addr}"
+            );
+        }
         // The client library's TLS 1.3 config; its verifier records the
         // certificate (nobody pins it here) and checks handshake signatures.
         let (config, _seen) = sotto_client::tls::client_config()?;
         Ok(Self {
-            addr,
+            addrs,
+            next: Default::default(),
             tls: TlsConnector::from(config),
         })
     }
@@ -96,7 +109,9 @@ impl Connector {
     /// Connects and completes the TLS handshake. `recv_buffer` sets a small
     /// socket receive buffer (for the stalled client of `slow-consumer`).
     pub async fn connect(&self, recv_buffer: Option<u32>) -> anyhow::Result<Stream> {
-        let socket = if self.addr.is_ipv4() {
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let addr = self.addrs[turn % self.addrs.len()];
+        let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()
         } else {
             TcpSocket::new_v6()
@@ -109,11 +124,11 @@ impl Connector {
         }
         let fut = async {
             let tcp = socket
-                .connect(self.addr)
+                .connect(addr)
                 .await
-                .with_context(|| format!("connecting to {}", self.addr))?;
+                .with_context(|| format!("connecting to {addr}"))?;
             tcp.set_nodelay(true).context("setting TCP_NODELAY")?;
-            let name = ServerName::IpAddress(self.addr.ip().into());
+            let name = ServerName::IpAddress(addr.ip().into());
             self.tls.connect(name, tcp).await.context("TLS handshake")
         };
         tokio::time::timeout(HANDSHAKE_TIMEOUT, fut)
@@ -142,7 +157,11 @@ mod tests {
 
     #[test]
     fn connector_refuses_remote_servers() {
-        assert!(Connector::new("192.0.2.1:7443".parse().unwrap()).is_err());
-        assert!(Connector::new("127.0.0.1:7443".parse().unwrap()).is_ok());
+        assert!(Connector::new(vec!["192.0.2.1:7443".parse().unwrap()]).is_err());
+        assert!(Connector::new(vec!["127.0.0.1:7443".parse().unwrap()]).is_ok());
+        assert!(Connector::new(Vec::new()).is_err());
+        let nodes = resolve_all("127.0.0.1:7443, 127.0.0.1:7444", false).unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert!(resolve_all("127.0.0.1:7443,192.0.2.1:7443", false).is_err());
     }
 }
