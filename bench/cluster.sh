@@ -55,7 +55,10 @@ start_nodes() {
     ADDRS=""
     for i in $(seq "$n"); do
         port=$((7600 + i))
-        local args=(serve --listen "127.0.0.1:$port" --data-dir "$WORK/$engine-$n-$i")
+        # As bench/compare.sh runs Sotto: no request or registration limits.
+        local args=(serve --listen "127.0.0.1:$port" --data-dir "$WORK/$engine-$n-$i"
+                    --requests-per-second 1000000 --request-burst 1000000
+                    --outbound-buffer 1048576 --max-registrations-per-hour 1000000000)
         if [ "$engine" = postgres ]; then
             args+=(--database "${SOTTO_TEST_POSTGRES/dbname=postgres/dbname=$db}"
                    --cluster "$SOTTO_TEST_NATS")
@@ -79,7 +82,8 @@ run() {  # run ENGINE N SCENARIO ARGS...
     fi
     "$BENCH" "$scenario" --server "$ADDRS" "${watch[@]}" \
         --state-dir "$WORK/state-$engine-$n" --duration "$DURATION" --warmup "$WARMUP" \
-        --json "$@" | tail -n 1 \
+        --json "$@" >"$WORK/run.out"
+    tail -n 1 "$WORK/run.out" \
         | python3 -c "import json,sys; d=json.load(sys.stdin); d.update(engine='$engine', nodes=$n); print(json.dumps(d))" \
         | tee -a "$RESULTS"
 }
