@@ -67,7 +67,7 @@ fn group_commit(c: &mut Criterion) {
                 client
                     .batch_execute(&format!("CREATE SCHEMA {schema}"))
                     .await?;
-                store::open(&Database::Postgres(url), dir.path()).await
+                store::open(&Database::Postgres(url), dir.path(), false).await
             })
             .expect("opens the PostgreSQL database");
         measure(c, "group_commit_200B_postgres", opened.writer.as_mut());

@@ -285,7 +285,7 @@ pub async fn run(
         reads,
         server_id,
         opaque,
-    } = store::open(&config.database, &config.data_dir)
+    } = store::open(&config.database, &config.data_dir, config.cluster.is_some())
         .await
         .with_context(|| format!("opening {}", config.database.describe(&config.data_dir)))?;
     // Loaded on a blocking thread: an engine may block on the runtime.

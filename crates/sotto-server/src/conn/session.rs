@@ -25,7 +25,8 @@ pub(super) enum AuthState {
         /// proving the old one, once.
         legacy: bool,
         /// A password change waiting for its last messages.
-        change: Option<PasswordChange>,
+        /// (Boxed: it is large, and rarely there.)
+        change: Option<Box<PasswordChange>>,
     },
 }
 
@@ -139,7 +140,7 @@ impl Connection {
             &new,
         )
         .await?;
-        *change = Some(started);
+        *change = Some(Box::new(started));
         Ok(Response::PasswordChallenge {
             old: old_reply,
             new: new_reply,
@@ -166,7 +167,7 @@ impl Connection {
                 "no password change is waiting: start one first",
             ));
         };
-        login::password_finish(&self.shared, name, user_id, started, old.as_ref(), &new).await?;
+        login::password_finish(&self.shared, name, user_id, *started, old.as_ref(), &new).await?;
         *legacy = false;
         Ok(Response::Done)
     }

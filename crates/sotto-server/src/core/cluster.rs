@@ -345,6 +345,11 @@ impl Core {
     /// Records `user`'s status on `node` (`None`: offline there), and tells
     /// this node's connections what changed for the cluster as a whole.
     fn set_remote(&mut self, node: u64, user: i64, status: Option<Status>, fx: &mut Effects) {
+        // A user this node does not know yet (the log entry that made the
+        // account is still on its way): the next heartbeat says it again.
+        let Ok(name) = self.name(user) else {
+            return;
+        };
         let before = self.status_anywhere(user);
         let Some(cluster) = &mut self.cluster else {
             return;
@@ -373,9 +378,6 @@ impl Core {
         if before == after {
             return;
         }
-        let Ok(name) = self.name(user) else {
-            return;
-        };
         let change = match (before, after) {
             (None, Some(status)) => {
                 self.online_names.insert(name.clone());

@@ -324,14 +324,16 @@ impl std::fmt::Debug for dyn Writer {
     }
 }
 
-/// Opens (creating or upgrading the schema if needed) the database.
-pub async fn open(database: &Database, data_dir: &Path) -> anyhow::Result<Opened> {
+/// Opens (creating or upgrading the schema if needed) the database, for
+/// a node of a cluster if `clustered` (a PostgreSQL database is used by one
+/// server alone, or by the nodes of one cluster only).
+pub async fn open(database: &Database, data_dir: &Path, clustered: bool) -> anyhow::Result<Opened> {
     match database {
         Database::Sqlite => {
             // Opening SQLite is quick (the schema check), done in place.
             sqlite::open(&db_path(data_dir))
         }
-        Database::Postgres(url) => postgres::open(url).await,
+        Database::Postgres(url) => postgres::open(url, clustered).await,
     }
 }
 

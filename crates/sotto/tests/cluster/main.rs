@@ -3,6 +3,7 @@
 //! need both servers: run them with `scripts/test`, which starts them.
 
 mod chat;
+mod database;
 mod failover;
 mod limits;
 mod outage;

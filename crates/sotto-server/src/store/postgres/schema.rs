@@ -102,13 +102,21 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 ";
 
+/// Advisory locks (below) are taken as (kind, a hash of the schema's
+/// name): servers using different schemas of one database (the tests do)
+/// do not hold each other up.
+
 /// Version of the schema above, kept in `meta` as `schema_version`.
 pub(super) const SCHEMA_VERSION: i64 = 1;
 
 /// Held (as a transaction-scoped advisory lock) while the schema is
 /// checked, so that nodes starting together do not race to create it.
-pub(super) const SCHEMA_LOCK: i64 = 0x5077_0001;
+pub(super) const SCHEMA_LOCK: i32 = 0x5077_0001;
+
+/// Held by the writer's connection of every server using the database:
+/// exclusively by a server alone, shared by the nodes of a cluster.
+pub(super) const SERVER_LOCK: i32 = 0x5077_0003;
 
 /// The cluster's commit lock (transaction-scoped): one node's batch at a
 /// time appends to the change log and commits.
-pub(super) const COMMIT_LOCK: i64 = 0x5077_0002;
+pub(super) const COMMIT_LOCK: i32 = 0x5077_0002;
