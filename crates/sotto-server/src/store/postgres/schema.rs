@@ -102,9 +102,9 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 ";
 
-/// Advisory locks (below) are taken as (kind, a hash of the schema's
-/// name): servers using different schemas of one database (the tests do)
-/// do not hold each other up.
+// Advisory locks (below) are taken as (kind, a hash of the schema's
+// name): servers using different schemas of one database (the tests do)
+// do not hold each other up.
 
 /// Version of the schema above, kept in `meta` as `schema_version`.
 pub(super) const SCHEMA_VERSION: i64 = 1;
