@@ -35,28 +35,18 @@ impl Core {
         let name = self.name(user)?;
 
         // Its to-device queue, with what is still in it.
-        if let Some(inbox) = self.dir.inboxes.remove(&device_key) {
+        if let Some(inbox) = self.dir.inboxes.get(&device_key).copied() {
             self.usage.prune(&mut self.db, inbox, u64::MAX)?;
             self.db.delete_room(inbox)?;
-            self.dir.rooms.remove(&inbox);
-            if let Some(rooms) = self.dir.user_rooms.get_mut(&user) {
-                rooms.remove(&inbox);
-            }
+            self.dir.remove_room(inbox);
         }
         self.db.delete_device(device_key)?;
         self.db.note(Change::DeviceDeleted {
             id: device_key,
             by: by.to_string(),
         });
-        self.dir.device_keys.remove(&(user, device.clone()));
-        self.dir.device_names.remove(&device_key);
-        if let Some(devices) = self.dir.user_devices.get_mut(&user) {
-            devices.retain(|d| *d != device_key);
-        }
-        self.dir.cursors.retain(|(d, _), _| *d != device_key);
+        self.dir.remove_device(user, device_key);
         self.dirty_cursors.retain(|(d, _), _| *d != device_key);
-        self.dir.published_keys.remove(&device_key);
-        self.dir.key_state.remove(&device_key);
 
         // Its connections are told, then closed; until they are gone they
         // can do nothing more (see `Conn::removed`).

@@ -429,7 +429,7 @@ impl Core {
             .collect();
         let Some(first) = remaining.first().copied() else {
             // The last member leaving deletes the group.
-            self.delete_group(room_id, &group)?;
+            self.delete_group(room_id)?;
             return Ok(Ok(Response::Done));
         };
         let new_owner = if room.owner == Some(user) {
@@ -466,7 +466,7 @@ impl Core {
         let room = self.room(room_id)?;
         let mut members = room.members_in_order();
         members.extend(room.invited.keys());
-        self.delete_group(room_id, &group)?;
+        self.delete_group(room_id)?;
         for member in members {
             let notices = self.notices_room(member)?;
             self.append(
@@ -481,23 +481,10 @@ impl Core {
         Ok(Ok(Response::Done))
     }
 
-    fn delete_group(&mut self, room_id: u64, group: &GroupName) -> anyhow::Result<()> {
+    fn delete_group(&mut self, room_id: u64) -> anyhow::Result<()> {
         self.usage.prune(&mut self.db, room_id, u64::MAX)?;
         self.db.delete_room(room_id)?;
-        if let Some(room) = self.dir.rooms.remove(&room_id) {
-            for member in room.members.keys() {
-                if let Some(rooms) = self.dir.user_rooms.get_mut(member) {
-                    rooms.remove(&room_id);
-                }
-            }
-            for invitee in room.invited.keys() {
-                if let Some(rooms) = self.dir.invitations.get_mut(invitee) {
-                    rooms.remove(&room_id);
-                }
-            }
-        }
-        self.dir.groups.remove(group);
-        self.dir.cursors.retain(|(_, room), _| *room != room_id);
+        self.dir.remove_room(room_id);
         Ok(())
     }
 }

@@ -357,15 +357,7 @@ impl Core {
             .cloned()
             .unwrap_or_default();
         self.db.remove_member(room_id, user, &devices)?;
-        for device in devices {
-            self.dir.cursors.remove(&(device, room_id));
-        }
-        if let Some(room) = self.dir.rooms.get_mut(&room_id) {
-            room.members.remove(&user);
-        }
-        if let Some(rooms) = self.dir.user_rooms.get_mut(&user) {
-            rooms.remove(&room_id);
-        }
+        self.dir.remove_member(room_id, user);
         Ok(())
     }
 
