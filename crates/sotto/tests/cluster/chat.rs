@@ -176,3 +176,52 @@ async fn files_sealed_messages_and_new_devices_cross_nodes() {
     assert_eq!(phone.expect_private().await.1, "to all your devices");
     assert_eq!(bob.expect_private().await.1, "to all your devices");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_has_one_order_on_every_node_and_in_the_database() {
+    let cluster = TestCluster::start(3).await;
+    let mut senders = Vec::new();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        senders.push(node.client(&format!("sender{i}")).await);
+    }
+    let mut near = cluster.nodes[0].client("near").await;
+    let mut far = cluster.nodes[2].client("far").await;
+
+    // Three senders on three nodes at once, into one room.
+    const EACH: usize = 20;
+    let mut sending = Vec::new();
+    for sender in &senders {
+        let (client, name) = (sender.client.clone(), sender.name.clone());
+        sending.push(tokio::spawn(async move {
+            for n in 0..EACH {
+                client.send_lobby(&format!("{name} {n}")).await.unwrap();
+            }
+        }));
+    }
+    for task in sending {
+        task.await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for watcher in [&mut near, &mut far] {
+        let mut texts = Vec::new();
+        while texts.len() < 3 * EACH {
+            texts.push(watcher.expect_lobby().await.1);
+        }
+        seen.push(texts);
+    }
+    // The same interleaving on node 0 and node 2 ...
+    assert_eq!(seen[0], seen[1]);
+    // ... as stored, read back from any node.
+    let stored: Vec<String> = far
+        .client
+        .history(3 * EACH as u32)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::Lobby { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stored, seen[0]);
+}
