@@ -285,6 +285,7 @@ pub async fn run(
         reads,
         server_id,
         opaque,
+        bus_key,
     } = store::open(&config.database, &config.data_dir, config.cluster.is_some())
         .await
         .with_context(|| format!("opening {}", config.database.describe(&config.data_dir)))?;
@@ -344,6 +345,7 @@ pub async fn run(
                 bus::connect(
                     url,
                     &server_id,
+                    bus_key.context("a cluster needs PostgreSQL")?,
                     node,
                     core_tx.clone(),
                     outbox_rx,

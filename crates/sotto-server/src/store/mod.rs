@@ -316,6 +316,10 @@ pub struct Opened {
     pub reads: Reads,
     pub server_id: ServerId,
     pub opaque: ServerKeys,
+    /// On PostgreSQL: the key a cluster's nodes sign their bus messages
+    /// with (made once, kept in the database, so every node has it and the
+    /// bus does not).
+    pub bus_key: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for dyn Writer {

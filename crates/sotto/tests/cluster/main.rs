@@ -2,6 +2,7 @@
 //! NATS server, with end-to-end encrypted clients spread over them. They
 //! need both servers: run them with `scripts/test`, which starts them.
 
+mod bus;
 mod chat;
 mod database;
 mod failover;

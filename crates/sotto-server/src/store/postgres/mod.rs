@@ -51,7 +51,7 @@ pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
 /// with it, the writer and the readers.
 pub async fn open(url: &str, clustered: bool) -> anyhow::Result<Opened> {
     let mut client = connect(url).await?;
-    let (server_id, opaque) = prepare(&mut client).await?;
+    let (server_id, opaque, bus_key) = prepare(&mut client).await?;
     take_server_lock(&client, clustered).await?;
     let reads = PgReads::open(url).await?;
     let writer = PgWriter::new(
@@ -65,6 +65,7 @@ pub async fn open(url: &str, clustered: bool) -> anyhow::Result<Opened> {
         reads: Reads::Postgres(reads),
         server_id,
         opaque,
+        bus_key: Some(bus_key),
     })
 }
 
@@ -77,7 +78,7 @@ pub async fn shared_certificate(
     key: &str,
 ) -> anyhow::Result<(String, String)> {
     let mut client = connect(url).await?;
-    let (_, _) = prepare(&mut client).await?;
+    prepare(&mut client).await?;
     let tx = client.transaction().await?;
     for (name, value) in [("tls_cert", cert), ("tls_key", key)] {
         tx.execute(
@@ -101,8 +102,9 @@ pub async fn shared_certificate(
 }
 
 /// Creates or checks the schema, and reads (making them the first time)
-/// the server id and login keys: one of each for every node of a cluster.
-async fn prepare(client: &mut Client) -> anyhow::Result<(ServerId, ServerKeys)> {
+/// the server id, the login keys and the bus key: one of each for every
+/// node of a cluster.
+async fn prepare(client: &mut Client) -> anyhow::Result<(ServerId, ServerKeys, [u8; 32])> {
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))",
@@ -163,8 +165,19 @@ async fn prepare(client: &mut Client) -> anyhow::Result<(ServerId, ServerKeys)> 
         .await?;
     let opaque = ServerKeys::from_bytes(stored.get::<_, &[u8]>(0))
         .map_err(|e| anyhow::anyhow!("the stored OPAQUE keys: {e}"))?;
+    let key: [u8; 32] = rand::random();
+    tx.execute(
+        "INSERT INTO meta (name, value) VALUES ('bus_key', $1) ON CONFLICT DO NOTHING",
+        &[&key.as_slice()],
+    )
+    .await?;
+    let stored = tx
+        .query_one("SELECT value FROM meta WHERE name = 'bus_key'", &[])
+        .await?;
+    let bus_key = <[u8; 32]>::try_from(stored.get::<_, &[u8]>(0))
+        .map_err(|_| anyhow::anyhow!("the stored bus key is not 32 bytes"))?;
     tx.commit().await?;
-    Ok((server_id, opaque))
+    Ok((server_id, opaque, bus_key))
 }
 
 /// Tries to take the server lock for this many tenths of a second.

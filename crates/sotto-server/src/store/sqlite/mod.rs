@@ -37,6 +37,7 @@ pub fn open(path: &Path) -> anyhow::Result<Opened> {
         reads: Reads::Sqlite(ReadPool::new(path.to_path_buf())),
         server_id,
         opaque,
+        bus_key: None,
     })
 }
 
