@@ -101,13 +101,17 @@ impl TestDb {
         }
     }
 
-    /// The first column of every row, as integers.
-    pub async fn integers(&self, sql: &str) -> Vec<i64> {
+    /// The first column of every row, read as `T` (the types both engines
+    /// read alike: integers, bytes, text).
+    async fn column<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: rusqlite::types::FromSql + for<'a> tokio_postgres::types::FromSql<'a>,
+    {
         match &self.database {
             Database::Sqlite => {
                 let db = rusqlite::Connection::open(&self.path).expect("open the database");
                 let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                stmt.query_map([], |r| r.get::<_, i64>(0))
+                stmt.query_map([], |r| r.get::<_, T>(0))
                     .and_then(|rows| rows.collect())
                     .unwrap_or_else(|e| panic!("{sql}: {e}"))
             }
@@ -117,9 +121,14 @@ impl TestDb {
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"))
                 .iter()
-                .map(|r| r.get::<_, i64>(0))
+                .map(|r| r.get::<_, T>(0))
                 .collect(),
         }
+    }
+
+    /// The first column of every row, as integers.
+    pub async fn integers(&self, sql: &str) -> Vec<i64> {
+        self.column(sql).await
     }
 
     /// The first column of the first row, as an integer.
@@ -133,44 +142,12 @@ impl TestDb {
 
     /// The first column of every row, as bytes (a BLOB or BYTEA column).
     pub async fn blobs(&self, sql: &str) -> Vec<Vec<u8>> {
-        match &self.database {
-            Database::Sqlite => {
-                let db = rusqlite::Connection::open(&self.path).expect("open the database");
-                let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))
-                    .and_then(|rows| rows.collect())
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
-            Database::Postgres(url) => Self::pg(url)
-                .await
-                .query(sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .iter()
-                .map(|r| r.get::<_, Vec<u8>>(0))
-                .collect(),
-        }
+        self.column(sql).await
     }
 
     /// The first column of every row, as text.
     pub async fn texts(&self, sql: &str) -> Vec<String> {
-        match &self.database {
-            Database::Sqlite => {
-                let db = rusqlite::Connection::open(&self.path).expect("open the database");
-                let mut stmt = db.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-                stmt.query_map([], |r| r.get::<_, String>(0))
-                    .and_then(|rows| rows.collect())
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            }
-            Database::Postgres(url) => Self::pg(url)
-                .await
-                .query(sql, &[])
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect(),
-        }
+        self.column(sql).await
     }
 
     /// The server's id, as it tells clients.
