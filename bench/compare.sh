@@ -80,10 +80,11 @@ done
 chown -R irc:irc "$IRC_DIR"
 
 # --- 3. build ------------------------------------------------------------------
-log "building sotto and sotto-bench (release)"
+log "building sotto, sotto-bench and irc-check (release)"
 (cd "$REPO" && cargo build --release -p sotto -p sotto-bench)
 SOTTO_BIN=$REPO/target/release/sotto
 BENCH_BIN=$REPO/target/release/sotto-bench
+CHECK_BIN=$REPO/target/release/irc-check
 
 # Every process started from here inherits the raised descriptor limit
 # (the hard limit on this machine is 20,000).
@@ -199,6 +200,54 @@ print(json.dumps(row))
 EOF
 }
 
+# check ID SERVER -- irc-check arguments
+# The cross-check: the same scenario against a fresh SERVER (inspircd or
+# ngircd), measured by irc-check, a second IRC load generator that shares
+# no code with sotto-bench. Its JSON line lands in results.jsonl too
+# (tool "irc-check"); report.py sets it beside sotto-bench's row.
+check() {
+    local id=$1 server=$2
+    shift 3
+    if [[ -n $ONLY && " $ONLY " != *" $id "* ]]; then return 0; fi
+    if [[ " $SERVERS " != *" $server "* ]]; then return 0; fi
+    if [[ " $SKIP " == *" $id:$server "* ]]; then return 0; fi
+    local tag="$id-$server-check" addr label connects=16
+    case $server in
+        inspircd) addr=$INSPIRCD_ADDR label=InspIRCd connects=512 ;;
+        ngircd) addr=$NGIRCD_ADDR label=ngIRCd ;;
+    esac
+    log "cross-check with irc-check: $id, $label"
+    start_server "$server" "$tag"
+    local out=$WORK/run/$tag/check.out status=0
+    local gate=(--concurrency "$connects")
+    [[ " $* " == *" --concurrency "* ]] && gate=()
+    timeout $((DURATION + WARMUP + 1200)) "$CHECK_BIN" "$@" --server "$addr" \
+        --server-pid "$SERVER_PID" --duration "$DURATION" --warmup "$WARMUP" \
+        "${gate[@]}" >"$out" 2>"$WORK/run/$tag/check.err" || status=$?
+    stop_server
+    python3 - "$id" "$label" "$status" "$out" >>"$RESULTS" <<'EOF2'
+import json, sys
+table, label, status, path = sys.argv[1:]
+lines = [l for l in open(path, encoding="utf-8", errors="replace").read().splitlines() if l.strip()]
+try:
+    row = json.loads(lines[-1]) if int(status) == 0 else None
+except (IndexError, ValueError):
+    row = None
+if row is None:
+    row = {"tool": "irc-check", "error": f"irc-check exited with status {status}; see {path}"}
+row.update(table=table, label=label)
+print(json.dumps(row))
+EOF2
+}
+
+# checks ID -- ARGS: the cross-check against InspIRCd and ngIRCd.
+checks() {
+    local id=$1
+    shift 2
+    check "$id" inspircd -- "$@"
+    check "$id" ngircd -- "$@"
+}
+
 # each ID TITLE -- ARGS: the scenario against Sotto, InspIRCd and ngIRCd.
 each() {
     local id=$1 title=$2
@@ -219,25 +268,32 @@ run fanout-1000 "$T" "Sotto (lobby)" sotto -- fanout --clients 1000 "${FAN[@]}" 
 run fanout-1000 "$T" "Sotto (group)" sotto -- fanout --clients 1000 "${FAN[@]}" "${PACE[@]}" --room group
 run fanout-1000 "$T" "InspIRCd" inspircd -- fanout --clients 1000 "${FAN[@]}" "${PACE[@]}"
 run fanout-1000 "$T" "ngIRCd" ngircd -- fanout --clients 1000 "${FAN[@]}" "${PACE[@]}"
+checks fanout-1000 -- fanout --clients 1000 --senders "$SENDERS" --size "$SIZE" --window "$WINDOW"
 
 each fanout-5000 "fanout, 5,000 members (group), $SENDERS senders, window $WINDOW, $SIZE-byte messages" -- \
     fanout --clients 5000 "${FAN[@]}" "${PACE[@]}" --room group
+checks fanout-5000 -- fanout --clients 5000 --senders "$SENDERS" --size "$SIZE" --window "$WINDOW"
 
 # 200 messages/s over all senders to 1,000 members: 200k deliveries/s offered.
 each fanout-rate "fanout at 200k deliveries/s offered (200 msgs/s x 1,000 members, group), $SENDERS senders" -- \
     fanout --clients 1000 "${FAN[@]}" --rate 200 --room group
+checks fanout-rate -- fanout --clients 1000 --senders "$SENDERS" --size "$SIZE" --rate 200
 
 each direct-1000 "direct, 1,000 pairs, window $WINDOW, $SIZE-byte messages" -- \
     direct --pairs 1000 "${PACE[@]}" --size "$SIZE"
+checks direct-1000 -- direct --pairs 1000 --window "$WINDOW" --size "$SIZE"
 
 each idle-19000 "idle, 19,000 logged-in TLS connections" -- \
     idle --connections 19000
+checks idle-19000 -- idle --clients 19000
 
 each login-200 "login storm, 200 clients, 16 at once" -- \
     login --clients 200 --concurrency 16
+checks login-200 -- idle --clients 200 --concurrency 16
 
 each slow-consumer "slow consumer, 1,000 members (group), $SENDERS senders, window $WINDOW" -- \
     slow-consumer --clients 1000 "${FAN[@]}" "${PACE[@]}" --room group
+checks slow-consumer -- fanout --clients 1000 --senders "$SENDERS" --size "$SIZE" --window "$WINDOW" --stalled 1
 
 # --- 6. report ---------------------------------------------------------------------
 log "writing $OUTPUT"

@@ -105,12 +105,18 @@ COLUMNS = [
     ("server CPU %", "server_cpu_pct", num),
     ("server RSS max MiB", "server_rss_kb_max", mb),
     ("bench CPU %", "bench_cpu_pct", num),
+    # Validation: what each side spent per delivery, and the CPU nobody
+    # used (if the bench had been the limit, it would be near 0 with the
+    # bench's share at least the server's).
+    ("server µs/delivery", "server_us_per_delivery", lambda v: num(v, 2)),
+    ("bench µs/delivery", "bench_us_per_delivery", lambda v: num(v, 2)),
+    ("CPU unused %", "cpu_unused_pct", num),
 ]
 
 # Keys that are not columns: identification, or shown elsewhere.
 KNOWN = {
     "table", "title", "label", "scenario", "protocol", "server", "duration_s",
-    "messages_sent", "deliveries", "error",
+    "messages_sent", "deliveries", "error", "tool",
 } | {path.split(".")[0] for _, path, _ in COLUMNS}
 
 
@@ -121,6 +127,59 @@ def flatten(value, prefix=""):
             yield from flatten(inner, f"{prefix}{key}.")
     else:
         yield prefix.rstrip("."), value
+
+
+def validate(row):
+    """Adds the validation figures derived from a row's CPU and rate."""
+    rate = row.get("deliveries_per_s")
+    server, bench = row.get("server_cpu_pct"), row.get("bench_cpu_pct")
+    if rate and server is not None and bench is not None:
+        row["server_us_per_delivery"] = server * 1e4 / rate
+        row["bench_us_per_delivery"] = bench * 1e4 / rate
+        row["cpu_unused_pct"] = max(0.0, 100.0 * (os.cpu_count() or 1) - server - bench)
+    return row
+
+
+# The cross-check: which figure of irc-check is compared with which of
+# sotto-bench, per kind of run.
+CHECKED = [
+    ("deliveries/s", "deliveries_per_s", "deliveries_per_s"),
+    ("logins/s", "logins_per_s", "logins_per_s"),
+    ("connect s", "connect_time_s", "connect_s"),
+    ("RSS/conn KiB", "rss_per_conn_kb", "rss_per_conn_kib"),
+]
+
+
+def cross_check(rows, checks):
+    """A table setting irc-check's figures beside sotto-bench's."""
+    out = [
+        "| server | figure | sotto-bench | irc-check | irc-check / sotto-bench | irc-check lost | irc-check CPU % | server CPU % under irc-check |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for check in checks:
+        if "error" in check:
+            notes.append(f"{check['label']}: irc-check **failed**: {check['error']}")
+            continue
+        bench = next((r for r in rows if r["label"] == check["label"] and "error" not in r), None)
+        for name, bench_key, check_key in CHECKED:
+            mine = check.get(check_key)
+            if mine is None:
+                continue
+            theirs = None if bench is None else bench.get(bench_key)
+            if bench is not None and theirs is None:
+                continue
+            ratio = f"{mine / theirs:.2f}" if theirs else "–"
+            digits = 0 if name in ("deliveries/s",) else (1 if name != "connect s" else 2)
+            out.append(
+                f"| {check['label']} | {name} | {num(theirs, digits)} | {num(mine, digits)} | {ratio} "
+                f"| {num(check.get('lost'))} | {num(check.get('check_cpu_pct'))} "
+                f"| {num(check.get('server_cpu_pct'))} |"
+            )
+    if notes:
+        out.append("")
+        out += [f"- {note}" for note in notes]
+    return "\n".join(out)
 
 
 def table(rows):
@@ -161,9 +220,12 @@ def table(rows):
 
 
 def render(results, args):
-    tables = {}
+    tables, checks = {}, {}
     for row in results:
-        tables.setdefault(row["table"], []).append(row)
+        if row.get("tool") == "irc-check":
+            checks.setdefault(row["table"], []).append(row)
+        else:
+            tables.setdefault(row["table"], []).append(validate(row))
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         BEGIN,
@@ -197,6 +259,13 @@ def render(results, args):
         "  deliveries/s = messages received summed over all clients / measured",
         "  seconds; latency = receive time minus the send time carried in the",
         "  message; lost/dup = messages never received / received twice.",
+        "- Validation columns: `server µs/delivery` and `bench µs/delivery` are",
+        "  each process's CPU time per delivery over the measured window, and",
+        "  `CPU unused %` is what neither used of all cores: a row where the",
+        "  bench spent more per delivery than the server and nothing was left",
+        "  would be measuring the bench. Each IRC row is measured again by",
+        "  `irc-check` (`crates/sotto-bench/src/bin/irc-check.rs`), an",
+        "  independent IRC load generator, against a fresh server.",
         "- Sotto: `sotto serve --requests-per-second 1000000 --request-burst 1000000",
         "  --outbound-buffer 1048576` (1 MiB, so the slow-consumer run reaches the",
         "  cut-off). IRC servers: configs in `bench/irc/` (connection",
@@ -209,6 +278,14 @@ def render(results, args):
     ]
     for key, rows in tables.items():
         lines += [f"### {rows[0]['title']}", "", table(rows), ""]
+        if key in checks:
+            lines += [
+                "Cross-check of the IRC rows with `irc-check` (a second IRC load",
+                "generator sharing no code with sotto-bench; a fresh server per run):",
+                "",
+                cross_check(rows, checks[key]),
+                "",
+            ]
     lines.append(END)
     return "\n".join(lines) + "\n"
 

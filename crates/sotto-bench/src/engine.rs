@@ -410,6 +410,7 @@ async fn client(
     // stall: nudge it with a PING while the window stays full.
     let mut keepalive = tokio::time::interval(IRC_KEEPALIVE);
     keepalive.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut last_progress = Instant::now();
     let mut sending = target.is_some();
     let mut seq = 0u64;
     let mut inflight = 0u64;
@@ -537,6 +538,7 @@ async fn client(
             permit = async { window_sem?.acquire().await.ok() }, if window_sem.is_some() => {
                 if let Some(permit) = permit {
                     permit.forget();
+                    last_progress = Instant::now();
                     send(&mut session, &mut seq)?;
                     while let Some(sem) = window_sem {
                         match sem.try_acquire() {
@@ -560,9 +562,15 @@ async fn client(
                 session.flush().await?;
             }
             _ = keepalive.tick(), if window_sem.is_some() => {
-                if window_sem.is_some_and(|sem| sem.available_permits() == 0) {
+                // Only a window that made no progress for a while: a PING
+                // per full window would double the server's work and the
+                // bench's (each is a TLS record and a reply).
+                if window_sem.is_some_and(|sem| sem.available_permits() == 0)
+                    && last_progress.elapsed() >= IRC_STALL
+                {
                     session.queue_raw(b"PING :keepalive\r\n");
                     session.flush().await?;
+                    last_progress = Instant::now();
                 }
             }
             _ = tokio::time::sleep_until(send_end), if sending => {}
@@ -588,8 +596,12 @@ async fn client(
     Ok(tally)
 }
 
-/// How often a blocked IRC window sender nudges the server.
-const IRC_KEEPALIVE: Duration = Duration::from_millis(20);
+/// How often a blocked IRC window sender checks whether to nudge the server.
+const IRC_KEEPALIVE: Duration = Duration::from_millis(100);
+
+/// How long an IRC window must stay full, with no slot freed, before its
+/// sender nudges the server with a PING.
+const IRC_STALL: Duration = Duration::from_millis(250);
 
 /// Whether client `i` releases window slots of `sender` (IRC window mode).
 fn irc_window_observer(spec: &LoadSpec, irc: bool, i: usize, sender: usize) -> bool {
