@@ -142,6 +142,10 @@ pub struct FanoutArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 100)]
     pub size: usize,
+    /// Through `sotto-client` with real end-to-end encryption (a group;
+    /// use tens of clients, each a full client with its local store).
+    #[arg(long)]
+    pub e2e: bool,
 }
 
 /// Which Sotto room `fanout` uses.
@@ -164,6 +168,10 @@ pub struct DirectArgs {
     /// Message size in bytes.
     #[arg(long, default_value_t = 100)]
     pub size: usize,
+    /// Through `sotto-client` with real end-to-end encryption (Olm,
+    /// Megolm, local store); use tens of pairs, not thousands.
+    #[arg(long)]
+    pub e2e: bool,
 }
 
 /// Flags of `idle`.

@@ -5,6 +5,7 @@
 //! measures; `bench/compare.sh` drives it against Sotto and IRC servers.
 
 mod cli;
+mod e2e;
 mod engine;
 mod idle;
 mod irc;

@@ -190,6 +190,17 @@ fn add_setup(report: &mut Report, setup_time: Option<Duration>) {
 /// `fanout`.
 pub async fn fanout(args: FanoutArgs) -> anyhow::Result<Report> {
     let common = &args.common;
+    if args.e2e {
+        anyhow::ensure!(
+            args.room != Some(RoomArg::Lobby),
+            "--e2e: the lobby is not end-to-end encrypted; use --room group"
+        );
+        let shape = crate::e2e::Shape::Group {
+            clients: args.clients,
+            senders: args.senders,
+        };
+        return crate::e2e::run(e2e_spec(common, shape, &args.pacing, args.size)?, "fanout").await;
+    }
     let pacing = pacing(&args.pacing)?;
     let room = args.room.unwrap_or(RoomArg::Lobby);
     let shape = Shape::Room {
@@ -221,6 +232,10 @@ pub async fn fanout(args: FanoutArgs) -> anyhow::Result<Report> {
 /// `direct`.
 pub async fn direct(args: DirectArgs) -> anyhow::Result<Report> {
     let common = &args.common;
+    if args.e2e {
+        let shape = crate::e2e::Shape::Pairs(args.pairs);
+        return crate::e2e::run(e2e_spec(common, shape, &args.pacing, args.size)?, "direct").await;
+    }
     let pacing = pacing(&args.pacing)?;
     let clients = args.pairs * 2;
     let (spec, setup_time) = base_spec(common, clients, Shape::Pairs, pacing, args.size).await?;
@@ -340,4 +355,33 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<Report> {
     report.add_latency("latency_us", "login latency µs", latencies.summary());
     report.add_usage("", "", usage);
     Ok(report)
+}
+
+/// The `--e2e` run the flags describe.
+fn e2e_spec(
+    common: &Common,
+    shape: crate::e2e::Shape,
+    pacing: &crate::cli::PacingArgs,
+    size: usize,
+) -> anyhow::Result<crate::e2e::Spec> {
+    anyhow::ensure!(
+        matches!(common.protocol, Protocol::Sotto),
+        "--e2e is for Sotto servers"
+    );
+    anyhow::ensure!(pacing.rate.is_none(), "--e2e paces by --window only");
+    Ok(crate::e2e::Spec {
+        server: common.server.clone(),
+        prefix: common.user_prefix.clone(),
+        password: common.password.clone(),
+        state_dir: common
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| crate::setup::default_state_dir(&common.server)),
+        shape,
+        window: pacing.window.unwrap_or(8) as usize,
+        size,
+        warmup: Duration::from_secs_f64(common.warmup),
+        duration: Duration::from_secs_f64(common.duration),
+        watched: common.watched(),
+    })
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use sotto_crypto::{Fingerprint, Passphrase, SealError};
 use sotto_proto::limits::{MAX_FILE_LEN, MAX_FILE_NAME_LEN, MAX_TEXT_LEN};
 use sotto_proto::{
-    DeliveryNote, FileBody, GroupInfo, GroupName, LoggedIn, Message, MessageBody, Request,
-    Response, Status, UserPresence, Username,
+    DeliveryNote, ErrorCode, FileBody, GroupInfo, GroupName, LoggedIn, Message, MessageBody,
+    Request, Response, Status, UserPresence, Username,
 };
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
@@ -149,6 +149,65 @@ impl Client {
         body: MessageBody,
         file: Option<&Path>,
     ) -> Result<SentInfo, ClientError> {
+        self.start_encrypted(to, body, file).await?.await
+    }
+
+    /// [`Client::send_encrypted`] up to the point where the message is
+    /// queued for the server, in order; the returned future waits for the
+    /// server's reply. Callers may start the next message before the reply.
+    ///
+    /// A private message the server refuses because the devices changed
+    /// after it was encrypted (a cached list raced a device being added or
+    /// removed) is encrypted again for the devices listed now and sent
+    /// again, up to [`DEVICE_RACE_RETRIES`] times. (Files are not kept
+    /// for that: the refusal is shown, and sending again works.)
+    async fn start_encrypted(
+        &self,
+        to: Target,
+        body: MessageBody,
+        file: Option<&Path>,
+    ) -> Result<PendingSend, ClientError> {
+        let retry = match (&to, &body) {
+            (Target::User(_), MessageBody::Text { .. } | MessageBody::Sealed(_)) => {
+                Some(body.clone())
+            }
+            _ => None,
+        };
+        let pending = self.queue_encrypted(to.clone(), body, file).await?;
+        let Some(body) = retry else {
+            return Ok(pending);
+        };
+        let client = self.clone();
+        Ok(Box::pin(async move {
+            let mut result = pending.await;
+            for _ in 0..DEVICE_RACE_RETRIES {
+                let Err(ClientError::Server(reply)) = &result else {
+                    break;
+                };
+                if reply.code != ErrorCode::DevicesChanged {
+                    break;
+                }
+                if let Target::User(peer) = &to {
+                    let mut crypto = lock(&client.crypto);
+                    crypto.forget_devices(peer);
+                    crypto.forget_devices(client.user());
+                }
+                result = match client.queue_encrypted(to.clone(), body.clone(), None).await {
+                    Ok(pending) => pending.await,
+                    Err(e) => Err(e),
+                };
+            }
+            result
+        }))
+    }
+
+    /// Plans, encrypts and queues one message (see [`Client::start_encrypted`]).
+    async fn queue_encrypted(
+        &self,
+        to: Target,
+        body: MessageBody,
+        file: Option<&Path>,
+    ) -> Result<PendingSend, ClientError> {
         let guard = self.send_lock.lock().await;
         let me = self.user().clone();
         let entry = Entry::sent(&me, &to, &body, file);
@@ -189,10 +248,15 @@ impl Client {
                 (group.room_id, members)
             }
         };
-        // Device lists are asked for on every send: a cached list could miss
-        // a device added a moment ago (its `DevicesChanged` notice may still
-        // be on its way), which would then not get the room key.
+        // A private message's device lists come from the cache when the
+        // server has not said they changed since (`Crypto::device_lists`):
+        // a steady-state private message is one request. (A group's
+        // members change, and the server tells about device changes only
+        // those who share a room with the user, so groups ask each time.)
         let mut plan = SendPlan::new(room_id, members, body);
+        if matches!(to, Target::User(_)) {
+            plan = plan.with_cached_devices();
+        }
         let mut reply = None;
         let payload = loop {
             let step = plan.next(&mut lock(&self.crypto), reply.take(), now_ms());
@@ -235,10 +299,12 @@ impl Client {
                 PlanStep::Payload(payload) => break payload,
             }
         };
-        // Encrypted: other sends may go on while this one is stored (the
-        // room session tolerates messages arriving out of index order).
+        // Queued before the next send is prepared, so messages leave in
+        // the order they were encrypted; the reply is waited for without
+        // the lock, so sends pipeline.
+        let reply = self.queue_payload(to, payload, entry, plan.digest()).await;
         drop(guard);
-        self.send_payload(to, payload, entry).await
+        reply
     }
 
     /// Refreshes `users`' devices from the directory through trust on first
@@ -255,6 +321,10 @@ impl Client {
         };
         let warnings = {
             let mut crypto = lock(&self.crypto);
+            // Fresher than what a send cached: the next send asks again.
+            for user in users {
+                crypto.forget_devices(user);
+            }
             let mut warnings = Vec::new();
             for user in users {
                 let theirs: Vec<_> = devices
@@ -479,17 +549,21 @@ impl Client {
         &self,
         op: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Op,
     ) -> Result<T, ClientError> {
+        wait_reply(self.enqueue(op).await?).await
+    }
+
+    /// Hands `op` to the actor (operations are carried out in the order
+    /// they were queued); the receiver gets its result.
+    async fn enqueue<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Op,
+    ) -> Result<oneshot::Receiver<Result<T, ClientError>>, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.ops
             .send(op(tx))
             .await
             .map_err(|_| ClientError::Disconnected)?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
-            Err(_) => Err(ClientError::Timeout("a reply")),
-            // The actor stopped without answering.
-            Ok(Err(_)) => Err(ClientError::Disconnected),
-            Ok(Ok(result)) => result,
-        }
+        Ok(rx)
     }
 
     async fn request(&self, request: Request) -> Result<Response, ClientError> {
@@ -500,25 +574,30 @@ impl Client {
     /// history once the server has stored it, saved with the batch the
     /// reply came in (the room session itself is not saved: each room
     /// starts a new one after a restart).
-    async fn send_payload(
+    async fn queue_payload(
         &self,
         to: Target,
         payload: Vec<u8>,
         entry: Entry,
-    ) -> Result<SentInfo, ClientError> {
+        devices: Option<u64>,
+    ) -> Result<PendingSend, ClientError> {
         let request = once(match to {
-            Target::User(to) => Message::Direct { to, payload },
+            Target::User(to) => Message::Direct {
+                to,
+                payload,
+                devices,
+            },
             Target::Group(group) => Message::Group { group, payload },
         });
         let entry = Box::new(entry);
-        sent(
-            self.call(|reply| Op::Send {
+        let rx = self
+            .enqueue(|reply| Op::Send {
                 request,
                 entry,
                 reply,
             })
-            .await?,
-        )
+            .await?;
+        Ok(Box::pin(async move { sent(wait_reply(rx).await?) }))
     }
 
     /// Sends text to the lobby.
@@ -533,6 +612,21 @@ impl Client {
             text: prepare_text(text)?,
         };
         self.send_encrypted(Target::User(to), body, None).await
+    }
+
+    /// Encrypts and queues a private message; the returned future waits
+    /// for the server's reply. Messages started one after another are
+    /// stored in that order, and the next may be started before the
+    /// reply (line mode pipelines piped input this way).
+    pub async fn start_private(
+        &self,
+        to: Username,
+        text: &str,
+    ) -> Result<PendingSend, ClientError> {
+        let body = MessageBody::Text {
+            text: prepare_text(text)?,
+        };
+        self.start_encrypted(Target::User(to), body, None).await
     }
 
     /// Sends a message to a group.
@@ -785,6 +879,24 @@ fn unexpected(request: &str, response: &Response) -> ClientError {
         Response::PasswordChallenge { .. } => "PasswordChallenge",
     };
     ClientError::Protocol(format!("unexpected {kind} reply to {request}"))
+}
+
+/// How often a private message refused for changed devices is encrypted
+/// again (each time after the directory was asked again).
+const DEVICE_RACE_RETRIES: usize = 3;
+
+/// A message queued for the server: resolves to where it was stored.
+pub type PendingSend =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SentInfo, ClientError>> + Send>>;
+
+/// Waits (at most [`REQUEST_TIMEOUT`]) for the actor's answer.
+async fn wait_reply<T>(rx: oneshot::Receiver<Result<T, ClientError>>) -> Result<T, ClientError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, rx).await {
+        Err(_) => Err(ClientError::Timeout("a reply")),
+        // The actor stopped without answering.
+        Ok(Err(_)) => Err(ClientError::Disconnected),
+        Ok(Ok(result)) => result,
+    }
 }
 
 fn sent(response: Response) -> Result<SentInfo, ClientError> {

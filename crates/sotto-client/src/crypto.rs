@@ -71,6 +71,12 @@ pub(crate) struct Crypto {
     machine: machine::Waiting,
     /// Private room ids by peer (they never change), for this session.
     pub direct_rooms: BTreeMap<Username, u64>,
+    /// Users' device lists as the directory last gave them, so a
+    /// steady-state send needs no lookup: a user's list is dropped when
+    /// the server says it changed (`DevicesChanged`, sent to everyone who
+    /// shares a room with them) and all of them on reconnecting (notices
+    /// sent while offline are not kept).
+    pub device_lists: HashMap<Username, Vec<sotto_proto::e2e::DeviceKeys>>,
     /// Received files waiting for the user's answer.
     pub offers: crate::offers::Offers,
 }
@@ -246,6 +252,7 @@ impl Crypto {
             held: held::Held::from_loaded(loaded.held),
             machine: machine::Waiting::default(),
             direct_rooms: BTreeMap::new(),
+            device_lists: HashMap::new(),
             offers: crate::offers::Offers::from_loaded(loaded.offers, loaded.next_offer),
         })
     }

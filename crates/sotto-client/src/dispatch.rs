@@ -91,6 +91,67 @@ pub enum Outcome {
     Quit,
 }
 
+/// A command carried out, or a message on its way.
+pub enum Started {
+    /// Carried out.
+    Done(Outcome),
+    /// Queued for the server, in order: the future waits for its reply.
+    /// The next command may be started before it resolves.
+    Sending(Pending),
+}
+
+/// What a queued message resolves to.
+pub type Pending = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Outcome, ClientError>> + Send + 'static>,
+>;
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Done(outcome) => f.debug_tuple("Done").field(outcome).finish(),
+            Self::Sending(_) => f.write_str("Sending"),
+        }
+    }
+}
+
+/// Starts `command`: a private message is encrypted and queued, and its
+/// reply is left to the caller to wait for (so piped input pipelines:
+/// one round trip per message, not per line); anything else is carried
+/// out as by [`execute`].
+pub async fn start(client: &Client, command: Command) -> Result<Started, ClientError> {
+    match command {
+        Command::Private { to, text } => {
+            Ok(Started::Sending(start_private(client, to, text).await?))
+        }
+        other => execute(client, other).await.map(Started::Done),
+    }
+}
+
+async fn start_private(
+    client: &Client,
+    to: Username,
+    text: String,
+) -> Result<Pending, ClientError> {
+    let pending = client
+        .start_private(to.clone(), &text)
+        .await
+        .map_err(|e| hint_command(e, &to))?;
+    let from = client.user().clone();
+    Ok(Box::pin(async move {
+        let info = pending.await.map_err(|e| hint_command(e, &to))?;
+        Ok(Outcome::Sent {
+            to: to.to_string(),
+            note: info.note.map(|n| (to.clone(), n)),
+            echo: Some(ClientEvent::Private {
+                from,
+                peer: to,
+                text: shown(&text),
+                ts: info.ts,
+            }),
+        })
+    }))
+}
+
 /// Carries out `command` for `client`.
 pub async fn execute(client: &Client, command: Command) -> Result<Outcome, ClientError> {
     Ok(match command {
@@ -109,22 +170,7 @@ pub async fn execute(client: &Client, command: Command) -> Result<Outcome, Clien
                 }),
             }
         }
-        Command::Private { to, text } => {
-            let info = client
-                .send_private(to.clone(), &text)
-                .await
-                .map_err(|e| hint_command(e, &to))?;
-            Outcome::Sent {
-                to: to.to_string(),
-                note: info.note.map(|n| (to.clone(), n)),
-                echo: Some(ClientEvent::Private {
-                    from: client.user().clone(),
-                    peer: to,
-                    text: shown(&text),
-                    ts: info.ts,
-                }),
-            }
-        }
+        Command::Private { to, text } => start_private(client, to, text).await?.await?,
         Command::Secret { to, key, text } => {
             client
                 .send_secret(Target::User(to.clone()), key, &text)

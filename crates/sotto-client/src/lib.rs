@@ -57,7 +57,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use addr::ServerAddr;
-pub use client::{Client, Events, OpenedSecret, SentInfo, Target, Verification};
+pub use client::{Client, Events, OpenedSecret, PendingSend, SentInfo, Target, Verification};
 pub use error::ClientError;
 pub use event::ClientEvent;
 pub use handshake::connect;

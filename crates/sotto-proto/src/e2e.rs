@@ -244,12 +244,49 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     })
 }
 
+/// A digest of a set of devices (user and device names; order and
+/// repeats do not matter), for [`crate::Message::Direct`]'s check that a
+/// message was encrypted for the devices the directory lists. Not a
+/// security measure (a server can list what it likes): it catches the
+/// race between a device list a client cached and a device added or
+/// removed a moment ago. FNV-1a over the sorted names.
+pub fn device_digest<'a>(devices: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut names: Vec<(&str, &str)> = devices.into_iter().collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (user, device) in names {
+        for byte in user.bytes().chain([0]).chain(device.bytes()).chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn user(name: &str) -> Username {
         Username::parse(name).unwrap()
+    }
+
+    #[test]
+    fn the_device_digest_is_of_the_set() {
+        let a = device_digest([("alice", "phone"), ("bob", "laptop")]);
+        assert_eq!(a, device_digest([("bob", "laptop"), ("alice", "phone")]));
+        assert_eq!(
+            a,
+            device_digest([("bob", "laptop"), ("alice", "phone"), ("bob", "laptop")])
+        );
+        assert_ne!(a, device_digest([("alice", "phone")]));
+        assert_ne!(
+            a,
+            device_digest([("alice", "phone"), ("bob", "laptop"), ("bob", "tablet")])
+        );
+        // Names are separated: moving a letter between them changes it.
+        assert_ne!(device_digest([("ab", "c")]), device_digest([("a", "bc")]));
     }
 
     fn device(id: &str) -> DeviceId {

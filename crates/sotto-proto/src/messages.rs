@@ -223,6 +223,14 @@ pub enum Message {
         to: Username,
         #[serde(with = "serde_bytes")]
         payload: Vec<u8>,
+        /// [`crate::e2e::device_digest`] of the devices (the sender's and
+        /// `to`'s) the message was encrypted for. If the server's directory
+        /// lists other devices now, the message is refused with
+        /// [`ErrorCode::DevicesChanged`] and not stored: a device added a
+        /// moment ago is not left without the key, and one removed does
+        /// not get a message meant for after its removal. `None`: no check.
+        #[serde(default)]
+        devices: Option<u64>,
     },
     Group {
         group: GroupName,
@@ -232,11 +240,11 @@ pub enum Message {
 }
 
 impl Message {
-    /// The request that sends it.
+    /// The request that sends it (the device check is the caller's).
     pub fn into_request(self) -> Request {
         match self {
             Message::Lobby { text } => Request::SendLobby { text },
-            Message::Direct { to, payload } => Request::SendDirect { to, payload },
+            Message::Direct { to, payload, .. } => Request::SendDirect { to, payload },
             Message::Group { group, payload } => Request::SendGroup { group, payload },
         }
     }
@@ -668,6 +676,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something failed inside the server; the request had no effect.
     Internal,
+    /// The devices a private message was encrypted for are no longer the
+    /// ones the directory lists: it was not stored; ask for the devices
+    /// again and encrypt it anew.
+    DevicesChanged,
 }
 
 impl ErrorCode {
@@ -697,6 +709,7 @@ impl ErrorCode {
             ErrorCode::Invalid => "invalid",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::DevicesChanged => "devices_changed",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod render;
 
+use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -208,8 +209,37 @@ async fn run(
                 mut lines,
                 prompted,
             } = input;
-            while let Some(line) = lines.recv().await {
-                if matches!(command::parse(&line), Ok(Command::Password)) {
+            // Private messages queued and not answered yet, oldest first.
+            let mut sending = VecDeque::new();
+            loop {
+                let line = tokio::select! {
+                    biased;
+                    Some(outcome) = next_reply(&mut sending), if !sending.is_empty() => {
+                        show(&out, outcome);
+                        continue;
+                    }
+                    line = lines.recv(), if sending.len() < MAX_IN_FLIGHT => line,
+                };
+                let Some(line) = line else { break };
+                let parsed = command::parse(&line);
+                if let Ok(command @ Command::Private { .. }) = parsed {
+                    match dispatch::start(&client, command).await {
+                        Ok(dispatch::Started::Sending(pending)) => sending.push_back(pending),
+                        Ok(dispatch::Started::Done(outcome)) => {
+                            finish(&mut sending, &out).await;
+                            show(&out, Ok(outcome));
+                        }
+                        Err(e) => {
+                            finish(&mut sending, &out).await;
+                            show(&out, Err(e));
+                        }
+                    }
+                    continue;
+                }
+                // Anything else waits for the messages before it, so what
+                // is shown stays in input order.
+                finish(&mut sending, &out).await;
+                if matches!(parsed, Ok(Command::Password)) {
                     change_password(&client, &mut lines, &out, prompted).await;
                     continue;
                 }
@@ -217,6 +247,7 @@ async fn run(
                     break;
                 }
             }
+            finish(&mut sending, &out).await;
             // `@quit` or end of input.
             let _ = client.quit().await;
         }
@@ -233,6 +264,34 @@ async fn run(
         }
     }
     Ok(())
+}
+
+/// Private messages from piped input in flight at once: each is stored
+/// before its reply, so sending one at a time would take a round trip and
+/// a commit per line.
+const MAX_IN_FLIGHT: usize = 128;
+
+/// The oldest queued message's reply, once it comes.
+async fn next_reply(
+    sending: &mut VecDeque<dispatch::Pending>,
+) -> Option<Result<dispatch::Outcome, sotto_client::ClientError>> {
+    let outcome = sending.front_mut()?.await;
+    sending.pop_front();
+    Some(outcome)
+}
+
+/// Waits for every queued message's reply, showing each in order.
+async fn finish(sending: &mut VecDeque<dispatch::Pending>, out: &Renderer) {
+    while let Some(pending) = sending.pop_front() {
+        show(out, pending.await);
+    }
+}
+
+fn show(out: &Renderer, outcome: Result<dispatch::Outcome, sotto_client::ClientError>) {
+    match outcome {
+        Ok(outcome) => out.outcome(&outcome),
+        Err(e) => out.client_error(&e),
+    }
 }
 
 /// An error already shown to the user: the process only exits non-zero.

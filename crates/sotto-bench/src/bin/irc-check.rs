@@ -162,33 +162,41 @@ async fn connect(
     w.write_all(format!("NICK {nick}\r\nUSER {nick} 0 * :irc-check\r\n").as_bytes())
         .await?;
     w.flush().await?;
-    wait_for(&mut r, &mut w, " 001 ").await?;
+    wait_for(&mut r, &mut w, "001").await?;
     if join {
         w.write_all(format!("JOIN {CHANNEL}\r\n").as_bytes())
             .await?;
         w.flush().await?;
-        wait_for(&mut r, &mut w, " 366 ").await?;
+        wait_for(&mut r, &mut w, "366").await?;
     }
     Ok((r, w))
 }
 
-/// Reads lines (answering PING) until one contains `what`.
+/// Reads lines (answering PING) until one whose command is `what`.
 async fn wait_for(r: &mut Reader, w: &mut Writer, what: &str) -> anyhow::Result<()> {
     let mut line = Vec::new();
     loop {
         line.clear();
         if r.read_until(b'\n', &mut line).await? == 0 {
-            bail!("server closed the connection waiting for{what}");
+            bail!("server closed the connection waiting for {what}");
         }
         let text = String::from_utf8_lossy(&line);
-        if let Some(token) = text.strip_prefix("PING ") {
-            w.write_all(format!("PONG {}\r\n", token.trim_end()).as_bytes())
-                .await?;
-            w.flush().await?;
-        } else if text.contains(what) {
-            return Ok(());
-        } else if text.starts_with("ERROR") || text.contains(" 433 ") {
-            bail!("refused: {}", text.trim_end());
+        let mut words = text.split_whitespace();
+        let mut command = words.next().unwrap_or("");
+        if command.starts_with(':') {
+            command = words.next().unwrap_or("");
+        }
+        match command {
+            "PING" => {
+                let token = text.trim_end().split_once(" ").map_or("", |(_, t)| t);
+                w.write_all(format!("PONG {token}\r\n").as_bytes()).await?;
+                w.flush().await?;
+            }
+            c if c == what => return Ok(()),
+            "ERROR" | "433" | "432" | "465" | "471" | "473" | "474" => {
+                bail!("refused: {}", text.trim_end())
+            }
+            _ => {}
         }
     }
 }

@@ -26,9 +26,9 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
     ) -> Result<EventBody, ClientEvent> {
         let ts = body.ts;
         let EventKind::Room(event) = &mut body.kind else {
-            // (Device lists are asked for on every send, so a
-            // `DevicesChanged` notice needs nothing here.)
             match &body.kind {
+                // The next message to a room with them asks the directory.
+                EventKind::DevicesChanged { user } => lock(&self.crypto).forget_devices(user),
                 EventKind::KeyCount {
                     one_time_keys,
                     fallback_used,

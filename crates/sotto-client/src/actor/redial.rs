@@ -11,6 +11,7 @@ use sotto_proto::{ClientFrame, Request};
 use tokio::io::AsyncWrite;
 
 use super::{Actor, Op, Pending, write_frame};
+use crate::crypto::lock;
 use crate::reconnect::{Redial, RedialError, backoff};
 use crate::{ClientError, ClientEvent, MAX_PENDING_REQUESTS};
 
@@ -99,6 +100,8 @@ impl<W: AsyncWrite + Unpin + Send> Actor<W> {
         self.frames = redialed.frames;
         self.reader = Some(redialed.reader);
         self.conn_seq = 0;
+        // Device changes while offline were not announced to this device.
+        lock(&self.crypto).device_lists.clear();
         tracing::info!(attempt, "reconnected");
         self.emit(ClientEvent::Reconnected {
             online: redialed.logged_in.online,

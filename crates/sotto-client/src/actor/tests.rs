@@ -895,6 +895,7 @@ async fn a_file_being_sent_reports_its_progress() {
                 message: sotto_proto::Message::Direct {
                     to: u("bob"),
                     payload,
+                    devices: None,
                 },
             },
             entry: Box::new(Entry::File {

@@ -48,12 +48,20 @@ pub(crate) struct SendPlan {
     notices: Vec<String>,
     /// The devices that can read the message: the room session's holders.
     readers: Vec<Recipient>,
+    /// Whether the members' device lists may come from, and go to, the
+    /// cache ([`Crypto::device_lists`]).
+    cached: bool,
+    /// With the cache: the digest of the devices the message is encrypted
+    /// for, which the server checks against its directory.
+    digest: Option<u64>,
 }
 
 #[derive(Debug)]
 enum Stage {
-    /// Asking the directory for the members' devices, a chunk at a time.
+    /// Asking the directory for the devices of the members whose lists are
+    /// not cached (`asking`), a chunk at a time.
     Query {
+        asking: Vec<Username>,
         next: usize,
         listed: Vec<DeviceKeys>,
     },
@@ -63,6 +71,8 @@ enum Stage {
         next: usize,
         claimed: Vec<ClaimedKey>,
     },
+    /// Nothing asked yet.
+    Start,
     /// The room key was shared: encrypt.
     Shared,
     Done,
@@ -83,13 +93,26 @@ impl SendPlan {
             room_id,
             members,
             body: Some(body),
-            stage: Stage::Query {
-                next: 0,
-                listed: Vec::new(),
-            },
+            stage: Stage::Start,
             notices: Vec::new(),
             readers: Vec::new(),
+            cached: false,
+            digest: None,
         }
+    }
+
+    /// What the server checks the devices against (`Message::Direct`'s
+    /// `devices`): set once the device lists are known, with the cache.
+    pub fn digest(&self) -> Option<u64> {
+        self.digest
+    }
+
+    /// Uses and fills the device-list cache: only for a private room,
+    /// whose two members share it for good, so the server tells this
+    /// device whenever either one's devices change.
+    pub fn with_cached_devices(mut self) -> Self {
+        self.cached = true;
+        self
     }
 
     /// What to show the sender (devices that cannot read it, and why).
@@ -112,17 +135,57 @@ impl SendPlan {
     ) -> Result<PlanStep, ClientError> {
         loop {
             match std::mem::replace(&mut self.stage, Stage::Done) {
-                Stage::Query { next, mut listed } => {
+                Stage::Start => {
+                    take_reply(&mut reply, false)?;
+                    // Cached lists are used as they are; the others are
+                    // asked for.
+                    let mut listed = Vec::new();
+                    let mut asking = Vec::new();
+                    for user in &self.members {
+                        match crypto.device_lists.get(user).filter(|_| self.cached) {
+                            Some(devices) => listed.extend(devices.iter().cloned()),
+                            None => asking.push(user.clone()),
+                        }
+                    }
+                    self.stage = Stage::Query {
+                        asking,
+                        next: 0,
+                        listed,
+                    };
+                }
+                Stage::Query {
+                    asking,
+                    next,
+                    mut listed,
+                } => {
                     match take_reply(&mut reply, next > 0)? {
-                        Some(Response::Devices { devices }) => listed.extend(devices),
+                        Some(Response::Devices { devices }) => {
+                            // The chunk just answered began at the last
+                            // multiple of the chunk size below `next`.
+                            let start = (next - 1) / MAX_KEY_QUERY_USERS * MAX_KEY_QUERY_USERS;
+                            let chunk = asking.get(start..next).unwrap_or_default();
+                            if self.cached {
+                                crypto.remember_devices(chunk, &devices);
+                            }
+                            listed.extend(devices);
+                        }
                         Some(other) => return Err(unexpected("query_keys", &other)),
                         None => {}
                     }
-                    if next < self.members.len() {
-                        let end = (next + MAX_KEY_QUERY_USERS).min(self.members.len());
-                        let users = self.members[next..end].to_vec();
-                        self.stage = Stage::Query { next: end, listed };
+                    if next < asking.len() {
+                        let end = (next + MAX_KEY_QUERY_USERS).min(asking.len());
+                        let users = asking[next..end].to_vec();
+                        self.stage = Stage::Query {
+                            asking,
+                            next: end,
+                            listed,
+                        };
                         return Ok(PlanStep::Ask(Request::QueryKeys { users }));
+                    }
+                    if self.cached {
+                        self.digest = Some(sotto_proto::e2e::device_digest(
+                            listed.iter().map(|d| (d.user.as_str(), d.device.as_str())),
+                        ));
                     }
                     let share = self.prepare(crypto, &listed, now_ms)?;
                     self.stage = Stage::Claim {
@@ -365,6 +428,21 @@ impl SendPlan {
 }
 
 impl Crypto {
+    /// Keeps the directory's answer for `users` (each user's devices, none
+    /// for a user it listed nothing for) until the server says they changed.
+    pub fn remember_devices(&mut self, users: &[Username], devices: &[DeviceKeys]) {
+        for user in users {
+            let theirs = devices.iter().filter(|d| d.user == *user).cloned();
+            self.device_lists.insert(user.clone(), theirs.collect());
+        }
+    }
+
+    /// `user`'s devices changed: the next message to a room with them asks
+    /// the directory again.
+    pub fn forget_devices(&mut self, user: &Username) {
+        self.device_lists.remove(user);
+    }
+
     /// The keys of this device's own sessions that left `keys`' device out
     /// (now that the user accepted it), each from where it was left out,
     /// as to-device contents; they count as shared with it from now on.

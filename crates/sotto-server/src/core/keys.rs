@@ -170,6 +170,18 @@ impl Core {
         Ok(Response::Devices { devices })
     }
 
+    /// [`sotto_proto::e2e::device_digest`] of these users' devices with
+    /// published keys (what `QueryKeys` lists for them).
+    pub(super) fn device_digest(&self, users: &[i64]) -> u64 {
+        sotto_proto::e2e::device_digest(
+            users
+                .iter()
+                .flat_map(|user| self.dir.user_devices.get(user).into_iter().flatten())
+                .filter_map(|device_key| self.dir.published_keys.get(device_key))
+                .map(|keys| (keys.user.as_str(), keys.device.as_str())),
+        )
+    }
+
     /// `ClaimKeys`: one key per device, a one-time key while any is left,
     /// else the fallback key. The owner's connections are told the new
     /// count so they can top up.

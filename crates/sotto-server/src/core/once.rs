@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 use sotto_proto::limits::REMEMBERED_SEND_IDS;
-use sotto_proto::{DeviceId, Message, Response};
+use sotto_proto::{DeviceId, ErrorCode, Message, Response};
 
 use super::{ConnId, Core, Effects};
 use crate::store::SentOnce;
@@ -69,6 +69,22 @@ impl Core {
                 ts: sent.ts,
                 note: None,
             }));
+        }
+        if let Message::Direct {
+            to,
+            devices: Some(digest),
+            ..
+        } = &message
+            && let Some(peer) = self.dir.user_ids.get(to).copied()
+            && self.device_digest(&[user, peer]) != *digest
+        {
+            return Ok(Err(sotto_proto::ErrorReply::new(
+                ErrorCode::DevicesChanged,
+                format!(
+                    "your devices or {to}'s changed since this message was encrypted: it was not \
+                     stored; encrypt it again for the devices listed now"
+                ),
+            )));
         }
         let reply = self.request(conn_id, user, device, message.into_request(), fx)?;
         if let Ok(Response::Sent {

@@ -223,6 +223,36 @@ fn chat_commands_through_the_real_binary_and_q_shutdown() {
 }
 
 #[test]
+fn piped_private_messages_are_pipelined_in_order_and_a_command_waits_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&dir.path().join("server"), "127.0.0.1:0");
+    let mut bob = chat(&server, "bob", &dir.path().join("bob"));
+    let mut alice = chat(&server, "alice", &dir.path().join("alice"));
+    // All at once, as piped input comes: the messages are in flight
+    // together, then `@names` and another message.
+    let mut input = String::new();
+    for i in 0..300 {
+        input.push_str(&format!("@bob message {i}\n"));
+    }
+    input.push_str("@names\n@bob last\n");
+    alice.stdin.write_all(input.as_bytes()).unwrap();
+    alice.stdin.flush().unwrap();
+    // Alice sees each one stored, in input order, and `@names` after them.
+    for i in 0..300 {
+        let got = alice.expect(|v| v["type"] == "sent" || v["type"] == "names");
+        assert_eq!(got["type"], "sent", "line {i}: {got}");
+    }
+    alice.expect(|v| v["type"] == "names");
+    alice.expect(|v| v["type"] == "sent");
+    // Bob gets every one, in order.
+    for i in 0..300 {
+        let got = bob.expect(|v| v["type"] == "private");
+        assert_eq!(got["text"], format!("message {i}"));
+    }
+    assert_eq!(bob.expect(|v| v["type"] == "private")["text"], "last");
+}
+
+#[test]
 fn kill_9_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");

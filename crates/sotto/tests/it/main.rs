@@ -6,6 +6,7 @@ mod basics;
 mod binary;
 mod devices;
 mod e2e;
+mod e2e_devices;
 mod e2e_groups;
 mod e2e_keyshare;
 mod e2e_restarts;

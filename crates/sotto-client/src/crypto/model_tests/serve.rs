@@ -19,6 +19,24 @@ impl Model {
         }
     }
 
+    /// As the server does: everyone online who shares a room with `user`
+    /// (and `user`) is told that `user`'s devices changed.
+    pub(super) fn devices_changed(&mut self, user: &sotto_proto::Username) {
+        let mut audience = std::collections::BTreeSet::from([user.clone()]);
+        for room in self.server.rooms.values() {
+            if room.inbox_of.is_none() && room.members.contains_key(user) {
+                audience.extend(room.members.keys().cloned());
+            }
+        }
+        for i in 0..self.devices.len() {
+            if self.online(i) && audience.contains(&self.devices[i].key.0) {
+                self.devices[i]
+                    .queue
+                    .push_back(Incoming::DevicesChanged(user.clone()));
+            }
+        }
+    }
+
     /// The server handles a request from device `at`.
     pub(super) fn serve(&mut self, at: usize, request: Request) -> Result<Response, ErrorReply> {
         let me = self.devices[at].key.clone();
@@ -30,15 +48,21 @@ impl Model {
                 fallback_key,
             } => {
                 let device = self.server.devices.get_mut(&me).unwrap();
+                let mut published = false;
                 if let Some(keys) = device_keys {
+                    published = device.keys.is_none();
                     device.keys = Some(*keys);
                 }
                 device.one_time_keys.extend(one_time_keys);
                 if let Some(key) = fallback_key {
                     device.fallback = Some(*key);
                 }
+                let count = device.one_time_keys.len() as u32;
+                if published {
+                    self.devices_changed(&me.0);
+                }
                 Ok(Response::KeyCount {
-                    one_time_keys: device.one_time_keys.len() as u32,
+                    one_time_keys: count,
                     fallback_used: false,
                 })
             }

@@ -134,6 +134,8 @@ pub(super) enum Incoming {
     Event(i64, RoomEvent),
     Reply(Tag, Result<Response, ErrorReply>),
     KeyCount(u32, bool),
+    /// The user's devices changed (keys published, or a device removed).
+    DevicesChanged(Username),
 }
 
 pub(super) fn refused(message: &str) -> ErrorReply {
