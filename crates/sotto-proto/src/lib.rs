@@ -24,7 +24,7 @@ pub use names::{DeviceId, GroupName, NameError, Password, Username};
 
 /// The protocol version this build speaks. A client whose hello carries a
 /// different version is told to upgrade and disconnected.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The lobby's room id: the same on every server.
 pub const LOBBY_ROOM_ID: u64 = 1;
