@@ -172,7 +172,9 @@ impl WriterState {
                         return Ok(());
                     }
                     if seq > last + 1 {
-                        self.replay(
+                        // Boxed: a store read's future is large, and the
+                        // writer task is sized for its largest await.
+                        Box::pin(self.replay(
                             SyncRange {
                                 room_id,
                                 after: last,
@@ -180,7 +182,7 @@ impl WriterState {
                             },
                             store,
                             writer,
-                        )
+                        ))
                         .await?;
                     }
                 }
@@ -189,7 +191,7 @@ impl WriterState {
             }
             Outbound::Sync { ranges, caught_up } => {
                 for range in ranges {
-                    self.replay(range, store, writer).await?;
+                    Box::pin(self.replay(range, store, writer)).await?;
                 }
                 if caught_up {
                     let body = EventBody {
