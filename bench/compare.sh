@@ -185,17 +185,26 @@ run() {
         --server-pid "$SERVER_PID" --duration "$DURATION" --warmup "$WARMUP" --json \
         --state-dir "$WORK/bench-state-$server" >"$out" 2>"$WORK/run/$tag/bench.err" || status=$?
     stop_server
-    python3 - "$id" "$title" "$label" "$status" "$out" >>"$RESULTS" <<'EOF'
+    record sotto-bench "$status" "$out" table="$id" title="$title" label="$label"
+}
+
+# record TOOL STATUS OUTPUT KEY=VALUE...: appends the last JSON line of
+# OUTPUT (or an error naming TOOL, if it failed) to results.jsonl, with
+# the keys added.
+record() {
+    python3 - "$@" >>"$RESULTS" <<'EOF'
 import json, sys
-table, title, label, status, path = sys.argv[1:]
+tool, status, path, *extra = sys.argv[1:]
 lines = [l for l in open(path, encoding="utf-8", errors="replace").read().splitlines() if l.strip()]
 try:
     row = json.loads(lines[-1]) if int(status) == 0 else None
 except (IndexError, ValueError):
     row = None
 if row is None:
-    row = {"error": f"sotto-bench exited with status {status}; see {path}"}
-row.update(table=table, title=title, label=label)
+    row = {"error": f"{tool} exited with status {status}; see {path}"}
+    if tool != "sotto-bench":
+        row["tool"] = tool
+row.update(dict(kv.split("=", 1) for kv in extra))
 print(json.dumps(row))
 EOF
 }
@@ -225,19 +234,7 @@ check() {
         --server-pid "$SERVER_PID" --duration "$DURATION" --warmup "$WARMUP" \
         "${gate[@]}" >"$out" 2>"$WORK/run/$tag/check.err" || status=$?
     stop_server
-    python3 - "$id" "$label" "$status" "$out" >>"$RESULTS" <<'EOF2'
-import json, sys
-table, label, status, path = sys.argv[1:]
-lines = [l for l in open(path, encoding="utf-8", errors="replace").read().splitlines() if l.strip()]
-try:
-    row = json.loads(lines[-1]) if int(status) == 0 else None
-except (IndexError, ValueError):
-    row = None
-if row is None:
-    row = {"tool": "irc-check", "error": f"irc-check exited with status {status}; see {path}"}
-row.update(table=table, label=label)
-print(json.dumps(row))
-EOF2
+    record irc-check "$status" "$out" table="$id" label="$label"
 }
 
 # checks ID -- ARGS: the cross-check against InspIRCd and ngIRCd.
