@@ -284,8 +284,8 @@ async fn send(
         }
         .encode(spec.size)
     };
-    match (group, spec.shape) {
-        (None, Shape::Pairs(_)) => {
+    match group {
+        None => {
             let Ok(peer) = spec.user(i ^ 1) else { return };
             let mut in_flight = std::collections::VecDeque::new();
             while counts.sending.load(Relaxed) {
@@ -307,13 +307,12 @@ async fn send(
                 count(&counts, pending.await.is_ok());
             }
         }
-        (Some(group), _) => {
+        Some(group) => {
             while counts.sending.load(Relaxed) {
                 let result = client.send_group(group.clone(), &text()).await;
                 count(&counts, result.is_ok());
             }
         }
-        (None, Shape::Group { .. }) => {}
     }
 }
 

@@ -608,10 +608,7 @@ impl Client {
 
     /// Sends a private message.
     pub async fn send_private(&self, to: Username, text: &str) -> Result<SentInfo, ClientError> {
-        let body = MessageBody::Text {
-            text: prepare_text(text)?,
-        };
-        self.send_encrypted(Target::User(to), body, None).await
+        self.start_private(to, text).await?.await
     }
 
     /// Encrypts and queues a private message; the returned future waits

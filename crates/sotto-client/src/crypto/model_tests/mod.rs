@@ -483,32 +483,25 @@ impl Model {
                 // The server's check of a private message's devices: a
                 // cached list that missed a change is refused, and the
                 // client asks again and encrypts anew.
-                if let Some(digest) = sending.plan.digest() {
-                    let listed = sotto_proto::e2e::device_digest(
-                        self.server
-                            .devices
-                            .iter()
-                            .filter(|(k, d)| sending.members.contains(&k.0) && d.keys.is_some())
-                            .map(|(k, _)| (k.0.as_str(), k.1.as_str())),
-                    );
-                    if listed != digest {
-                        self.stats.device_races += 1;
-                        let crypto = self.devices[at].crypto.as_mut().unwrap();
-                        for member in &sending.members {
-                            crypto.forget_devices(member);
-                        }
-                        sending.plan = SendPlan::new(
-                            sending.room_id,
-                            sending.members.iter().cloned().collect(),
-                            MessageBody::Text {
-                                text: sending.text.clone(),
-                            },
-                        )
-                        .with_cached_devices();
-                        sending.removed_before = self.removed.clone();
-                        self.devices[at].sending = Some(sending);
-                        return;
+                if let Some(digest) = sending.plan.digest()
+                    && self.server.device_digest(|u| sending.members.contains(u)) != digest
+                {
+                    self.stats.device_races += 1;
+                    let crypto = self.devices[at].crypto.as_mut().unwrap();
+                    for member in &sending.members {
+                        crypto.forget_devices(member);
                     }
+                    sending.plan = SendPlan::new(
+                        sending.room_id,
+                        sending.members.iter().cloned().collect(),
+                        MessageBody::Text {
+                            text: sending.text.clone(),
+                        },
+                    )
+                    .with_cached_devices();
+                    sending.removed_before = self.removed.clone();
+                    self.devices[at].sending = Some(sending);
+                    return;
                 }
                 let envelope = MegolmEnvelope::decode(&payload).unwrap();
                 let readers: BTreeSet<DeviceKey> = sending
@@ -922,15 +915,7 @@ fn send_private(
                 }
             }
             PlanStep::Payload(payload) => {
-                let listed = sotto_proto::e2e::device_digest(
-                    model
-                        .server
-                        .devices
-                        .iter()
-                        .filter(|(k, d)| members.contains(&k.0) && d.keys.is_some())
-                        .map(|(k, _)| (k.0.as_str(), k.1.as_str())),
-                );
-                if plan.digest() != Some(listed) {
+                if plan.digest() != Some(model.server.device_digest(|u| members.contains(u))) {
                     asked.push("refused");
                 } else {
                     model.post(at, room, payload).unwrap();

@@ -146,6 +146,17 @@ pub(super) fn refused(message: &str) -> ErrorReply {
 }
 
 impl Server {
+    /// The digest of the members' devices with published keys, as the
+    /// real server checks a private message's against.
+    pub(super) fn device_digest(&self, is_member: impl Fn(&Username) -> bool) -> u64 {
+        sotto_proto::e2e::device_digest(
+            self.devices
+                .iter()
+                .filter(|(k, d)| is_member(&k.0) && d.keys.is_some())
+                .map(|(k, _)| (k.0.as_str(), k.1.as_str())),
+        )
+    }
+
     pub(super) fn add_room(&mut self, reference: RoomRef, members: &[Username]) -> u64 {
         self.next_room += 1;
         let id = self.next_room;
